@@ -1,0 +1,55 @@
+# The two commands a newcomer needs: `make run` and `make test` (see README).
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+# Debian packages the tests drive: headless Chromium (Mini App e2e), shellcheck (deploy scripts),
+# poppler-utils (renders the analytics PDF), Node.js + npm (Apps Script tests; usually preinstalled).
+SYSTEM_PACKAGES := chromium chromium-driver shellcheck poppler-utils
+SYSTEM_COMMANDS := chromium chromedriver shellcheck pdftoppm
+
+.PHONY: run test lint typecheck system-deps gas-deps bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/marketingbot local
+
+system-deps:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$$missing node"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages (missing:$$missing)"; \
+	  pkgs="$(SYSTEM_PACKAGES)"; case "$$missing" in *node*) pkgs="$$pkgs nodejs npm";; esac; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; \
+	  else echo "cannot install$$missing (not root, no sudo): tests that need them will fail on CI"; fi; \
+	fi
+
+gas-deps:
+	@if [ -f gas/package-lock.json ]; then cd gas && npm ci --no-audit --no-fund --loglevel=error; fi
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check bot gateway tests bench
+	$(VENV)/bin/ruff format --check bot gateway
+
+typecheck: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.installed-dev system-deps gas-deps lint typecheck
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.installed-dev
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache gas/node_modules

@@ -1,0 +1,1 @@
+"""MarketingBot: the Telegram bot, its services, AI, web app and CLI."""

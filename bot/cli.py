@@ -1,0 +1,118 @@
+"""The `marketingbot` command (also `python -m bot`). Commands are thin: the work is in bot/app.py."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from bot.config import ConfigError, Settings, load_settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="MarketingBot: the agency partners' assistant.")
+sheets_cli = typer.Typer(no_args_is_help=True, help="Read and write the spreadsheet through the gateway.")
+cli.add_typer(sheets_cli, name="sheets")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+@cli.command()
+def local() -> None:
+    """The embedded default: local store with demo data, Mini App on http://127.0.0.1:8080, worker in-process."""
+    from bot.app import run_application
+
+    settings = _settings(sheets_backend="local")
+    asyncio.run(run_application(settings, local=True))
+
+
+@cli.command()
+def run() -> None:
+    """Production: everything from the environment / .env."""
+    from bot.app import run_application
+
+    asyncio.run(run_application(_settings(), local=False))
+
+
+@cli.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="Process one batch and exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between batches.")] = 10.0,
+) -> None:
+    """The analytics worker (the Python twin of the Apps Script) against the configured backend."""
+    from bot.app import run_worker
+
+    asyncio.run(run_worker(_settings(), once=once, interval=interval))
+
+
+@cli.command()
+def check() -> None:
+    """Validate configuration and reach every dependency; exit 0, or print why and exit 1."""
+    from bot.app import check_dependencies
+
+    problems = asyncio.run(check_dependencies(_settings()))
+    if problems:
+        for p in problems:
+            typer.echo(f"FAIL {p}", err=True)
+        raise typer.Exit(1)
+    typer.echo("OK: configuration valid, every dependency reachable")
+
+
+@sheets_cli.command("init")
+def sheets_init() -> None:
+    """Create missing sheets and header rows (on Google also status dropdowns and frozen headers)."""
+    from bot.app import init_sheets
+
+    created = asyncio.run(init_sheets(_settings()))
+    typer.echo("created: " + (", ".join(created) if created else "nothing (all sheets exist)"))
+
+
+@sheets_cli.command("dump")
+def sheets_dump(
+    sheet: str,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+) -> None:
+    """Print a sheet: CSV, or JSON (an array of rows, header row first)."""
+    from bot.app import dump_sheet
+
+    if fmt not in ("csv", "json"):
+        typer.echo("--format must be csv or json", err=True)
+        raise typer.Exit(2)
+    try:
+        rows = asyncio.run(dump_sheet(_settings(), sheet))
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+    else:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        sys.stdout.write(buf.getvalue())
+
+
+@sheets_cli.command("set")
+def sheets_set(sheet: str, cell: str, value: str) -> None:
+    """Write one cell (A1 notation, e.g. G2) verbatim: how a staff edit is simulated locally."""
+    from bot.app import set_cell
+
+    try:
+        asyncio.run(set_cell(_settings(), sheet, cell, value))
+    except (LookupError, ValueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{sheet}!{cell.upper()} set")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,60 @@
+"""Logging: text or JSON lines, and a filter that keeps secrets (the bot token in httpx URLs) out of logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+
+_BOT_URL_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
+
+
+class SecretFilter(logging.Filter):
+    """Masks every known secret and any Bot API token in a URL (httpx logs request URLs at INFO)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s and len(s) >= 6]
+
+    def mask(self, text: str) -> str:
+        """Text with secrets replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _BOT_URL_TOKEN.sub("/bot***", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = self.mask(record.getMessage())
+        record.msg, record.args = message, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line for journald / log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str, secrets: Iterable[str]) -> None:
+    """Configure the root logger once, with the secret filter on the handler (so every logger is covered)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(SecretFilter(secrets))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # httpx logs every request URL at INFO; keep it at WARNING (and masked anyway).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

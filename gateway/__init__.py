@@ -1,0 +1,25 @@
+"""The data layer: every read and write of the spreadsheet goes through `AsyncSheetsGateway`."""
+
+from gateway.errors import (
+    BadRequest,
+    CellTooLarge,
+    GatewayError,
+    QuotaExceeded,
+    RowNotFound,
+    SchemaError,
+    SheetUnavailable,
+)
+from gateway.gateway import AsyncSheetsGateway
+from gateway.table import Record
+
+__all__ = [
+    "AsyncSheetsGateway",
+    "BadRequest",
+    "CellTooLarge",
+    "GatewayError",
+    "QuotaExceeded",
+    "Record",
+    "RowNotFound",
+    "SchemaError",
+    "SheetUnavailable",
+]

@@ -1,0 +1,207 @@
+"""The embedded backend: one aiosqlite file (WAL) holding sheets as rows of string cells.
+
+It honours the same A1 semantics as Google Sheets (trimmed trailing cells and rows, RAW values,
+INSERT_ROWS appends, the 50,000-character cell limit) so every service runs unchanged on it.
+Another process (the CLI) may read and write the same file at the same time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import aiosqlite
+
+from gateway import a1
+from gateway.backend import Rows
+from gateway.errors import BadRequest, CellTooLarge, GatewayError, TransientBackendError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sheets (title TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    sheet TEXT NOT NULL, row INTEGER NOT NULL, col INTEGER NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (sheet, row, col)
+) WITHOUT ROWID;
+"""
+
+
+class LocalSheetsBackend:
+    """Sheets stored in a local SQLite file; the embedded default backend."""
+
+    name = "local"
+
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 10_000) -> None:
+        self._path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        """Open the file (creating it and its folder) in WAL mode."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self._path, isolation_level=None)
+        await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.executescript(_SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        """Close the file."""
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise GatewayError("local backend used before open()")
+        return self._db
+
+    async def sheet_titles(self) -> list[str]:
+        """Titles in creation order."""
+        try:
+            async with self.db.execute("SELECT title FROM sheets ORDER BY position") as cur:
+                return [str(r[0]) async for r in cur]
+        except sqlite3.OperationalError as exc:
+            raise TransientBackendError(f"local store busy: {exc}") from exc
+
+    async def add_sheet(self, title: str, headers: Sequence[str]) -> None:
+        """Create a sheet with a header row (no-op for the sheet if it exists)."""
+        async with self._write() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO sheets(title, position) "
+                "VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM sheets))",
+                (title,),
+            )
+            await db.executemany(
+                "INSERT OR REPLACE INTO cells(sheet, row, col, value) VALUES (?, 1, ?, ?)",
+                [(title, i + 1, h) for i, h in enumerate(headers) if h],
+            )
+
+    async def batch_get(self, ranges: Sequence[str]) -> list[Rows]:
+        """Values of each range, trimmed like Google's values API."""
+        parsed = [self._parse(r) for r in ranges]
+        titles = set(await self.sheet_titles())
+        out: list[Rows] = []
+        try:
+            for rng in parsed:
+                if rng.sheet not in titles:
+                    raise BadRequest(f"Unable to parse range: {a1.quote_title(rng.sheet)}")
+                out.append(await self._read(rng))
+        except sqlite3.OperationalError as exc:
+            raise TransientBackendError(f"local store busy: {exc}") from exc
+        return out
+
+    async def batch_update(self, data: Sequence[tuple[str, Rows]]) -> None:
+        """Write every (range, rows) pair in one transaction; values are stored verbatim."""
+        parsed = [(self._parse(rng), rows) for rng, rows in data]
+        for _, rows in parsed:
+            _check_sizes(rows)
+        titles = set(await self.sheet_titles())
+        async with self._write() as db:
+            for rng, rows in parsed:
+                if rng.sheet not in titles:
+                    raise BadRequest(f"Unable to parse range: {a1.quote_title(rng.sheet)}")
+                await self._put(db, rng.sheet, rng.row1 or 1, rng.col1 or 1, rows)
+
+    async def append(self, sheet: str, rows: Rows) -> int:
+        """Insert rows after the last non-empty row, atomically against other writers."""
+        _check_sizes(rows)
+        if sheet not in set(await self.sheet_titles()):
+            raise BadRequest(f"Unable to parse range: {a1.quote_title(sheet)}")
+        async with self._write() as db:
+            async with db.execute("SELECT COALESCE(MAX(row), 0) FROM cells WHERE sheet = ?", (sheet,)) as cur:
+                row = await cur.fetchone()
+            first = int(row[0] if row else 0) + 1
+            await self._put(db, sheet, first, 1, rows)
+        return first
+
+    async def format_sheet(self, sheet: str, headers: Sequence[str], dropdowns: Mapping[str, Sequence[str]]) -> None:
+        """Nothing to format without a spreadsheet UI."""
+
+    # -- internals -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse(rng: str) -> a1.A1Range:
+        try:
+            return a1.parse(rng)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+
+    def _write(self) -> _WriteTxn:
+        return _WriteTxn(self.db)
+
+    async def _read(self, rng: a1.A1Range) -> Rows:
+        sql = "SELECT row, col, value FROM cells WHERE sheet = ?"
+        args: list[object] = [rng.sheet]
+        for column, op, bound in (
+            ("row", ">=", rng.row1),
+            ("row", "<=", rng.row2),
+            ("col", ">=", rng.col1),
+            ("col", "<=", rng.col2),
+        ):
+            if bound is not None:
+                sql += f" AND {column} {op} ?"
+                args.append(bound)
+        sql += " ORDER BY row, col"
+        row0 = rng.row1 or 1
+        col0 = rng.col1 or 1
+        grid: dict[int, dict[int, str]] = {}
+        async with self.db.execute(sql, args) as cur:
+            async for r, c, v in cur:
+                if v != "":
+                    grid.setdefault(int(r) - row0, {})[int(c) - col0] = str(v)
+        if not grid:
+            return []
+        out: Rows = []
+        for i in range(max(grid) + 1):
+            cells = grid.get(i, {})
+            out.append([cells.get(j, "") for j in range(max(cells) + 1)] if cells else [])
+        return out
+
+    @staticmethod
+    async def _put(db: aiosqlite.Connection, sheet: str, row0: int, col0: int, rows: Rows) -> None:
+        upserts: list[tuple[str, int, int, str]] = []
+        deletes: list[tuple[str, int, int]] = []
+        for i, cells in enumerate(rows):
+            for j, value in enumerate(cells):
+                if value == "":
+                    deletes.append((sheet, row0 + i, col0 + j))
+                else:
+                    upserts.append((sheet, row0 + i, col0 + j, value))
+        if deletes:
+            await db.executemany("DELETE FROM cells WHERE sheet = ? AND row = ? AND col = ?", deletes)
+        if upserts:
+            await db.executemany("INSERT OR REPLACE INTO cells(sheet, row, col, value) VALUES (?, ?, ?, ?)", upserts)
+
+
+class _WriteTxn:
+    """BEGIN IMMEDIATE … COMMIT, so appends from two processes never pick the same row."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> aiosqlite.Connection:
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise TransientBackendError(f"local store busy: {exc}") from exc
+        return self._db
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            await self._db.execute("COMMIT")
+        else:
+            await self._db.execute("ROLLBACK")
+
+
+def _check_sizes(rows: Rows) -> None:
+    for cells in rows:
+        for value in cells:
+            if not isinstance(value, str):
+                raise BadRequest(f"cell values must be strings, got {type(value).__name__}")
+            if len(value) > a1.MAX_CELL_CHARS:
+                raise CellTooLarge(
+                    f"Your input contains more than the maximum of {a1.MAX_CELL_CHARS} characters in a single cell."
+                )

@@ -1,0 +1,72 @@
+"""Coalescing: concurrent requests issued close together share one backend call.
+
+At most one flush runs at a time. Requests that arrive while a flush is in flight wait for the
+next one, so nobody ever receives data fetched before they asked: batching, never caching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# A flush returns one result (or the exception for that item) per item, in order.
+FlushFn = Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]]
+
+
+class Batcher(Generic[Item, Result]):
+    """Collects items for `window` seconds (or while a flush is in flight) and flushes them together."""
+
+    def __init__(self, flush: FlushFn[Item, Result], *, window: float = 0.005, max_items: int = 200) -> None:
+        self._flush = flush
+        self._window = window
+        self._max_items = max_items
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._runner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    async def submit(self, item: Item) -> Result:
+        """Queue one item and wait for its own result."""
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, fut))
+        if len(self._pending) >= self._max_items:
+            self._wake.set()
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        return await fut
+
+    async def _run(self) -> None:
+        while self._pending:
+            if self._window > 0 and len(self._pending) < self._max_items:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._window)
+            batch, self._pending = self._pending[: self._max_items], self._pending[self._max_items :]
+            live = [(item, fut) for item, fut in batch if not fut.done()]
+            if not live:
+                continue
+            try:
+                results = await self._flush([item for item, _ in live])
+            except BaseException as exc:  # one failure fails the whole batch, never silently
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, fut), res in zip(live, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far has been flushed."""
+        while self._runner is not None and not self._runner.done():
+            await asyncio.shield(self._runner)

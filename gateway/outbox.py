@@ -1,0 +1,156 @@
+"""The write path: coalesced batches, and the durable outbox for writes the sheet cannot take now.
+
+A write is acknowledged only once it is in the sheet or journaled in the outbox. While anything is
+journaled, new writes queue behind it so the sheet sees writes in the order they were made.
+Replays run idempotently, so a write whose answer was lost is never applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from gateway.coalesce import Batcher
+from gateway.errors import GatewayError, SheetUnavailable
+from gateway.metrics import GatewayMetrics
+from gateway.ops import WriteOp
+from gateway.resilience import BreakerOpen
+from gateway.state import StateStore
+from gateway.writer import BatchApplier, Job
+
+log = logging.getLogger(__name__)
+
+
+class Writer:
+    """Coalesces writes into batches and falls back to the outbox when the sheet is unavailable."""
+
+    def __init__(
+        self,
+        applier: BatchApplier,
+        state: StateStore,
+        metrics: GatewayMetrics,
+        *,
+        window: float = 0.005,
+        replay_interval: float = 5.0,
+        replay_batch: int = 100,
+    ) -> None:
+        self._applier = applier
+        self._state = state
+        self._metrics = metrics
+        self._batcher: Batcher[list[WriteOp], None] = Batcher(self._flush, window=window)
+        self._replay_interval = replay_interval
+        self._replay_batch = replay_batch
+        self._depth = 0
+        self._kick = asyncio.Event()
+        self._replayer: asyncio.Task[None] | None = None
+        self._journal_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Load the outbox depth and start the replayer (journaled writes from a previous run go first)."""
+        self._depth = await self._state.outbox_depth()
+        self._replayer = asyncio.create_task(self._replay_loop(), name="outbox-replayer")
+        if self._depth:
+            log.warning("outbox holds %d writes from a previous run; replaying", self._depth)
+            self._kick.set()
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        """Finish in-flight batches, try once more to empty the outbox, then stop the replayer."""
+        await self._batcher.drain()
+        if self._depth:
+            with contextlib.suppress(TimeoutError, GatewayError):
+                await asyncio.wait_for(self._replay_once(), flush_timeout)
+        if self._replayer is not None:
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
+
+    @property
+    def depth(self) -> int:
+        """Writes waiting in the outbox."""
+        return self._depth
+
+    async def write(self, ops: Sequence[WriteOp]) -> None:
+        """Apply ops (in order); returns once they are in the sheet or durably in the outbox."""
+        batch = list(ops)
+        if not batch:
+            return
+        if self._depth:
+            await self._journal(batch, maybe_applied=False)
+            return
+        try:
+            await self._batcher.submit(batch)
+        except BreakerOpen:
+            await self._journal(batch, maybe_applied=False)
+        except SheetUnavailable:
+            # A timeout or 5xx may hide a write that did land: replay it idempotently.
+            await self._journal(batch, maybe_applied=True)
+
+    async def wait_empty(self, within: float) -> bool:
+        """Wait until the outbox is empty (tests and shutdown); True when it is."""
+
+        async def _poll() -> None:
+            while self._depth:
+                self._kick.set()
+                await asyncio.sleep(0.02)
+
+        try:
+            await asyncio.wait_for(_poll(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _flush(self, groups: list[list[WriteOp]]) -> list[BaseException | None]:
+        jobs = [Job(op) for group in groups for op in group]
+        results = await self._applier.apply(jobs)
+        out: list[BaseException | None] = []
+        pos = 0
+        for group in groups:
+            errs = [e for e in results[pos : pos + len(group)] if e is not None]
+            pos += len(group)
+            out.append(errs[0] if errs else None)
+        return out
+
+    async def _journal(self, ops: list[WriteOp], *, maybe_applied: bool) -> None:
+        async with self._journal_lock:
+            await self._state.outbox_put(ops, maybe_applied=maybe_applied)
+            self._depth += len(ops)
+        self._kick.set()
+
+    async def _replay_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._replay_interval)
+            self._kick.clear()
+            if not self._depth:
+                continue
+            try:
+                await self._replay_once()
+            except SheetUnavailable as exc:
+                log.info("outbox replay deferred: %s (%d waiting)", exc, self._depth)
+                await asyncio.sleep(self._replay_interval)
+            except Exception:
+                log.exception("outbox replay failed")
+                await asyncio.sleep(self._replay_interval)
+
+    async def _replay_once(self) -> None:
+        while True:
+            entries = await self._state.outbox_peek(self._replay_batch)
+            if not entries:
+                self._depth = 0
+                return
+            seqs = [e.seq for e in entries]
+            await self._state.outbox_mark_attempted(seqs)
+            results = await self._applier.apply([Job(e.op, idempotent=e.maybe_applied) for e in entries])
+            for entry, err in zip(entries, results, strict=True):
+                if err is not None:
+                    # Rejected for good (bad data): keep it visible to the admin instead of blocking the queue.
+                    log.error("outbox write %s dropped to dead letters: %s", entry.op.op_id, err)
+                    await self._state.ledger_set("outbox-dead", entry.op.op_id, type(err).__name__, entry.op.to_json())
+            async with self._journal_lock:
+                await self._state.outbox_delete(seqs)
+                self._depth = await self._state.outbox_depth()
+            self._metrics.outbox_replayed += len(entries)

@@ -1,0 +1,171 @@
+"""Breaker, retries and rate limiting around any backend, so Google and the local store behave alike.
+
+pybreaker has no asyncio support: `breaker.call(async_fn)` would count the coroutine's creation as a
+success. We use `with breaker.calling(): await ...` so the awaited outcome is what is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pybreaker
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from gateway.backend import Rows, SheetsBackend
+from gateway.errors import BadRequest, QuotaExceeded, SheetUnavailable, TransientBackendError
+from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import SlidingWindowLimiter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BreakerOpen(SheetUnavailable):
+    """The circuit breaker is open: the sheet failed repeatedly, calls are refused until it half-opens."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one logical call tries before it is declared unavailable."""
+
+    max_attempts: int = 5
+    max_delay: float = 60.0
+    initial_backoff: float = 0.5
+    max_backoff: float = 20.0
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, QuotaExceeded | TransientBackendError) and not isinstance(exc, BreakerOpen)
+
+
+def _counts_as_failure(exc: BaseException) -> bool:
+    # A 429 or a malformed request proves Google is up: neither should open the breaker.
+    return not isinstance(exc, QuotaExceeded | BadRequest)
+
+
+class ResilientBackend:
+    """A SheetsBackend wrapper adding the breaker, tenacity retries and the quota limiter."""
+
+    def __init__(
+        self,
+        inner: SheetsBackend,
+        *,
+        metrics: GatewayMetrics,
+        breaker_fail_max: int = 5,
+        breaker_reset_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        read_limiter: SlidingWindowLimiter | None = None,
+        write_limiter: SlidingWindowLimiter | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.metrics = metrics
+        # The real error surfaces from the call that trips the breaker; later calls get BreakerOpen.
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=breaker_fail_max,
+            reset_timeout=breaker_reset_timeout,
+            exclude=[lambda e: not _counts_as_failure(e)],
+            throw_new_error_on_trip=False,
+            name=f"sheets-{inner.name}",
+        )
+        self.retry = retry or RetryPolicy()
+        self._read_limiter = read_limiter
+        self._write_limiter = write_limiter
+        self._sleep = sleep
+        self._backoff = wait_exponential_jitter(initial=self.retry.initial_backoff, max=self.retry.max_backoff)
+
+    @property
+    def breaker_state(self) -> str:
+        """'closed', 'open' or 'half-open'."""
+        return str(self.breaker.current_state)
+
+    async def open(self) -> None:
+        """Open the wrapped backend."""
+        await self.inner.open()
+
+    async def close(self) -> None:
+        """Close the wrapped backend."""
+        await self.inner.close()
+
+    async def sheet_titles(self) -> list[str]:
+        """See SheetsBackend."""
+        return await self._call("metadata", self.inner.sheet_titles, write=False)
+
+    async def add_sheet(self, title: str, headers: Sequence[str]) -> None:
+        """See SheetsBackend."""
+        await self._call("add_sheet", lambda: self.inner.add_sheet(title, headers), write=True)
+
+    async def batch_get(self, ranges: Sequence[str]) -> list[Rows]:
+        """See SheetsBackend."""
+        return await self._call("batch_get", lambda: self.inner.batch_get(ranges), write=False)
+
+    async def batch_update(self, data: Sequence[tuple[str, Rows]]) -> None:
+        """See SheetsBackend."""
+        await self._call("batch_update", lambda: self.inner.batch_update(data), write=True)
+
+    async def append(self, sheet: str, rows: Rows) -> int:
+        """See SheetsBackend."""
+        return await self._call("append", lambda: self.inner.append(sheet, rows), write=True)
+
+    async def format_sheet(self, sheet: str, headers: Sequence[str], dropdowns: Mapping[str, Sequence[str]]) -> None:
+        """See SheetsBackend."""
+        await self._call("format", lambda: self.inner.format_sheet(sheet, headers, dropdowns), write=True)
+
+    # -- the one code path every call takes ----------------------------------------------------
+
+    async def _call(self, kind: str, fn: Callable[[], Awaitable[T]], *, write: bool) -> T:
+        limiter = self._write_limiter if write else self._read_limiter
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.max_delay),
+            wait=self._wait,
+            retry=retry_if_exception(_is_retryable),
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if limiter is not None:
+                        await limiter.acquire()
+                    return await self._attempt(kind, fn, limiter)
+        except SheetUnavailable:
+            self.metrics.record_failure()
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _attempt(self, kind: str, fn: Callable[[], Awaitable[T]], limiter: SlidingWindowLimiter | None) -> T:
+        self.metrics.record_call(kind)
+        try:
+            with self.breaker.calling():
+                return await fn()
+        except pybreaker.CircuitBreakerError as exc:
+            raise BreakerOpen(f"sheet breaker is open ({kind} refused)") from exc
+        except QuotaExceeded as exc:
+            self.metrics.record_quota_error()
+            if limiter is not None and exc.retry_after:
+                limiter.penalize(exc.retry_after)
+            raise
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
+            return float(exc.retry_after)
+        return float(self._backoff(state))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.metrics.record_retry()
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("sheet call failed (%s), retry %d", type(exc).__name__, state.attempt_number)

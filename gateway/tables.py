@@ -1,0 +1,150 @@
+"""`Table`: key-based reads and writes on one sheet, the building block of the domain repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from gateway import a1
+from gateway.backend import Rows
+from gateway.errors import GatewayError, SchemaError, TransientBackendError
+from gateway.locate import RowLocator, Want
+from gateway.ops import WriteOp, append_text, insert, upsert
+from gateway.schemas import SheetSchema
+from gateway.table import HeaderMap, Record
+
+ReadFn = Callable[[Sequence[str]], Awaitable[list[Rows]]]
+WriteFn = Callable[[Sequence[WriteOp]], Awaitable[None]]
+
+
+class Table:
+    """One sheet seen through its schema. Every read is fresh from the sheet; writes go through the outbox."""
+
+    def __init__(self, schema: SheetSchema, read: ReadFn, write: WriteFn, locator: RowLocator) -> None:
+        self.schema = schema
+        self.title = schema.title
+        self._read = read
+        self._write = write
+        self._locator = locator
+
+    def _key_column(self, column: str | None) -> str:
+        col = column or self.schema.key
+        if col is None:
+            raise SchemaError(f"sheet {self.title!r} has no key column; pass one")
+        return col
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, key: str, column: str | None = None) -> Record | None:
+        """The row whose `column` (default: the schema key) equals `key`, read fresh; None if absent."""
+        return (await self.get_many([key], column))[key]
+
+    async def get_many(self, keys: Iterable[str], column: str | None = None) -> dict[str, Record | None]:
+        """Several rows by key in as few reads as possible."""
+        col = self._key_column(column)
+        keys = list(dict.fromkeys(keys))
+        wants = {k: Want(self.title, (col,), (k.strip(),)) for k in keys}
+        headers, found = await self._locator.locate(list(wants.values()))
+        hm = headers[self.title]
+        out: dict[str, Record | None] = {}
+        for k, w in wants.items():
+            f = found[w]
+            out[k] = hm.record(f.row, f.cells, self.schema.headers) if f else None
+        return out
+
+    async def all(self) -> list[Record]:
+        """Every data row (one read). Empty rows are skipped."""
+        (rows,) = await self._read([a1.sheet_range(self.title)])
+        if not rows:
+            raise SchemaError(f"sheet {self.title!r} has no header row")
+        hm = HeaderMap.from_row(self.title, rows[0])
+        self._locator.headers[self.title] = hm
+        return [hm.record(i + 2, cells, self.schema.headers) for i, cells in enumerate(rows[1:]) if any(cells)]
+
+    async def select(self, columns: Sequence[str]) -> list[Record]:
+        """Only `columns` of every data row, normally in one read (the header is verified in the same call)."""
+        for _ in range(3):
+            hm = self._locator.headers.get(self.title) or await self._locator.header(self.title)
+            cols = [hm.col(c) for c in columns]
+            results = await self._read([a1.row_range(self.title, 1)] + [a1.column_range(self.title, c) for c in cols])
+            fresh = HeaderMap.from_row(self.title, results[0][0] if results[0] else [])
+            self._locator.headers[self.title] = fresh
+            if fresh.headers != hm.headers:
+                continue  # staff moved columns between our header read and this one
+            height = max((len(r) for r in results[1:]), default=0)
+            out = []
+            for i in range(1, height):
+                values = {
+                    c: (res[i][0] if i < len(res) and res[i] else "")
+                    for c, res in zip(columns, results[1:], strict=True)
+                }
+                if any(values.values()):
+                    out.append(Record(i + 1, values))
+            return out
+        raise TransientBackendError(f"columns of {self.title!r} kept moving")
+
+    async def header(self) -> HeaderMap:
+        """The sheet's header row, fresh."""
+        return await self._locator.header(self.title)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def op_upsert(
+        self,
+        key: str,
+        values: dict[str, str],
+        *,
+        column: str | None = None,
+        create: bool = True,
+        insert_defaults: dict[str, str] | None = None,
+    ) -> WriteOp:
+        """The op `upsert` would write (to combine several ops in one write)."""
+        return upsert(self.title, self._key_column(column), key, values, create=create, insert_defaults=insert_defaults)
+
+    def op_insert(self, values: dict[str, str], key_columns: tuple[str, ...] | None = None) -> WriteOp:
+        """The op `insert` would write."""
+        cols = key_columns or ((self.schema.key,) if self.schema.key else tuple(self.schema.headers[:1]))
+        return insert(self.title, cols, values)
+
+    def op_append_text(
+        self,
+        key: str,
+        column: str,
+        text: str,
+        *,
+        values: dict[str, str] | None = None,
+        insert_defaults: dict[str, str] | None = None,
+        create: bool = True,
+        archive_overflow: bool = False,
+        key_column: str | None = None,
+    ) -> WriteOp:
+        """The op `append_text` would write."""
+        return append_text(
+            self.title,
+            self._key_column(key_column),
+            key,
+            column,
+            text,
+            values=values,
+            insert_defaults=insert_defaults,
+            create=create,
+            archive_overflow=archive_overflow,
+        )
+
+    async def upsert(self, key: str, values: dict[str, str], **kw: object) -> None:
+        """Set cells on the keyed row (create it unless create=False)."""
+        await self._write([self.op_upsert(key, values, **kw)])  # type: ignore[arg-type]
+
+    async def insert(self, values: dict[str, str]) -> None:
+        """Add a row (skipped on replay if its key already exists)."""
+        await self._write([self.op_insert(values)])
+
+    async def append_text(self, key: str, column: str, text: str, **kw: object) -> None:
+        """Append text to one cell of the keyed row."""
+        await self._write([self.op_append_text(key, column, text, **kw)])  # type: ignore[arg-type]
+
+    async def write(self, ops: Sequence[WriteOp]) -> None:
+        """Several ops in one acknowledged write."""
+        await self._write(ops)
+
+
+__all__ = ["GatewayError", "Record", "Table"]

@@ -1,0 +1,243 @@
+"""Applying write ops: one verify-read and at most one call per kind for a whole batch of ops.
+
+A batch is applied as: locate every keyed row (one coalesced batchGet, hints verified), apply the
+ops in order to in-memory images of those rows, then append new rows (one call per sheet; archive
+rows first so no text is ever dropped) and write only the changed cells (one values:batchUpdate).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway import a1
+from gateway.backend import SheetsBackend
+from gateway.errors import CellTooLarge, GatewayError, RowNotFound
+from gateway.locate import Found, RowLocator, Want
+from gateway.ops import OpKind, WriteOp, insert
+from gateway.schemas import ARCHIVE, ArchiveCol
+from gateway.table import HeaderMap
+
+_ENTRY_START = re.compile(r"^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?\]", re.MULTILINE)
+
+
+@dataclass
+class _Pending:
+    """A row about to be appended."""
+
+    sheet: str
+    want: Want | None
+    cells: list[str]
+
+
+@dataclass(frozen=True)
+class Job:
+    """An op and whether it must be applied idempotently (it may already be in the sheet)."""
+
+    op: WriteOp
+    idempotent: bool = False
+
+
+class BatchApplier:
+    """Applies a batch of write ops to a backend."""
+
+    def __init__(
+        self, backend: SheetsBackend, locator: RowLocator, archive_target: int = a1.MAX_CELL_CHARS // 2
+    ) -> None:
+        self._backend = backend
+        self._locator = locator
+        self._archive_target = archive_target
+
+    async def apply(self, jobs: Sequence[Job]) -> list[GatewayError | None]:
+        """Apply jobs in order; returns a per-job error (or None). Backend failures raise for the batch."""
+        wants = []
+        for job in jobs:
+            if job.op.kind is not OpKind.INSERT or job.idempotent:
+                wants.append(_want(job.op))
+        extra = [job.op.sheet for job in jobs] + ([ARCHIVE.title] if any(j.op.archive_overflow for j in jobs) else [])
+        headers, found = await self._locator.locate(list(dict.fromkeys(wants)), extra_sheets=sorted(set(extra)))
+        images: dict[tuple[str, int], list[str]] = {}
+        originals: dict[tuple[str, int], list[str]] = {}
+        pending: list[_Pending] = []
+        pending_by_want: dict[Want, _Pending] = {}
+        results: list[GatewayError | None] = []
+        for job in jobs:
+            op = job.op
+            hm = headers[op.sheet]
+            want = _want(op)
+            try:
+                cells = self._target(op, job, want, hm, found, images, originals, pending_by_want)
+                if cells is None:
+                    new = self._new_row(op, hm)
+                    p = _Pending(op.sheet, want if op.key else None, new)
+                    pending.append(p)
+                    if op.kind is not OpKind.INSERT or job.idempotent:
+                        pending_by_want[want] = p
+                    if op.kind is OpKind.APPEND_TEXT:
+                        self._set(hm, new, op.text_column or "", "")
+                        self._append_text(op, job, hm, new, pending, headers)
+                elif op.kind is not OpKind.INSERT:
+                    for header, value in op.values.items():
+                        self._set(hm, cells, header, value)
+                    if op.kind is OpKind.APPEND_TEXT:
+                        self._append_text(op, job, hm, cells, pending, headers)
+                results.append(None)
+            except GatewayError as exc:
+                results.append(exc)
+        await self._flush(pending, images, originals, headers)
+        return results
+
+    # -- per-op steps ------------------------------------------------------------------------
+
+    def _target(
+        self,
+        op: WriteOp,
+        job: Job,
+        want: Want,
+        hm: HeaderMap,
+        found: dict[Want, Found | None],
+        images: dict[tuple[str, int], list[str]],
+        originals: dict[tuple[str, int], list[str]],
+        pending_by_want: dict[Want, _Pending],
+    ) -> list[str] | None:
+        """The row image this op changes, or None when a new row must be created."""
+        if want in pending_by_want:
+            return pending_by_want[want].cells
+        loc = found.get(want)
+        if loc is None:
+            if op.kind is OpKind.INSERT or op.create:
+                return None
+            raise RowNotFound(f"{op.sheet}: no row with {'/'.join(op.key_columns)} = {'/'.join(op.key)}")
+        slot = (op.sheet, loc.row)
+        if slot not in images:
+            width = max(hm.width, len(loc.cells))
+            images[slot] = list(loc.cells) + [""] * (width - len(loc.cells))
+            originals[slot] = list(images[slot])
+        return images[slot]
+
+    def _new_row(self, op: WriteOp, hm: HeaderMap) -> list[str]:
+        cells = [""] * hm.width
+        values = {**op.insert_defaults, **op.values}
+        for column, key in zip(op.key_columns, op.key, strict=True):
+            values.setdefault(column, key)
+        for header, value in values.items():
+            self._set(hm, cells, header, value)
+        return cells
+
+    @staticmethod
+    def _set(hm: HeaderMap, cells: list[str], header: str, value: str) -> None:
+        col = hm.col(header)
+        if len(value) > a1.MAX_CELL_CHARS:
+            raise CellTooLarge(f"{hm.sheet}.{header}: {len(value)} characters, the limit is {a1.MAX_CELL_CHARS}")
+        if len(cells) < col:
+            cells.extend([""] * (col - len(cells)))
+        cells[col - 1] = value
+
+    def _append_text(
+        self,
+        op: WriteOp,
+        job: Job,
+        hm: HeaderMap,
+        cells: list[str],
+        pending: list[_Pending],
+        headers: dict[str, HeaderMap],
+    ) -> None:
+        col = hm.col(op.text_column or "")
+        current = cells[col - 1] if col - 1 < len(cells) else ""
+        if job.idempotent and op.text and op.text in current:
+            return  # already applied by the attempt whose answer we never saw
+        combined = _join(current, op.text)
+        if len(combined) > a1.MAX_CELL_CHARS:
+            if not op.archive_overflow:
+                raise CellTooLarge(f"{hm.sheet}.{op.text_column}: would exceed {a1.MAX_CELL_CHARS} characters")
+            moved, kept = split_for_archive(current, op.text, self._archive_target)
+            archive = insert(
+                ARCHIVE.title,
+                (ArchiveCol.TELEGRAM_ID, ArchiveCol.PERIOD),
+                {
+                    ArchiveCol.TELEGRAM_ID: op.key[0],
+                    ArchiveCol.PERIOD: period_of(moved),
+                    ArchiveCol.LOG: moved,
+                },
+            )
+            # Archive rows go first in `pending` so the moved text is saved before the cell is trimmed.
+            pending.insert(0, _Pending(ARCHIVE.title, None, self._new_row(archive, headers[ARCHIVE.title])))
+            combined = _join(kept, op.text)
+        self._set(hm, cells, op.text_column or "", combined)
+
+    # -- the calls -----------------------------------------------------------------------------
+
+    async def _flush(
+        self,
+        pending: list[_Pending],
+        images: dict[tuple[str, int], list[str]],
+        originals: dict[tuple[str, int], list[str]],
+        headers: dict[str, HeaderMap],
+    ) -> None:
+        by_sheet: dict[str, list[_Pending]] = {}
+        for p in pending:
+            by_sheet.setdefault(p.sheet, []).append(p)
+        order = sorted(by_sheet, key=lambda s: s != ARCHIVE.title)
+        for sheet in order:
+            rows = by_sheet[sheet]
+            first = await self._backend.append(sheet, [_trim(p.cells) for p in rows])
+            for i, p in enumerate(rows):
+                if p.want is not None:
+                    self._locator.hints.set(sheet, p.want.columns, p.want.key, first + i)
+        data: list[tuple[str, list[list[str]]]] = []
+        for (sheet, row), cells in images.items():
+            before = originals[(sheet, row)]
+            for i, value in enumerate(cells):
+                if i >= len(before) or before[i] != value:
+                    data.append((a1.cell_range(sheet, row, i + 1), [[value]]))
+        if data:
+            await self._backend.batch_update(data)
+
+
+def _want(op: WriteOp) -> Want:
+    return Want(op.sheet, op.key_columns, tuple(k.strip() for k in op.key))
+
+
+def _join(current: str, text: str) -> str:
+    if not current:
+        return text
+    if not text:
+        return current
+    return current + ("" if current.endswith("\n") else "\n") + text
+
+
+def _trim(cells: list[str]) -> list[str]:
+    out = list(cells)
+    while out and out[-1] == "":
+        out.pop()
+    return out
+
+
+def split_for_archive(current: str, incoming: str, target: int) -> tuple[str, str]:
+    """Split a log into (oldest part to archive, newest part to keep) at entry boundaries.
+
+    Keeps the newest entries while kept + incoming stays within `target` characters.
+    """
+    starts = [m.start() for m in _ENTRY_START.finditer(current)]
+    if not starts or starts[0] != 0:
+        starts = [0, *starts]
+    budget = max(0, target - len(incoming) - 1)
+    cut = len(current)
+    for s in reversed(starts):
+        if len(current) - s > budget:
+            break
+        cut = s
+    if cut == 0:  # everything fits: still archive the oldest entry so the cell shrinks
+        cut = starts[1] if len(starts) > 1 else len(current)
+    if cut == len(current) and len(current) > budget:
+        cut = len(current) - budget if budget else len(current)  # one huge entry: cut by characters
+    return current[:cut].rstrip("\n"), current[cut:]
+
+
+def period_of(text: str) -> str:
+    """'first — last' timestamps of the entries in an archived part (or '' when none)."""
+    stamps = [m.group(0).strip("[]") for m in _ENTRY_START.finditer(text)]
+    if not stamps:
+        return ""
+    return stamps[0] if len(stamps) == 1 else f"{stamps[0]} — {stamps[-1]}"
