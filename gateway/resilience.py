@@ -49,6 +49,12 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, QuotaExceeded | TransientBackendError) and not isinstance(exc, BreakerOpen)
 
 
+def _is_retryable_append(exc: BaseException) -> bool:
+    # An append is not idempotent: after a timeout it may have landed. Only a 429 (refused, not
+    # applied) is retried here; anything else goes to the outbox, whose replay checks keys first.
+    return isinstance(exc, QuotaExceeded)
+
+
 def _counts_as_failure(exc: BaseException) -> bool:
     # A 429 or a malformed request proves Google is up: neither should open the breaker.
     return not isinstance(exc, QuotaExceeded | BadRequest)
@@ -117,7 +123,9 @@ class ResilientBackend:
 
     async def append(self, sheet: str, rows: Rows) -> int:
         """See SheetsBackend."""
-        return await self._call("append", lambda: self.inner.append(sheet, rows), write=True)
+        return await self._call(
+            "append", lambda: self.inner.append(sheet, rows), write=True, retryable=_is_retryable_append
+        )
 
     async def format_sheet(self, sheet: str, headers: Sequence[str], dropdowns: Mapping[str, Sequence[str]]) -> None:
         """See SheetsBackend."""
@@ -125,12 +133,19 @@ class ResilientBackend:
 
     # -- the one code path every call takes ----------------------------------------------------
 
-    async def _call(self, kind: str, fn: Callable[[], Awaitable[T]], *, write: bool) -> T:
+    async def _call(
+        self,
+        kind: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        write: bool,
+        retryable: Callable[[BaseException], bool] = _is_retryable,
+    ) -> T:
         limiter = self._write_limiter if write else self._read_limiter
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.max_delay),
             wait=self._wait,
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(retryable),
             sleep=self._sleep,
             before_sleep=self._before_sleep,
             reraise=True,

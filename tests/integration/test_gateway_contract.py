@@ -40,8 +40,18 @@ async def test_append_inserts_after_last_row(any_gateway: AsyncSheetsGateway) ->
 
 @pytest.mark.parametrize(
     "value",
-    ["=1+1", "=IMPORTXML(\"http://x\", \"//a\")", "+79161234567", "@user", "-5", "'quoted", "007",
-     "Привет, мир! 🏠 ₽ «ёлка»", "x" * 50_000, "line1\nline2"],
+    [
+        "=1+1",
+        '=IMPORTXML("http://x", "//a")',
+        "+79161234567",
+        "@user",
+        "-5",
+        "'quoted",
+        "007",
+        "Привет, мир! 🏠 ₽ «ёлка»",
+        "x" * 50_000,
+        "line1\nline2",
+    ],
 )
 async def test_values_are_stored_verbatim(any_gateway: AsyncSheetsGateway, value: str) -> None:
     """User text is stored RAW: formulas, phone numbers, handles, signs and 50,000 characters come back unchanged."""
