@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,10 @@ import pytest
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
 from gateway.resilience import RetryPolicy
+from tests.fakes.gemini_server import FakeGeminiServer
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.sheets_server import FakeSheetsServer
+from tests.fakes.telegram_server import FakeTelegramServer
 
 # --- gateway -------------------------------------------------------------------------------------
 
@@ -19,9 +23,7 @@ FAST_RETRY = RetryPolicy(max_attempts=3, max_delay=2.0, initial_backoff=0.01, ma
 @pytest.fixture
 def local_gateway_config(tmp_path: Path) -> GatewayConfig:
     """A gateway config on a fresh local store in tmp_path, with test-speed retries."""
-    return GatewayConfig(
-        backend="local", local_db_path=tmp_path / "sheets.db", retry=FAST_RETRY, replay_interval=0.05
-    )
+    return GatewayConfig(backend="local", local_db_path=tmp_path / "sheets.db", retry=FAST_RETRY, replay_interval=0.05)
 
 
 @pytest.fixture
@@ -36,10 +38,24 @@ async def local_gateway(local_gateway_config: GatewayConfig) -> AsyncIterator[As
         await gw.close()
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "google"])
 async def any_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncSheetsGateway]:
-    """A started gateway with every sheet created, on each backend in turn."""
-    cfg = GatewayConfig(backend="local", local_db_path=tmp_path / "sheets.db", retry=FAST_RETRY, replay_interval=0.05)
+    """A started gateway with every sheet created: on the local store, then on Google (real gspread + fake server)."""
+    server: FakeSheetsServer | None = None
+    if request.param == "google":
+        server = FakeSheetsServer(sheets=()).start()
+        cfg = GatewayConfig(
+            backend="google",
+            spreadsheet_id=server.spreadsheet_id,
+            sheets_api_base_url=server.url,
+            local_db_path=tmp_path / "state" / "unused.db",
+            retry=FAST_RETRY,
+            replay_interval=0.05,
+        )
+    else:
+        cfg = GatewayConfig(
+            backend="local", local_db_path=tmp_path / "sheets.db", retry=FAST_RETRY, replay_interval=0.05
+        )
     gw = build_gateway(cfg)
     await gw.start()
     await gw.ensure_sheets()
@@ -47,3 +63,45 @@ async def any_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield gw
     finally:
         await gw.close()
+        if server is not None:
+            server.stop()
+
+
+# --- fakes: Telegram Bot API, Gemini, OpenAI-compatible (owner: tests/fakes/{telegram,gemini,openai}_server.py)
+
+
+@pytest.fixture
+def telegram_server() -> Iterator[FakeTelegramServer]:
+    """A running fake Bot API; point PTB at ``.api_base_url`` / ``.file_base_url`` with ``.token``."""
+    with FakeTelegramServer() as server:
+        yield server
+
+
+@pytest.fixture
+def gemini_server() -> Iterator[FakeGeminiServer]:
+    """A running fake Gemini API answering at ``.url`` (google-genai ``api_version="v1"``)."""
+    with FakeGeminiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeOpenAIServer]:
+    """A running fake OpenAI-compatible API; the client's base_url is ``.url + "/v1"``."""
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+# --- end of fakes block
+
+
+# --- fake Google Sheets API (owner: tests/fakes/sheets_server.py) ---------------------------------
+
+
+@pytest.fixture
+def sheets_server() -> Iterator[FakeSheetsServer]:
+    """A running fake Sheets v4 API on 127.0.0.1; point the google backend's base_url at ``.url``."""
+    with FakeSheetsServer() as server:
+        yield server
+
+
+# --- end of fake Sheets block

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs do
+    # Headers and body go out in separate writes; with Nagle on, delayed ACKs add ~40 ms per call.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
@@ -142,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         request = HTTPRequest(
             method=self.command,
-            path=split.path,
+            path=unquote(split.path),  # clients percent-encode e.g. the ':' of a bot token
             query=parse_qs(split.query, keep_blank_values=True),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self._read_body(),
@@ -194,9 +196,9 @@ class LoopbackHTTPServer:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234`` (no trailing slash)."""
-        if self._httpd is None:
-            raise FakeServerError("server is not started")
+        """Base URL, e.g. ``http://127.0.0.1:41234`` (no trailing slash); kept while stopped for restarts."""
+        if self._port == 0:
+            raise FakeServerError("server was never started")
         return f"http://{self._host}:{self._port}"
 
     @property
@@ -337,7 +339,7 @@ class Notifier:
                     return None
                 self._cond.wait(remaining)
 
-    async def wait(self, check: Callable[[], Any], timeout: float) -> Any:
+    async def wait(self, check: Callable[[], Any], timeout: float) -> Any:  # noqa: ASYNC109 - a deadline, not a cancel scope
         """Await until ``check()`` (called under the lock) returns a non-None value; None on timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -459,7 +461,7 @@ class AIFakeServer(LoopbackHTTPServer):
         with self._cond:
             return len(self._records)
 
-    async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[Any]:
+    async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[Any]:  # noqa: ASYNC109
         """Await until at least ``n`` model calls were recorded; returns the records."""
         found = await self._notifier.wait(lambda: list(self._records) if len(self._records) >= n else None, timeout)
         if found is None:
@@ -552,9 +554,7 @@ def gemini_error_body(status: int, message: str | None = None, retry_after: floa
     name, default_message = _GOOGLE_STATUS.get(status, ("UNKNOWN", "Unknown error."))
     error: JSON = {"code": status, "message": message or default_message, "status": name}
     if retry_after is not None:
-        error["details"] = [
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}
-        ]
+        error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}]
     return {"error": error}
 
 
@@ -614,15 +614,13 @@ class FakeGeminiServer(AIFakeServer):
         if match is None:
             return HTTPResponse.json(404, gemini_error_body(404, f"Unknown path {request.path}"))
         version, model, method = match["version"], match["model"], match["method"]
-        key = request.headers.get("x-goog-api-key") or (request.query.get("key") or [None])[0]
+        key = request.headers.get("x-goog-api-key") or next(iter(request.query.get("key", [])), None)
         if self._api_key is not None and key != self._api_key:
             return HTTPResponse.json(400, gemini_error_body(400, "API key not valid. Please pass a valid API key."))
         if self._known_models is not None and model not in self._known_models:
             return HTTPResponse.json(
                 404,
-                gemini_error_body(
-                    404, f"models/{model} is not found for API version {version}, or is not supported."
-                ),
+                gemini_error_body(404, f"models/{model} is not found for API version {version}, or is not supported."),
             )
         if request.method == "GET" and method is None:
             return HTTPResponse.json(200, self._model_info(model))
@@ -640,9 +638,7 @@ class FakeGeminiServer(AIFakeServer):
             "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
         }
 
-    def _generate(
-        self, request: HTTPRequest, version: str, model: str, method: str, key: str | None
-    ) -> HTTPResponse:
+    def _generate(self, request: HTTPRequest, version: str, model: str, method: str, key: str | None) -> HTTPResponse:
         try:
             body = request.json()
         except ValueError:
@@ -674,10 +670,8 @@ class FakeGeminiServer(AIFakeServer):
         if problem:
             return HTTPResponse.json(400, gemini_error_body(400, problem))
         if fault is not None and fault.status is not None:
-            headers = {"Retry-After": str(math.ceil(fault.retry_after))} if fault.retry_after is not None else {}
-            return HTTPResponse.json(
-                fault.status, gemini_error_body(fault.status, fault.message, fault.retry_after), headers
-            )
+            # Like Gemini: the delay travels only as a RetryInfo detail, never as a Retry-After header.
+            return HTTPResponse.json(fault.status, gemini_error_body(fault.status, fault.message, fault.retry_after))
         answer = self._answer_text(body, lambda b: echo_reply(last_user_text(b)))
         if method == "streamGenerateContent":
             return self._stream(body, model, answer)
@@ -724,8 +718,7 @@ class FakeGeminiServer(AIFakeServer):
             size = max(1, math.ceil(len(words) / 3))
             pieces = ["".join(words[i : i + size]) for i in range(0, len(words), size)]
             events = [
-                self._response_body(body, model, piece, final=i == len(pieces) - 1)
-                for i, piece in enumerate(pieces)
+                self._response_body(body, model, piece, final=i == len(pieces) - 1) for i, piece in enumerate(pieces)
             ]
 
         def chunks() -> Iterator[bytes]:

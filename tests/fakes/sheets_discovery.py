@@ -70,6 +70,7 @@ class SheetsDiscovery:
 
     def _collect(self, resources: Mapping[str, Any]) -> None:
         for resource in resources.values():
+            self._collect(resource.get("resources", {}))
             for spec in resource.get("methods", {}).values():
                 template: str = spec.get("flatPath", spec["path"])
                 params: Mapping[str, Mapping[str, Any]] = spec.get("parameters", {})
@@ -120,25 +121,29 @@ class SheetsDiscovery:
             for value in values:
                 self._check_scalar(value, spec, _snake(name), from_query=True)
 
-    def check_body(self, method: ApiMethod, body: Any) -> None:
-        """Reject a JSON body with fields or values the request message does not define."""
+    def check_body(self, method: ApiMethod, body: Any) -> Any:
+        """Reject a JSON body with fields or values the request message does not define.
+
+        Returns the body with every field name in lowerCamelCase (Google also accepts the proto
+        snake_case names), so handlers read one spelling.
+        """
         if method.request_schema is None:
             if body not in (None, {}):
                 raise DiscoveryError(400, "Invalid JSON payload received. Request body is not expected.")
-            return
+            return body
         if body is None:
-            return
-        self._check_message(body, method.request_schema, "")
+            return None
+        return self._check_message(body, method.request_schema, "")
 
-    def _check_message(self, value: Any, schema_name: str, path: str) -> None:
+    def _check_message(self, value: Any, schema_name: str, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             where = f" at '{path}'" if path else ""
             raise DiscoveryError(
                 400, f"Invalid JSON payload received. Expected an object{where} ({schema_name}), got {value!r:.80}."
             )
         properties: Mapping[str, Mapping[str, Any]] = self._schemas[schema_name].get("properties", {})
+        out: dict[str, Any] = {}
         for key, item in value.items():
-            # Google's JSON parser accepts both lowerCamelCase and proto snake_case names.
             name = key if key in properties else _camel(key)
             spec = properties.get(name)
             if spec is None:
@@ -146,32 +151,30 @@ class SheetsDiscovery:
                 raise DiscoveryError(
                     400, f'Invalid JSON payload received. Unknown name "{key}"{where}: Cannot find field.'
                 )
-            self._check_value(item, spec, f"{path}.{_snake(name)}" if path else _snake(name))
+            out[name] = self._check_value(item, spec, f"{path}.{_snake(name)}" if path else _snake(name))
+        return out
 
-    def _check_value(self, value: Any, spec: Mapping[str, Any], path: str) -> None:
+    def _check_value(self, value: Any, spec: Mapping[str, Any], path: str) -> Any:
         if value is None:
-            return  # JSON null means "default" for every proto3 field
+            return None  # JSON null means "default" for every proto3 field
         ref = spec.get("$ref")
         if ref is not None:
-            self._check_message(value, ref, path)
-            return
+            return self._check_message(value, ref, path)
         kind = spec.get("type")
         if kind == "array":
             if not isinstance(value, list):
                 raise DiscoveryError(400, f"Invalid value at '{path}' (list), {value!r:.80}")
-            for i, item in enumerate(value):
-                self._check_value(item, spec.get("items", {}), f"{path}[{i}]")
-        elif kind == "object":
+            return [self._check_value(item, spec.get("items", {}), f"{path}[{i}]") for i, item in enumerate(value)]
+        if kind == "object":
             if not isinstance(value, dict):
                 raise DiscoveryError(400, f"Invalid value at '{path}' (map), {value!r:.80}")
             extra = spec.get("additionalProperties")
-            if extra is not None:
-                for key, item in value.items():
-                    self._check_value(item, extra, f"{path}[{key!r}]")
-        elif kind == "any":
-            return
-        else:
+            if extra is None:
+                return value
+            return {key: self._check_value(item, extra, f"{path}[{key!r}]") for key, item in value.items()}
+        if kind != "any":
             self._check_scalar(value, spec, path, from_query=False)
+        return value
 
     @staticmethod
     def _check_scalar(value: Any, spec: Mapping[str, Any], path: str, *, from_query: bool) -> None:

@@ -35,11 +35,11 @@ from typing import Any
 MAX_CELL_CHARS = 50_000
 DEFAULT_ROWS = 1000
 DEFAULT_COLUMNS = 26
-MAX_COLUMNS = 18_278  # ZZZ
 
 _CELL_REF = re.compile(r"^([A-Za-z]{1,3})?([0-9]+)?$")
 _BARE_TITLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOOKS_LIKE_CELL = re.compile(r"^[A-Za-z]{1,3}[0-9]+$")
+_FIELD_NAME = re.compile(r"[^,()]+")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -86,6 +86,7 @@ class Bounds:
 
     def contains(self, other: Bounds) -> bool:
         """Whether `other` lies wholly inside this rectangle (open ends count as infinite)."""
+
         def inside(lo: int, hi: int | None, olo: int, ohi: int | None) -> bool:
             if olo < lo:
                 return False
@@ -330,14 +331,73 @@ def _masked(value: Any, paths: Sequence[Sequence[str]]) -> Any:
     return out
 
 
+def parse_field_mask(text: str) -> dict[str, Any]:
+    """Parse a partial-response ``fields`` selector (``a.b,c(d,e/f)``) into a tree; ``None`` = whole."""
+    pos = 0
+
+    def parse_list() -> dict[str, Any]:
+        nonlocal pos
+        node: dict[str, Any] = {}
+        while pos < len(text) and text[pos] != ")":
+            m = _FIELD_NAME.match(text, pos)
+            parts = [p for p in re.split(r"[./]", m.group(0).strip()) if p] if m else []
+            if not m or not parts:
+                raise ValueError(f"Invalid field selection {text!r}")
+            pos = m.end()
+            leaf: dict[str, Any] | None = None
+            if pos < len(text) and text[pos] == "(":
+                pos += 1
+                leaf = parse_list()
+                if pos >= len(text) or text[pos] != ")":
+                    raise ValueError(f"Invalid field selection {text!r}")
+                pos += 1
+            for part in reversed(parts[1:]):
+                leaf = {part: leaf}
+            _merge_mask(node, parts[0], leaf)
+            if pos < len(text) and text[pos] == ",":
+                pos += 1
+        return node
+
+    tree = parse_list()
+    if pos != len(text):
+        raise ValueError(f"Invalid field selection {text!r}")
+    return tree
+
+
+def _merge_mask(node: dict[str, Any], key: str, sub: dict[str, Any] | None) -> None:
+    if key in node and node[key] is None:
+        return  # already selected whole
+    if sub is None:
+        node[key] = None
+        return
+    child = node.setdefault(key, {})
+    for k, v in sub.items():
+        _merge_mask(child, k, v)
+
+
 def _mask_paths(fields: str) -> list[list[str]]:
-    return [re.split(r"[./]", f.strip()) for f in fields.split(",") if f.strip()]
+    """A field mask as a list of paths (``*`` selects everything)."""
+    out: list[list[str]] = []
+
+    def walk(tree: dict[str, Any], prefix: list[str]) -> None:
+        for key, sub in tree.items():
+            if sub is None or not sub:
+                out.append([*prefix, key])
+            else:
+                walk(sub, [*prefix, key])
+
+    try:
+        walk(parse_field_mask(fields), [])
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return out
 
 
-def _deep_merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
+def deep_merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Merge `update` into `into`, recursing into nested objects (how formats accumulate)."""
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _deep_merge(into[key], value)
+            deep_merge(into[key], value)
         else:
             into[key] = copy.deepcopy(value)
 
@@ -470,6 +530,8 @@ class Spreadsheet:
     def _plan(self, sheet: Sheet, bounds: Bounds, cells: list[list[Cell | None]], text: str) -> _Write:
         height = len(cells)
         width = max((len(line) for line in cells), default=0)
+        if bounds.row2 == bounds.row1 + 1 and bounds.col2 == bounds.col1 + 1:
+            bounds = Bounds(bounds.row1, None, bounds.col1, None)  # one cell is only an anchor
         if bounds.row2 is not None and height > bounds.row2 - bounds.row1:
             raise ApiError(
                 400,
@@ -646,7 +708,7 @@ class Spreadsheet:
         paths = [["*"]] if fields.strip() == "*" else _mask_paths(fields)
         for path in paths:
             if path == ["*"]:
-                _deep_merge(current, props)
+                deep_merge(current, props)
                 continue
             source: Any = props
             for name in path:
@@ -858,7 +920,7 @@ class Spreadsheet:
         fmt: dict[str, Any] = {}
         for record in sheet.formats:
             if record.bounds.covers(row, col):
-                _deep_merge(fmt, record.format)
+                deep_merge(fmt, record.format)
         if fmt:
             data["userEnteredFormat"] = fmt
         rule = next((v.rule for v in reversed(sheet.validations) if v.bounds.covers(row, col)), None)
