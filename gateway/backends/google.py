@@ -118,9 +118,9 @@ class GoogleSheetsBackend:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Build the client and read the sheet list once (which also proves the spreadsheet exists)."""
+        """Build the client. No network call: the bot must start (and queue writes) during a Google outage;
+        sheet ids are loaded on first need and `marketingbot check` proves the spreadsheet is reachable."""
         await asyncio.to_thread(self._connect)
-        await self._call("open", self._refresh_sheet_ids)
 
     def _connect(self) -> None:
         credentials = self._credentials()

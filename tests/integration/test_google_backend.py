@@ -70,13 +70,14 @@ async def queue_sheet(backend: GoogleSheetsBackend, sheets_server: FakeSheetsSer
 # -- sheets ----------------------------------------------------------------------------------------
 
 
-async def test_open_reads_the_sheet_list_once(sheets_server: FakeSheetsServer) -> None:
-    """open() costs one metadata call and sheet_titles() lists the tabs in order."""
+async def test_open_makes_no_call_and_titles_cost_one(sheets_server: FakeSheetsServer) -> None:
+    """open() makes no call (the bot must start during an outage); sheet_titles() is one metadata call."""
     sheets_server.add_sheet("Auth")
     backend = await _open(sheets_server)
     try:
-        assert sheets_server.calls == {"metadata": 1}
+        assert sheets_server.calls == {}
         assert await backend.sheet_titles() == ["Sheet1", "Auth"]
+        assert sheets_server.calls == {"metadata": 1}
     finally:
         await backend.close()
 
@@ -304,10 +305,11 @@ async def test_overflowing_a_bounded_range_is_bad_request(backend: GoogleSheetsB
 
 
 async def test_missing_spreadsheet_is_schema_error(sheets_server: FakeSheetsServer) -> None:
-    """open() on a spreadsheet id the API does not know fails with a SchemaError naming it."""
+    """The first call on a spreadsheet id the API does not know fails with a SchemaError naming it."""
     backend = GoogleSheetsBackend("no-such-book", None, base_url=sheets_server.url)
+    await backend.open()
     with pytest.raises(SchemaError, match="no-such-book"):
-        await backend.open()
+        await backend.sheet_titles()
     await backend.close()
 
 
