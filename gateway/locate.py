@@ -57,7 +57,8 @@ class RowLocator:
         sheets = sorted({w.sheet for w in wants} | set(extra_sheets))
         found: dict[Want, Found | None] = {}
         scanned: set[tuple[str, tuple[str, ...]]] = set()
-        need_scan: set[tuple[str, tuple[str, ...]]] = set()
+        # Keys with no hint go straight to a scan of their key column (in round one when the header is known).
+        need_scan = {(w.sheet, w.columns) for w in wants if self.hints.get(w.sheet, w.columns, w.key) is None}
         for _ in range(MAX_ROUNDS):
             open_wants = [w for w in wants if w not in found]
             row_reads = sorted(
