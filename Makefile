@@ -3,8 +3,9 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 # Debian packages the tests drive: headless Chromium (Mini App e2e), shellcheck (deploy scripts),
-# poppler-utils (renders the analytics PDF), Node.js + npm (Apps Script tests; usually preinstalled).
-SYSTEM_PACKAGES := chromium chromium-driver shellcheck poppler-utils
+# poppler-utils (renders the analytics PDF), fonts-dejavu-core (Cyrillic in the PDF), Node.js + npm
+# (Apps Script tests; usually preinstalled).
+SYSTEM_PACKAGES := chromium chromium-driver shellcheck poppler-utils fonts-dejavu-core
 SYSTEM_COMMANDS := chromium chromedriver shellcheck pdftoppm
 
 .PHONY: run test lint typecheck system-deps gas-deps bench clean
@@ -27,6 +28,7 @@ run: $(VENV)/.installed
 system-deps:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$$missing node"; \
+	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages (missing:$$missing)"; \
 	  pkgs="$(SYSTEM_PACKAGES)"; case "$$missing" in *node*) pkgs="$$pkgs nodejs npm";; esac; \

@@ -40,7 +40,8 @@ Figures (computed on unrounded floats; rounded only when stored in the report)
 - Price percentile = (count below + 0.5 × count equal) / n × 100 over the comparables' price per m².
 - Difference from the median = (object − median) / median × 100.
 - Trend: the 6 calendar months ending with `today`'s month; each month holds the comparables whose
-  `listed_at` falls in it; its value is their median price per m² (missing when the month is empty).
+  `listed_at` falls in it; its value is their median price per m², missing when the month has fewer than
+  3 of them (one or two listings are noise, not a market level).
   Change = (last value − first value) / first value × 100 over the first and last months that have a
   value; missing when fewer than two months have one.
 - Days on market of a comparable with a `listed_at`: (removed_at or today) − listed_at. Typical = median.
@@ -53,8 +54,17 @@ Figures (computed on unrounded floats; rounded only when stored in the report)
   object has been on sale more than 1.5 × the typical days on market → `lower`, target lower quartile …
   median. A target price is price-per-m² × area.
 
+Object bounds: area 8-2000 m², price 100 000 ₽ - 50 billion ₽, price per m² 10 000 - 10 000 000 ₽;
+outside them (or no type) the object raises InvalidObjectData; an unknown code raises ObjectNotFound.
+
 Rounding: half away from zero, then −0 becomes 0. Rubles and days to whole numbers, target prices to
 10 000 ₽, percents and area to one decimal.
+
+AI narrative check: every number in the text (`5 200 000`, `5,2 млн`, `709 тыс.`, `12,5%`; the unit after
+the second number of a range also applies to the first; the report's own dates are ignored) must equal,
+in absolute value and within the rounding its written precision implies, one of the report's figures
+(or 6 months, the 25/50/75 quartile labels, the years shown, 100 − percentile). An empty text, or one
+longer than 1500 characters, is not used.
 """
 
 from __future__ import annotations
@@ -71,6 +81,7 @@ MIN_COMPARABLES = 5
 MIN_FOR_RECOMMENDATION = 3
 RECENT_DAYS = 180
 TREND_MONTHS = 6
+MIN_TREND_COUNT = 3
 HISTOGRAM_BINS = 8
 SLOW_SALE_FACTOR = 1.5
 TREND_NOTABLE_PCT = 2.0
@@ -307,8 +318,18 @@ def plural(n: int, one: str, few: str, many: str) -> str:
 
 
 MONTHS_RU = (
-    "январь", "февраль", "март", "апрель", "май", "июнь",
-    "июль", "август", "сентябрь", "октябрь", "ноябрь", "декабрь",
+    "январь",
+    "февраль",
+    "март",
+    "апрель",
+    "май",
+    "июнь",
+    "июль",
+    "август",
+    "сентябрь",
+    "октябрь",
+    "ноябрь",
+    "декабрь",
 )
 
 
@@ -335,10 +356,8 @@ def parse_number(value: object) -> float | None:
     s = _NUMBER_UNIT.sub("", s)
     comma, dot = s.rfind(","), s.rfind(".")
     if comma >= 0 and dot >= 0:
-        if comma > dot:
-            s = s.replace(".", "").replace(",", ".")
-        else:
-            s = s.replace(",", "")
+        # The later mark is the decimal one: `5.000.000,50` and `5,000,000.50`.
+        s = s.replace(".", "").replace(",", ".") if comma > dot else s.replace(",", "")
     elif s.count(",") == 1:
         s = s.replace(",", ".")
     elif s.count(",") > 1:
@@ -470,9 +489,7 @@ def _find_object(object_code: str, objects: Sequence[Mapping[str, object]]) -> C
         get = _row_getter(row)
         if get(OBJECT_CODE).strip().upper() == wanted:
             return get
-    raise ObjectNotFound(
-        f"Объект с кодом {shown} не найден в базе агентства. Проверьте код и попробуйте снова."
-    )
+    raise ObjectNotFound(f"Объект с кодом {shown} не найден в базе агентства. Проверьте код и попробуйте снова.")
 
 
 def _object_figures(code: str, get: Callable[[str], str]) -> tuple[str, float, float]:
@@ -517,8 +534,14 @@ def _parse_listing(row: Mapping[str, object], today: _Day) -> _Listing | None:
     ):
         removed = None
     return _Listing(
-        listing_type, norm_text(get(OBJECT_DISTRICT)), parse_rooms(get(OBJECT_ROOMS)),
-        area, price, price / area, listed, removed,
+        listing_type,
+        norm_text(get(OBJECT_DISTRICT)),
+        parse_rooms(get(OBJECT_ROOMS)),
+        area,
+        price,
+        price / area,
+        listed,
+        removed,
     )
 
 
@@ -563,12 +586,12 @@ def _trend(comparables: Sequence[_Listing], today: _Day) -> tuple[tuple[TrendPoi
     for i, bucket in enumerate(buckets):
         index = first_index + i
         month = f"{index // 12:04d}-{index % 12 + 1:02d}"
-        if bucket:
+        if len(bucket) >= MIN_TREND_COUNT:
             median = quantile(sorted(bucket), 0.5)
             raw.append(median)
             points.append(TrendPoint(month, round_half_away(median), len(bucket)))
         else:
-            points.append(TrendPoint(month, None, 0))
+            points.append(TrendPoint(month, None, len(bucket)))
     change = round1((raw[-1] - raw[0]) / raw[0] * 100) if len(raw) >= 2 else None
     return tuple(points), change
 
@@ -598,22 +621,28 @@ class _Stats:
 
 def _recommend(s: _Stats) -> tuple[Recommendation, int | None, int | None, tuple[str, ...]]:
     if s.n == 0:
-        return Recommendation.INSUFFICIENT, None, None, (
-            "Сравнимых объявлений не найдено даже по самым широким критериям — "
-            "рекомендацию по цене дать нельзя.",
+        return (
+            Recommendation.INSUFFICIENT,
+            None,
+            None,
+            ("Сравнимых объявлений не найдено даже по самым широким критериям — рекомендацию по цене дать нельзя.",),
         )
     if s.n < MIN_FOR_RECOMMENDATION:
         noun = plural(s.n, "сравнимое объявление", "сравнимых объявления", "сравнимых объявлений")
-        return Recommendation.INSUFFICIENT, None, None, (
-            f"Найдено только {s.n} {noun} — этого мало для надёжной рекомендации "
-            f"(нужно не меньше {MIN_FOR_RECOMMENDATION}).",
+        return (
+            Recommendation.INSUFFICIENT,
+            None,
+            None,
+            (
+                f"Найдено только {s.n} {noun} — этого мало для надёжной рекомендации "
+                f"(нужно не меньше {MIN_FOR_RECOMMENDATION}).",
+            ),
         )
     ppm2, q1, med, q3 = (round_half_away(v) for v in (s.ppm2, s.q1, s.median, s.q3))
     pct = fmt_dec(round1(s.percentile))
     typical = round_half_away(s.typical_days) if s.typical_days is not None else None
     slow = (
-        s.object_days is not None and s.typical_days is not None
-        and s.object_days > SLOW_SALE_FACTOR * s.typical_days
+        s.object_days is not None and s.typical_days is not None and s.object_days > SLOW_SALE_FACTOR * s.typical_days
     )
     reasons: list[str] = []
     days_mentioned = False
@@ -660,8 +689,7 @@ def _recommend(s: _Stats) -> tuple[Recommendation, int | None, int | None, tuple
             )
         else:
             reasons.append(
-                f"За {TREND_MONTHS} мес. медианная цена м² почти не изменилась "
-                f"({fmt_signed_pct(s.trend_change)})."
+                f"За {TREND_MONTHS} мес. медианная цена м² почти не изменилась ({fmt_signed_pct(s.trend_change)})."
             )
     if s.object_days is not None and typical is not None and not days_mentioned:
         reasons.append(f"Объект в продаже {s.object_days} дн. при типичном сроке экспозиции {typical} дн.")
@@ -685,8 +713,14 @@ def analyze(
     if obj_listed is not None and obj_listed.ordinal > today_day.ordinal:
         obj_listed = None
     obj = _Listing(
-        obj_type, norm_text(get(OBJECT_DISTRICT)), parse_rooms(get(OBJECT_ROOMS)),
-        area, price, price / area, obj_listed, None,
+        obj_type,
+        norm_text(get(OBJECT_DISTRICT)),
+        parse_rooms(get(OBJECT_ROOMS)),
+        area,
+        price,
+        price / area,
+        obj_listed,
+        None,
     )
 
     listings = [_parse_listing(row, today_day) for row in market]
@@ -841,8 +875,11 @@ def render_summary(report: Report, narrative: str | None = None) -> str:
             )
         lines.append(_trend_line(report))
         days = report.typical_days_on_market
-        lines.append(f"• Типичный срок экспозиции: {days} дн." if days is not None else
-                     "• Типичный срок экспозиции: нет данных о датах")
+        lines.append(
+            f"• Типичный срок экспозиции: {days} дн."
+            if days is not None
+            else "• Типичный срок экспозиции: нет данных о датах"
+        )
     lines.append("")
     lines.append(f"Рекомендация: {recommendation_line(report)}")
     if narrative is not None and usable_narrative(narrative, report):
@@ -862,8 +899,11 @@ def render_summary(report: Report, narrative: str | None = None) -> str:
 def figures_for_narrative(report: Report) -> list[tuple[str, str]]:
     """The labelled figures an AI narrative may use (also the allowed numbers)."""
     rows: list[tuple[str, str]] = [
-        ("Объект", f"{report.object_code}, {report.object_type}, {_rooms_label(report.rooms)}, "
-                   f"{fmt_dec(report.area)} м², район {report.district or 'н/д'}"),
+        (
+            "Объект",
+            f"{report.object_code}, {report.object_type}, {_rooms_label(report.rooms)}, "
+            f"{fmt_dec(report.area)} м², район {report.district or 'н/д'}",
+        ),
         ("Цена", fmt_rub(report.price)),
         ("Цена за м²", f"{fmt_rub(report.price_per_m2)}/м²"),
         ("Сравнимых объявлений", str(report.comparables_count)),
@@ -887,8 +927,9 @@ def figures_for_narrative(report: Report) -> list[tuple[str, str]]:
         rows.append(("Типичный срок экспозиции, дней", str(report.typical_days_on_market)))
     rows.append(("Рекомендация", RECOMMENDATION_LABELS[report.recommendation]))
     if report.target_price_low is not None and report.target_price_high is not None:
-        rows.append(("Целевой диапазон цены",
-                     f"{fmt_rub(report.target_price_low)} – {fmt_rub(report.target_price_high)}"))
+        rows.append(
+            ("Целевой диапазон цены", f"{fmt_rub(report.target_price_low)} – {fmt_rub(report.target_price_high)}")
+        )
     return rows
 
 
@@ -910,17 +951,42 @@ _NUMBER_TOKEN = re.compile(
     "(?:[.,]([0-9]+))?"
     "(?:[ \u00a0]?(млрд|млн|тыс)\\.?)?"
 )
+# `9,6–10,9 млн`: the unit after a range's second number applies to the first one too.
+_RANGE_TAIL = re.compile(
+    "[ \u00a0]*[-–—][ \u00a0]*[0-9]{1,3}(?:[ \u00a0\u202f\u2009][0-9]{3})*(?:[.,][0-9]+)?[ \u00a0]?(млрд|млн|тыс)"
+)
 _MULTIPLIERS = {"млрд": 1e9, "млн": 1e6, "тыс": 1e3}
 
 
 def _allowed_numbers(report: Report) -> list[float]:
     values: list[float | int | None] = [
-        report.price, report.price_per_m2, report.area, report.rooms, report.days_on_market,
-        report.comparables_count, report.market_listings, report.median_ppm2, report.q1_ppm2,
-        report.q3_ppm2, report.min_ppm2, report.max_ppm2, report.median_price, report.price_percentile,
-        report.diff_from_median_pct, report.trend_change_pct, report.typical_days_on_market,
-        report.sold_count, report.target_price_low, report.target_price_high, report.area_tolerance_pct,
-        MIN_COMPARABLES, TREND_MONTHS, 25, 50, 75, int(report.today[0:4]),
+        report.price,
+        report.price_per_m2,
+        report.area,
+        report.rooms,
+        report.days_on_market,
+        report.comparables_count,
+        report.market_listings,
+        report.median_ppm2,
+        report.q1_ppm2,
+        report.q3_ppm2,
+        report.min_ppm2,
+        report.max_ppm2,
+        report.median_price,
+        report.price_percentile,
+        report.diff_from_median_pct,
+        report.trend_change_pct,
+        report.typical_days_on_market,
+        report.sold_count,
+        report.target_price_low,
+        report.target_price_high,
+        report.area_tolerance_pct,
+        MIN_COMPARABLES,
+        TREND_MONTHS,
+        25,
+        50,
+        75,
+        int(report.today[0:4]),
     ]
     if report.price_percentile is not None:
         values.append(100 - report.price_percentile)
@@ -940,6 +1006,9 @@ def narrative_numbers_ok(text: str, report: Report) -> bool:
     allowed = _allowed_numbers(report)
     for match in _NUMBER_TOKEN.finditer(text):
         whole, frac, unit = match.group(1), match.group(2), match.group(3)
+        if unit is None:
+            tail = _RANGE_TAIL.match(text, match.end())
+            unit = tail.group(1) if tail else None
         value = float(_NUMBER_JUNK.sub("", whole) + ("." + frac if frac else ""))
         scale = _MULTIPLIERS[unit] if unit else 1.0
         value *= scale

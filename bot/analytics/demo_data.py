@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 DEMO_OBJECT_COUNT = 20
-DEMO_MARKET_COUNT = 3000
+DEMO_MARKET_COUNT = 4000
 SOURCES = ("ЦИАН", "Авито", "Яндекс Недвижимость", "ДомКлик")
 
 
@@ -62,7 +62,8 @@ def _area(rng: random.Random, rooms: int) -> float:
 def _ppm2(district: _District, kind: str, rooms: int, months_ago: float) -> float:
     """The market's typical price per m² for this kind of flat `months_ago` months before today."""
     base = district.ppm2 * ROOMS[rooms][3] * (APARTMENTS_FACTOR if kind == "апартаменты" else 1.0)
-    return base / (1 + district.monthly_growth) ** months_ago
+    growth: float = (1 + district.monthly_growth) ** months_ago
+    return base / growth
 
 
 def _fmt_area(rng: random.Random, area: float) -> str:
@@ -91,22 +92,24 @@ def demo_market(seed: int, today: date, count: int = DEMO_MARKET_COUNT) -> list[
         area = _area(rng, rooms)
         age = rng.randint(0, 364)
         listed = today - timedelta(days=age)
-        noise = rng.lognormvariate(0.0, 0.07)
+        noise = rng.lognormvariate(0.0, 0.05)
         price = round(_ppm2(district, kind, rooms, age / 30.4) * noise * area, -4)
         # Overpriced listings sell slower: days on market grow steeply with the price noise.
-        days = min(400, max(3, round(rng.lognormvariate(math.log(70), 0.55) * noise**4)))
+        days = min(400, max(3, round(rng.lognormvariate(math.log(70), 0.55) * noise**6)))
         removed = listed + timedelta(days=days)
-        rows.append({
-            "id": f"MKT-{i:05d}",
-            "type": kind,
-            "district": district.name,
-            "rooms": str(rooms),
-            "area": _fmt_area(rng, area),
-            "price": _fmt_price(rng, int(price)),
-            "listed_at": _fmt_date(rng, listed),
-            "removed_at": _fmt_date(rng, removed) if removed < today else "",
-            "source": rng.choice(SOURCES),
-        })
+        rows.append(
+            {
+                "id": f"MKT-{i:05d}",
+                "type": kind,
+                "district": district.name,
+                "rooms": str(rooms),
+                "area": _fmt_area(rng, area),
+                "price": _fmt_price(rng, int(price)),
+                "listed_at": _fmt_date(rng, listed),
+                "removed_at": _fmt_date(rng, removed) if removed < today else "",
+                "source": rng.choice(SOURCES),
+            }
+        )
     return rows
 
 
@@ -126,15 +129,17 @@ def demo_objects(seed: int, today: date) -> list[dict[str, str]]:
         factor = _PRICE_FACTORS[(i * 7) % len(_PRICE_FACTORS)]
         price = round(_ppm2(district, kind, rooms, 0) * factor * area, -4)
         listed = today - timedelta(days=rng.randint(5, 120))
-        rows.append({
-            "code": f"DEMO-{i:04d}",
-            "type": kind,
-            "district": district.name,
-            "address": f"Москва, {rng.choice(district.streets)}, д. {rng.randint(1, 60)}",
-            "rooms": str(rooms),
-            "area": _fmt_area(rng, area),
-            "price": _fmt_price(rng, int(price)),
-            "listed_at": listed.isoformat(),
-            "status": "в продаже",
-        })
+        rows.append(
+            {
+                "code": f"DEMO-{i:04d}",
+                "type": kind,
+                "district": district.name,
+                "address": f"Москва, {rng.choice(district.streets)}, д. {rng.randint(1, 60)}",
+                "rooms": str(rooms),
+                "area": _fmt_area(rng, area),
+                "price": _fmt_price(rng, int(price)),
+                "listed_at": listed.isoformat(),
+                "status": "в продаже",
+            }
+        )
     return rows
