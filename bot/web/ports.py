@@ -1,0 +1,122 @@
+"""What the web layer needs from the services, as Protocols (the services satisfy them structurally).
+
+AppealsService → ChatPort, AnalyticsService → AnalyticsPort, AuthService → AuthPort; the staff console
+goes through StaffPort, which the composition root implements over the gateway (local mode only).
+Read-only properties let frozen dataclasses match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class PartnerView(Protocol):
+    """An authorized partner (a row of Auth)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def telegram_id(self) -> int: ...
+
+
+class ChatReplyView(Protocol):
+    """The answer to one chat message: `text` ('' = nothing to show), the appeal's status, and its kind
+    (`answer`, `fallback`, `escalated`, `silent` or `limit` — the daily AI limit is reached)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def escalated(self) -> bool: ...
+    @property
+    def kind(self) -> str: ...
+
+
+class ChatEntryView(Protocol):
+    """One entry of the user's conversation log."""
+
+    @property
+    def at(self) -> datetime | None: ...
+    @property
+    def author(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+
+
+class JobView(Protocol):
+    """One analytics request (a row of Очередь)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def object_code(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> str: ...
+    @property
+    def finished_at(self) -> str: ...
+    @property
+    def result_text(self) -> str: ...
+    @property
+    def pdf_url(self) -> str: ...
+    @property
+    def error(self) -> str: ...
+
+
+class ChatPort(Protocol):
+    """The partner's conversation with the assistant."""
+
+    # `Any`: the service takes its own Partner type, which is what AuthPort.check returned.
+    async def handle_text(self, partner: Any, text: str) -> ChatReplyView:
+        """Answer one message from an authorized partner."""
+        ...
+
+    async def history(self, telegram_id: int) -> Sequence[ChatEntryView]:
+        """The entries of the partner's log, oldest first."""
+        ...
+
+
+class AnalyticsPort(Protocol):
+    """Analytics 360 requests."""
+
+    async def request(self, telegram_id: int, requested_by: str, object_code: str) -> JobView:
+        """Queue a request; raises the service's named errors for a bad/unknown code or too many pending."""
+        ...
+
+    async def list_for(self, telegram_id: int) -> Sequence[JobView]:
+        """The user's requests."""
+        ...
+
+    async def get(self, telegram_id: int, job_id: str) -> JobView | None:
+        """One of the user's requests, or None when it is not theirs or does not exist."""
+        ...
+
+
+class AuthPort(Protocol):
+    """Who may use the Mini App."""
+
+    async def check(self, telegram_id: int) -> PartnerView | None:
+        """The authorized partner with this Telegram ID, or None."""
+        ...
+
+
+class StaffPort(Protocol):
+    """The local staff console's window into the sheets (through the gateway)."""
+
+    async def sheets(self) -> list[str]:
+        """Sheet titles."""
+        ...
+
+    async def dump(self, sheet: str) -> list[list[str]]:
+        """Every row of a sheet, header first."""
+        ...
+
+    async def set_cell(self, sheet: str, a1: str, value: str) -> None:
+        """Write one cell verbatim."""
+        ...

@@ -1,0 +1,630 @@
+// The Mini App: Chat and Analytics tabs over the JSON API (Russian UI).
+// Plain ES modules with no build step: the page is small, there is no toolchain to pin or audit,
+// and the files load as they are from the Python package — offline, in Telegram and in a browser.
+
+const tg = window.Telegram?.WebApp ?? null;
+const inTelegram = Boolean(tg && tg.initData);
+const devMode = document.body.dataset.dev === 'on';
+const POLL_MS = 3000;
+const POLL_MAX_MS = 30000;
+const CHAT_REFRESH_MS = 15000;
+
+const JOB_STATUS = {
+  NEW: { label: 'В очереди', tone: 'wait' },
+  PROCESSING: { label: 'Считается', tone: 'wait' },
+  DONE: { label: 'Готово', tone: 'ok' },
+  ERROR: { label: 'Ошибка', tone: 'bad' },
+};
+const CHAT_STATUS_NOTE = {
+  'В работе': 'С вами работает оператор агентства — ответ появится здесь и в чате с ботом.',
+  'Новое': 'Обращение зарегистрировано.',
+};
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+let initData = inTelegram ? tg.initData : '';
+
+async function ensureInitData(force = false) {
+  if (initData && !force) return;
+  if (!devMode) return;
+  // Local demo only: the server signs initData for the demo partner so the real check runs.
+  const res = await fetch('dev/init-data', { cache: 'no-store' });
+  if (res.ok) initData = (await res.json()).init_data;
+}
+
+async function api(path, { method = 'GET', body, retried = false } = {}) {
+  const headers = { Authorization: `tma ${initData}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, 'network', 'Нет связи с сервером. Проверьте интернет и попробуйте ещё раз.');
+  }
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    data = null;
+  }
+  if (res.ok) return data;
+  if (res.status === 401 && devMode && !retried) {
+    await ensureInitData(true); // the dev initData is valid for a day: sign a fresh one once
+    return api(path, { method, body, retried: true });
+  }
+  const err = data && data.error;
+  throw new ApiError(
+    res.status,
+    err?.code ?? `http_${res.status}`,
+    err?.message ?? 'Сервер ответил ошибкой. Попробуйте чуть позже.',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small UI helpers
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function haptic(kind) {
+  try {
+    if (!inTelegram) return;
+    if (kind === 'select') tg.HapticFeedback.selectionChanged();
+    else tg.HapticFeedback.notificationOccurred(kind);
+  } catch {
+    /* older clients have no haptics */
+  }
+}
+
+let toastTimer = 0;
+function toast(text) {
+  const box = $('toast');
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, 3500);
+}
+
+function showState(box, { kind, title, text, retry }) {
+  box.replaceChildren();
+  box.className = `state state-${kind}`;
+  if (kind === 'loading') box.append(el('div', 'spinner'));
+  if (title) box.append(el('p', 'state-title', title));
+  if (text) box.append(el('p', 'muted', text));
+  if (retry) {
+    const btn = el('button', 'btn primary', 'Повторить');
+    btn.type = 'button';
+    btn.addEventListener('click', retry);
+    box.append(btn);
+  }
+  box.hidden = false;
+}
+
+function hideState(box) {
+  box.hidden = true;
+  box.replaceChildren();
+}
+
+// '2026-11-24 15:10:05' (the sheet's text) or ISO → '24.11 15:10'; anything else is shown as is.
+function shortTime(text) {
+  if (!text) return '';
+  const m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})/.exec(text);
+  return m ? `${m[3]}.${m[2]} ${m[4].padStart(2, '0')}:${m[5]}` : text;
+}
+
+// 401 and 403 block the whole app: nothing works until the user reopens it or authorizes in the bot.
+function fatal(err) {
+  if (err.status !== 401 && err.status !== 403) return false;
+  $('fatal-title').textContent = err.status === 401 ? 'Откройте приложение из Telegram' : 'Нет доступа';
+  $('fatal-text').textContent = err.message;
+  $('fatal').dataset.kind = err.status === 401 ? 'auth' : 'forbidden';
+  $('fatal').hidden = false;
+  document.querySelector('main').hidden = true;
+  document.querySelector('.tabs').hidden = true;
+  if (inTelegram) tg.MainButton.hide();
+  haptic('error');
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Navigation: tabs, the job detail view, Telegram's MainButton and BackButton
+
+const state = {
+  tab: 'chat',
+  openJobId: null,
+  busy: false,
+  jobs: [],
+  jobsLoaded: false,
+  pollTimer: 0,
+  pollDelay: POLL_MS,
+  chatStatus: '',
+  seen: new Set(),
+  chatTimer: 0,
+};
+
+function showTab(tab) {
+  state.tab = tab;
+  state.openJobId = null;
+  for (const button of document.querySelectorAll('.tab')) {
+    button.setAttribute('aria-selected', String(button.dataset.tab === tab));
+  }
+  $('view-chat').hidden = tab !== 'chat';
+  $('view-analytics').hidden = tab !== 'analytics';
+  $('view-promotions').hidden = tab !== 'promotions';
+  $('view-job').hidden = true;
+  if (tab === 'analytics' && !state.jobsLoaded) loadJobs();
+  syncTelegramButtons();
+}
+
+function openJob(id) {
+  state.openJobId = id;
+  $('view-analytics').hidden = true;
+  $('view-job').hidden = false;
+  renderJobDetail();
+  syncTelegramButtons();
+  window.scrollTo(0, 0);
+}
+
+function closeJob() {
+  state.openJobId = null;
+  $('view-job').hidden = true;
+  $('view-analytics').hidden = false;
+  syncTelegramButtons();
+}
+
+function currentJob() {
+  return state.jobs.find((j) => j.id === state.openJobId) ?? null;
+}
+
+function mainAction() {
+  if (state.openJobId) {
+    const job = currentJob();
+    if (job?.pdf_url) openPdf(job.pdf_url);
+  } else if (state.tab === 'chat') {
+    sendMessage();
+  } else if (state.tab === 'analytics') {
+    orderAnalytics();
+  }
+}
+
+function syncTelegramButtons() {
+  if (!inTelegram) return;
+  const mb = tg.MainButton;
+  let text = '';
+  if (state.openJobId) text = currentJob()?.pdf_url ? 'Открыть PDF-отчёт' : '';
+  else if (state.tab === 'chat' && $('chat-input').value.trim()) text = 'Отправить';
+  else if (state.tab === 'analytics' && $('object-code').value.trim()) text = 'Заказать анализ';
+  if (text) {
+    mb.setText(text);
+    mb.show();
+  } else {
+    mb.hide();
+  }
+  if (state.busy) mb.showProgress(false);
+  else mb.hideProgress();
+  if (state.openJobId) tg.BackButton.show();
+  else tg.BackButton.hide();
+}
+
+function setBusy(busy) {
+  state.busy = busy;
+  $('chat-send').disabled = busy;
+  $('order-btn').disabled = busy;
+  syncTelegramButtons();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat
+
+function authorKind(author) {
+  const a = (author || '').toLowerCase();
+  if (a.startsWith('польз') || a.startsWith('user') || a === 'вы') return 'me';
+  if (a.startsWith('опер') || a.startsWith('operator')) return 'operator';
+  return 'bot';
+}
+
+function entryKey(kind, text) {
+  return `${kind}|${text.trim()}`;
+}
+
+function bubble(kind, text, at) {
+  const node = el('div', `bubble bubble-${kind}`);
+  if (kind === 'operator') node.append(el('div', 'bubble-author', 'Оператор'));
+  node.append(el('div', 'bubble-text', text));
+  if (at) node.append(el('div', 'bubble-time', shortTime(at)));
+  return node;
+}
+
+function scrollChatToEnd() {
+  const log = $('chat-log');
+  log.scrollTop = log.scrollHeight;
+  window.scrollTo(0, document.body.scrollHeight);
+}
+
+function setChatStatus(status) {
+  state.chatStatus = status;
+  const line = $('chat-status');
+  const note = CHAT_STATUS_NOTE[status];
+  line.textContent = note ?? '';
+  line.hidden = !note;
+  scheduleChatRefresh();
+}
+
+function showChatEmpty() {
+  showState($('chat-state'), {
+    kind: 'empty',
+    title: 'Задайте вопрос ассистенту',
+    text: 'Например: «Какая комиссия по вторичке?» или «Какие документы нужны для сделки?». '
+      + 'Напишите «оператор», чтобы позвать сотрудника агентства.',
+  });
+}
+
+function renderHistory(entries) {
+  const log = $('chat-log');
+  log.replaceChildren(...entries.map((e) => bubble(authorKind(e.author), e.text, e.at)));
+  state.seen = new Set(entries.map((e) => entryKey(authorKind(e.author), e.text)));
+  if (!entries.length) showChatEmpty();
+  else hideState($('chat-state'));
+  scrollChatToEnd();
+}
+
+async function loadHistory() {
+  $('chat-log').replaceChildren();
+  showState($('chat-state'), { kind: 'loading', text: 'Загружаем переписку…' });
+  try {
+    const data = await api('api/chat/history');
+    renderHistory(data.entries);
+  } catch (err) {
+    if (fatal(err)) return;
+    showState($('chat-state'), {
+      kind: 'error', title: 'Не удалось загрузить переписку', text: err.message, retry: loadHistory,
+    });
+  }
+}
+
+// While an operator has the conversation their replies arrive in the sheet: re-read it now and then.
+function scheduleChatRefresh() {
+  clearTimeout(state.chatTimer);
+  if (state.chatStatus === 'В работе') state.chatTimer = setTimeout(refreshHistory, CHAT_REFRESH_MS);
+}
+
+async function refreshHistory() {
+  if (document.visibilityState === 'visible' && !state.busy) {
+    try {
+      const data = await api('api/chat/history');
+      // Redraw only when the sheet has something this page has not shown (e.g. an operator's reply).
+      if (data.entries.some((e) => !state.seen.has(entryKey(authorKind(e.author), e.text)))) {
+        renderHistory(data.entries);
+      }
+    } catch (err) {
+      if (fatal(err)) return;
+    }
+  }
+  scheduleChatRefresh();
+}
+
+async function sendMessage() {
+  const input = $('chat-input');
+  const text = input.value.trim();
+  if (!text || state.busy) return;
+  hideState($('chat-state'));
+  $('chat-error').hidden = true;
+  const log = $('chat-log');
+  const mine = bubble('me', text);
+  mine.classList.add('pending');
+  const typing = el('div', 'bubble bubble-bot typing');
+  typing.append(el('span'), el('span'), el('span'));
+  typing.setAttribute('aria-label', 'Ассистент печатает');
+  log.append(mine, typing);
+  input.value = '';
+  autosize();
+  scrollChatToEnd();
+  setBusy(true);
+  try {
+    const data = await api('api/chat', { method: 'POST', body: { text } });
+    mine.classList.remove('pending');
+    typing.remove();
+    state.seen.add(entryKey('me', text));
+    if (data.reply) {
+      log.append(bubble('bot', data.reply));
+      state.seen.add(entryKey('bot', data.reply));
+    }
+    setChatStatus(data.status);
+    haptic('success');
+  } catch (err) {
+    typing.remove();
+    if (!fatal(err)) {
+      if (err.code === 'daily_limit') {
+        mine.classList.remove('pending'); // the message is in the log; only the assistant is out of answers
+        state.seen.add(entryKey('me', text));
+      } else {
+        mine.remove();
+        input.value = input.value || text; // give the text back so nothing typed is lost
+        autosize();
+      }
+      if (!log.children.length) showChatEmpty();
+      const box = $('chat-error');
+      box.textContent = err.message;
+      box.dataset.code = err.code;
+      box.hidden = false;
+      haptic('error');
+    }
+  } finally {
+    setBusy(false);
+    scrollChatToEnd();
+  }
+}
+
+function autosize() {
+  const input = $('chat-input');
+  input.style.height = 'auto';
+  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+  syncTelegramButtons();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Analytics
+
+function badge(status) {
+  const info = JOB_STATUS[status] ?? { label: status, tone: 'wait' };
+  const node = el('span', `badge badge-${info.tone}`, info.label);
+  node.dataset.status = status;
+  return node;
+}
+
+function renderJobs() {
+  const list = $('jobs');
+  list.replaceChildren();
+  for (const job of state.jobs) {
+    const item = el('li', 'job');
+    const button = el('button', 'job-btn');
+    button.type = 'button';
+    button.dataset.id = job.id;
+    const head = el('div', 'job-line');
+    head.append(el('span', 'job-code', job.object_code), badge(job.status));
+    button.append(head);
+    let summary = `Запрошено ${shortTime(job.created_at)}`;
+    if (job.status === 'DONE' && job.result_text) {
+      // The first line repeats the code; the next one describes the object.
+      const lines = job.result_text.split('\n').map((l) => l.trim()).filter(Boolean);
+      summary = lines.find((l) => !l.includes(job.object_code)) ?? lines[0] ?? summary;
+    }
+    if (job.status === 'ERROR') summary = job.error || 'Не удалось подготовить отчёт';
+    button.append(el('div', 'job-summary muted small', summary));
+    button.addEventListener('click', () => openJob(job.id));
+    item.append(button);
+    list.append(item);
+  }
+  if (!state.jobs.length) {
+    showState($('jobs-state'), {
+      kind: 'empty',
+      title: 'Запросов пока нет',
+      text: 'Введите код объекта агентства — отчёт будет готов через 1–2 минуты.',
+    });
+  } else {
+    hideState($('jobs-state'));
+  }
+  if (state.openJobId) renderJobDetail();
+}
+
+function renderJobDetail() {
+  const job = currentJob();
+  if (!job) return;
+  $('job-code').textContent = `Объект ${job.object_code}`;
+  $('job-status').replaceWith(Object.assign(badge(job.status), { id: 'job-status' }));
+  const meta = [`Запрошено ${shortTime(job.created_at)}`];
+  if (job.finished_at) meta.push(`готово ${shortTime(job.finished_at)}`);
+  $('job-meta').textContent = meta.join(' · ');
+  const body = $('job-body');
+  body.replaceChildren();
+  if (job.status === 'DONE') {
+    body.append(el('div', 'result-text', job.result_text || 'Отчёт готов.'));
+  } else if (job.status === 'ERROR') {
+    body.append(el('p', 'form-error', job.error || 'Не удалось подготовить отчёт. Попробуйте заказать его ещё раз.'));
+  } else {
+    const waiting = el('div', 'state state-loading');
+    waiting.append(el('div', 'spinner'), el('p', 'muted', 'Отчёт готовится, обычно это 1–2 минуты. Статус обновится сам.'));
+    body.append(waiting);
+  }
+  const link = $('job-pdf');
+  link.hidden = !job.pdf_url;
+  if (job.pdf_url) link.href = job.pdf_url;
+  syncTelegramButtons();
+}
+
+function openPdf(url) {
+  const absolute = new URL(url, window.location.href).href;
+  if (inTelegram) tg.openLink(absolute);
+  else window.open(absolute, '_blank', 'noopener');
+}
+
+function schedulePoll() {
+  clearTimeout(state.pollTimer);
+  state.pollTimer = 0;
+  if (state.jobs.some((j) => j.status === 'NEW' || j.status === 'PROCESSING')) {
+    state.pollTimer = setTimeout(pollJobs, state.pollDelay);
+  }
+}
+
+function applyJobs(items) {
+  const before = new Map(state.jobs.map((j) => [j.id, j.status]));
+  state.jobs = items;
+  state.jobsLoaded = true;
+  for (const job of items) {
+    const was = before.get(job.id);
+    if ((was === 'NEW' || was === 'PROCESSING') && job.status === 'DONE') {
+      toast(`Отчёт по ${job.object_code} готов`);
+      haptic('success');
+    } else if ((was === 'NEW' || was === 'PROCESSING') && job.status === 'ERROR') {
+      toast(`Отчёт по ${job.object_code} не удался`);
+      haptic('error');
+    }
+  }
+  renderJobs();
+  schedulePoll();
+}
+
+async function loadJobs() {
+  showState($('jobs-state'), { kind: 'loading', text: 'Загружаем запросы…' });
+  try {
+    const data = await api('api/analytics');
+    state.pollDelay = POLL_MS;
+    applyJobs(data.items);
+  } catch (err) {
+    if (fatal(err)) return;
+    showState($('jobs-state'), { kind: 'error', title: 'Не удалось загрузить запросы', text: err.message, retry: loadJobs });
+  }
+}
+
+async function pollJobs() {
+  if (document.visibilityState === 'hidden') {
+    state.pollTimer = setTimeout(pollJobs, state.pollDelay);
+    return;
+  }
+  try {
+    const data = await api('api/analytics');
+    state.pollDelay = POLL_MS;
+    $('poll-note').hidden = true;
+    applyJobs(data.items);
+  } catch (err) {
+    if (fatal(err)) return;
+    // Keep the list; say the status may be stale and retry with a growing pause.
+    state.pollDelay = Math.min(state.pollDelay * 2, POLL_MAX_MS);
+    $('poll-note').textContent = 'Не удалось обновить статус — попробуем ещё раз.';
+    $('poll-note').hidden = false;
+    schedulePoll();
+  }
+}
+
+async function orderAnalytics() {
+  const input = $('object-code');
+  const errorBox = $('order-error');
+  const code = input.value.trim();
+  errorBox.hidden = true;
+  if (!code) {
+    errorBox.textContent = 'Введите код объекта, например DEMO-0001.';
+    errorBox.hidden = false;
+    input.focus();
+    return;
+  }
+  if (state.busy) return;
+  setBusy(true);
+  try {
+    const job = await api('api/analytics', { method: 'POST', body: { object_code: code } });
+    input.value = '';
+    toast(`Запрос по ${job.object_code ?? code} принят`);
+    haptic('success');
+    const data = await api('api/analytics');
+    applyJobs(data.items);
+  } catch (err) {
+    if (!fatal(err)) {
+      errorBox.textContent = err.message;
+      errorBox.dataset.code = err.code;
+      errorBox.hidden = false;
+      haptic('error');
+    }
+  } finally {
+    setBusy(false);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+function greet() {
+  let user = inTelegram ? tg.initDataUnsafe?.user : null;
+  if (!user && initData) {
+    try {
+      user = JSON.parse(new URLSearchParams(initData).get('user'));
+    } catch {
+      user = null;
+    }
+  }
+  if (user?.first_name) $('whoami').textContent = [user.first_name, user.last_name].filter(Boolean).join(' ');
+}
+
+function wire() {
+  for (const button of document.querySelectorAll('.tab')) {
+    button.addEventListener('click', () => {
+      if (button.dataset.tab !== state.tab || state.openJobId) {
+        haptic('select');
+        showTab(button.dataset.tab);
+      }
+    });
+  }
+  $('chat-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    sendMessage();
+  });
+  $('chat-input').addEventListener('input', autosize);
+  $('chat-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      sendMessage();
+    }
+  });
+  $('analytics-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    orderAnalytics();
+  });
+  $('object-code').addEventListener('input', () => {
+    $('order-error').hidden = true;
+    syncTelegramButtons();
+  });
+  $('job-back').addEventListener('click', closeJob);
+  $('job-pdf').addEventListener('click', (e) => {
+    if (!inTelegram) return; // a plain link in a browser
+    e.preventDefault();
+    openPdf($('job-pdf').getAttribute('href'));
+  });
+  $('fatal-retry').addEventListener('click', () => window.location.reload());
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && state.pollTimer) {
+      clearTimeout(state.pollTimer);
+      pollJobs();
+    }
+  });
+  if (inTelegram) {
+    tg.MainButton.onClick(mainAction);
+    tg.BackButton.onClick(closeJob);
+  }
+}
+
+async function start() {
+  if (document.body.dataset.promotions === 'on') $('tab-promotions').hidden = false;
+  if (inTelegram) {
+    document.body.classList.add('tg');
+    tg.ready();
+    tg.expand();
+  }
+  wire();
+  try {
+    await ensureInitData();
+  } catch {
+    /* handled below as "no initData" */
+  }
+  if (!initData) {
+    fatal(new ApiError(401, 'unauthorized', 'Эта страница работает внутри Telegram: откройте её кнопкой «Открыть» в чате с ботом.'));
+    return;
+  }
+  greet();
+  showTab('chat');
+  await loadHistory();
+}
+
+start();

@@ -1,0 +1,170 @@
+// The local staff console: every sheet of the local store as an editable table, through the gateway.
+// Plain ES module, no build step (same reasons as app.js).
+
+const REFRESH_MS = 5000;
+const $ = (id) => document.getElementById(id);
+const state = { sheets: [], sheet: null, rows: [], editing: false, timer: 0 };
+
+function columnName(index) {
+  let n = index + 1;
+  let name = '';
+  while (n > 0) {
+    const r = (n - 1) % 26;
+    name = String.fromCharCode(65 + r) + name;
+    n = Math.floor((n - 1) / 26);
+  }
+  return name;
+}
+
+function say(text, isError = false) {
+  const box = $('message');
+  box.textContent = text;
+  box.className = isError ? 'message error' : 'message';
+  box.hidden = false;
+}
+
+async function call(path, options = {}) {
+  let res;
+  try {
+    res = await fetch(path, options);
+  } catch {
+    throw new Error('Сервер не отвечает.');
+  }
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(data?.error?.message ?? `Ошибка ${res.status}`);
+  return data;
+}
+
+function sheetPath(sheet) {
+  return `staff/api/sheets/${encodeURIComponent(sheet)}`;
+}
+
+function renderTabs() {
+  const nav = $('sheets');
+  nav.replaceChildren();
+  for (const sheet of state.sheets) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = sheet;
+    button.setAttribute('aria-selected', String(sheet === state.sheet));
+    button.addEventListener('click', () => selectSheet(sheet));
+    nav.append(button);
+  }
+}
+
+function renderGrid() {
+  const width = Math.max(1, ...state.rows.map((r) => r.length));
+  const table = $('grid');
+  table.replaceChildren();
+  const head = table.createTHead().insertRow();
+  head.append(document.createElement('th'));
+  for (let c = 0; c < width; c += 1) {
+    const th = document.createElement('th');
+    th.textContent = columnName(c);
+    head.append(th);
+  }
+  const body = table.createTBody();
+  // One spare row at the bottom so staff can add a row by typing into it.
+  const rows = [...state.rows, []];
+  rows.forEach((row, r) => {
+    const tr = body.insertRow();
+    const num = document.createElement('th');
+    num.className = 'rownum';
+    num.textContent = String(r + 1);
+    tr.append(num);
+    for (let c = 0; c < width; c += 1) {
+      const td = tr.insertCell();
+      const cell = document.createElement('div');
+      cell.className = 'cell';
+      cell.textContent = row[c] ?? '';
+      td.append(cell);
+      td.dataset.a1 = `${columnName(c)}${r + 1}`;
+      td.addEventListener('click', () => edit(td, row[c] ?? ''));
+    }
+  });
+}
+
+function edit(td, value) {
+  if (td.querySelector('textarea')) return;
+  state.editing = true;
+  const area = document.createElement('textarea');
+  area.value = value;
+  td.replaceChildren(area);
+  area.focus();
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    state.editing = false;
+    if (save && area.value !== value) {
+      try {
+        await call(`${sheetPath(state.sheet)}/cells`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ a1: td.dataset.a1, value: area.value }),
+        });
+        say(`Сохранено: ${state.sheet}!${td.dataset.a1}`);
+        await load();
+        document.querySelector(`td[data-a1="${td.dataset.a1}"]`)?.classList.add('saved');
+        return;
+      } catch (err) {
+        say(`Не сохранено: ${err.message}`, true);
+      }
+    }
+    renderGrid();
+  };
+  area.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      finish(true);
+    } else if (e.key === 'Escape') {
+      finish(false);
+    }
+  });
+  area.addEventListener('blur', () => finish(true));
+}
+
+async function load() {
+  if (!state.sheet) return;
+  try {
+    const data = await call(sheetPath(state.sheet), { cache: 'no-store' });
+    state.rows = data.rows;
+    if (!state.editing) renderGrid();
+  } catch (err) {
+    say(`Не удалось прочитать лист: ${err.message}`, true);
+  }
+}
+
+async function selectSheet(sheet) {
+  state.sheet = sheet;
+  window.location.hash = encodeURIComponent(sheet);
+  renderTabs();
+  $('message').hidden = true;
+  await load();
+}
+
+function schedule() {
+  clearTimeout(state.timer);
+  if ($('auto').checked) {
+    state.timer = setTimeout(async () => {
+      if (!state.editing && document.visibilityState === 'visible') await load();
+      schedule();
+    }, REFRESH_MS);
+  }
+}
+
+async function start() {
+  $('reload').addEventListener('click', load);
+  $('auto').addEventListener('change', schedule);
+  try {
+    state.sheets = (await call('staff/api/sheets')).sheets;
+  } catch (err) {
+    say(`Не удалось получить список листов: ${err.message}`, true);
+    return;
+  }
+  const wanted = decodeURIComponent(window.location.hash.slice(1));
+  await selectSheet(state.sheets.includes(wanted) ? wanted : state.sheets[0]);
+  schedule();
+}
+
+start();
