@@ -158,8 +158,8 @@ history_append() {
 # Points `current` at releases/NAME with one rename(2): readers see the old or the new link, never none.
 switch_to() {
     local tmp=$BASE/.current.$$.tmp
-    ln -sfn "releases/$1" "$tmp"
-    mv -T -f "$tmp" "$BASE/current"
+    ln -sfn "releases/$1" "$tmp" || return 1
+    mv -T -f "$tmp" "$BASE/current" || return 1
 }
 
 # Switches and logs how long the switch itself took.
@@ -167,13 +167,16 @@ switch_logged() {
     local t0
     now_us
     t0=$NOW_US
-    switch_to "$1"
+    switch_to "$1" || return 1
     now_us
     log "switched current -> releases/$1 in $(fmt_ms $((NOW_US - t0)))"
 }
 
 restart_service() {
     log "restarting $SERVICE: ${SYSTEMCTL_CMD[*]} restart $SERVICE"
+    # Manual starts count against the unit's StartLimitBurst too: after a crash-looping release, the way
+    # back must not be refused with "start request repeated too quickly".
+    "${SYSTEMCTL_CMD[@]}" reset-failed "$SERVICE" >/dev/null 2>&1 9>&- || true
     # 9>&-: whatever the service manager spawns must not inherit the deploy lock.
     run_logged "${SYSTEMCTL_CMD[@]}" restart "$SERVICE" 9>&-
 }
@@ -398,6 +401,7 @@ deploy_main() {
     fi
     init_paths
     acquire_lock
+    current_release >/dev/null # refuses now, not after the build, if `current` is not a symlink
     commit=$(git -C "$REPO" rev-parse --verify --quiet "$ref^{commit}") || die 1 "unknown git ref '$ref' in $REPO"
     short=$(git -C "$REPO" rev-parse --short "$commit")
     name=$(new_release_name "$short")

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     sheets_api_base_url: str | None = None
     sheets_reads_per_minute: int = Field(default=60, ge=1)
     sheets_writes_per_minute: int = Field(default=60, ge=1)
-    prompt_path: Path = Path("prompts/system_prompt.txt")
+    prompt_path: Path = Field(default_factory=lambda: default_prompt_path())
 
     @field_validator("admin_telegram_ids", mode="before")
     @classmethod
@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         """The token initData is signed with: the bot's, or the local dev token without a bot."""
         token = self.telegram_bot_token or self.local_dev_bot_token
         return token.get_secret_value()
+
+
+def default_prompt_path() -> Path:
+    """prompts/system_prompt.txt of the source tree this package runs from, else of the working directory
+    (a release directory, where the package is installed into the release's own venv)."""
+    beside_package = Path(__file__).resolve().parents[1] / "prompts" / "system_prompt.txt"
+    return beside_package if beside_package.is_file() else Path("prompts/system_prompt.txt")
 
 
 def parse_working_hours(text: str) -> tuple[time, time, str]:

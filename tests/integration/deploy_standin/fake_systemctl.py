@@ -1,4 +1,4 @@
-"""Stub service manager for the deploy tests: `fake_systemctl.py start|stop|restart|is-active UNIT`.
+"""Stub service manager for the deploy tests: `fake_systemctl.py start|stop|restart|reset-failed|is-active UNIT`.
 
 It runs the service the way the REAL unit file says: ExecStart, WorkingDirectory (resolved through the
 `current` symlink at start, as systemd does), EnvironmentFile, KillSignal and TimeoutStopSec are read from
@@ -149,7 +149,7 @@ class FakeSystemctl:
 def main(argv: list[str]) -> int:
     """Dispatches one systemctl-like command."""
     if len(argv) != 2:
-        print("usage: fake_systemctl.py start|stop|restart|is-active UNIT", file=sys.stderr)
+        print("usage: fake_systemctl.py start|stop|restart|reset-failed|is-active UNIT", file=sys.stderr)
         return 2
     command, unit_name = argv
     unit = Path(os.environ["FAKE_SYSTEMCTL_UNIT"])
@@ -164,6 +164,9 @@ def main(argv: list[str]) -> int:
     if command == "restart":
         manager.stop()
         return manager.start()
+    if command == "reset-failed":
+        manager.event("reset-failed")
+        return 0
     if command == "is-active":
         active = manager.running_pid() is not None
         print("active" if active else "inactive")

@@ -7,6 +7,7 @@ fake_systemctl.py reading the real marketingbot.service. Everything stays on 127
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -15,8 +16,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +45,20 @@ version = "0.0.0"
 
 # Variables the scripts read: never inherit them from the caller's environment.
 SCRIPT_SETTINGS = (
-    "BASE", "SERVICE", "SYSTEMCTL", "KEEP", "HEALTH_URL", "HEALTH_TIMEOUT", "HEALTH_INTERVAL", "HEALTH_ACCEPT",
-    "REPO", "PYTHON", "SMOKE_IMPORTS", "SMOKE_TIMEOUT", "VENV_OPTS", "DEPLOY_PIP_OPTS",
+    "BASE",
+    "SERVICE",
+    "SYSTEMCTL",
+    "KEEP",
+    "HEALTH_URL",
+    "HEALTH_TIMEOUT",
+    "HEALTH_INTERVAL",
+    "HEALTH_ACCEPT",
+    "REPO",
+    "PYTHON",
+    "SMOKE_IMPORTS",
+    "SMOKE_TIMEOUT",
+    "VENV_OPTS",
+    "DEPLOY_PIP_OPTS",
 )
 
 
@@ -52,6 +68,35 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class _OkHealthHandler(BaseHTTPRequestHandler):
+    """Answers every GET with 200 {"status": "ok"}."""
+
+    def do_GET(self) -> None:
+        """Reports healthy."""
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent."""
+
+
+@contextlib.contextmanager
+def ok_health_server() -> Iterator[str]:
+    """A /healthz that is always ok, for runs that switch `current` without restarting anything; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OkHealthHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/healthz"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @functools.cache
@@ -80,7 +125,10 @@ class StandinRepo:
         """Runs git in the repo and returns its stdout."""
         done = subprocess.run(
             ["git", "-c", "user.name=Deploy Test", "-c", "user.email=deploy@test.invalid", *args],
-            cwd=self.path, check=True, capture_output=True, text=True,
+            cwd=self.path,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return done.stdout.strip()
 
@@ -155,8 +203,12 @@ class Site:
     def run(self, script: Path, *args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
         """Runs a script to completion; stdout and stderr together in `.stdout`."""
         return subprocess.run(
-            [str(script), *args], env=self.env(**overrides), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, timeout=SCRIPT_TIMEOUT,
+            [str(script), *args],
+            env=self.env(**overrides),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=SCRIPT_TIMEOUT,
         )
 
     def deploy(self, *args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
@@ -166,6 +218,16 @@ class Site:
     def rollback(self, *args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
         """Runs rollback.sh."""
         return self.run(ROLLBACK_SH, *args, **overrides)
+
+    def fake_release(self, name: str, *, activate: bool = False) -> str:
+        """A release directory with an executable `marketingbot` but nothing built, for switch-only runs."""
+        executable = self.base / "releases" / name / ".venv" / "bin" / "marketingbot"
+        executable.parent.mkdir(parents=True)
+        executable.write_text("#!/bin/sh\nexit 0\n")
+        executable.chmod(0o755)
+        if activate:
+            (self.base / "current").symlink_to(f"releases/{name}")
+        return name
 
     def current(self) -> str | None:
         """The release `current` points to, or None."""
@@ -197,6 +259,9 @@ class Site:
     def stop_service(self) -> None:
         """Stops the stand-in service, if the stub started one."""
         subprocess.run(
-            [sys.executable, str(FAKE_SYSTEMCTL), "stop", "marketingbot"], env=self.env(), check=False,
-            capture_output=True, timeout=SCRIPT_TIMEOUT,
+            [sys.executable, str(FAKE_SYSTEMCTL), "stop", "marketingbot"],
+            env=self.env(),
+            check=False,
+            capture_output=True,
+            timeout=SCRIPT_TIMEOUT,
         )

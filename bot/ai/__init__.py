@@ -1,0 +1,1 @@
+"""AI providers behind one interface: Gemini, any OpenAI-compatible endpoint, and the offline responder."""

@@ -1,0 +1,148 @@
+"""Gemini through google-genai's async client, with our own retries and circuit breaker.
+
+google-genai 3.3.0 talks to `/v1/models/{model}:generateContent` by default; `api_version` is pinned here so
+a library upgrade cannot silently move us to another API surface. The client gets its own httpx.AsyncClient
+so the transport is the same whether or not aiohttp happens to be installed, and `HttpRetryOptions(attempts=1)`
+switches off the library's implicit retries (it would otherwise sleep 1-10 s on a connection error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from bot.ai.base import (
+    AIEmptyAnswer,
+    AIError,
+    AIRateLimited,
+    AIRejected,
+    AIUnavailable,
+    Turn,
+    compose_system,
+    merge_turns,
+)
+from bot.ai.resilience import AIRetryPolicy, GuardedCaller
+
+log = logging.getLogger(__name__)
+
+GEMINI_API_VERSION = "v1"  # what google-genai 3.3.0 uses for the Gemini Developer API
+_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+class GeminiProvider:
+    """AIProvider over the Gemini API (or any endpoint speaking it, via `base_url`)."""
+
+    name = "gemini"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        temperature: float = 0.3,
+        max_output_tokens: int = 1024,
+        retry: AIRetryPolicy | None = None,
+        breaker_fail_max: int = 5,
+        breaker_reset_timeout: float = 60.0,
+    ) -> None:
+        self.model = model
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(timeout=timeout)
+        options = types.HttpOptions(
+            base_url=base_url,
+            api_version=GEMINI_API_VERSION,
+            timeout=int(timeout * 1000),  # milliseconds
+            retry_options=types.HttpRetryOptions(attempts=1),
+            httpx_async_client=self._http,
+        )
+        self._client = genai.Client(api_key=api_key, http_options=options)
+        self._config = types.GenerateContentConfig(temperature=temperature, max_output_tokens=max_output_tokens)
+        self.guard = GuardedCaller(
+            "gemini", retry=retry, breaker_fail_max=breaker_fail_max, breaker_reset_timeout=breaker_reset_timeout
+        )
+
+    @property
+    def breaker_state(self) -> str:
+        """The provider's breaker: 'closed', 'open' or 'half-open'."""
+        return self.guard.breaker_state
+
+    async def generate(self, system: str, history: list[Turn], user_text: str, context: list[str]) -> str:
+        """The model's reply; raises an AIError subclass when it cannot be had."""
+        turns = merge_turns([*history, Turn("user", user_text)])
+        while turns and turns[0].role != "user":
+            turns.pop(0)  # Gemini wants the conversation to open with the user
+        contents = [types.Content(role=t.role, parts=[types.Part(text=t.text)]) for t in turns]
+        config = self._config.model_copy(update={"system_instruction": compose_system(system, context)})
+
+        async def attempt() -> str:
+            return await self._once(contents, config)
+
+        return await self.guard.call(attempt)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._http.aclose()
+
+    async def _once(self, contents: list[types.Content], config: types.GenerateContentConfig) -> str:
+        try:
+            # The extra second lets httpx's own timeout fire first with its clearer error.
+            async with asyncio.timeout(self._timeout + 1.0):
+                response = await self._client.aio.models.generate_content(
+                    model=self.model,
+                    contents=contents,
+                    config=config,
+                )
+        except genai_errors.APIError as exc:
+            raise _classify(exc) from exc
+        except (httpx.TransportError, TimeoutError) as exc:
+            raise AIUnavailable(f"gemini: {type(exc).__name__}: {exc}") from exc
+        text = response.text
+        if not text or not text.strip():
+            reason = ""
+            if response.candidates:
+                reason = str(response.candidates[0].finish_reason or "")
+            raise AIEmptyAnswer(f"gemini returned no text {reason}".strip())
+        return text.strip()
+
+
+def _classify(exc: genai_errors.APIError) -> AIError:
+    code = int(exc.code or 0)
+    message = f"gemini {code} {exc.status or ''}: {exc.message or ''}".strip()
+    if code == 429:
+        return AIRateLimited(message, retry_after_hint(exc.details, _headers(exc)))
+    if code >= 500 or code in (408, 499):
+        return AIUnavailable(message)
+    return AIRejected(message)
+
+
+def _headers(exc: genai_errors.APIError) -> Mapping[str, str]:
+    response: Any = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers if isinstance(headers, Mapping) else {}
+
+
+def retry_after_hint(details: Any, headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from Google's RetryInfo (`retryDelay: "7s"`) or a Retry-After header, if any."""
+    error = details.get("error", details) if isinstance(details, Mapping) else {}
+    for item in error.get("details", []) if isinstance(error, Mapping) else []:
+        if isinstance(item, Mapping) and "retryDelay" in item:
+            m = _DELAY.match(str(item["retryDelay"]))
+            if m:
+                return float(m.group(1))
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None

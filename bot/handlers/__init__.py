@@ -1,0 +1,1 @@
+"""Thin python-telegram-bot handlers; the logic lives in bot/services."""

@@ -1,0 +1,207 @@
+"""The partner's chat: /start, phone authorization, text messages, «Позвать оператора», everything else.
+
+Handlers only translate between Telegram and the services (reached through `application.bot_data`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from telegram import KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
+from telegram.constants import ChatAction
+from telegram.error import TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+
+from bot.services.auth import Partner
+from bot.services.container import BOT_DATA_KEY, Services, services_from
+from bot.services.ports import DeliveryError, InlineButton
+from gateway import GatewayError
+
+log = logging.getLogger(__name__)
+
+CALLBACK_HUMAN = "appeal:human"
+OPERATOR_BUTTON = InlineButton("Позвать оператора", callback_data=CALLBACK_HUMAN)
+TYPING_REFRESH = 4.0  # Telegram shows "typing…" for 5 s per action
+
+TEXT_GREETING = (
+    "Здравствуйте! Это ассистент партнёрской программы агентства недвижимости.\n\n"
+    "Чтобы начать, подтвердите ваш номер телефона: нажмите кнопку «Поделиться номером» внизу экрана. "
+    "Номер должен совпадать с тем, что есть у агентства в списке партнёров."
+)
+TEXT_UNAUTHORIZED = (
+    "Ассистент доступен только партнёрам агентства. Нажмите «Поделиться номером» внизу экрана, чтобы "
+    "подтвердить номер телефона. Если доступа нет, обратитесь к вашему менеджеру в агентстве."
+)
+TEXT_WELCOME_BACK = (
+    "{name}, здравствуйте! Задайте вопрос обычным сообщением. Если нужен сотрудник — напишите «оператор»."
+)
+TEXT_UNAVAILABLE = "Сервис временно недоступен. Попробуйте, пожалуйста, ещё раз через несколько минут."
+TEXT_NON_TEXT = (
+    "Пока я понимаю только текстовые сообщения. Напишите вопрос текстом, а если нужно передать файл или фото, "
+    "напишите «оператор» — сотрудник подскажет, куда их отправить."
+)
+TEXT_ERROR = "Не получилось обработать сообщение. Попробуйте ещё раз чуть позже или напишите «оператор»."
+CONTACT_BUTTON = "📱 Поделиться номером"
+
+
+def contact_keyboard() -> ReplyKeyboardMarkup:
+    """The reply keyboard with the one button that shares the user's own phone number."""
+    return ReplyKeyboardMarkup(
+        [[KeyboardButton(CONTACT_BUTTON, request_contact=True)]], resize_keyboard=True, one_time_keyboard=True
+    )
+
+
+def register_chat_handlers(
+    application: Application[Any, Any, Any, Any, Any, Any], services: Services | None = None, *, group: int = 0
+) -> None:
+    """Add the chat handlers (private chats only); `services` is stored in bot_data when given.
+
+    The last handler answers every other non-text private message, so register handlers for other kinds of
+    messages (documents, web_app_data…) before calling this, or in a lower-numbered group.
+    """
+    if services is not None:
+        application.bot_data[BOT_DATA_KEY] = services
+    private = filters.ChatType.PRIVATE
+    application.add_handler(CommandHandler("start", on_start, filters=private), group)
+    application.add_handler(MessageHandler(private & filters.CONTACT, on_contact), group)
+    application.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, on_text), group)
+    application.add_handler(CallbackQueryHandler(on_call_operator, pattern=f"^{CALLBACK_HUMAN}$"), group)
+    application.add_handler(
+        MessageHandler(private & ~filters.TEXT & ~filters.CONTACT & ~filters.StatusUpdate.ALL, on_non_text), group
+    )
+
+
+async def poll_operator_replies(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """JobQueue job: deliver operator replies typed into Обращения."""
+    await services_from(context.bot_data).operator_replies.poll_once()
+
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/start: greet; ask for the phone unless the user is already authorized."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    services = services_from(context.bot_data)
+    try:
+        partner = await services.auth.check(user.id)
+    except GatewayError:
+        partner = None
+    if partner is not None:
+        name = partner.name or user.first_name
+        await message.reply_text(
+            TEXT_WELCOME_BACK.format(name=name), parse_mode=None, reply_markup=ReplyKeyboardRemove()
+        )
+        return
+    await message.reply_text(TEXT_GREETING, parse_mode=None, reply_markup=contact_keyboard())
+
+
+async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A shared contact: authorize the sender if it is their own and the phone is in Auth."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None or message.contact is None:
+        return
+    services = services_from(context.bot_data)
+    contact = message.contact
+    result = await services.auth.authorize_contact(user.id, contact.user_id, contact.phone_number, user.first_name)
+    if result.ok and result.partner is not None:
+        await services.appeals.open(result.partner)
+        await message.reply_text(result.message, parse_mode=None, reply_markup=ReplyKeyboardRemove())
+    else:
+        await message.reply_text(result.message, parse_mode=None, reply_markup=contact_keyboard())
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A text message: the assistant's answer (or silence while an operator has the conversation)."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None or message.text is None:
+        return
+    services = services_from(context.bot_data)
+    partner = await _partner_or_explain(services, update)
+    if partner is None:
+        return
+    try:
+        async with _typing(context, message.chat_id):
+            reply = await services.appeals.handle_text(partner, message.text)
+    except Exception:  # never leave the partner without an answer
+        log.exception("turn of %s failed", user.id)
+        await _send(services, message.chat_id, TEXT_ERROR)
+        return
+    if reply.text:
+        await _send(services, message.chat_id, reply.text, with_operator_button=reply.offer_operator)
+
+
+async def on_call_operator(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The «Позвать оператора» button under an answer."""
+    query, user = update.callback_query, update.effective_user
+    if query is None or user is None:
+        return
+    with contextlib.suppress(TelegramError):
+        await query.answer()
+    services = services_from(context.bot_data)
+    partner = await _partner_or_explain(services, update)
+    if partner is None:
+        return
+    reply = await services.appeals.request_human(partner)
+    chat_id = query.message.chat.id if query.message is not None else user.id
+    await _send(services, chat_id, reply.text)
+
+
+async def on_non_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Photos, voice, stickers…: a polite note that only text is understood."""
+    message = update.effective_message
+    if message is None:
+        return
+    await message.reply_text(TEXT_NON_TEXT, parse_mode=None)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+async def _partner_or_explain(services: Services, update: Update) -> Partner | None:
+    """The authorized partner behind the update, or None after telling the user why not."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return None
+    try:
+        partner = await services.auth.check(user.id)
+    except GatewayError as exc:
+        log.warning("authorization check of %s failed: %s", user.id, exc)
+        await _send(services, chat.id, TEXT_UNAVAILABLE)
+        return None
+    if partner is None:
+        message = update.effective_message
+        if message is not None and update.callback_query is None:
+            await message.reply_text(TEXT_UNAUTHORIZED, parse_mode=None, reply_markup=contact_keyboard())
+        else:
+            await _send(services, chat.id, TEXT_UNAUTHORIZED)
+    return partner
+
+
+async def _send(services: Services, chat_id: int, text: str, *, with_operator_button: bool = False) -> None:
+    try:
+        await services.messenger.send_text(chat_id, text, buttons=[OPERATOR_BUTTON] if with_operator_button else None)
+    except DeliveryError as exc:
+        log.warning("reply to %s not delivered: %s", chat_id, exc)
+
+
+@contextlib.asynccontextmanager
+async def _typing(context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> AsyncIterator[None]:
+    """Show "typing…" until the block ends (refreshed, since one action lasts only 5 s)."""
+
+    async def keep_typing() -> None:
+        while True:
+            with contextlib.suppress(TelegramError):
+                await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+            await asyncio.sleep(TYPING_REFRESH)
+
+    task = asyncio.create_task(keep_typing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,341 @@
+"""The partner's conversation: history from Обращения, the AI's answer, escalation to a human.
+
+Stateless: every message loads the partner's row fresh (so a staff edit of the log or the status is seen by
+the very next message) and writes the turn back in ONE gateway write. Turns of one partner are serialized
+with a per-partner lock; different partners run concurrently and share batched sheet calls.
+
+Status rules (column «Статус»):
+- A partner's row is created with `Новое` when they authorize (`open`), or by their first message.
+- An AI answer sets `Ответ ИИ`, but only when the status is something else: a turn never rewrites the
+  status it read, so a staff change made while the model was thinking (e.g. to `В работе`) is not undone.
+- An escalation keyword or the «Позвать оператора» button sets `В работе`. While `В работе` the AI is silent:
+  messages are still appended to the log and the staff chat hears about them.
+- Staff setting `Ответ ИИ` or `Решено` hands the partner back to the AI; a message after `Решено` reopens
+  the conversation as `Ответ ИИ`.
+
+Only the partner's messages and what the assistant actually answered go into the log; canned notices (the
+daily limit, "an operator will answer") are not written, so they never become part of the model's history.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from bot.ai.fallback import AIAnswer, FallbackAI
+from bot.ai.prompt import SystemPrompt
+from bot.services import chatlog
+from bot.services.auth import MOSCOW, Partner, stamp
+from bot.services.chatlog import Author, ChatEntry
+from bot.services.knowledge import KnowledgeBase
+from bot.services.locks import KeyedLock
+from bot.services.ports import Clock, Messenger, utc_now
+from gateway import AsyncSheetsGateway, GatewayError, Record
+from gateway.schemas import APPEALS, AppealCol, AppealStatus
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ESCALATION_KEYWORDS = ("оператор", "менеджер", "человек", "operator")
+STAFF_HISTORY_ENTRIES = 6
+
+
+class ReplyKind(StrEnum):
+    """What kind of reply the partner gets."""
+
+    ANSWER = "answer"  # the configured AI (or the offline responder when that is the configured provider)
+    FALLBACK = "fallback"  # the provider failed: the offline answer, staff notified
+    ESCALATED = "escalated"  # handed to a human
+    SILENT = "silent"  # a human has the conversation: the AI says nothing
+    LIMIT = "limit"  # the daily limit is reached
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """The reply to one message: `text` ('' means send nothing), the row's status after it, and whether
+    this message handed the conversation to a human."""
+
+    text: str
+    status: str
+    escalated: bool = False
+    kind: ReplyKind = ReplyKind.ANSWER
+
+    @property
+    def offer_operator(self) -> bool:
+        """Whether to show the «Позвать оператора» button under the reply."""
+        return self.kind in (ReplyKind.ANSWER, ReplyKind.FALLBACK, ReplyKind.LIMIT)
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """When operators answer: every day from `start` to `end` in `tz`."""
+
+    start: dtime = dtime(9, 0)
+    end: dtime = dtime(20, 0)
+    tz: ZoneInfo = MOSCOW
+
+    def is_open(self, moment: datetime) -> bool:
+        """Whether an operator is on duty at `moment`."""
+        local = moment.astimezone(self.tz).time()
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end  # a night shift crossing midnight
+
+    def next_opening(self, moment: datetime) -> datetime:
+        """The next start of working hours after `moment` (in `tz`)."""
+        local = moment.astimezone(self.tz)
+        candidate = local.replace(hour=self.start.hour, minute=self.start.minute, second=0, microsecond=0)
+        return candidate if candidate > local else candidate + timedelta(days=1)
+
+    def describe(self) -> str:
+        """`с 09:00 до 20:00 по московскому времени`."""
+        zone = "по московскому времени" if self.tz.key == "Europe/Moscow" else f"({self.tz.key})"
+        return f"с {self.start:%H:%M} до {self.end:%H:%M} {zone}"
+
+
+def canonical_status(raw: str) -> str:
+    """A status as staff typed it, matched case-insensitively to the known ones (`в работе` → `В работе`)."""
+    text = " ".join(raw.split())
+    return next((s.value for s in AppealStatus if s.casefold() == text.casefold()), text)
+
+
+def contains_keyword(text: str, keywords: Sequence[str]) -> bool:
+    """Whether a word of `text` starts with one of `keywords` (so «оператора» matches «оператор»)."""
+    folded = text.casefold().replace("ё", "е")
+    for keyword in keywords:
+        k = keyword.strip().casefold().replace("ё", "е")
+        if k and re.search(r"(?<!\w)" + re.escape(k), folded):
+            return True
+    return False
+
+
+class AppealsService:
+    """Answers partners' messages and keeps Обращения up to date."""
+
+    def __init__(
+        self,
+        gw: AsyncSheetsGateway,
+        ai: FallbackAI,
+        prompt: SystemPrompt,
+        knowledge: KnowledgeBase,
+        messenger: Messenger,
+        *,
+        daily_limit: int = 30,
+        escalation_keywords: Sequence[str] = DEFAULT_ESCALATION_KEYWORDS,
+        working_hours: WorkingHours | None = None,
+        history_turns: int = 20,
+        history_chars: int = 12_000,
+        knowledge_k: int = 3,
+        failure_notify_interval: float = 600.0,
+        clock: Clock = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._gw = gw
+        self._table = gw.table(APPEALS)
+        self._ai = ai
+        self._prompt = prompt
+        self._knowledge = knowledge
+        self._messenger = messenger
+        self.daily_limit = daily_limit  # 0 switches the limit off
+        self._keywords = tuple(escalation_keywords)
+        self._hours = working_hours or WorkingHours()
+        self._tz = self._hours.tz
+        self._history_turns = history_turns
+        self._history_chars = history_chars
+        self._knowledge_k = knowledge_k
+        self._failure_notify_interval = failure_notify_interval
+        self._clock = clock
+        self._monotonic = monotonic
+        self._locks = KeyedLock()
+        self._failure_notified: dict[int, float] = {}
+
+    # -- public API ----------------------------------------------------------------------------
+
+    async def open(self, partner: Partner) -> None:
+        """Create the partner's row with status `Новое` unless they already have one (after authorization)."""
+        now = self._clock()
+        try:
+            await self._table.upsert(str(partner.telegram_id), {}, insert_defaults=self._row_defaults(partner, now))
+        except GatewayError as exc:
+            log.error("could not open the Обращения row of %s: %s", partner.telegram_id, exc)
+
+    async def handle_text(self, partner: Partner, text: str) -> ChatReply:
+        """Answer one message from an authorized partner (or stay silent while a human has the conversation)."""
+        text = text.strip()
+        async with self._locks(partner.telegram_id):
+            now = self._clock()
+            row = await self._load(partner.telegram_id)
+            status = canonical_status(row[AppealCol.STATUS]) if row else ""
+            entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
+            user_block = chatlog.format_entry(now.astimezone(self._tz), Author.USER, text)
+            if status == AppealStatus.IN_WORK:
+                return await self._while_in_work(partner, user_block, text, now)
+            if contains_keyword(text, self._keywords):
+                return await self._escalate(partner, entries, [user_block], now, status)
+            if await self._limit_reached(partner):
+                await self._append(partner, [user_block], now, None)
+                return ChatReply(limit_text(self.daily_limit), status or AppealStatus.NEW, kind=ReplyKind.LIMIT)
+            return await self._answer(partner, text, entries, user_block, now, status)
+
+    async def request_human(self, partner: Partner) -> ChatReply:
+        """The «Позвать оператора» button: hand the conversation to a human."""
+        async with self._locks(partner.telegram_id):
+            now = self._clock()
+            row = await self._load(partner.telegram_id)
+            status = canonical_status(row[AppealCol.STATUS]) if row else ""
+            if status == AppealStatus.IN_WORK:
+                return ChatReply(TEXT_ALREADY_IN_WORK, status, kind=ReplyKind.ESCALATED)
+            entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
+            return await self._escalate(partner, entries, [], now, status)
+
+    async def history(self, telegram_id: int) -> list[ChatEntry]:
+        """The entries of the partner's log, oldest first (read fresh; raises SheetUnavailable when down)."""
+        row = await self._table.get(str(telegram_id))
+        return chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def _load(self, telegram_id: int) -> Record | None:
+        try:
+            return await self._table.get(str(telegram_id))
+        except GatewayError as exc:
+            # Answer anyway, from an empty history: the write still lands, later, through the outbox.
+            log.warning("Обращения unreadable for %s (%s); answering without history", telegram_id, exc)
+            return None
+
+    async def _answer(
+        self, partner: Partner, text: str, entries: list[ChatEntry], user_block: str, now: datetime, status: str
+    ) -> ChatReply:
+        history = chatlog.to_turns(entries, self._history_turns, self._history_chars)
+        context = await self._context(text)
+        answer = await self._ai.answer(self._prompt.text, history, text, context)
+        if answer.from_model and self.daily_limit:
+            await self._gw.state.counter_add(self._counter(partner), self._today())
+        ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)
+        new_status = None if status == AppealStatus.AI else AppealStatus.AI
+        await self._append(partner, [user_block, ai_block], now, new_status)
+        if answer.failed:
+            await self._notify_failure(partner, text, answer)
+        kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
+        return ChatReply(answer.text, AppealStatus.AI, kind=kind)
+
+    async def _escalate(
+        self, partner: Partner, entries: list[ChatEntry], blocks: list[str], now: datetime, status: str
+    ) -> ChatReply:
+        await self._append(partner, blocks, now, AppealStatus.IN_WORK)
+        recent = entries[-STAFF_HISTORY_ENTRIES:] + chatlog.parse("\n".join(blocks), self._tz)
+        await self._notify(
+            "🔔 Партнёр просит оператора\n"
+            f"{_who(partner)}\n\n"
+            + ("Последние сообщения:\n" + chatlog.render(recent[-STAFF_HISTORY_ENTRIES:]) + "\n\n" if recent else "")
+            + "Ответ напишите в лист «Обращения», колонка «Ответ оператора». "
+            "Чтобы вернуть партнёра ассистенту, поставьте статус «Ответ ИИ» или «Решено»."
+        )
+        log.info("partner %s escalated (status was %r)", partner.telegram_id, status)
+        return ChatReply(self._escalation_text(now), AppealStatus.IN_WORK, escalated=True, kind=ReplyKind.ESCALATED)
+
+    async def _while_in_work(self, partner: Partner, user_block: str, text: str, now: datetime) -> ChatReply:
+        await self._append(partner, [user_block], now, None)
+        await self._notify(f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}\n\n{text}")
+        return ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
+
+    async def _limit_reached(self, partner: Partner) -> bool:
+        if not self.daily_limit:
+            return False
+        used = await self._gw.state.counter_get(self._counter(partner), self._today())
+        return used >= self.daily_limit
+
+    async def _context(self, text: str) -> list[str]:
+        try:
+            return [e.render() for e in await self._knowledge.search(text, self._knowledge_k)]
+        except Exception:  # the knowledge base is a help, never a reason not to answer
+            log.exception("knowledge base search failed")
+            return []
+
+    async def _append(self, partner: Partner, blocks: list[str], now: datetime, status: str | None) -> None:
+        """ONE write: the blocks appended to the log, «Обновлено», and the status when it changes."""
+        values: dict[str, str] = {AppealCol.UPDATED: stamp(now, self._tz)}
+        if status is not None:
+            values[AppealCol.STATUS] = status
+        op = self._table.op_append_text(
+            str(partner.telegram_id),
+            AppealCol.LOG,
+            "\n".join(b for b in blocks if b),
+            values=dict(values),
+            insert_defaults=self._row_defaults(partner, now),
+            archive_overflow=True,
+        )
+        try:
+            await self._gw.write([op])
+        except GatewayError as exc:  # not an outage (those go to the outbox): bad data or a broken sheet
+            log.error("could not write the turn of %s to Обращения: %s", partner.telegram_id, exc)
+
+    def _row_defaults(self, partner: Partner, now: datetime) -> dict[str, str]:
+        return {
+            AppealCol.DATE: stamp(now, self._tz),
+            AppealCol.CODE: partner.code,
+            AppealCol.NAME: partner.name,
+            AppealCol.STATUS: AppealStatus.NEW,
+            AppealCol.UPDATED: stamp(now, self._tz),
+        }
+
+    async def _notify_failure(self, partner: Partner, text: str, answer: AIAnswer) -> None:
+        last = self._failure_notified.get(partner.telegram_id)
+        if last is not None and self._monotonic() - last < self._failure_notify_interval:
+            return  # one note per partner per interval, not one per message during an outage
+        self._failure_notified[partner.telegram_id] = self._monotonic()
+        await self._notify(
+            "⚠️ ИИ недоступен, партнёр получил офлайн-ответ\n"
+            f"{_who(partner)}\n\nСообщение: {text}\n\nОшибка: {answer.error}\n\n"
+            "Ответить можно в листе «Обращения», колонка «Ответ оператора»."
+        )
+
+    async def _notify(self, text: str) -> None:
+        try:
+            await self._messenger.notify_staff(text)
+        except Exception:  # the partner's turn must not fail because the staff chat did
+            log.exception("staff notification failed")
+
+    def _escalation_text(self, now: datetime) -> str:
+        if self._hours.is_open(now):
+            return TEXT_ESCALATED
+        opening = self._hours.next_opening(now)
+        local = now.astimezone(self._tz)
+        day = "сегодня" if opening.date() == local.date() else "завтра"
+        return (
+            f"Сейчас нерабочее время: операторы отвечают {self._hours.describe()}. "
+            f"Ваш вопрос передан, оператор ответит здесь {day} после {opening:%H:%M}. "
+            "Пока вопрос у оператора, автоматические ответы ассистента отключены."
+        )
+
+    def _counter(self, partner: Partner) -> str:
+        return f"ai-answers:{partner.telegram_id}"
+
+    def _today(self) -> str:
+        return self._clock().astimezone(self._tz).date().isoformat()
+
+
+def _who(partner: Partner) -> str:
+    code = f", код {partner.code}" if partner.code else ""
+    return f"{partner.display_name}{code}, Telegram ID {partner.telegram_id}"
+
+
+def limit_text(limit: int) -> str:
+    """The message shown when the daily limit is reached."""
+    return (
+        f"На сегодня лимит ответов ассистента исчерпан ({limit} в день); завтра он обновится. "
+        "Если вопрос срочный, напишите «оператор» — ответит сотрудник."
+    )
+
+
+TEXT_ESCALATED = (
+    "Передал ваш вопрос оператору — он ответит здесь, в этом чате. "
+    "Пока вопрос у оператора, автоматические ответы ассистента отключены."
+)
+TEXT_ALREADY_IN_WORK = "Оператор уже подключён к вашему вопросу и ответит здесь, в этом чате."

@@ -1,0 +1,235 @@
+"""Authorization by phone: a partner shares their own Telegram contact, the phone is matched in Auth.
+
+Access is decided by the Auth sheet alone, read fresh for every check: STATUS `authorized` (or `avtorizovan`)
+AND this Telegram ID in «Telegram ID». Staff revoke access by typing anything else into STATUS; the next
+message is refused.
+
+The one exception: when the sheet cannot be read at all (SheetUnavailable), `check` answers from the last
+successful check of the same user, if it is younger than `fallback_ttl` (default one hour). An outage of
+Google Sheets then does not lock every partner out, while a revocation that staff made before the outage and
+the bot already saw is still honoured (a denial removes the remembered answer). A revocation made during
+the outage takes effect when the sheet is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+
+from bot.services.ports import Clock, utc_now
+from gateway import AsyncSheetsGateway, GatewayError, SheetUnavailable
+from gateway.schemas import AUTH, AuthCol
+
+log = logging.getLogger(__name__)
+
+AUTHORIZED = "authorized"
+AUTHORIZED_VALUES = frozenset({"authorized", "avtorizovan"})
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+@dataclass(frozen=True)
+class Partner:
+    """An authorized partner, as the Auth sheet describes them."""
+
+    code: str
+    name: str
+    phone: str
+    telegram_id: int
+    promotions: bool = True
+
+    @property
+    def display_name(self) -> str:
+        """The name to show staff (the code when the sheet has no name)."""
+        return self.name or self.code or str(self.telegram_id)
+
+
+class AuthOutcome(StrEnum):
+    """How an authorization attempt ended."""
+
+    AUTHORIZED = "authorized"
+    NOT_OWN_CONTACT = "not_own_contact"
+    INVALID_PHONE = "invalid_phone"
+    NOT_FOUND = "not_found"
+    BLOCKED = "blocked"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """The outcome, the partner on success, and the Russian text to show the user."""
+
+    outcome: AuthOutcome
+    message: str
+    partner: Partner | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the user is now authorized."""
+        return self.outcome is AuthOutcome.AUTHORIZED
+
+
+def normalize_phone(raw: str, region: str = "RU") -> str | None:
+    """E.164 form of a phone as people type it (`8 (916) 123-45-67`, `79161234567`…), or None if not a phone."""
+    text = raw.strip()
+    if not text:
+        return None
+    candidates = [text]
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not text.startswith("+") and digits:
+        candidates.append("+" + digits)  # Telegram sends contacts as bare international digits
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return None
+
+
+def is_authorized_status(value: str) -> bool:
+    """Whether a STATUS cell grants access."""
+    return value.strip().casefold() in AUTHORIZED_VALUES
+
+
+class AuthService:
+    """Phone authorization and per-message access checks against the Auth sheet."""
+
+    def __init__(
+        self,
+        gw: AsyncSheetsGateway,
+        *,
+        region: str = "RU",
+        tz: ZoneInfo = MOSCOW,
+        clock: Clock = utc_now,
+        fallback_ttl: float = 3600.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._table = gw.table(AUTH)
+        self._region = region
+        self._tz = tz
+        self._clock = clock
+        self._fallback_ttl = fallback_ttl
+        self._monotonic = monotonic
+        self._last_good: dict[int, tuple[Partner, float]] = {}
+
+    async def authorize_contact(
+        self, from_user_id: int, contact_user_id: int | None, phone: str, first_name: str = ""
+    ) -> AuthResult:
+        """Authorize the sender by the contact they shared; only their own contact is accepted."""
+        if contact_user_id is None or contact_user_id != from_user_id:
+            return AuthResult(AuthOutcome.NOT_OWN_CONTACT, TEXT_NOT_OWN_CONTACT)
+        wanted = normalize_phone(phone, self._region)
+        if wanted is None:
+            return AuthResult(AuthOutcome.INVALID_PHONE, TEXT_NOT_FOUND)
+        columns = [AuthCol.CODE, AuthCol.PHONE, AuthCol.NAME, AuthCol.STATUS, AuthCol.TELEGRAM_ID, AuthCol.PROMO_OPT_IN]
+        try:
+            rows = await self._table.select(columns)
+        except GatewayError as exc:
+            log.warning("authorization of %s postponed: %s", from_user_id, exc)
+            return AuthResult(AuthOutcome.UNAVAILABLE, TEXT_UNAVAILABLE)
+        matches = [r for r in rows if normalize_phone(r[AuthCol.PHONE], self._region) == wanted]
+        if not matches:
+            log.info("no Auth row for the phone of %s (%s)", from_user_id, first_name)
+            return AuthResult(AuthOutcome.NOT_FOUND, TEXT_NOT_FOUND)
+        # Prefer a row that may be authorized; a blocked row must not be re-opened by sharing the contact again.
+        usable = [r for r in matches if not r[AuthCol.STATUS].strip() or is_authorized_status(r[AuthCol.STATUS])]
+        if not usable:
+            log.info(
+                "Auth row %s for %s is %r: refused", matches[0][AuthCol.CODE], from_user_id, matches[0][AuthCol.STATUS]
+            )
+            return AuthResult(AuthOutcome.BLOCKED, TEXT_BLOCKED)
+        row = usable[0]
+        code = row[AuthCol.CODE].strip()
+        values: dict[str, str] = {
+            AuthCol.STATUS: AUTHORIZED,
+            AuthCol.TELEGRAM_ID: str(from_user_id),
+            AuthCol.AUTHORIZED_AT: stamp(self._clock(), self._tz),
+        }
+        if code:
+            op = self._table.op_upsert(code, dict(values), create=False)
+        else:  # a row staff left without a code: address it by the phone exactly as typed
+            op = self._table.op_upsert(row[AuthCol.PHONE], dict(values), column=AuthCol.PHONE, create=False)
+        try:
+            await self._table.write([op])  # one write: STATUS, Telegram ID and the date together
+        except GatewayError as exc:
+            log.error("could not record the authorization of %s: %s", from_user_id, exc)
+            return AuthResult(AuthOutcome.UNAVAILABLE, TEXT_UNAVAILABLE)
+        partner = Partner(
+            code=code,
+            name=row[AuthCol.NAME].strip() or first_name,
+            phone=wanted,
+            telegram_id=from_user_id,
+            promotions=_opted_in(row[AuthCol.PROMO_OPT_IN]),
+        )
+        self._last_good[from_user_id] = (partner, self._monotonic())
+        log.info("partner %s authorized as Telegram %s", code or wanted, from_user_id)
+        return AuthResult(AuthOutcome.AUTHORIZED, welcome_text(partner), partner)
+
+    async def check(self, telegram_id: int) -> Partner | None:
+        """The authorized partner bound to this Telegram ID (read fresh), or None.
+
+        Raises SheetUnavailable only when the sheet is down and this user has no recent successful check.
+        """
+        try:
+            row = await self._table.get(str(telegram_id), column=AuthCol.TELEGRAM_ID)
+        except SheetUnavailable:
+            remembered = self._last_good.get(telegram_id)
+            if remembered is not None and self._monotonic() - remembered[1] <= self._fallback_ttl:
+                log.warning(
+                    "Auth unreadable; allowing %s from a check %.0fs ago",
+                    telegram_id,
+                    self._monotonic() - remembered[1],
+                )
+                return remembered[0]
+            raise
+        if row is None or not is_authorized_status(row[AuthCol.STATUS]):
+            self._last_good.pop(telegram_id, None)
+            return None
+        partner = Partner(
+            code=row[AuthCol.CODE].strip(),
+            name=row[AuthCol.NAME].strip(),
+            phone=normalize_phone(row[AuthCol.PHONE], self._region) or row[AuthCol.PHONE].strip(),
+            telegram_id=telegram_id,
+            promotions=_opted_in(row[AuthCol.PROMO_OPT_IN]),
+        )
+        self._last_good[telegram_id] = (partner, self._monotonic())
+        return partner
+
+
+def _opted_in(value: str) -> bool:
+    return value.strip().casefold() not in {"нет", "no", "0", "false"}
+
+
+def welcome_text(partner: Partner) -> str:
+    """What a partner reads right after authorizing."""
+    hello = f"{partner.name}, добро пожаловать!" if partner.name else "Добро пожаловать!"
+    return (
+        f"{hello} Вы авторизованы как партнёр агентства.\n\n"
+        "Задайте вопрос обычным сообщением: о вознаграждении, передаче клиентов, документах, ипотеке, объектах "
+        "или «Аналитике 360». Если нужен сотрудник — напишите «оператор»."
+    )
+
+
+def stamp(moment: datetime, tz: ZoneInfo = MOSCOW) -> str:
+    """How the bot writes a date-time into Auth and Обращения (staff's zone)."""
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+TEXT_NOT_OWN_CONTACT = (
+    "Для входа нужен ваш собственный номер телефона. Нажмите кнопку «Поделиться номером» внизу экрана — "
+    "чужие контакты не принимаются."
+)
+TEXT_NOT_FOUND = (
+    "Этого номера нет в списке партнёров агентства. Если вы наш партнёр, попросите вашего менеджера добавить "
+    "ваш номер в список доступа и затем снова нажмите «Поделиться номером»."
+)
+TEXT_BLOCKED = "Доступ для этого номера закрыт. Обратитесь, пожалуйста, к вашему менеджеру в агентстве."
+TEXT_UNAVAILABLE = "Сервис авторизации временно недоступен. Попробуйте, пожалуйста, ещё раз через несколько минут."

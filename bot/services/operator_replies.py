@@ -1,0 +1,162 @@
+"""Operator replies: text staff type into Обращения.«Ответ оператора» is delivered to the partner exactly once.
+
+Each poll is ONE read of three columns for every row. A reply is delivered through a durable ledger
+(gateway state, SQLite) keyed by the partner's Telegram ID and holding the hash of the reply text:
+
+    ledger 'sending'  →  send to Telegram  →  ledger 'sent'  →  ONE write: log += «Оператор: …», G cleared
+                                                           →  ledger 'cleared'
+
+A crash (or a lost response) at any point is resolved on the next poll from the ledger:
+- nothing recorded, or a different text: a new reply, deliver it;
+- 'sending' for this text: we do not know whether Telegram took it, so it is sent again (see below);
+- 'sent' for this text: delivered, not yet logged: only the write is redone (also when the sheet could not be
+  read or written right after the send: the write waits for the next poll rather than the outbox, so it is
+  made with a fresh look at G and cannot wipe a newer reply typed meanwhile);
+- 'cleared' for this text while G still shows it: if writes are waiting in the outbox the clear has not
+  reached the sheet yet, so wait; otherwise staff typed the same text again: deliver it as a new reply.
+
+THE ONE DUPLICATE WINDOW: Telegram accepted the message, and the process was killed (or the HTTP response was
+lost) before the ledger recorded 'sent'. Telegram's sendMessage has no idempotency key, so nobody can tell
+whether that message went out; we resend rather than risk losing a reply, and the partner may see it twice.
+Every other crash point neither loses nor repeats a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from zoneinfo import ZoneInfo
+
+from bot.services import chatlog
+from bot.services.appeals import canonical_status
+from bot.services.auth import MOSCOW, stamp
+from bot.services.chatlog import Author
+from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
+from gateway import AsyncSheetsGateway, GatewayError, Record
+from gateway.schemas import APPEALS, AppealCol, AppealStatus
+
+log = logging.getLogger(__name__)
+
+LEDGER_KIND = "operator-reply"
+SENDING, SENT, CLEARED, FAILED = "sending", "sent", "cleared", "failed"
+# Statuses an operator's reply moves to `В работе` (a human is now talking; the AI must not talk over them).
+_TAKE_OVER_FROM = frozenset({"", AppealStatus.NEW, AppealStatus.AI})
+
+
+def reply_hash(text: str) -> str:
+    """A short, stable fingerprint of a reply's text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def format_operator_message(text: str) -> str:
+    """How an operator's reply looks to the partner."""
+    return f"Ответ оператора:\n\n{text}"
+
+
+class OperatorReplyService:
+    """Polls «Ответ оператора» and delivers each reply once (see the module docstring)."""
+
+    def __init__(
+        self,
+        gw: AsyncSheetsGateway,
+        messenger: Messenger,
+        *,
+        clock: Clock = utc_now,
+        tz: ZoneInfo = MOSCOW,
+    ) -> None:
+        self._gw = gw
+        self._table = gw.table(APPEALS)
+        self._messenger = messenger
+        self._clock = clock
+        self._tz = tz
+        self._lock = asyncio.Lock()
+        self._warned_rows: set[tuple[int, str]] = set()
+
+    async def poll_once(self) -> int:
+        """One poll: deliver every pending reply; returns how many were delivered (sent or resent)."""
+        if self._lock.locked():
+            return 0  # the previous poll is still running; the job queue will call again
+        async with self._lock:
+            try:
+                rows = await self._table.select([AppealCol.TELEGRAM_ID, AppealCol.STATUS, AppealCol.OPERATOR_REPLY])
+            except GatewayError as exc:
+                log.warning("operator replies not polled: %s", exc)
+                return 0
+            delivered = 0
+            for row in rows:
+                if row[AppealCol.OPERATOR_REPLY].strip():
+                    try:
+                        delivered += await self._handle(row)
+                    except GatewayError as exc:
+                        log.warning("operator reply for row %d postponed: %s", row.row, exc)
+            return delivered
+
+    async def _handle(self, row: Record) -> int:
+        raw_id, text = row[AppealCol.TELEGRAM_ID].strip(), row[AppealCol.OPERATOR_REPLY].strip()
+        if not raw_id.lstrip("-").isdigit():
+            if (row.row, raw_id) not in self._warned_rows:
+                self._warned_rows.add((row.row, raw_id))
+                log.warning("Обращения row %d has a reply but no valid Telegram ID (%r)", row.row, raw_id)
+            return 0
+        chat_id = int(raw_id)
+        h = reply_hash(text)
+        state = self._gw.state
+        entry = await state.ledger_get(LEDGER_KIND, raw_id)
+        same = entry is not None and entry.payload == h
+        if same and entry is not None and entry.state == FAILED:
+            return 0  # undeliverable (e.g. the partner blocked the bot); staff were told, G is left for them
+        if same and entry is not None and entry.state == CLEARED and self._gw.outbox_depth:
+            return 0  # the clearing write is still queued in the outbox
+        delivered = 0
+        if not (same and entry is not None and entry.state == SENT):
+            await state.ledger_set(LEDGER_KIND, raw_id, SENDING, h)
+            try:
+                await self._messenger.send_text(chat_id, format_operator_message(text))
+            except DeliveryError as exc:
+                if not exc.permanent:
+                    log.warning("operator reply to %s not delivered yet: %s", chat_id, exc)
+                    return 0  # stays 'sending': the next poll tries again
+                await state.ledger_set(LEDGER_KIND, raw_id, FAILED, h)
+                await self._notify_failure(chat_id, text, exc)
+                return 0
+            # ← the duplicate window: accepted by Telegram, not yet recorded below.
+            await state.ledger_set(LEDGER_KIND, raw_id, SENT, h)
+            delivered = 1
+        try:
+            await self._log_and_clear(row, raw_id, text)
+        except GatewayError as exc:
+            # Stays 'sent': the next poll redoes only the write (with a fresh look at G), never the send.
+            log.warning("operator reply to %s sent; logging it postponed: %s", chat_id, exc)
+            return delivered
+        await state.ledger_set(LEDGER_KIND, raw_id, CLEARED, h)
+        return delivered
+
+    async def _log_and_clear(self, row: Record, raw_id: str, text: str) -> None:
+        """ONE write: «Оператор: …» appended to the log, G cleared (if unchanged), «Обновлено», status."""
+        now = self._clock()
+        values: dict[str, str] = {AppealCol.UPDATED: stamp(now, self._tz)}
+        # Staff may have typed a newer reply while we were sending: clear G only if it still holds this one.
+        current = await self._table.get(raw_id)
+        if current is None or current[AppealCol.OPERATOR_REPLY].strip() == text:
+            values[AppealCol.OPERATOR_REPLY] = ""
+        status = canonical_status((current or row)[AppealCol.STATUS])
+        if status in _TAKE_OVER_FROM:
+            values[AppealCol.STATUS] = AppealStatus.IN_WORK
+        block = chatlog.format_entry(now.astimezone(self._tz), Author.OPERATOR, text)
+        await self._gw.write(
+            [
+                self._table.op_append_text(
+                    raw_id, AppealCol.LOG, block, values=values, create=False, archive_overflow=True
+                )
+            ]
+        )
+
+    async def _notify_failure(self, chat_id: int, text: str, exc: DeliveryError) -> None:
+        try:
+            await self._messenger.notify_staff(
+                f"❗ Ответ оператора не доставлен (Telegram ID {chat_id}): {exc}\n\n{text}\n\n"
+                "Ответ остался в колонке «Ответ оператора»; очистите её, когда вопрос решён другим способом."
+            )
+        except Exception:
+            log.exception("staff notification failed")

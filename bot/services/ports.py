@@ -1,0 +1,61 @@
+"""Ports: the outside world as the services see it. Adapters (PTB, test fakes) implement these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+#: Now, timezone-aware. Services take one so tests can move time.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class InlineButton:
+    """A button under a message; pressing it sends `callback_data` back to the bot (or opens `url`)."""
+
+    text: str
+    callback_data: str | None = None
+    url: str | None = None
+
+
+class DeliveryError(Exception):
+    """A message could not be delivered. `permanent`: retrying will not help (the user blocked the bot…);
+    `retry_after`: Telegram's flood control asked to wait this many seconds before trying again."""
+
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class Messenger(Protocol):
+    """Sends messages to partners and to the staff chat (Telegram in production, a recorder in tests).
+
+    Texts are sent as plain text (never parsed as Markdown/HTML) and split when longer than Telegram allows.
+    Failures raise DeliveryError.
+    """
+
+    async def send_text(
+        self, chat_id: int, text: str, *, buttons: Sequence[str] | Sequence[InlineButton] | None = None
+    ) -> None:
+        """Send a text message. `buttons`: InlineButtons shown under it, or plain strings as reply-keyboard labels."""
+        ...
+
+    async def send_document(self, chat_id: int, data: bytes, filename: str, caption: str) -> None:
+        """Send a file as a document with a caption."""
+        ...
+
+    async def send_photo(self, chat_id: int, photo_url: str, caption: str) -> None:
+        """Send a picture Telegram downloads from `photo_url`, with a caption (an over-long tail follows as text)."""
+        ...
+
+    async def notify_staff(self, text: str) -> None:
+        """Post a note to the staff chat (a no-op when none is configured); never raises."""
+        ...

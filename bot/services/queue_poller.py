@@ -1,0 +1,375 @@
+"""Delivers finished Аналитика 360 requests to partners, exactly once, with one sheet read per poll.
+
+Every poll reads Очередь once (the short columns of all rows: one call however many are pending) and then:
+- DONE, not yet delivered → the result text, then the PDF as a document (or its link), then `delivered_at`;
+- ERROR, not yet delivered → a clear Russian message with the worker's error, then `delivered_at`;
+- NEW / PROCESSING older than `stuck_after` → one notice to the partner and to staff.
+
+Exactly once across restarts: each delivery is an outbox-like record in the gateway's durable state
+ledger, advanced step by step (`sending` before a message goes out, the step counter after it). A crash
+between the last send and the `delivered_at` write finds the ledger at `sent` and only writes the mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta, tzinfo
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
+from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
+from gateway import AsyncSheetsGateway, GatewayError, Record, a1
+from gateway.schemas import QUEUE, QueueCol, QueueStatus
+from gateway.table import HeaderMap
+
+log = logging.getLogger(__name__)
+
+PdfLoader = Callable[[str], Awaitable[bytes | None]]
+DELIVERY_LEDGER = "analytics-delivery"
+STUCK_LEDGER = "analytics-stuck"
+TELEGRAM_TEXT_LIMIT = 4096
+MAX_PDF_BYTES = 20 * 1024 * 1024  # what a bot may upload as a document is 50 MB; a report is far smaller
+# Everything a poll needs except result_text (long; fetched only for rows about to be delivered).
+POLL_COLUMNS = (
+    QueueCol.ID,
+    QueueCol.CREATED_AT,
+    QueueCol.OBJECT_CODE,
+    QueueCol.TELEGRAM_ID,
+    QueueCol.STATUS,
+    QueueCol.ATTEMPTS,
+    QueueCol.PDF_URL,
+    QueueCol.ERROR,
+    QueueCol.DELIVERED_AT,
+)
+
+
+@dataclass(frozen=True)
+class PollStats:
+    """What one poll saw and did."""
+
+    rows: int = 0
+    pending: int = 0
+    delivered: int = 0
+    errors_reported: int = 0
+    stuck_reported: int = 0
+    send_failures: int = 0
+    oldest_pending_seconds: float | None = None
+    read_failed: bool = False
+
+
+@dataclass
+class _Delivery:
+    """The ledger record of one delivery: how many of its messages went out, and failed attempts."""
+
+    state: str  # "sending" (steps[:done] sent, the next one in flight or failed) | "sent" | "failed"
+    done: int = 0
+    failures: int = 0
+
+    @classmethod
+    def decode(cls, state: str, payload: str) -> _Delivery:
+        data = json.loads(payload) if payload else {}
+        return cls(state, int(data.get("done", 0)), int(data.get("failures", 0)))
+
+    def payload(self) -> str:
+        return json.dumps({"done": self.done, "failures": self.failures})
+
+
+class QueuePoller:
+    """Polls Очередь and delivers results, errors and stuck-request notices to partners."""
+
+    def __init__(
+        self,
+        gw: AsyncSheetsGateway,
+        messenger: Messenger,
+        *,
+        stuck_after: timedelta,
+        pdf_loader: PdfLoader,
+        clock: Clock = utc_now,
+        tz: tzinfo = MOSCOW,
+        max_send_failures: int = 5,
+    ) -> None:
+        self._gw = gw
+        self._queue = gw.table(QUEUE)
+        self._messenger = messenger
+        self._stuck_after = stuck_after
+        self._load_pdf = pdf_loader
+        self._clock = clock
+        self._tz = tz
+        self._max_failures = max_send_failures
+        self.last_stats: PollStats | None = None
+        self._stuck_known: set[str] = set()  # ledger answers cached: a long-stuck backlog costs no queries
+
+    async def poll_once(self) -> PollStats:
+        """One poll: one read of Очередь for every pending request, then every due delivery and notice.
+
+        The poll reads only the short columns. The long result_text of rows due for delivery is fetched
+        in one more read, only in a poll that has something to deliver, so a growing history of delivered
+        reports never makes the every-15-seconds read heavier than a few small columns.
+        """
+        try:
+            rows = await read_queue_columns(self._gw, POLL_COLUMNS)
+        except GatewayError as exc:
+            log.warning("queue poll skipped: %s", exc)
+            self.last_stats = PollStats(read_failed=True)
+            return self.last_stats
+        now = self._clock()
+        pending = delivered = errors = stuck = failures = 0
+        oldest: float | None = None
+        due: list[tuple[Record, _Delivery]] = []
+        for rec in rows:
+            status = rec[QueueCol.STATUS].strip().upper()
+            if not rec[QueueCol.ID].strip():
+                continue
+            if status in PENDING:
+                pending += 1
+                created = parse_stamp(rec[QueueCol.CREATED_AT], self._tz)
+                if created is not None:
+                    age = (now - created).total_seconds()
+                    oldest = age if oldest is None else max(oldest, age)
+                    if age >= self._stuck_after.total_seconds() and await self._report_stuck(rec):
+                        stuck += 1
+            elif status in (QueueStatus.DONE, QueueStatus.ERROR) and not rec[QueueCol.DELIVERED_AT].strip():
+                entry = await self._gw.state.ledger_get(DELIVERY_LEDGER, _delivery_key(rec))
+                due.append((rec, _Delivery.decode(entry.state, entry.payload) if entry else _Delivery("sending")))
+        texts_needed = [r for r, d in due if d.state == "sending" and _status(r) == QueueStatus.DONE]
+        full = await self._full_rows(texts_needed) if texts_needed else {}
+        marks: dict[str, str] = {}
+        for rec, record in due:
+            job_id = rec[QueueCol.ID].strip()
+            status = _status(rec)
+            if record.state == "sending" and status == QueueStatus.DONE:
+                fresh = full.get(job_id)
+                if fresh is None:
+                    continue  # rows moved between the two reads, or the fetch failed: next poll
+                rec = fresh
+            outcome = await self._deliver(rec, status, record)
+            if outcome in ("sent", "resumed"):
+                marks[job_id] = format_stamp(self._clock(), self._tz)
+            if outcome == "sent":
+                if status == QueueStatus.DONE:
+                    delivered += 1
+                else:
+                    errors += 1
+            elif outcome == "failed":
+                failures += 1
+        await self._mark_delivered(marks)
+        self.last_stats = PollStats(len(rows), pending, delivered, errors, stuck, failures, oldest)
+        return self.last_stats
+
+    async def _full_rows(self, recs: list[Record]) -> dict[str, Record]:
+        """Whole rows (with result_text) by their row numbers, in one read, verified by id."""
+        ranges = [a1.row_range(QUEUE.title, 1)] + [a1.row_range(QUEUE.title, r.row) for r in recs]
+        try:
+            results = await self._gw.read_ranges(ranges)
+        except GatewayError as exc:
+            log.warning("finished rows not fetched, delivering next poll: %s", exc)
+            return {}
+        header = HeaderMap.from_row(QUEUE.title, results[0][0] if results[0] else [])
+        out: dict[str, Record] = {}
+        for rec, res in zip(recs, results[1:], strict=True):
+            whole = header.record(rec.row, res[0] if res else [], QUEUE.headers)
+            if whole[QueueCol.ID].strip() == rec[QueueCol.ID].strip():  # staff may have sorted meanwhile
+                out[rec[QueueCol.ID].strip()] = whole
+        return out
+
+    # -- deliveries ----------------------------------------------------------------------------
+
+    async def _deliver(self, rec: Mapping[str, str], status: str, record: _Delivery) -> str:
+        """Send what is due for one finished row: 'sent', 'resumed' (sent before), 'failed' (retry) or 'skipped'."""
+        key = _delivery_key(rec)
+        if record.state == "sent":
+            return "resumed"  # delivered before a crash or restart; only the delivered_at mark is missing
+        if record.state == "failed":
+            return "skipped"  # given up and reported to staff; staff decide what to do
+        chat_id = _chat_id(rec)
+        if chat_id is None:
+            await self._give_up(key, record, rec, "в строке нет корректного telegram_id")
+            return "skipped"
+        steps = self._done_steps(rec, chat_id) if status == QueueStatus.DONE else self._error_steps(rec, chat_id)
+        while record.done < len(steps):
+            # The ledger says "this step may be in flight" BEFORE the message goes out, and counts it
+            # AFTER. The one window no ledger can close: Telegram accepted the message but the process died
+            # before the counter was saved. The Bot API has no idempotency key, so that one step is sent
+            # again after a restart (a duplicate is better than a lost report).
+            await self._gw.state.ledger_set(DELIVERY_LEDGER, key, "sending", record.payload())
+            try:
+                await steps[record.done]()
+            except Exception as exc:
+                record.failures += 1
+                log.warning("delivery of %s to %s failed (%d): %s", key, chat_id, record.failures, exc)
+                permanent = isinstance(exc, DeliveryError) and exc.permanent  # e.g. the partner blocked the bot
+                if permanent or record.failures >= self._max_failures:
+                    await self._give_up(key, record, rec, f"Telegram не принимает сообщения: {exc}")
+                    return "skipped"
+                await self._gw.state.ledger_set(DELIVERY_LEDGER, key, "sending", record.payload())
+                return "failed"
+            record.done += 1
+        await self._gw.state.ledger_set(DELIVERY_LEDGER, key, "sent", record.payload())
+        return "sent"
+
+    def _done_steps(self, rec: Mapping[str, str], chat_id: int) -> list[Callable[[], Awaitable[None]]]:
+        code = rec[QueueCol.OBJECT_CODE].strip()
+        text = rec[QueueCol.RESULT_TEXT].strip() or f"Аналитика 360 по объекту {code} готова."
+        pdf_url = rec[QueueCol.PDF_URL].strip()
+
+        async def send_text() -> None:
+            await self._messenger.send_text(chat_id, _fit(text))
+
+        async def send_pdf() -> None:
+            data = await self._load_pdf(pdf_url)
+            if data:
+                caption = f"Аналитика 360 · {code} (PDF)"
+                await self._messenger.send_document(chat_id, data, _pdf_name(code), caption)
+            else:
+                await self._messenger.send_text(chat_id, f"PDF-отчёт по объекту {code}: {pdf_url}")
+
+        return [send_text, send_pdf] if pdf_url else [send_text]
+
+    def _error_steps(self, rec: Mapping[str, str], chat_id: int) -> list[Callable[[], Awaitable[None]]]:
+        code = rec[QueueCol.OBJECT_CODE].strip()
+        reason = rec[QueueCol.ERROR].strip() or "причина не указана"
+        text = (
+            f"Не удалось подготовить Аналитику 360 по объекту {code}.\n{reason}\n\n"
+            "Если нужна помощь — напишите «оператор», и менеджер подключится."
+        )
+
+        async def send_error() -> None:
+            await self._messenger.send_text(chat_id, _fit(text))
+
+        return [send_error]
+
+    async def _give_up(self, key: str, record: _Delivery, rec: Mapping[str, str], why: str) -> None:
+        record.state = "failed"
+        await self._gw.state.ledger_set(DELIVERY_LEDGER, key, "failed", record.payload())
+        note = (
+            f"Аналитика 360: не удалось доставить результат запроса {rec[QueueCol.ID].strip()} "
+            f"(объект {rec[QueueCol.OBJECT_CODE].strip()}, telegram_id {rec[QueueCol.TELEGRAM_ID].strip()}): {why}."
+        )
+        try:
+            await self._messenger.notify_staff(note)
+        except Exception:
+            log.exception("staff notice failed: %s", note)
+
+    async def _mark_delivered(self, marks: dict[str, str]) -> None:
+        """Write every delivered_at of this poll in one acknowledged write (sheet or outbox)."""
+        if not marks:
+            return
+        ops = [self._queue.op_upsert(k, {QueueCol.DELIVERED_AT: v}, create=False) for k, v in marks.items()]
+        try:
+            await self._gw.write(ops)
+        except GatewayError as exc:
+            # A row deleted by staff meanwhile; the ledger still prevents any second send.
+            log.warning("could not mark deliveries %s: %s", sorted(marks), exc)
+
+    # -- stuck requests ------------------------------------------------------------------------
+
+    async def _report_stuck(self, rec: Mapping[str, str]) -> bool:
+        """Tell the partner and staff once that a request waits too long; True when told now."""
+        key = rec[QueueCol.ID].strip()
+        if key in self._stuck_known:
+            return False
+        if await self._gw.state.ledger_get(STUCK_LEDGER, key) is not None:
+            self._stuck_known.add(key)
+            return False
+        self._stuck_known.add(key)
+        # Recorded first: a notice lost to a crash is acceptable, one repeated every poll is not.
+        await self._gw.state.ledger_set(STUCK_LEDGER, key, "reported")
+        code = rec[QueueCol.OBJECT_CODE].strip()
+        status = rec[QueueCol.STATUS].strip().upper()
+        minutes = int(self._stuck_after.total_seconds() // 60)
+        chat_id = _chat_id(rec)
+        if chat_id is not None:
+            try:
+                await self._messenger.send_text(
+                    chat_id,
+                    f"Аналитика 360 по объекту {code} готовится дольше обычного (более {minutes} мин). "
+                    "Мы уже сообщили менеджеру; отчёт придёт сюда, как только будет готов.",
+                )
+            except Exception as exc:
+                log.warning("stuck notice to %s failed: %s", chat_id, exc)
+        try:
+            await self._messenger.notify_staff(
+                f"Аналитика 360: запрос {key} (объект {code}, telegram_id {rec[QueueCol.TELEGRAM_ID].strip()}) "
+                f"в статусе {status} дольше {minutes} мин (создан {rec[QueueCol.CREATED_AT].strip()}). "
+                "Проверьте, работает ли обработчик очереди (Apps Script или marketingbot worker)."
+            )
+        except Exception:
+            log.exception("staff notice about stuck request %s failed", key)
+        return True
+
+
+# -- PDF loading -------------------------------------------------------------------------------
+
+
+def make_pdf_loader(
+    reports_dir: Path | None, reports_base_url: str | None, http: httpx.AsyncClient | None = None
+) -> PdfLoader:
+    """A loader reading our own reports from `reports_dir` and, when `http` is given, fetching other URLs.
+
+    A remote URL that does not answer with a PDF (e.g. a Google Drive viewer page) gives None, so the
+    partner gets the link instead.
+    """
+    prefix = (reports_base_url or "").rstrip("/") + "/reports/"
+
+    async def load(url: str) -> bytes | None:
+        if reports_dir is not None and reports_base_url and url.startswith(prefix):
+            name = url[len(prefix) :]
+            if "/" in name or "\\" in name or not name.endswith(".pdf") or name.startswith("."):
+                return None
+            path = reports_dir / name
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                log.warning("report %s unreadable: %s", path, exc)
+                return None
+            return data if data.startswith(b"%PDF") else None
+        if http is None or urlsplit(url).scheme not in ("http", "https"):
+            return None
+        try:
+            resp = await http.get(url, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            log.warning("report %s not fetched: %s", url, exc)
+            return None
+        body = resp.content
+        if resp.status_code != 200 or not body.startswith(b"%PDF") or len(body) > MAX_PDF_BYTES:
+            return None
+        return body
+
+    return load
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _delivery_key(rec: Mapping[str, str]) -> str:
+    # The attempt number is part of the key: staff re-running a request (status back to NEW) get a new
+    # result delivered, while the same attempt is never delivered twice.
+    return f"{rec[QueueCol.ID].strip()}#{rec[QueueCol.ATTEMPTS].strip() or '0'}"
+
+
+def _status(rec: Mapping[str, str]) -> str:
+    return rec[QueueCol.STATUS].strip().upper()
+
+
+def _chat_id(rec: Mapping[str, str]) -> int | None:
+    raw = rec[QueueCol.TELEGRAM_ID].strip()
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= TELEGRAM_TEXT_LIMIT else text[: TELEGRAM_TEXT_LIMIT - 1] + "…"
+
+
+def _pdf_name(code: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch == "-" else "_" for ch in code) or "object"
+    return f"analytics_{safe}.pdf"

@@ -1,0 +1,38 @@
+"""The local staff console's access to the sheets (StaffPort), through the gateway like everything else."""
+
+from __future__ import annotations
+
+from gateway import AsyncSheetsGateway
+from gateway.a1 import A1Range, parse
+from gateway.schemas import normalize_header
+
+
+class GatewayStaffConsole:
+    """Lists, dumps and edits sheets of the local store for `/staff` (local mode only)."""
+
+    def __init__(self, gw: AsyncSheetsGateway) -> None:
+        self._gw = gw
+
+    async def sheets(self) -> list[str]:
+        """Sheet titles in order."""
+        return await self._gw.backend.sheet_titles()
+
+    async def _title(self, sheet: str) -> str:
+        for title in await self.sheets():
+            if normalize_header(title) == normalize_header(sheet):
+                return title
+        raise LookupError(f"no sheet {sheet!r}")
+
+    async def dump(self, sheet: str) -> list[list[str]]:
+        """Every row, header first."""
+        title = await self._title(sheet)
+        (rows,) = await self._gw.read_ranges([str(A1Range(title))])
+        return rows
+
+    async def set_cell(self, sheet: str, a1: str, value: str) -> None:
+        """Write one cell verbatim (RAW); ValueError for anything but one cell."""
+        title = await self._title(sheet)
+        rng = parse(f"{title}!{a1}") if "!" not in a1 else parse(a1)
+        if rng.row1 is None or rng.col1 is None or (rng.row1, rng.col1) != (rng.row2, rng.col2):
+            raise ValueError(f"{a1!r} is not one cell (expected e.g. G2)")
+        await self._gw.write_range(str(A1Range(title, rng.row1, rng.col1, rng.row1, rng.col1)), [[value]])

@@ -1,0 +1,397 @@
+"""deploy.sh, rollback.sh and marketingbot.service, driven for real in a temporary BASE.
+
+The service manager is deploy_standin/fake_systemctl.py (it runs what the real unit file says, with
+/home/marketing rewritten to the temporary BASE); the deployed project is a tiny stand-in git repo whose
+releases choose whether their smoke test passes and whether /healthz answers ok.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.integration.deploy_standin.harness import Site
+
+
+def _load_harness() -> ModuleType:
+    path = Path(__file__).resolve().parent / "deploy_standin" / "harness.py"
+    spec = importlib.util.spec_from_file_location("deploy_standin_harness", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+# Loaded by path: tests/ may or may not be a package, and the harness is shared with bench/deploy.py.
+harness = _load_harness()
+
+RELEASE_NAME = re.compile(r"^\d{8}_\d{6}_[0-9a-f]{7,}$")
+LOG_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} (deploy|rollback)\.sh: ")
+
+# Resolves BASE/current in a loop until STOP exists; prints how many reads failed (missing or dangling link).
+READER = r"""
+import json, os, sys
+from pathlib import Path
+current, ready, stop = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+reads = failures = 0
+seen = set()
+examples = []
+while not stop.exists():
+    for _ in range(200):
+        try:
+            os.stat(current / ".venv")
+            seen.add(os.readlink(current))
+        except OSError as exc:
+            failures += 1
+            if len(examples) < 3:
+                examples.append(repr(exc))
+        reads += 1
+    if reads == 200:
+        ready.touch()
+print(json.dumps({"reads": reads, "failures": failures, "targets": len(seen), "examples": examples}))
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    """A temporary BASE with a stand-in repo; the stand-in service is stopped afterwards."""
+    created = harness.Site(tmp_path)
+    yield created
+    created.stop_service()
+
+
+def deploy_ok(site: Site, version: str, **env: str) -> str:
+    """Commits and deploys a healthy release; returns its release name."""
+    site.repo.commit_release(version)
+    result = site.deploy(**env)
+    assert result.returncode == 0, result.stdout
+    name = site.current()
+    assert name is not None
+    return name
+
+
+def test_good_deploy_switches_current_and_records_history(site: Site) -> None:
+    """A good deploy builds a clean release, switches `current`, restarts into it and appends to the history."""
+    first_commit = site.repo.commit_release("1.0")
+    first = site.deploy()
+    assert first.returncode == 0, first.stdout
+    name1 = site.current()
+    assert name1 is not None and RELEASE_NAME.match(name1) and name1.endswith("_" + first_commit[:7])
+    assert site.healthz()["version"] == "1.0"
+
+    release = site.base / "releases" / name1
+    assert not (release / ".git").exists() and not (release / "stray.txt").exists()
+    for item in (".env", "credentials.json", "chat_memory.db", "logs"):
+        link = release / item
+        assert link.is_symlink() and link.resolve() == (site.base / "shared" / item).resolve()
+    # The release's .env is the shared one, not the untracked file in the developer's checkout.
+    assert "WEB_PORT" in (release / ".env").read_text()
+
+    assert "## [1.0] - 2025-01-01" in first.stdout and "Stand-in change shipped in 1.0." in first.stdout
+    assert re.search(r"downtime \(restart -> healthy\): \d+\.\d\d s", first.stdout)
+    assert "mode: long polling" in first.stdout
+    assert all(LOG_LINE.match(line) for line in first.stdout.splitlines()), first.stdout
+
+    with (site.base / "shared" / ".env").open("a") as env_file:
+        env_file.write("WEBHOOK_URL=https://bot.example.invalid/telegram\n")
+    site.repo.commit_release("1.1")
+    second = site.deploy()
+    assert second.returncode == 0, second.stdout
+    assert "mode: webhook" in second.stdout
+    name2 = site.current()
+    assert name2 is not None and name2 != name1
+    assert site.healthz() == {"status": "ok", "version": "1.1", "cwd": str(site.base / "releases" / name2)}
+    assert [line[1:] for line in site.history()] == [["deploy", name1, "-"], ["deploy", name2, name1]]
+    events = site.events()
+    assert events[-3] == "reset-failed" and events[-2].startswith("stop ")
+    assert events[-1].startswith(f"start {site.base / 'releases' / name2} ")
+
+
+def test_failed_smoke_test_is_never_switched_in(site: Site) -> None:
+    """A release failing `marketingbot check` or a critical import is removed; the running one is untouched."""
+    good = deploy_ok(site, "1.0")
+    restarts = len(site.events())
+
+    site.repo.commit_release("1.1-broken-config", check_ok=False)
+    bad_check = site.deploy()
+    assert bad_check.returncode == 1, bad_check.stdout
+    assert "GOOGLE_SPREADSHEET_ID is not set" in bad_check.stdout
+    assert "running release is untouched" in bad_check.stdout
+
+    site.repo.commit_release("1.2-missing-dependency")
+    bad_import = site.deploy(SMOKE_IMPORTS="bot gateway telegram")
+    assert bad_import.returncode == 1, bad_import.stdout
+    assert "import telegram failed: ModuleNotFoundError" in bad_import.stdout
+
+    assert site.current() == good
+    assert site.releases() == [good]
+    assert len(site.events()) == restarts
+    assert site.healthz()["version"] == "1.0"
+    assert [line[1] for line in site.history()] == ["deploy"]
+
+
+def test_never_healthy_release_is_rolled_back_automatically(site: Site) -> None:
+    """A release whose /healthz never says ok is switched back out, exit 2, and is not "previous" later."""
+    oldest = deploy_ok(site, "1.0")
+    good = deploy_ok(site, "1.1")
+    site.repo.commit_release("1.2-unhealthy", healthy=False)
+    result = site.deploy(HEALTH_TIMEOUT="3")
+    assert result.returncode == 2, result.stdout
+    assert "did not become healthy" in result.stdout and "HTTP 503" in result.stdout
+    assert site.current() == good
+    assert site.healthz()["version"] == "1.1"
+    bad = [name for name in site.releases() if name not in (oldest, good)]
+    assert len(bad) == 1
+    assert [line[1:] for line in site.history()[-2:]] == [["deploy", bad[0], good], ["auto-rollback", good, bad[0]]]
+
+    back = site.rollback()
+    assert back.returncode == 0, back.stdout
+    assert site.current() == oldest
+
+
+def test_deploy_interrupted_after_switch_returns_to_old_release(site: Site) -> None:
+    """Ctrl-C while the new release is being health-checked switches back to the old release before exiting."""
+    good = deploy_ok(site, "1.0")
+    site.repo.commit_release("1.1-unhealthy", healthy=False)
+    starts = len([event for event in site.events() if event.startswith("start ")])
+    deploy = subprocess.Popen(
+        [str(harness.DEPLOY_SH)],
+        env=site.env(HEALTH_TIMEOUT="60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len([event for event in site.events() if event.startswith("start ")]) == starts:
+            assert deploy.poll() is None and time.monotonic() < deadline, "the new release was never started"
+            time.sleep(0.02)
+        assert site.current() != good
+        os.killpg(deploy.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        output, _ = deploy.communicate(timeout=harness.SCRIPT_TIMEOUT)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert deploy.returncode == 2, output
+    assert "stopped after the switch" in output
+    assert site.current() == good
+    assert site.healthz()["version"] == "1.0"
+
+
+def test_first_release_never_healthy_leaves_nothing_active(site: Site) -> None:
+    """With no earlier release to return to, an unhealthy first deploy stops the service and removes `current`."""
+    site.repo.commit_release("1.0-unhealthy", healthy=False)
+    result = site.deploy(HEALTH_TIMEOUT="0.5")
+    assert result.returncode == 2, result.stdout
+    assert site.current() is None and not (site.base / "current").exists()
+    assert site.events()[-1].startswith("stop ")
+
+
+def test_rollback_returns_to_previous_release(site: Site) -> None:
+    """rollback.sh goes to the previous release, refuses when none is left, and accepts a named release."""
+    first = deploy_ok(site, "1.0")
+    second = deploy_ok(site, "1.1")
+
+    back = site.rollback()
+    assert back.returncode == 0, back.stdout
+    assert site.current() == first
+    assert site.healthz()["version"] == "1.0"
+    assert site.history()[-1][1:] == ["rollback", first, second]
+    assert re.search(r"rolled back to \S+ \(status=ok\) in \d+\.\d\d s end to end", back.stdout)
+
+    # The release we just left is bad: a second rollback must not bounce back to it.
+    again = site.rollback()
+    assert again.returncode == 1 and "no previous release" in again.stdout
+    assert site.current() == first
+
+    listed = site.rollback("--list")
+    assert listed.stdout.splitlines() == [f"{first} (active)", second]
+
+    named = site.rollback(second)
+    assert named.returncode == 0, named.stdout
+    assert site.current() == second and site.healthz()["version"] == "1.1"
+
+    missing = site.rollback("20000101_000000_deadbee")
+    assert missing.returncode == 1 and "not a deployed release" in missing.stdout
+    assert site.current() == second
+
+
+def test_pruning_keeps_n_and_never_deletes_active_or_previous(site: Site) -> None:
+    """KEEP=2 leaves exactly two releases: the active one and the previous one, even when that one is the oldest."""
+    a = deploy_ok(site, "1.0", KEEP="5")
+    b = deploy_ok(site, "1.1", KEEP="5")
+    assert site.rollback().returncode == 0
+    assert site.current() == a
+    c = deploy_ok(site, "1.2", KEEP="2")
+    # Newest-first would keep c and b; the previous release a must survive instead.
+    assert site.releases() == [a, c]
+    assert b not in site.releases()
+
+    d = deploy_ok(site, "1.3", KEEP="2")
+    assert site.releases() == [c, d]
+
+
+def test_concurrent_deploys_one_refuses(site: Site, tmp_path: Path) -> None:
+    """While one deploy holds the lock, a second deploy and a rollback refuse (exit 3) without touching anything."""
+    site.repo.commit_release("1.0")
+    started, gate = tmp_path / "check-started", tmp_path / "check-gate"
+    first = subprocess.Popen(
+        [str(harness.DEPLOY_SH)],
+        env=site.env(STANDIN_CHECK_STARTED=str(started), STANDIN_CHECK_GATE=str(gate)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert first.poll() is None and time.monotonic() < deadline, "first deploy never reached its smoke test"
+            time.sleep(0.02)
+        building = site.releases()
+        assert len(building) == 1
+
+        second = site.deploy()
+        assert second.returncode == 3, second.stdout
+        assert "another deploy or rollback is running" in second.stdout
+        rollback = site.rollback()
+        assert rollback.returncode == 3, rollback.stdout
+        assert site.releases() == building and site.current() is None
+    finally:
+        gate.touch()
+        output, _ = first.communicate(timeout=harness.SCRIPT_TIMEOUT)
+    assert first.returncode == 0, output
+    assert site.current() == building[0]
+
+
+def run_reader(site: Site, tmp_path: Path, switch: Callable[[], object]) -> dict[str, object]:
+    """Runs READER against BASE/current while `switch()` runs; returns the reader's counts."""
+    ready, stop = tmp_path / "reader-ready", tmp_path / "reader-stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(site.base / "current"), str(ready), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert reader.poll() is None and time.monotonic() < deadline, "reader did not start"
+            time.sleep(0.01)
+        switch()
+    finally:
+        stop.touch()
+        output, _ = reader.communicate(timeout=30)
+    counts: dict[str, object] = json.loads(output)
+    return counts
+
+
+def test_switch_is_atomic_for_readers(site: Site, tmp_path: Path) -> None:
+    """A reader resolving `current` in a loop during 50 rollback.sh switches never sees it missing or dangling."""
+    a = site.fake_release("20250101_000000_aaaaaaa", activate=True)
+    b = site.fake_release("20250101_000001_bbbbbbb")
+
+    def switch_50_times() -> None:
+        # Only the switch is under test here: `true` as service manager, a /healthz that is always ok.
+        with harness.ok_health_server() as health_url:
+            for i in range(50):
+                target = b if i % 2 == 0 else a
+                result = site.rollback(target, SYSTEMCTL="true", HEALTH_URL=health_url)
+                assert result.returncode == 0, result.stdout
+                assert site.current() == target
+
+    counts = run_reader(site, tmp_path, switch_50_times)
+    assert counts["failures"] == 0, counts
+    assert counts["targets"] == 2, counts
+    assert len([line for line in site.history() if line[1] == "rollback"]) == 50
+
+
+def test_reader_catches_a_non_atomic_switch(site: Site, tmp_path: Path) -> None:
+    """Control for the atomicity test: the same reader does see the gap of a naive `rm` + `ln -s` switch."""
+    a = site.fake_release("20250101_000000_aaaaaaa", activate=True)
+    naive = f'cd "{site.base}" && for i in $(seq 200); do rm -f current; ln -s releases/{a} current; done'
+    counts = run_reader(site, tmp_path, lambda: subprocess.run(["bash", "-c", naive], check=True))
+    assert isinstance(counts["failures"], int) and counts["failures"] > 0, counts
+
+
+def shellcheck_or_skip() -> str:
+    """Path of shellcheck; a skip when it is missing, a failure when missing in CI."""
+    found = shutil.which("shellcheck")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("shellcheck is not installed (apt-get install shellcheck); CI must run this check")
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    return found
+
+
+def test_scripts_pass_shellcheck() -> None:
+    """`shellcheck deploy.sh rollback.sh` reports nothing, and rollback.sh is also clean on its own with -x."""
+    shellcheck = shellcheck_or_skip()
+    for args in (["deploy.sh", "rollback.sh"], ["-x", "rollback.sh"]):
+        result = subprocess.run(
+            [shellcheck, *args], cwd=harness.PROJECT_ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    for script in (harness.DEPLOY_SH, harness.ROLLBACK_SH):
+        assert "set -euo pipefail" in script.read_text()
+        assert os.access(script, os.X_OK)
+
+
+def verify_unit(text: str, root: Path) -> subprocess.CompletedProcess[str]:
+    """Runs systemd-analyze verify on the unit with /home/marketing moved to ROOT, where the paths exist."""
+    executable = root / "current" / ".venv" / "bin" / "marketingbot"
+    executable.parent.mkdir(parents=True, exist_ok=True)
+    executable.write_text("#!/bin/sh\nexit 0\n")
+    executable.chmod(0o755)
+    (root / "shared").mkdir(exist_ok=True)
+    (root / "shared" / ".env").write_text("")
+    unit = root / "marketingbot.service"
+    unit.write_text(text.replace("/home/marketing", str(root)))
+    return subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], cwd=root, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not available")
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd-analyze verify accepts the unit without a single warning, and does flag an injected mistake."""
+    text = harness.UNIT_FILE.read_text()
+    clean = verify_unit(text, tmp_path / "clean")
+    assert clean.returncode == 0 and clean.stdout + clean.stderr == "", clean.stdout + clean.stderr
+
+    broken = verify_unit(text.replace("Restart=always", "Restart=sometimes"), tmp_path / "broken")
+    assert "sometimes" in broken.stdout + broken.stderr
+
+
+def test_unit_has_the_settings_deploy_relies_on() -> None:
+    """The unit restarts through `current`, reads shared/.env, stops with SIGTERM and a grace period, is hardened."""
+    lines = set(harness.UNIT_FILE.read_text().splitlines())
+    for expected in (
+        "Restart=always",
+        "WorkingDirectory=/home/marketing/current",
+        "ExecStart=/home/marketing/current/.venv/bin/marketingbot run",
+        "EnvironmentFile=/home/marketing/shared/.env",
+        "User=marketing",
+        "KillSignal=SIGTERM",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "ReadWritePaths=/home/marketing/shared",
+    ):
+        assert expected in lines, expected
+    assert any(re.fullmatch(r"TimeoutStopSec=\d+", line) for line in lines)
+    assert any(re.fullmatch(r"RestartSec=\d+", line) for line in lines)
