@@ -18,10 +18,12 @@ class GatewayStaffConsole:
         return await self._gw.backend.sheet_titles()
 
     async def _title(self, sheet: str) -> str:
-        for title in await self.sheets():
+        titles = await self.sheets()
+        for title in titles:
             if normalize_header(title) == normalize_header(sheet):
                 return title
-        raise LookupError(f"no sheet {sheet!r}")
+        known = ", ".join(titles) or "none (run: marketingbot sheets init)"
+        raise LookupError(f"no sheet {sheet!r}; sheets: {known}")
 
     async def dump(self, sheet: str) -> list[list[str]]:
         """Every row, header first."""
