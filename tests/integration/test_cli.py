@@ -69,3 +69,31 @@ def test_bad_configuration_exits_1_naming_the_variable(tmp_path: Path) -> None:
     env_file.write_text("WEB_PORT=abc\n", encoding="utf-8")
     res = _run(tmp_path, "check")
     assert res.returncode == 1 and "WEB_PORT" in res.stderr
+
+
+async def test_cli_writes_while_the_bot_writes_the_same_store(tmp_path: Path) -> None:
+    """The CLI (another process) and a running gateway write the same local file at once; nothing is lost."""
+    import asyncio
+
+    from gateway.factory import GatewayConfig, build_gateway
+    from gateway.schemas import APPEALS, AppealCol
+
+    gw = build_gateway(GatewayConfig(backend="local", local_db_path=tmp_path / "data" / "sheets.db"))
+    await gw.start()
+    await gw.ensure_sheets()
+    try:
+        table = gw.table(APPEALS)
+
+        async def bot_writes() -> None:
+            for i in range(30):
+                await table.append_text(str(1000 + i), AppealCol.LOG, f"bot {i}")
+
+        cli = [asyncio.to_thread(_run, tmp_path, "sheets", "set", "Архив", f"A{r}", f"cli {r}") for r in range(2, 7)]
+        results = await asyncio.gather(bot_writes(), *cli)
+        assert all(r.returncode == 0 for r in results[1:]), [r.stderr for r in results[1:]]
+        rows = {r[AppealCol.TELEGRAM_ID]: r[AppealCol.LOG] for r in await table.all()}
+        assert rows == {str(1000 + i): f"bot {i}" for i in range(30)}
+        archive = json.loads(_run(tmp_path, "sheets", "dump", "Архив", "--format", "json").stdout)
+        assert [row[0] for row in archive[1:]] == [f"cli {r}" for r in range(2, 7)]
+    finally:
+        await gw.close()
