@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from gateway.errors import GatewayError
 from gateway.ops import WriteOp
+from gateway.sqlite import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -54,31 +54,21 @@ class StateStore:
     """aiosqlite-backed durable state shared by the outbox, delivery ledgers and counters."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
+        # FULL: an acknowledged outbox entry must survive a power cut, not only a process kill.
+        self._file = SqliteFile(path, _SCHEMA, synchronous="FULL")
+        self.path = self._file.path
 
     async def open(self) -> None:
         """Open (and create) the file in WAL mode."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path, isolation_level=None)
-        await db.execute("PRAGMA busy_timeout = 10000")
-        await db.execute("PRAGMA journal_mode = WAL")
-        # FULL: an acknowledged outbox entry must survive a power cut, not only a process kill.
-        await db.execute("PRAGMA synchronous = FULL")
-        await db.executescript(_SCHEMA)
-        self._db = db
+        await self._file.open()
 
     async def close(self) -> None:
         """Close the file."""
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        await self._file.close()
 
     @property
     def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise GatewayError("state store used before open()")
-        return self._db
+        return self._file.db
 
     # -- outbox ------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
  * A time-driven trigger runs processQueue() every minute. Under the script lock it claims a bounded
  * batch of NEW rows of «Очередь» (→ PROCESSING, started_at, attempts + 1), releases the lock, computes
  * each report (analysis.js), saves the PDF in Drive and writes DONE (result_text, pdf_url,
- * finished_at) or ERROR (error). Unexpected failures go back to NEW until the attempt limit; a row left
+ * finished_at) or ERROR (error, finished_at); both clear delivered_at, so a row staff set back to NEW is
+ * delivered again by the bot. Unexpected failures go back to NEW until the attempt limit; a row left
  * in PROCESSING by a run that died is claimed again once it is stale. Columns are found by header text.
  *
  * Apps Script services are reached only through appsScriptServices(), so Node tests stub them.
@@ -19,7 +20,7 @@ var DEFAULT_GEMINI_BASE_URL = 'https://generativelanguage.googleapis.com';
 var MOSCOW_OFFSET_MS = 3 * 60 * 60 * 1000; // Europe/Moscow is UTC+3 all year (no DST since 2014)
 
 var QUEUE_COLUMNS = ['id', 'object_code', 'status', 'started_at', 'finished_at', 'pdf_url', 'error',
-  'result_text', 'attempts'];
+  'result_text', 'delivered_at', 'attempts'];
 
 /**
  * @typedef {{batchSize: number, maxAttempts: number, maxRuntimeMs: number, lockWaitMs: number,
@@ -37,7 +38,7 @@ var QUEUE_COLUMNS = ['id', 'object_code', 'status', 'started_at', 'finished_at',
  * }} WorkerServices
  * @typedef {{id: string, code: string, attempts: number, startedAt: string}} Claim
  * @typedef {{claimed: number, done: number, failed: number, retried: number, released: number,
- *   skipped: boolean}} RunResult
+ *   lost: number, skipped: boolean}} RunResult
  */
 
 /** @type {WorkerOptions} */
@@ -119,6 +120,7 @@ function moscowStamp(date) {
 
 /**
  * started_at of a claim, which is also its ownership token: `2026-11-24T18:02:03.482+03:00`.
+ * It looks like a date to Sheets, so it is only ever written through writeCells_ (plain-text cells).
  * @param {Date} date @returns {string}
  */
 function claimStamp(date) {
@@ -177,8 +179,14 @@ function queueSheet_(book) {
 }
 
 /**
- * Writes `updates` (header → text) into one row; contiguous columns go in one call, formatted as plain
- * text first so Sheets never turns a value into a date, number or formula.
+ * Writes `updates` (header → text) into one row; contiguous columns go in one call.
+ *
+ * Range.setValues parses strings the way typed input is parsed: `2026-11-24T18:02:03.482+03:00` or
+ * `2026-11-24 18:02:03` would be stored as a date-time, read back as a Date by getValues and as
+ * `24.11.2026 18:02:03` (the spreadsheet locale's format, milliseconds gone) by getDisplayValues. The
+ * claim token in started_at would then never equal itself and every claim would look foreign; in a US
+ * locale finished_at would read `11/24/2026 …`, which the bot's parse_stamp cannot read. So each range is
+ * formatted as plain text ('@') BEFORE the values are set: text cells keep the string exactly.
  * @param {GoogleAppsScript.Spreadsheet.Sheet} sheet @param {number} rowNumber
  * @param {Object<string, number>} cols @param {Object<string, string>} updates
  */
@@ -222,11 +230,10 @@ function claimBatch(services, options) {
         var started = Date.parse(cell('started_at'));
         if (!isNaN(started) && now.getTime() - started < options.staleMs) continue;
         if (attempts >= options.maxAttempts) {
-          writeCells_(q.sheet, r + 1, q.cols, {
-            status: 'ERROR', finished_at: moscowStamp(now),
-            error: 'Отчёт не удалось подготовить за ' + attempts + ' ' +
+          writeCells_(q.sheet, r + 1, q.cols, finalUpdates_('ERROR',
+            'Отчёт не удалось подготовить за ' + attempts + ' ' +
               plural(attempts, 'попытку', 'попытки', 'попыток') + '. Попробуйте запросить его ещё раз позже.',
-          });
+            moscowStamp(now)));
           continue;
         }
       } else if (status !== 'NEW') {
@@ -246,6 +253,8 @@ function claimBatch(services, options) {
 /**
  * Writes the outcome of a claimed row, under the lock, only if this run still owns it (the row is
  * found by id, since staff may have moved rows; a stale row re-claimed by another run is left alone).
+ * Ownership compares displayed text with the token: started_at was written as plain text (writeCells_),
+ * so the displayed value is exactly the string written, whatever the spreadsheet's locale.
  * @param {WorkerServices} services @param {WorkerOptions} options @param {Claim} claim
  * @param {Object<string, string>} updates @returns {boolean} whether the row was written
  */
@@ -318,7 +327,7 @@ function geminiNarrative(services, report) {
 function runQueue(services, options) {
   var began = services.now().getTime();
   /** @type {RunResult} */
-  var result = {claimed: 0, done: 0, failed: 0, retried: 0, released: 0, skipped: false};
+  var result = {claimed: 0, done: 0, failed: 0, retried: 0, released: 0, lost: 0, skipped: false};
   var claims = claimBatch(services, options);
   if (claims === null) {
     result.skipped = true;
@@ -342,9 +351,8 @@ function runQueue(services, options) {
     var claim = claims[i];
     if (services.now().getTime() - began > options.maxRuntimeMs) {
       // Out of time: hand the rest back untouched (the claim does not count as an attempt).
-      if (finishClaim(services, options, claim, {status: 'NEW', started_at: '', attempts: String(claim.attempts - 1)})) {
-        result.released += 1;
-      }
+      var handed = {status: 'NEW', started_at: '', attempts: String(claim.attempts - 1)};
+      if (finishClaim(services, options, claim, handed)) result.released += 1; else result.lost += 1;
       continue;
     }
     var now = services.now();
@@ -354,15 +362,16 @@ function runQueue(services, options) {
       var narrative = geminiNarrative(services, report);
       var summary = renderSummary(report, narrative);
       var pdfUrl = services.savePdf(report, narrative, claim.id);
-      finishClaim(services, options, claim, {
-        status: 'DONE', finished_at: moscowStamp(services.now()), result_text: summary, pdf_url: pdfUrl, error: '',
-      });
-      result.done += 1;
+      var done = finalUpdates_('DONE', '', moscowStamp(services.now()));
+      done.result_text = summary;
+      done.pdf_url = pdfUrl;
+      if (finishClaim(services, options, claim, done)) result.done += 1; else result.lost += 1;
     } catch (e) {
       var outcome = failureUpdates_(e, claim, options, moscowStamp(services.now()));
       services.log('request ' + claim.id + ' (' + claim.code + '): ' + outcome.status + ': ' + e);
-      finishClaim(services, options, claim, outcome);
-      if (outcome.status === 'NEW') result.retried += 1; else result.failed += 1;
+      if (!finishClaim(services, options, claim, outcome)) result.lost += 1;
+      else if (outcome.status === 'NEW') result.retried += 1;
+      else result.failed += 1;
     }
   }
   return result;
@@ -374,17 +383,23 @@ function runQueue(services, options) {
  * @returns {Object<string, string>}
  */
 function failureUpdates_(error, claim, options, finishedAt) {
-  if (error instanceof AnalysisError) {
-    return {status: 'ERROR', finished_at: finishedAt, error: error.message};
-  }
+  if (error instanceof AnalysisError) return finalUpdates_('ERROR', error.message, finishedAt);
   var detail = error && error.message ? error.message : String(error);
   if (claim.attempts < options.maxAttempts) {
     return {status: 'NEW', started_at: '', error: 'Попытка ' + claim.attempts + ' не удалась: ' + detail};
   }
-  return {
-    status: 'ERROR', finished_at: finishedAt,
-    error: 'Отчёт не удалось подготовить из-за технической ошибки (' + detail + '). Попробуйте позже.',
-  };
+  return finalUpdates_('ERROR',
+    'Отчёт не удалось подготовить из-за технической ошибки (' + detail + '). Попробуйте позже.', finishedAt);
+}
+
+/**
+ * The cells of a final outcome (DONE or ERROR), as the Python worker's _final writes them.
+ * delivered_at is cleared: the bot delivers a finished row once and marks delivered_at, so a request
+ * staff set back to NEW must lose the old mark to be delivered again after it is recomputed.
+ * @param {string} status @param {string} error @param {string} finishedAt @returns {Object<string, string>}
+ */
+function finalUpdates_(status, error, finishedAt) {
+  return {status: status, error: error, finished_at: finishedAt, delivered_at: ''};
 }
 
 // ---------------------------------------------------------------- PDF in Drive

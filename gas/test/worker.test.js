@@ -18,24 +18,66 @@ const HAND = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'hand_sm
 
 // ---------------------------------------------------------------- stubs
 
-/** A sheet held as an array of string rows (header first). */
-function makeSheet(rows, hooks) {
+// Text that Sheets' input parsing turns into a date-time: ISO with `T` or a space, seconds, fraction and
+// offset optional. Range.setValues parses strings like typed input unless the cell is plain text ('@').
+const SHEETS_DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?$/;
+const SHEET_OFFSET_MS = 3 * 3600 * 1000; // the spreadsheet's zone, Europe/Moscow
+
+/** A Date for date-like text as Sheets stores it (wall clock in the sheet's zone; ms and offset dropped). */
+function sheetsDate(text) {
+  const m = SHEETS_DATE_TIME.exec(text);
+  if (!m) return null;
+  const [y, mo, d, h, mi, sec] = m.slice(1).map((x) => Number(x || 0));
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, sec) - SHEET_OFFSET_MS);
+}
+
+/** How a date-time cell is displayed: `ru` (the agency's locale) `24.11.2026 15:10:05`, or `iso`. */
+function displayDate(date, locale) {
+  const w = new Date(date.getTime() + SHEET_OFFSET_MS).toISOString();
+  const [ymd, hms] = [w.slice(0, 10), w.slice(11, 19)];
+  return locale === 'iso' ? ymd + ' ' + hms : ymd.split('-').reverse().join('.') + ' ' + hms;
+}
+
+/**
+ * A sheet held as an array of rows (header first). Like Sheets, setValues stores date-like text written
+ * into a cell that is not formatted as plain text as a Date: getValues gives the Date, getDisplayValues
+ * its rendering in the sheet's locale. `ignoreFormats` drops setNumberFormat calls (a worker without them).
+ */
+function makeSheet(rows, hooks, {locale = 'ru', ignoreFormats = false} = {}) {
+  const textCells = new Set(); // "row,col" of cells formatted '@'
+  const display = (v) => (v instanceof Date ? displayDate(v, locale) : String(v));
   const sheet = {
     rows,
     formats: [],
     getDataRange() {
       if (hooks.onRead) hooks.onRead(sheet);
-      return {getDisplayValues: () => sheet.rows.map((r) => r.map((v) => String(v)))};
+      return {
+        getValues: () => sheet.rows.map((r) => r.slice()),
+        getDisplayValues: () => sheet.rows.map((r) => r.map(display)),
+      };
     },
     getRange(row, col, numRows, numCols) {
       return {
-        setNumberFormat(format) { sheet.formats.push({row, col, numCols, format}); return this; },
+        setNumberFormat(format) {
+          if (ignoreFormats) return this;
+          sheet.formats.push({row, col, numCols, format});
+          for (let i = 0; i < numRows; i++) {
+            for (let j = 0; j < numCols; j++) {
+              const key = `${row + i},${col + j}`;
+              if (format === '@') textCells.add(key); else textCells.delete(key);
+            }
+          }
+          return this;
+        },
         setValues(values) {
           assert.equal(values.length, numRows);
           values.forEach((vals, i) => {
             assert.equal(vals.length, numCols);
             const target = sheet.rows[row - 1 + i];
-            vals.forEach((v, j) => { target[col - 1 + j] = v; });
+            vals.forEach((v, j) => {
+              const parsed = typeof v === 'string' && !textCells.has(`${row + i},${col + j}`) ? sheetsDate(v) : null;
+              target[col - 1 + j] = parsed || v;
+            });
           });
           return this;
         },
@@ -58,12 +100,12 @@ function queueRow(id, code, extra = {}) {
 }
 
 /** Installs fresh Apps Script stubs as globals and returns their state. */
-function installStubs({queueRows, headers = QUEUE_HEADERS, properties = {}} = {}) {
+function installStubs({queueRows, headers = QUEUE_HEADERS, properties = {}, sheet = {}} = {}) {
   const hooks = {};
   const state = {hooks, files: [], folders: [], fetches: [], triggers: [], flushes: 0, lockOwner: null,
     properties: {...properties}, fetchReply: null};
   const sheets = {
-    'Очередь': makeSheet([headers, ...(queueRows || [])], hooks),
+    'Очередь': makeSheet([headers, ...(queueRows || [])], hooks, sheet),
     'Объекты': makeSheet(rowsFromRecords(HAND.objects), {}),
     'Рынок': makeSheet(rowsFromRecords(HAND.market), {}),
   };
@@ -181,7 +223,7 @@ test('installTrigger creates one every-minute trigger and is idempotent', () => 
 test('processQueue turns NEW rows into DONE with text and PDF link, or ERROR for an unknown object', () => {
   const state = installStubs({queueRows: [queueRow('a', 'H-1'), queueRow('b', 'NOPE-9'), queueRow('c', 'h-2')]});
   const result = G.processQueue({triggerUid: 'event object is ignored'});
-  assert.deepEqual(result, {claimed: 3, done: 2, failed: 1, retried: 0, released: 0, skipped: false});
+  assert.deepEqual(result, {claimed: 3, done: 2, failed: 1, retried: 0, released: 0, lost: 0, skipped: false});
 
   const a = row(state, 'a');
   const expected = G.analyze('H-1', HAND.objects, HAND.market, G.moscowDate(new Date()));
@@ -280,9 +322,76 @@ test('a row re-claimed by another run meanwhile is not overwritten', () => {
     r[QUEUE_HEADERS.indexOf('started_at')] = '2026-11-24T12:00:00.123+03:00';
   };
   const result = G.processQueue();
-  assert.equal(result.done, 1);
+  assert.deepEqual([result.done, result.lost], [0, 1], 'a dropped result is not counted as done');
   assert.equal(row(state, 'a').status, 'PROCESSING');
   assert.equal(row(state, 'a').result_text, '');
+});
+
+test('a finished request staff set back to NEW is computed again and loses its old delivery mark', () => {
+  const old = {result_text: 'старый отчёт', finished_at: '2026-11-20 10:00:00', delivered_at: '2026-11-20 10:00:15'};
+  const state = installStubs({queueRows: [
+    queueRow('again', 'H-1', {...old, attempts: '1'}),
+    queueRow('gone', 'NOPE-9', {...old, attempts: '1'}),
+  ]});
+  const result = G.processQueue();
+  assert.deepEqual([result.done, result.failed], [1, 1]);
+  const again = row(state, 'again');
+  assert.equal(again.status, 'DONE');
+  assert.equal(again.delivered_at, '', 'the bot delivers the new result');
+  assert.notEqual(again.result_text, 'старый отчёт');
+  assert.notEqual(again.finished_at, old.finished_at);
+  assert.equal(again.attempts, '2');
+  assert.deepEqual([row(state, 'gone').status, row(state, 'gone').delivered_at], ['ERROR', '']);
+});
+
+test('a stale claim that runs out of attempts ends in ERROR with its delivery mark cleared', () => {
+  const now = Date.parse('2026-11-24T12:00:00Z');
+  const state = installStubs({queueRows: [queueRow('spent', 'H-1', {status: 'PROCESSING', attempts: '3',
+    started_at: G.claimStamp(new Date(now - 30 * 60000)), delivered_at: '2026-11-20 10:00:15'})]});
+  G.runQueue(servicesWithClock(() => now), G.WORKER_DEFAULTS);
+  assert.deepEqual([row(state, 'spent').status, row(state, 'spent').delivered_at], ['ERROR', '']);
+});
+
+test('the sheet stub parses date-like text into a Date unless the cell is plain text, as Sheets does', () => {
+  const state = installStubs({queueRows: [queueRow('a', 'H-1')]});
+  const token = '2026-11-24T18:02:03.482+03:00';
+  const col = QUEUE_HEADERS.indexOf('started_at') + 1;
+  state.queue.getRange(2, col, 1, 2).setValues([[token, '2026-11-24 18:02:09']]);
+  const raw = state.queue.getDataRange().getValues()[1];
+  assert.ok(raw[col - 1] instanceof Date && raw[col] instanceof Date);
+  assert.equal(raw[col - 1].getTime(), Date.parse('2026-11-24T18:02:03+03:00'));
+  assert.deepEqual(state.queue.getDataRange().getDisplayValues()[1].slice(col - 1, col + 1),
+    ['24.11.2026 18:02:03', '24.11.2026 18:02:09']);
+  state.queue.getRange(2, col, 1, 1).setNumberFormat('@').setValues([[token]]);
+  assert.equal(state.queue.getDataRange().getValues()[1][col - 1], token);
+  state.queue.getRange(2, col, 1, 1).setValues([['PROCESSING']]);
+  assert.equal(state.queue.getDataRange().getValues()[1][col - 1], 'PROCESSING', 'other text stays text');
+});
+
+test('claim tokens and times stay text through Sheets date parsing, so the worker finishes its own claims', () => {
+  const state = installStubs({queueRows: [queueRow('a', 'H-1'), queueRow('b', 'NOPE-9')]});
+  const result = G.processQueue();
+  assert.deepEqual([result.done, result.failed, result.lost], [1, 1, 0]);
+  const [headers, ...rows] = state.queue.getDataRange().getValues();
+  for (const id of ['a', 'b']) {
+    const raw = Object.fromEntries(headers.map((h, i) => [h, rows.find((r) => r[0] === id)[i]]));
+    assert.equal(typeof raw.started_at, 'string', 'the claim token is stored as written');
+    assert.match(raw.started_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+03:00$/);
+    // The bot's parse_stamp reads `2026-11-24 15:10:05` (and `24.11.2026 15:10:05`, not `11/24/2026 …`).
+    assert.equal(typeof raw.finished_at, 'string');
+    assert.match(raw.finished_at, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+  }
+  assert.deepEqual([row(state, 'a').status, row(state, 'b').status], ['DONE', 'ERROR']);
+});
+
+test('without the plain-text format every claim is lost to date parsing (the hazard the format prevents)', () => {
+  const state = installStubs({queueRows: [queueRow('a', 'H-1')], sheet: {ignoreFormats: true}});
+  const result = G.processQueue();
+  assert.deepEqual([result.claimed, result.done, result.lost], [1, 0, 1]);
+  const a = row(state, 'a');
+  assert.equal(a.status, 'PROCESSING', 'the result was dropped: the token read back as a date');
+  assert.ok(a.started_at instanceof Date);
+  assert.equal(a.result_text, '');
 });
 
 test('unexpected failures are retried until the attempt limit, then end in ERROR', () => {

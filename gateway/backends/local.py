@@ -15,7 +15,8 @@ import aiosqlite
 
 from gateway import a1
 from gateway.backend import Rows
-from gateway.errors import BadRequest, CellTooLarge, GatewayError, TransientBackendError
+from gateway.errors import BadRequest, CellTooLarge, TransientBackendError
+from gateway.sqlite import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sheets (title TEXT PRIMARY KEY, position INTEGER NOT NULL);
@@ -32,31 +33,20 @@ class LocalSheetsBackend:
     name = "local"
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 10_000) -> None:
-        self._path = Path(path)
-        self._busy_timeout_ms = busy_timeout_ms
-        self._db: aiosqlite.Connection | None = None
+        # NORMAL is enough here: this file stands in for Google's storage, the outbox is the durable journal.
+        self._file = SqliteFile(path, _SCHEMA, synchronous="NORMAL", busy_timeout_ms=busy_timeout_ms)
 
     async def open(self) -> None:
         """Open the file (creating it and its folder) in WAL mode."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self._path, isolation_level=None)
-        await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = NORMAL")
-        await db.executescript(_SCHEMA)
-        self._db = db
+        await self._file.open()
 
     async def close(self) -> None:
         """Close the file."""
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        await self._file.close()
 
     @property
     def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise GatewayError("local backend used before open()")
-        return self._db
+        return self._file.db
 
     async def sheet_titles(self) -> list[str]:
         """Titles in creation order."""
