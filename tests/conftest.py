@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,42 +21,26 @@ from tests.fakes.telegram_server import FakeTelegramServer
 FAST_RETRY = RetryPolicy(max_attempts=3, max_delay=2.0, initial_backoff=0.01, max_backoff=0.05)
 
 
-@pytest.fixture
-def local_gateway_config(tmp_path: Path) -> GatewayConfig:
-    """A gateway config on a fresh local store in tmp_path, with test-speed retries."""
+def local_config(tmp_path: Path) -> GatewayConfig:
+    """A gateway config on a fresh local store in tmp_path, with test-speed retries and replays."""
     return GatewayConfig(backend="local", local_db_path=tmp_path / "sheets.db", retry=FAST_RETRY, replay_interval=0.05)
 
 
-@pytest.fixture
-async def local_gateway(local_gateway_config: GatewayConfig) -> AsyncIterator[AsyncSheetsGateway]:
-    """A started gateway on an empty local store with every sheet created."""
-    gw = build_gateway(local_gateway_config)
-    await gw.start()
-    await gw.ensure_sheets()
-    try:
-        yield gw
-    finally:
-        await gw.close()
+def google_config(tmp_path: Path, server: FakeSheetsServer) -> GatewayConfig:
+    """The same, on the google backend (real gspread) against a fake Sheets server."""
+    return GatewayConfig(
+        backend="google",
+        spreadsheet_id=server.spreadsheet_id,
+        sheets_api_base_url=server.url,
+        local_db_path=tmp_path / "state" / "unused.db",
+        retry=FAST_RETRY,
+        replay_interval=0.05,
+    )
 
 
-@pytest.fixture(params=["local", "google"])
-async def any_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncSheetsGateway]:
-    """A started gateway with every sheet created: on the local store, then on Google (real gspread + fake server)."""
-    server: FakeSheetsServer | None = None
-    if request.param == "google":
-        server = FakeSheetsServer(sheets=()).start()
-        cfg = GatewayConfig(
-            backend="google",
-            spreadsheet_id=server.spreadsheet_id,
-            sheets_api_base_url=server.url,
-            local_db_path=tmp_path / "state" / "unused.db",
-            retry=FAST_RETRY,
-            replay_interval=0.05,
-        )
-    else:
-        cfg = GatewayConfig(
-            backend="local", local_db_path=tmp_path / "sheets.db", retry=FAST_RETRY, replay_interval=0.05
-        )
+@contextlib.asynccontextmanager
+async def started_gateway(cfg: GatewayConfig) -> AsyncIterator[AsyncSheetsGateway]:
+    """A started gateway with every sheet created, closed on exit."""
     gw = build_gateway(cfg)
     await gw.start()
     await gw.ensure_sheets()
@@ -63,8 +48,31 @@ async def any_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield gw
     finally:
         await gw.close()
-        if server is not None:
-            server.stop()
+
+
+@pytest.fixture
+def local_gateway_config(tmp_path: Path) -> GatewayConfig:
+    """A gateway config on a fresh local store in tmp_path, with test-speed retries."""
+    return local_config(tmp_path)
+
+
+@pytest.fixture
+async def local_gateway(local_gateway_config: GatewayConfig) -> AsyncIterator[AsyncSheetsGateway]:
+    """A started gateway on an empty local store with every sheet created."""
+    async with started_gateway(local_gateway_config) as gw:
+        yield gw
+
+
+@pytest.fixture(params=["local", "google"])
+async def any_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncSheetsGateway]:
+    """A started gateway with every sheet created: on the local store, then on Google (real gspread + fake server)."""
+    if request.param == "local":
+        async with started_gateway(local_config(tmp_path)) as gw:
+            yield gw
+        return
+    with FakeSheetsServer(sheets=()) as server:
+        async with started_gateway(google_config(tmp_path, server)) as gw:
+            yield gw
 
 
 # --- fakes: Telegram Bot API, Gemini, OpenAI-compatible (owner: tests/fakes/{telegram,gemini,openai}_server.py)
