@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from gateway import a1
 from gateway.backend import Rows
 from gateway.coalesce import Batcher
 from gateway.errors import SchemaError
@@ -119,8 +120,6 @@ class AsyncSheetsGateway:
                     raise SchemaError(f"sheet {schema.title!r} lacks its key column {schema.key!r}")
                 if missing:
                     # Staff-made sheets may lack optional columns: add them at the right end.
-                    from gateway import a1
-
                     start = hm.width + 1
                     await self.backend.batch_update(
                         [(str(a1.A1Range(schema.title, 1, start, 1, start + len(missing) - 1)), [missing])]

@@ -130,17 +130,47 @@ class Table:
             archive_overflow=archive_overflow,
         )
 
-    async def upsert(self, key: str, values: dict[str, str], **kw: object) -> None:
+    async def upsert(
+        self,
+        key: str,
+        values: dict[str, str],
+        *,
+        column: str | None = None,
+        create: bool = True,
+        insert_defaults: dict[str, str] | None = None,
+    ) -> None:
         """Set cells on the keyed row (create it unless create=False)."""
-        await self._write([self.op_upsert(key, values, **kw)])  # type: ignore[arg-type]
+        op = self.op_upsert(key, values, column=column, create=create, insert_defaults=insert_defaults)
+        await self._write([op])
 
     async def insert(self, values: dict[str, str]) -> None:
         """Add a row (skipped on replay if its key already exists)."""
         await self._write([self.op_insert(values)])
 
-    async def append_text(self, key: str, column: str, text: str, **kw: object) -> None:
+    async def append_text(
+        self,
+        key: str,
+        column: str,
+        text: str,
+        *,
+        values: dict[str, str] | None = None,
+        insert_defaults: dict[str, str] | None = None,
+        create: bool = True,
+        archive_overflow: bool = False,
+        key_column: str | None = None,
+    ) -> None:
         """Append text to one cell of the keyed row."""
-        await self._write([self.op_append_text(key, column, text, **kw)])  # type: ignore[arg-type]
+        op = self.op_append_text(
+            key,
+            column,
+            text,
+            values=values,
+            insert_defaults=insert_defaults,
+            create=create,
+            archive_overflow=archive_overflow,
+            key_column=key_column,
+        )
+        await self._write([op])
 
     async def write(self, ops: Sequence[WriteOp]) -> None:
         """Several ops in one acknowledged write."""
