@@ -27,12 +27,14 @@ from bot.config import Settings, parse_working_hours
 from bot.jobs import Periodic
 from bot.log_messenger import LogMessenger
 from bot.logging_setup import setup_logging
+from bot.services.admin import AdminService
 from bot.services.analytics import AnalyticsService
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.ports import Messenger
+from bot.services.promotions import PromotionService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
@@ -43,8 +45,8 @@ from gateway.schemas import ALL_SCHEMAS, normalize_header
 log = logging.getLogger(__name__)
 
 STUCK_AFTER = timedelta(minutes=20)
-OPERATOR_POLL_SECONDS = 10.0
 WORKER_POLL_SECONDS = 5.0
+PROMOTIONS_POLL_SECONDS = 30.0
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -149,6 +151,7 @@ class Runtime:
     local: bool
     gateway: AsyncSheetsGateway
     prompt: SystemPrompt
+    knowledge: KnowledgeBase
     ai: FallbackAI
     auth: AuthService
     appeals: AppealsService
@@ -157,6 +160,8 @@ class Runtime:
     poller: QueuePoller
     messenger: Messenger
     worker: AnalyticsWorker | None = None
+    promotions: PromotionService | None = None
+    admin: AdminService | None = None
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
     web: Any = None
     jobs: list[Periodic] = field(default_factory=list)
@@ -217,6 +222,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         local=local,
         gateway=gw,
         prompt=prompt,
+        knowledge=knowledge,
         ai=ai,
         auth=auth,
         appeals=appeals,
@@ -228,6 +234,9 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         telegram=telegram_app,
     )
     if telegram_app is not None:
+        # Broadcasts and the admin console only make sense with a Telegram bot to send through.
+        runtime.promotions = PromotionService(gw, messenger)
+        runtime.admin = AdminService(gw, messenger, prompt, promotions=runtime.promotions, ai=ai)
         _register_telegram(runtime)
     runtime.web = _web_app(runtime)
     if telegram_app is not None and settings.webhook_url:
@@ -296,23 +305,34 @@ def _install_webhook(runtime: Runtime) -> None:
 
 
 def _register_telegram(runtime: Runtime) -> None:
+    from bot.handlers.admin import register_admin_handlers
     from bot.handlers.analytics import BOT_DATA_KEY as ANALYTICS_KEY
     from bot.handlers.analytics import AnalyticsHandlerServices, register_analytics_handlers
     from bot.handlers.chat import register_chat_handlers
+    from bot.handlers.commands import register_help_handler
+    from bot.handlers.promotions import register_promotion_handlers
     from bot.services.container import Services
 
     app = runtime.telegram
-    app.bot_data[ANALYTICS_KEY] = AnalyticsHandlerServices(runtime.analytics, runtime.auth, runtime.poller)
-    register_analytics_handlers(app)
+    admins = runtime.settings.admin_telegram_ids
     services = Services(
         gateway=runtime.gateway,
         auth=runtime.auth,
         appeals=runtime.appeals,
         operator_replies=runtime.operator_replies,
-        knowledge=runtime.appeals._knowledge,
+        knowledge=runtime.knowledge,
         prompt=runtime.prompt,
         messenger=runtime.messenger,
+        promotions=runtime.promotions,
+        admin=runtime.admin,
     )
+    app.bot_data[ANALYTICS_KEY] = AnalyticsHandlerServices(runtime.analytics, runtime.auth, runtime.poller)
+    # Order matters: admin (group -20), analytics (-10), promotions (-5) and help answer before the chat,
+    # which treats any other text as a question for the assistant.
+    register_admin_handlers(app, admins)
+    register_analytics_handlers(app)
+    register_promotion_handlers(app)
+    register_help_handler(app, admins)
     register_chat_handlers(app, services)
 
 
@@ -347,10 +367,12 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
     s = runtime.settings
     jobs = [
         Periodic("queue-poll", s.queue_poll_seconds, runtime.poller.poll_once),
-        Periodic("operator-replies", OPERATOR_POLL_SECONDS, runtime.operator_replies.poll_once),
+        Periodic("operator-replies", s.operator_poll_seconds, runtime.operator_replies.poll_once),
     ]
     if runtime.worker is not None:
         jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, runtime.worker.run_once, first=0.5))
+    if runtime.promotions is not None:
+        jobs.append(Periodic("promotions", PROMOTIONS_POLL_SECONDS, runtime.promotions.poll_once))
     return jobs
 
 
@@ -391,12 +413,23 @@ async def run_application(settings: Settings, *, local: bool) -> None:
 
 
 async def _start_telegram(runtime: Runtime) -> None:
+    from bot.handlers.webapp import set_menu_button
+
     app = runtime.telegram
     if app is None:
         return
     await app.initialize()
     await app.start()
     settings = runtime.settings
+    from telegram.error import TelegramError
+
+    from bot.handlers.commands import publish_commands
+
+    try:
+        await publish_commands(app.bot, settings.admin_telegram_ids)
+    except TelegramError as exc:  # the menu is a convenience: never a reason not to start
+        log.warning("could not publish the command menu: %s", exc)
+    await set_menu_button(app.bot, settings.webapp_url)  # the Mini App in every chat's menu (when https)
     if settings.webhook_url:
         # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook). Both
         # releases of a blue-green switch accept it, so the proxy can move over with zero downtime.
@@ -418,6 +451,8 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
             if app.running:
                 await app.stop()  # waits for in-flight handlers
             await app.shutdown()
+    if runtime.promotions is not None:
+        await runtime.promotions.stop()  # finishes the sends in flight; the broadcast resumes on next start
     for job in runtime.jobs:
         await job.stop()
     server.should_exit = True

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8080, ge=1, le=65535)
     daily_ai_limit: int = Field(default=30, ge=0)
     queue_poll_seconds: float = Field(default=15.0, gt=0)
+    operator_poll_seconds: float = Field(default=10.0, gt=0)  # how often «Ответ оператора» is read
     escalation_keywords: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_ESCALATION_KEYWORDS)
     )

@@ -16,6 +16,7 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
+from bot.handlers.webapp import offer_webapp
 from bot.services.auth import Partner
 from bot.services.container import BOT_DATA_KEY, Services, services_from
 from bot.services.ports import DeliveryError, InlineButton
@@ -110,6 +111,7 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if result.ok and result.partner is not None:
         await services.appeals.open(result.partner)
         await message.reply_text(result.message, parse_mode=None, reply_markup=ReplyKeyboardRemove())
+        await offer_webapp(context, message.chat_id)  # a separate message: this one removes the reply keyboard
     else:
         await message.reply_text(result.message, parse_mode=None, reply_markup=contact_keyboard())
 

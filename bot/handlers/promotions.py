@@ -1,0 +1,90 @@
+"""Promotions in the chat: /stop_promo and /promo (the partner's choice, kept in Auth «Рассылка») and the job
+that polls Акции. The broadcast itself is PromotionService's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, ContextTypes, filters
+
+from bot.services.container import ServicesMissing, services_from
+from bot.services.promotions import PromotionService
+from gateway import GatewayError
+
+log = logging.getLogger(__name__)
+
+HANDLER_GROUP = -5  # before the chat assistant's group 0
+POLL_JOB_NAME = "poll_promotions"
+TEXT_STOPPED = "Готово: вы отписались от рассылки акций агентства. Чтобы снова получать акции, отправьте /promo."
+TEXT_ALREADY_STOPPED = "Вы уже отписаны от рассылки акций. Чтобы снова получать акции, отправьте /promo."
+TEXT_RESUMED = "Готово: вы снова будете получать акции агентства. Отписаться можно командой /stop_promo."
+TEXT_ALREADY_ON = "Вы уже получаете акции агентства. Отписаться можно командой /stop_promo."
+TEXT_NOT_PARTNER = "Акции агентства приходят партнёрам. Сначала подтвердите номер телефона: отправьте /start."
+TEXT_UNAVAILABLE = "Сервис временно недоступен. Попробуйте, пожалуйста, ещё раз через несколько минут."
+
+
+def register_promotion_handlers(
+    application: Application[Any, Any, Any, Any, Any, Any], *, poll_interval: float | None = None
+) -> None:
+    """Add /stop_promo and /promo and, given `poll_interval` (seconds), the job that polls Акции."""
+    private = filters.ChatType.PRIVATE
+    application.add_handler(CommandHandler("stop_promo", on_stop_promo, filters=private), group=HANDLER_GROUP)
+    application.add_handler(CommandHandler("promo", on_promo, filters=private), group=HANDLER_GROUP)
+    if poll_interval is not None:
+        if application.job_queue is None:
+            raise RuntimeError("the promotions poll needs python-telegram-bot[job-queue]")
+        first = min(poll_interval, 1.0)  # a broadcast interrupted by a restart resumes right away
+        application.job_queue.run_repeating(poll_promotions, interval=poll_interval, first=first, name=POLL_JOB_NAME)
+
+
+def promotion_service(bot_data: Any) -> PromotionService:
+    """The PromotionService in `Services.promotions`."""
+    promotions = services_from(bot_data).promotions
+    if promotions is None:
+        raise ServicesMissing("Services.promotions is not set, but promotion handlers are registered")
+    return promotions
+
+
+async def poll_promotions(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """JobQueue callback: start a poll of Акции in the background unless one (a broadcast) is still running.
+
+    The broadcast runs outside the job so a long one never blocks the scheduler; shutdown stops it with
+    `await PromotionService.stop()`.
+    """
+    promotion_service(context.bot_data).start_poll()
+
+
+async def on_stop_promo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/stop_promo: no more promotions for this partner."""
+    await _choose(update, context, enabled=False)
+
+
+async def on_promo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/promo: promotions again."""
+    await _choose(update, context, enabled=True)
+
+
+async def _choose(update: Update, context: ContextTypes.DEFAULT_TYPE, *, enabled: bool) -> None:
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    services = services_from(context.bot_data)
+    promotions = promotion_service(context.bot_data)
+    try:
+        partner = await services.auth.check(user.id)
+        if partner is None:
+            text = TEXT_NOT_PARTNER
+        elif partner.promotions == enabled:
+            text = TEXT_ALREADY_ON if enabled else TEXT_ALREADY_STOPPED
+        else:
+            await promotions.set_opt_in(partner, enabled)
+            text = TEXT_RESUMED if enabled else TEXT_STOPPED
+            log.info("partner %s %s promotions", user.id, "resumed" if enabled else "stopped")
+    except GatewayError as exc:
+        log.warning("promotions choice of %s not saved: %s", user.id, exc)
+        text = TEXT_UNAVAILABLE
+    await message.reply_text(text, parse_mode=None)
+    raise ApplicationHandlerStop
