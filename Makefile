@@ -3,9 +3,9 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 # Debian packages the tests drive: headless Chromium (Mini App e2e), shellcheck (deploy scripts),
-# poppler-utils (renders the analytics PDF), fonts-dejavu-core (Cyrillic in the PDF), Node.js + npm
-# (Apps Script tests; usually preinstalled).
-SYSTEM_PACKAGES := chromium chromium-driver shellcheck poppler-utils fonts-dejavu-core
+# poppler-utils (renders the analytics PDF), fonts-dejavu-core (Cyrillic in the PDF), an emoji font
+# (screenshots), Node.js + npm (Apps Script tests; usually preinstalled).
+SYSTEM_PACKAGES := chromium chromium-driver shellcheck poppler-utils fonts-dejavu-core fonts-noto-color-emoji
 SYSTEM_COMMANDS := chromium chromedriver shellcheck pdftoppm
 
 .PHONY: run test lint typecheck system-deps gas-deps bench clean

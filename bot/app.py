@@ -311,6 +311,7 @@ def _register_telegram(runtime: Runtime) -> None:
     from bot.handlers.chat import register_chat_handlers
     from bot.handlers.commands import register_help_handler
     from bot.handlers.promotions import register_promotion_handlers
+    from bot.handlers.webapp import register_webapp_handlers
     from bot.services.container import Services
 
     app = runtime.telegram
@@ -333,6 +334,7 @@ def _register_telegram(runtime: Runtime) -> None:
     register_analytics_handlers(app)
     register_promotion_handlers(app)
     register_help_handler(app, admins)
+    register_webapp_handlers(app, runtime.settings.webapp_url)
     register_chat_handlers(app, services)
 
 

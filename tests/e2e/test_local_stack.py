@@ -1,0 +1,394 @@
+"""The real `marketingbot local`: a subprocess started in an empty directory, probed over HTTP, driven in
+headless Chromium (Mini App and staff console) and through the fake Bot API, then stopped with SIGTERM.
+
+Screenshots go to BROWSER_ARTIFACTS_DIR (default: a pytest tmp dir); with UPDATE_DOCS_SCREENSHOTS=1 the
+README's local-* pictures in docs/img are refreshed too. Without chromium the browser test skips — unless CI
+is set, where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from gateway.schemas import APPEALS, AppealCol
+from tests.fakes.telegram_server import FakeTelegramServer
+
+if TYPE_CHECKING:
+    from playwright.async_api import ViewportSize
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS_IMG = ROOT / "docs" / "img"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE: ViewportSize = {"width": 390, "height": 760}
+DESKTOP: ViewportSize = {"width": 1280, "height": 720}
+TIMEOUT_MS = 15_000
+HEALTH_DEADLINE = 30.0
+STOP_DEADLINE = 20.0
+DEMO_ID = "100001"
+WEBAPP_URL = "https://miniapp.example.test/"
+# Variables of DESIGN §4 that would change what `marketingbot local` does: the test runs it as a newcomer would.
+CONFIG_VARS = (
+    "TELEGRAM_BOT_TOKEN",
+    "GEMINI_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AI_PROVIDER",
+    "SHEETS_BACKEND",
+    "WEBAPP_URL",
+    "WEBHOOK_URL",
+    "TELEGRAM_API_BASE_URL",
+    "STAFF_CHAT_ID",
+    "ADMIN_TELEGRAM_IDS",
+    "DAILY_AI_LIMIT",
+    "OPERATOR_POLL_SECONDS",
+    "WEB_HOST",
+)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    """One `python -m bot local` process and where it lives."""
+
+    workdir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    healthy_after: float = 0.0
+
+    @property
+    def url(self) -> str:
+        """The Mini App's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_healthy(self) -> dict[str, Any]:
+        """Poll /healthz until it answers 200 (or fail at the deadline / if the process dies); returns the body."""
+        started = time.monotonic()
+        deadline = started + HEALTH_DEADLINE
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    pytest.fail(f"marketingbot local exited with {self.process.returncode}:\n{self.log()}")
+                with contextlib.suppress(httpx.TransportError):
+                    response = client.get(self.url + "/healthz")
+                    if response.status_code == 200:
+                        self.healthy_after = time.monotonic() - started
+                        body: dict[str, Any] = response.json()
+                        return body
+                time.sleep(0.05)
+        pytest.fail(f"/healthz did not answer within {HEALTH_DEADLINE}s:\n{self.log()}")
+
+    def stop(self) -> int:
+        """SIGTERM; the exit code (fails if the process is still running after the deadline)."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"no exit within {STOP_DEADLINE}s of SIGTERM:\n{self.log()}")
+
+    def sheet(self, title: str) -> list[list[str]]:
+        """A sheet as the staff console's API returns it (header row first)."""
+        response = httpx.get(f"{self.url}/staff/api/sheets/{title}", timeout=5.0)
+        response.raise_for_status()
+        rows: list[list[str]] = response.json()["rows"]
+        return rows
+
+
+def stack_env(workdir: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
+    """The process environment: no secrets or configuration from the caller, the data dir in `workdir`."""
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+    env.update(
+        WEB_PORT=str(port),
+        LOCAL_DB_PATH=str(workdir / "data" / "marketingbot.db"),
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+@pytest.fixture
+def start_stack(tmp_path: Path) -> Iterator[Callable[..., LocalStack]]:
+    """Start `marketingbot local` in an empty directory; whatever still runs at teardown is killed."""
+    started: list[LocalStack] = []
+
+    def start(**extra: str) -> LocalStack:
+        workdir = tmp_path / f"run{len(started)}"
+        workdir.mkdir()
+        assert list(workdir.iterdir()) == []
+        port = free_port()
+        log_path = tmp_path / f"run{len(started)}.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "local"],
+                cwd=workdir,
+                env=stack_env(workdir, port, extra),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        stack = LocalStack(workdir, port, process, log_path)
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        if stack.process.poll() is None:
+            stack.process.kill()
+            stack.process.wait()
+
+
+def test_local_starts_in_an_empty_directory_and_stops_cleanly(
+    start_stack: Callable[..., LocalStack], record_property: Callable[[str, object], None]
+) -> None:
+    """From an empty directory /healthz answers ok with the local store and offline AI; SIGTERM exits 0."""
+    stack = start_stack()
+    body = stack.wait_healthy()
+    record_property("healthz_seconds", round(stack.healthy_after, 2))
+    print(f"/healthz answered {stack.healthy_after:.2f}s after start (empty directory)")
+    assert body["status"] == "ok"
+    assert (body["sheet_backend"], body["ai"], body["telegram"]) == ("local", "offline", "off")
+    assert (stack.workdir / "data" / "marketingbot.db").is_file()
+    auth = stack.sheet("Auth")
+    assert any(row[:2] == ["DEMO-001", "+79000000001"] and DEMO_ID in row for row in auth[1:])
+    objects = stack.sheet("Объекты")
+    assert {"DEMO-0001", "DEMO-0020"} <= {row[0] for row in objects[1:]}
+    assert f"{stack.url}/" in stack.log()  # the URL a newcomer opens
+    assert stack.stop() == 0
+    assert "Traceback" not in stack.log()
+
+
+# -- the browser --------------------------------------------------------------------------------------------
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK):
+        return
+    message = f"{CHROMIUM} not found: apt-get install chromium"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go."""
+    configured = os.environ.get("BROWSER_ARTIFACTS_DIR")
+    path = Path(configured) if configured else tmp_path_factory.mktemp("browser-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+async def browser_context() -> AsyncIterator[Any]:
+    """A headless Chromium context (Russian locale); pages are sized per use."""
+    _require_chromium()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = await chromium.new_context(viewport=PHONE, device_scale_factor=2, locale="ru-RU")
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield context
+        finally:
+            await context.close()
+            await chromium.close()
+
+
+async def shoot(page: Any, artifacts: Path, name: str, *, docs: bool = False) -> Path:
+    """Save a screenshot as an artifact (and, for the README's pictures, into docs/img when
+    UPDATE_DOCS_SCREENSHOTS=1)."""
+    path = artifacts / name
+    await page.screenshot(path=str(path))
+    if docs and os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        (DOCS_IMG / name).write_bytes(path.read_bytes())
+    return path
+
+
+def demo_appeal_row(stack: LocalStack) -> tuple[int, list[str], list[str]]:
+    """The demo partner's Обращения row: (sheet row number, header, values)."""
+    rows = stack.sheet(APPEALS.title)
+    header = rows[0]
+    tid = header.index(AppealCol.TELEGRAM_ID)
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) > tid and row[tid] == DEMO_ID:
+            return number, header, row + [""] * (len(header) - len(row))
+    raise AssertionError(f"no Обращения row for {DEMO_ID}: {rows}")
+
+
+def column_letter(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA."""
+    name = ""
+    n = index + 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        name = chr(65 + r) + name
+    return name
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:  # noqa: ASYNC109
+    """Poll a condition (about 5 times a second) until it holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_mini_app_and_staff_console_against_the_real_process(
+    start_stack: Callable[..., LocalStack], browser_context: Any, artifacts: Path
+) -> None:
+    """Chat with the offline AI, Analytics 360 to DONE with a PDF, an unknown code's error, and an operator
+    reply typed in /staff reaching the Mini App — all against `marketingbot local`, which then exits 0."""
+    stack = start_stack(OPERATOR_POLL_SECONDS="1")
+    stack.wait_healthy()
+    page = await browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    await page.clock.install()  # real time flows; the chat's 15 s refresh can be fast-forwarded
+    await page.goto(stack.url + "/")  # dev mode: the page fetches initData for the demo partner
+
+    # Chat: the offline responder answers from the demo knowledge base.
+    await page.locator("#chat-state.state-empty").wait_for()
+    assert await page.locator("#whoami").inner_text() != ""
+    await page.fill("#chat-input", "Какая комиссия партнёра?")
+    await page.click("#chat-send")
+    reply = page.locator(".bubble-bot:not(.typing)").last  # the dots while waiting are a .bubble-bot too
+    await reply.wait_for()
+    assert len(await reply.inner_text()) > 20
+    assert await page.locator(".bubble-me").last.inner_text() == "Какая комиссия партнёра?"
+
+    # Analytics 360: DEMO-0001 goes through the in-process worker to DONE with a PDF.
+    await page.click("#tab-analytics")
+    await page.fill("#object-code", "DEMO-0001")
+    await page.click("#order-btn")
+    job = page.locator(".job", has_text="DEMO-0001")
+    await job.wait_for()
+    await job.locator('.badge[data-status="DONE"]').wait_for(timeout=45_000)
+    await page.fill("#object-code", "DEMO-0002")  # a second one, still queued in the picture
+    await page.click("#order-btn")
+    await page.locator(".job", has_text="DEMO-0002").wait_for()
+    await shoot(page, artifacts, "local-miniapp-analytics.png", docs=True)
+    await job.click()
+    await page.locator("#view-job").wait_for()
+    assert "DEMO-0001" in await page.locator("#view-job").inner_text()
+    assert await page.locator(".result-text").inner_text() != ""
+    href = await page.locator("#job-pdf").get_attribute("href")
+    assert href is not None and href.startswith("/reports/")
+    pdf = await page.request.get(stack.url + href)
+    assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert (await pdf.body()).startswith(b"%PDF")
+    await shoot(page, artifacts, "local-miniapp-analytics-detail.png")
+    await page.click("#job-back")
+
+    # An unknown object code: the service's message under the field, nothing queued.
+    await page.fill("#object-code", "NOPE-9999")
+    await page.click("#order-btn")
+    error = page.locator("#order-error")
+    await error.wait_for()
+    assert await error.get_attribute("data-code") == "unknown_object_code"
+    assert "NOPE-9999" not in await page.locator("#jobs").inner_text()
+    await shoot(page, artifacts, "local-miniapp-unknown-code.png")
+
+    # Staff take the conversation over in /staff: «Статус» = «В работе».
+    number, header, _ = demo_appeal_row(stack)
+    status_cell = f"{column_letter(header.index(AppealCol.STATUS))}{number}"
+    reply_cell = f"{column_letter(header.index(AppealCol.OPERATOR_REPLY))}{number}"
+    staff = await browser_context.new_page()
+    await staff.set_viewport_size(DESKTOP)
+    await staff.goto(f"{stack.url}/staff#{APPEALS.title}")
+    await staff.locator(f'td[data-a1="{status_cell}"]').click()
+    await staff.fill(f'td[data-a1="{status_cell}"] textarea', "В работе")
+    await staff.press(f'td[data-a1="{status_cell}"] textarea', "Enter")
+    await staff.locator("#message", has_text=f"Сохранено: {APPEALS.title}!{status_cell}").wait_for()
+    assert demo_appeal_row(stack)[2][header.index(AppealCol.STATUS)] == "В работе"
+
+    # The partner writes again: the AI stays silent while an operator has the conversation.
+    await page.click("#tab-chat")
+    answers = page.locator(".bubble-bot:not(.typing)")
+    bot_bubbles = await answers.count()
+    await page.fill("#chat-input", "Подскажите, когда выплата по сделке?")
+    await page.click("#chat-send")
+    await page.locator("#chat-status", has_text="оператор").wait_for()
+    assert await answers.count() == bot_bubbles
+
+    # The operator types a reply; the app delivers it and moves it into the log.
+    answer = "Добрый день! Выплата — в течение 5 рабочих дней после подписания акта."
+    await staff.locator(f'td[data-a1="{reply_cell}"]').click()
+    await staff.fill(f'td[data-a1="{reply_cell}"] textarea', answer)
+    await staff.press(f'td[data-a1="{reply_cell}"] textarea', "Enter")
+    await staff.locator("#message", has_text=f"Сохранено: {APPEALS.title}!{reply_cell}").wait_for()
+    await shoot(staff, artifacts, "local-staff-console.png", docs=True)
+    log_col, reply_col = header.index(AppealCol.LOG), header.index(AppealCol.OPERATOR_REPLY)
+
+    def delivered() -> bool:
+        row = demo_appeal_row(stack)[2]
+        return f"Оператор: {answer}" in row[log_col] and row[reply_col] == ""
+
+    await wait_for(delivered, 20.0, "the operator reply to be delivered and «Ответ оператора» cleared")
+
+    # The Mini App re-reads the conversation while «В работе»: the operator's reply shows up.
+    await page.clock.fast_forward(16_000)
+    await page.locator(".bubble-operator", has_text="Выплата").wait_for()
+    await shoot(page, artifacts, "local-miniapp-chat.png", docs=True)
+    assert errors == []
+
+    assert stack.stop() == 0
+    assert "Traceback" not in stack.log()
+
+
+# -- Telegram -------------------------------------------------------------------------------------------------
+
+
+async def test_telegram_menu_button_and_app_command_in_the_real_process(
+    start_stack: Callable[..., LocalStack], telegram_server: FakeTelegramServer
+) -> None:
+    """With a bot token and an https WEBAPP_URL the process sets the web_app menu button and answers /app."""
+    stack = start_stack(
+        TELEGRAM_BOT_TOKEN=telegram_server.token,
+        TELEGRAM_API_BASE_URL=telegram_server.api_base_url,
+        WEBAPP_URL=WEBAPP_URL,
+    )
+    assert stack.wait_healthy()["telegram"] == "on"
+    expected = {"type": "web_app", "text": "Приложение", "web_app": {"url": WEBAPP_URL}}
+    await wait_for(lambda: telegram_server.menu_button() == expected, 10.0, "the web_app menu button")
+    telegram_server.user_sends_command(int(DEMO_ID), "/app")
+    answer = await telegram_server.wait_for_sent(chat_id=int(DEMO_ID), method="sendMessage", timeout=10.0)
+    assert answer.inline_keyboard == [[{"text": "Открыть приложение", "web_app": {"url": WEBAPP_URL}}]]
+    assert stack.stop() == 0
+    assert "Traceback" not in stack.log()
