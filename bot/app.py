@@ -254,7 +254,9 @@ async def _seed_demo(gw: AsyncSheetsGateway) -> None:
 
 
 def _telegram_application(settings: Settings) -> Any:
-    from telegram.ext import AIORateLimiter, Application
+    from telegram.ext import Application
+
+    from bot.telegram_ratelimit import RepliesFirstRateLimiter
 
     assert settings.telegram_bot_token is not None
     builder: Any = Application.builder().token(settings.telegram_bot_token.get_secret_value())
@@ -267,7 +269,9 @@ def _telegram_application(settings: Settings) -> Any:
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
     from bot.handlers.ordering import PerChatUpdateProcessor
 
-    builder = builder.rate_limiter(AIORateLimiter(max_retries=3)).concurrent_updates(PerChatUpdateProcessor(256))
+    builder = builder.rate_limiter(RepliesFirstRateLimiter(max_retries=3)).concurrent_updates(
+        PerChatUpdateProcessor(256)
+    )
     return builder.build()
 
 

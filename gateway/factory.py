@@ -8,7 +8,7 @@ from pathlib import Path
 from gateway.backend import SheetsBackend
 from gateway.gateway import AsyncSheetsGateway
 from gateway.metrics import GatewayMetrics
-from gateway.ratelimit import SlidingWindowLimiter
+from gateway.ratelimit import QuotaLimiter
 from gateway.resilience import ResilientBackend, RetryPolicy
 from gateway.state import StateStore
 
@@ -66,8 +66,8 @@ def build_gateway(cfg: GatewayConfig, metrics: GatewayMetrics | None = None) -> 
         breaker_fail_max=cfg.breaker_fail_max,
         breaker_reset_timeout=cfg.breaker_reset_timeout,
         retry=cfg.retry,
-        read_limiter=SlidingWindowLimiter(cfg.reads_per_minute) if limits and cfg.reads_per_minute else None,
-        write_limiter=SlidingWindowLimiter(cfg.writes_per_minute) if limits and cfg.writes_per_minute else None,
+        read_limiter=QuotaLimiter(cfg.reads_per_minute) if limits and cfg.reads_per_minute else None,
+        write_limiter=QuotaLimiter(cfg.writes_per_minute) if limits and cfg.writes_per_minute else None,
     )
     return AsyncSheetsGateway(
         backend,

@@ -25,7 +25,7 @@ from tenacity import (
 from gateway.backend import Rows, SheetsBackend
 from gateway.errors import BadRequest, QuotaExceeded, SheetUnavailable, TransientBackendError
 from gateway.metrics import GatewayMetrics
-from gateway.ratelimit import SlidingWindowLimiter
+from gateway.ratelimit import QuotaLimiter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,8 +71,8 @@ class ResilientBackend:
         breaker_fail_max: int = 5,
         breaker_reset_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        read_limiter: SlidingWindowLimiter | None = None,
-        write_limiter: SlidingWindowLimiter | None = None,
+        read_limiter: QuotaLimiter | None = None,
+        write_limiter: QuotaLimiter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.inner = inner
@@ -161,7 +161,7 @@ class ResilientBackend:
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
-    async def _attempt(self, kind: str, fn: Callable[[], Awaitable[T]], limiter: SlidingWindowLimiter | None) -> T:
+    async def _attempt(self, kind: str, fn: Callable[[], Awaitable[T]], limiter: QuotaLimiter | None) -> T:
         self.metrics.record_call(kind)
         try:
             with self.breaker.calling():

@@ -35,6 +35,8 @@ def google_config(tmp_path: Path, server: FakeSheetsServer) -> GatewayConfig:
         local_db_path=tmp_path / "state" / "unused.db",
         retry=FAST_RETRY,
         replay_interval=0.05,
+        reads_per_minute=None,  # the contract is not about pacing; the limiter has its own tests
+        writes_per_minute=None,
     )
 
 
