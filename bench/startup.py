@@ -19,17 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -41,94 +36,10 @@ from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN  # noqa: E402
 from bot.web.initdata import sign_init_data  # noqa: E402
 from gateway.factory import GatewayConfig, build_gateway  # noqa: E402
 from gateway.schemas import AUTH, AuthCol  # noqa: E402
+from tests.local_stack import free_port, running_local_stack, stack_env  # noqa: E402
 
-HEALTH_DEADLINE = 30.0
 IDLE_SETTLE = 3.0
 BENCH_PARTNER_BASE = 200_000
-# DESIGN §4 variables that would change what `marketingbot local` does: unset, as on a newcomer's machine.
-CONFIG_VARS = (
-    "TELEGRAM_BOT_TOKEN",
-    "GEMINI_API_KEY",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AI_PROVIDER",
-    "SHEETS_BACKEND",
-    "WEBAPP_URL",
-    "WEBHOOK_URL",
-    "TELEGRAM_API_BASE_URL",
-    "DAILY_AI_LIMIT",
-    "WEB_HOST",
-    "LOG_LEVEL",
-)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Started:
-    """A running `marketingbot local` and how long it took to become healthy."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    seconds: float
-
-
-def stack_env(data_dir: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The process environment: nothing configured but the port and the data directory."""
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    env.update(
-        WEB_PORT=str(port),
-        LOCAL_DB_PATH=str(data_dir / "marketingbot.db"),
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-        **(extra or {}),
-    )
-    return env
-
-
-@contextmanager
-def local_stack(
-    workdir: Path, *, extra: dict[str, str] | None = None, python_flags: tuple[str, ...] = ()
-) -> Iterator[Started]:
-    """Start `python -m bot local` in `workdir` (data in workdir/data), wait for /healthz, stop it on exit."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (workdir / "stack.log").open("ab")
-    begin = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, *python_flags, "-m", "bot", "local"],
-        cwd=workdir,
-        env=stack_env(workdir / "data", port, extra),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"marketingbot local exited with {process.returncode}; see {log.name}")
-                if time.perf_counter() - begin > HEALTH_DEADLINE:
-                    raise RuntimeError(f"/healthz did not answer in {HEALTH_DEADLINE}s; see {log.name}")
-                try:
-                    if client.get(url + "/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.01)
-        yield Started(process, url, time.perf_counter() - begin)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -158,13 +69,13 @@ def bench_start(runs: int, base: Path) -> tuple[Path, list[float], list[float]]:
     for i in range(runs):
         workdir = base / f"empty{i}"
         workdir.mkdir()
-        with local_stack(workdir) as started:
-            empty.append(started.seconds)
+        with running_local_stack(workdir) as stack:
+            empty.append(stack.healthy_after)
     existing_dir = base / "empty0"  # seeded by the first run
     existing: list[float] = []
     for _ in range(runs):
-        with local_stack(existing_dir) as started:
-            existing.append(started.seconds)
+        with running_local_stack(existing_dir) as stack:
+            existing.append(stack.healthy_after)
     return existing_dir, empty, existing
 
 
@@ -240,15 +151,15 @@ def print_latency(label: str, latencies: list[float], wall: float) -> None:
 def bench_chat(existing_dir: Path, clients: int, requests: int) -> None:
     """Idle RSS, then /api/chat under load (one partner, then `clients` partners)."""
     ids = asyncio.run(add_bench_partners(existing_dir / "data", clients))
-    with local_stack(existing_dir, extra={"DAILY_AI_LIMIT": "0"}) as started:
+    with running_local_stack(existing_dir, extra={"DAILY_AI_LIMIT": "0"}) as stack:
         time.sleep(IDLE_SETTLE)  # the worker's first run and the first polls are done
-        status = proc_status(started.process.pid)
+        status = proc_status(stack.process.pid)
         print(f"idle RSS after start-up: {mb(status['VmRSS']):.0f} MB (peak VmHWM {mb(status['VmHWM']):.0f} MB)")
 
-        dev = httpx.get(started.url + "/dev/init-data", timeout=5.0).json()["init_data"]
+        dev = httpx.get(stack.url + "/dev/init-data", timeout=5.0).json()["init_data"]
         print(f"/api/chat, offline AI, {requests} requests from {clients} concurrent clients:")
         began = time.perf_counter()
-        one = asyncio.run(chat_load(started.url, lambda n: {"Authorization": f"tma {dev}"}, clients, requests))
+        one = asyncio.run(chat_load(stack.url, lambda n: {"Authorization": f"tma {dev}"}, clients, requests))
         wall = time.perf_counter() - began
         print_latency("all as the demo partner (/dev/init-data; one partner's turns are serialised)", one, wall)
 
@@ -257,9 +168,9 @@ def bench_chat(existing_dir: Path, clients: int, requests: int) -> None:
             for n, tid in enumerate(ids)
         }
         began = time.perf_counter()
-        many = asyncio.run(chat_load(started.url, lambda n: {"Authorization": signed[n]}, clients, requests))
+        many = asyncio.run(chat_load(stack.url, lambda n: {"Authorization": signed[n]}, clients, requests))
         print_latency(f"{clients} different partners", many, time.perf_counter() - began)
-        status = proc_status(started.process.pid)
+        status = proc_status(stack.process.pid)
         print(f"RSS after the load: {mb(status['VmRSS']):.0f} MB (peak VmHWM {mb(status['VmHWM']):.0f} MB)")
 
 
@@ -267,8 +178,8 @@ def profile(base: Path) -> None:
     """Where start-up time goes: the slowest imports and the composition root's build on both stores."""
     workdir = base / "importtime"
     workdir.mkdir()
-    with local_stack(workdir, python_flags=("-X", "importtime")) as started:
-        print(f"start-up with -X importtime: {started.seconds:.2f} s")
+    with running_local_stack(workdir, python_flags=("-X", "importtime")) as stack:
+        print(f"start-up with -X importtime: {stack.healthy_after:.2f} s")
     rows = []
     for line in (workdir / "stack.log").read_text(errors="replace").splitlines():
         if line.startswith("import time:") and "|" in line:

@@ -13,6 +13,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+_EPSILON = 1e-6
+
 
 class QuotaLimiter:
     """At most `limit - margin` acquisitions in any `window` seconds; bursts up to `burst`; FIFO waiters."""
@@ -54,11 +56,11 @@ class QuotaLimiter:
                 self._refill(now)
                 if now < self._blocked_until:
                     delay = self._blocked_until - now
-                elif self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                elif self._tokens >= 1.0 - _EPSILON:  # float refills may land a hair below 1
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return waited
                 else:
-                    delay = (1.0 - self._tokens) / self._rate
+                    delay = max((1.0 - self._tokens) / self._rate, _EPSILON)
                 waited += delay
                 await self._sleep(delay)
 

@@ -4,7 +4,8 @@ that can go down, and a builder of the whole chat service graph on a local gatew
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -202,6 +203,17 @@ async def start_flaky_gateway(cfg: GatewayConfig) -> tuple[AsyncSheetsGateway, F
     await gw.start()
     await gw.ensure_sheets()
     return gw, flaky
+
+
+@asynccontextmanager
+async def flaky_gateway(cfg: GatewayConfig) -> AsyncIterator[tuple[AsyncSheetsGateway, FlakyBackend]]:
+    """`start_flaky_gateway` for a with-block: on exit the sheet is back up and the gateway closed."""
+    gw, flaky = await start_flaky_gateway(cfg)
+    try:
+        yield gw, flaky
+    finally:
+        flaky.down = False
+        await gw.close()
 
 
 # -- time ----------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from gateway.schemas import AUTH, QUEUE, AuthCol, QueueCol
 from tests.conftest import FAST_RETRY
 from tests.fakes.sheets_server import FakeSheetsServer
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
+from tests.telegram_support import long_polling
 from tests.unit.analytics_support import FakeClock
 
 PARTNER = 100001
@@ -101,15 +102,8 @@ async def running_bot(
     )
     app.bot_data[BOT_DATA_KEY] = AnalyticsHandlerServices(AnalyticsService(gw, clock=clock), AuthService(gw), poller)
     register_analytics_handlers(app, poll_interval=poll_interval)
-    async with app:
-        await app.start()
-        assert app.updater is not None
-        await app.updater.start_polling(poll_interval=0.0, timeout=dtm.timedelta(seconds=1))
-        try:
-            yield app
-        finally:
-            await app.updater.stop()
-            await app.stop()
+    async with long_polling(app):
+        yield app
 
 
 def worker(gw: AsyncSheetsGateway, reports: Path) -> AnalyticsWorker:

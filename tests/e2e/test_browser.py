@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,33 +26,13 @@ from fastapi import FastAPI
 from bot.services.chatlog import Author, ChatEntry
 from bot.web.app import create_web_app
 from bot.web.initdata import sign_init_data
+from tests.e2e.browser_support import shoot
 from tests.fakes.web_ports import DEMO_ID, FakeAnalytics, FakeAuth, FakeChat, FakeStaff, ok_health
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "000000:local-dev"
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-PHONE = {"width": 390, "height": 760}
 SEEDED_AT = datetime(2026, 11, 24, 14, 5)
-TIMEOUT_MS = 15_000
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK):
-        return
-    message = f"{CHROMIUM} not found: apt-get install chromium chromium-driver"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def demo_init_data(user_id: int = DEMO_ID, first_name: str = "Анна", last_name: str = "Демо") -> str:
@@ -87,15 +66,6 @@ class Browser:
 
     page: Any
     errors: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where screenshots go."""
-    configured = os.environ.get("BROWSER_ARTIFACTS_DIR")
-    path = Path(configured) if configured else tmp_path_factory.mktemp("browser-artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @contextlib.asynccontextmanager
@@ -149,41 +119,20 @@ async def make_site(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Sit
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """A headless Chromium page sized like a phone; page errors and CSP violations are collected."""
-    _require_chromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = await chromium.new_context(viewport=PHONE, device_scale_factor=2, locale="ru-RU")
-        context.set_default_timeout(TIMEOUT_MS)
-        page = await context.new_page()
-        result = Browser(page)
-        page.on("pageerror", lambda exc: result.errors.append(f"pageerror: {exc}"))
-        page.on(
-            "console",
-            lambda msg: (
-                result.errors.append(f"console: {msg.text}")
-                if msg.type == "error" and "Content Security Policy" in msg.text
-                else None
-            ),
-        )
-        try:
-            yield result
-        finally:
-            await context.close()
-            await chromium.close()
-
-
-async def shoot(page: Any, artifacts: Path, name: str, *, docs: bool = False) -> Path:
-    """Save a screenshot as an artifact (and into docs/img when asked to refresh them)."""
-    path = artifacts / name
-    await page.screenshot(path=str(path))
-    if docs and os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        (DOCS_IMG / name).write_bytes(path.read_bytes())
-    return path
+async def browser(browser_context: Any) -> Browser:
+    """A page in the phone-sized context; page errors and CSP violations are collected."""
+    page = await browser_context.new_page()
+    result = Browser(page)
+    page.on("pageerror", lambda exc: result.errors.append(f"pageerror: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            result.errors.append(f"console: {msg.text}")
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+    return result
 
 
 def seed_history(chat: FakeChat) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from tests.chat_support import FAST_RETRY, PROMPT_PATH, FlakyBackend, ManualCloc
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
 from tests.fakes.sheets_server import FakeSheetsServer
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
+from tests.telegram_support import long_polling
 
 PARTNER = 100001
 NEWCOMER = 100002
@@ -209,15 +209,8 @@ async def world(
     assert app.job_queue is not None
     app.job_queue.run_repeating(poll_operator_replies, interval=POLL, first=POLL)
     try:
-        async with app:
-            await app.start()
-            assert app.updater is not None
-            await app.updater.start_polling(poll_interval=0.0, timeout=dtm.timedelta(seconds=1))
-            try:
-                yield World(telegram_server, gemini_server, gw, services, clock, set_sheet_down)
-            finally:
-                await app.updater.stop()
-                await app.stop()
+        async with long_polling(app):
+            yield World(telegram_server, gemini_server, gw, services, clock, set_sheet_down)
     finally:
         set_sheet_down(False)
         await gemini.aclose()

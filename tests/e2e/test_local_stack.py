@@ -9,136 +9,24 @@ is set, where a missing browser is a failure.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from gateway.schemas import APPEALS, AppealCol
+from tests.e2e.browser_support import shoot
 from tests.fakes.telegram_server import FakeTelegramServer
+from tests.local_stack import LocalStack, spawn_local_stack
 
 if TYPE_CHECKING:
     from playwright.async_api import ViewportSize
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS_IMG = ROOT / "docs" / "img"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PHONE: ViewportSize = {"width": 390, "height": 760}
 DESKTOP: ViewportSize = {"width": 1280, "height": 720}
-TIMEOUT_MS = 15_000
-HEALTH_DEADLINE = 30.0
-STOP_DEADLINE = 20.0
 DEMO_ID = "100001"
 WEBAPP_URL = "https://miniapp.example.test/"
-# Variables of DESIGN §4 that would change what `marketingbot local` does: the test runs it as a newcomer would.
-CONFIG_VARS = (
-    "TELEGRAM_BOT_TOKEN",
-    "GEMINI_API_KEY",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AI_PROVIDER",
-    "SHEETS_BACKEND",
-    "WEBAPP_URL",
-    "WEBHOOK_URL",
-    "TELEGRAM_API_BASE_URL",
-    "STAFF_CHAT_ID",
-    "ADMIN_TELEGRAM_IDS",
-    "DAILY_AI_LIMIT",
-    "OPERATOR_POLL_SECONDS",
-    "WEB_HOST",
-)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LocalStack:
-    """One `python -m bot local` process and where it lives."""
-
-    workdir: Path
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    healthy_after: float = 0.0
-
-    @property
-    def url(self) -> str:
-        """The Mini App's base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        """Everything the process printed so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_healthy(self) -> dict[str, Any]:
-        """Poll /healthz until it answers 200 (or fail at the deadline / if the process dies); returns the body."""
-        started = time.monotonic()
-        deadline = started + HEALTH_DEADLINE
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    pytest.fail(f"marketingbot local exited with {self.process.returncode}:\n{self.log()}")
-                with contextlib.suppress(httpx.TransportError):
-                    response = client.get(self.url + "/healthz")
-                    if response.status_code == 200:
-                        self.healthy_after = time.monotonic() - started
-                        body: dict[str, Any] = response.json()
-                        return body
-                time.sleep(0.05)
-        pytest.fail(f"/healthz did not answer within {HEALTH_DEADLINE}s:\n{self.log()}")
-
-    def stop(self) -> int:
-        """SIGTERM; the exit code (fails if the process is still running after the deadline)."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"no exit within {STOP_DEADLINE}s of SIGTERM:\n{self.log()}")
-
-    def sheet(self, title: str) -> list[list[str]]:
-        """A sheet as the staff console's API returns it (header row first)."""
-        response = httpx.get(f"{self.url}/staff/api/sheets/{title}", timeout=5.0)
-        response.raise_for_status()
-        rows: list[list[str]] = response.json()["rows"]
-        return rows
-
-
-def stack_env(workdir: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
-    """The process environment: no secrets or configuration from the caller, the data dir in `workdir`."""
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    env.update(
-        WEB_PORT=str(port),
-        LOCAL_DB_PATH=str(workdir / "data" / "marketingbot.db"),
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-        PYTHONUNBUFFERED="1",
-        **extra,
-    )
-    return env
 
 
 @pytest.fixture
@@ -150,25 +38,13 @@ def start_stack(tmp_path: Path) -> Iterator[Callable[..., LocalStack]]:
         workdir = tmp_path / f"run{len(started)}"
         workdir.mkdir()
         assert list(workdir.iterdir()) == []
-        port = free_port()
-        log_path = tmp_path / f"run{len(started)}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "local"],
-                cwd=workdir,
-                env=stack_env(workdir, port, extra),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        stack = LocalStack(workdir, port, process, log_path)
+        stack = spawn_local_stack(workdir, tmp_path / f"run{len(started)}.log", extra=extra)
         started.append(stack)
         return stack
 
     yield start
     for stack in started:
-        if stack.process.poll() is None:
-            stack.process.kill()
-            stack.process.wait()
+        stack.kill()
 
 
 def test_local_starts_in_an_empty_directory_and_stops_cleanly(
@@ -192,52 +68,6 @@ def test_local_starts_in_an_empty_directory_and_stops_cleanly(
 
 
 # -- the browser --------------------------------------------------------------------------------------------
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK):
-        return
-    message = f"{CHROMIUM} not found: apt-get install chromium"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where screenshots go."""
-    configured = os.environ.get("BROWSER_ARTIFACTS_DIR")
-    path = Path(configured) if configured else tmp_path_factory.mktemp("browser-artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture
-async def browser_context() -> AsyncIterator[Any]:
-    """A headless Chromium context (Russian locale); pages are sized per use."""
-    _require_chromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = await chromium.new_context(viewport=PHONE, device_scale_factor=2, locale="ru-RU")
-        context.set_default_timeout(TIMEOUT_MS)
-        try:
-            yield context
-        finally:
-            await context.close()
-            await chromium.close()
-
-
-async def shoot(page: Any, artifacts: Path, name: str, *, docs: bool = False) -> Path:
-    """Save a screenshot as an artifact (and, for the README's pictures, into docs/img when
-    UPDATE_DOCS_SCREENSHOTS=1)."""
-    path = artifacts / name
-    await page.screenshot(path=str(path))
-    if docs and os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        (DOCS_IMG / name).write_bytes(path.read_bytes())
-    return path
 
 
 def demo_appeal_row(stack: LocalStack) -> tuple[int, list[str], list[str]]:

@@ -4,7 +4,6 @@ gateway on the local store; one broadcaster runs in a child process that is SIGK
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
 import os
 import random
 import signal
@@ -41,6 +40,7 @@ from gateway.schemas import APPEALS, AUTH, PROMOTIONS, AppealCol, AuthCol, Promo
 from tests.chat_support import PROMPT_PATH, moscow
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
 from tests.promo_support import add_promo, partner_ids, promo_row, seed_partners, store_config
+from tests.telegram_support import long_polling
 
 ADMIN = 4242
 REPO = Path(__file__).resolve().parents[2]
@@ -314,15 +314,8 @@ async def bot(telegram_server: FakeTelegramServer, local_gateway: AsyncSheetsGat
     register_promotion_handlers(app)
     register_help_handler(app, [ADMIN])
     register_chat_handlers(app, services)
-    async with app:
-        await app.start()
-        assert app.updater is not None
-        await app.updater.start_polling(poll_interval=0.0, timeout=dtm.timedelta(seconds=1))
-        try:
-            yield Bot(telegram_server, gw, services)
-        finally:
-            await app.updater.stop()
-            await app.stop()
+    async with long_polling(app):
+        yield Bot(telegram_server, gw, services)
 
 
 async def test_stop_promo_and_promo(bot: Bot) -> None:

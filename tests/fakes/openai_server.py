@@ -1,7 +1,7 @@
 """A local OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``) for the openai client.
 
 Stands in for OpenRouter, Ollama or vLLM: the real ``AsyncOpenAI(base_url=url + "/v1")`` runs against it.
-Responder, latency, error injection and recording work as in the Gemini fake.
+Responder, latency, error injection and recording work as in the Gemini fake (``tests/fakes/_http.py``).
 """
 
 from __future__ import annotations
@@ -10,21 +10,18 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.gemini_server import (
+from tests.fakes._http import (
     JSON,
     AIFakeServer,
-    FakeServerError,
     HTTPRequest,
     HTTPResponse,
-    Responder,
-    base_arg_parser,
     count_tokens,
     echo_reply,
-    run_standalone,
+    serve_ai_fake,
 )
 
 _ERROR_TYPES = {
@@ -81,37 +78,10 @@ def last_user_message(body: JSON) -> str:
     return ""
 
 
-class FakeOpenAIServer(AIFakeServer):
+class FakeOpenAIServer(AIFakeServer[OpenAIRequest]):
     """A local OpenAI-compatible chat completions API (non-streaming and SSE streaming)."""
 
-    def __init__(
-        self,
-        *,
-        responder: Responder | None = None,
-        api_key: str | None = None,
-        latency: float = 0.0,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ) -> None:
-        super().__init__(responder=responder, api_key=api_key, latency=latency, host=host, port=port)
-
-    @property
-    def requests(self) -> list[OpenAIRequest]:
-        """Every chat completion call so far, oldest first."""
-        with self._cond:
-            return list(self._records)
-
-    @property
-    def last_request(self) -> OpenAIRequest:
-        """The most recent chat completion call."""
-        with self._cond:
-            if not self._records:
-                raise FakeServerError("no chat completion requests were made")
-            record: OpenAIRequest = self._records[-1]
-            return record
-
-    def _controls(self) -> dict[str, Callable[..., Any]]:
-        return {**self._ai_controls(), "requests": lambda: self.requests}
+    record_noun = "chat completion"
 
     def _handle(self, request: HTTPRequest) -> HTTPResponse:
         auth = request.headers.get("authorization", "")
@@ -131,9 +101,8 @@ class FakeOpenAIServer(AIFakeServer):
             body = None
         if not isinstance(body, dict):
             return HTTPResponse.json(400, openai_error_body(400, "We could not parse the JSON body."))
-        fault = self._take_fault()
         problem = self._validate(body)
-        status = 400 if problem else (fault.status if fault and fault.status else 200)
+        fault, status = self._take_fault(problem)
         stream = bool(body.get("stream"))
         self._record(
             OpenAIRequest(
@@ -234,11 +203,13 @@ class FakeOpenAIServer(AIFakeServer):
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m tests.fakes.openai_server --port N``: serve the fake chat completions API until interrupted."""
-    parser = base_arg_parser("Local fake of an OpenAI-compatible chat completions API")
-    parser.add_argument("--api-key", default=None, help="reject other keys with 401")
-    args = parser.parse_args(argv)
-    server = FakeOpenAIServer(api_key=args.api_key, latency=args.latency, host=args.host, port=args.port)
-    run_standalone(server, "fake OpenAI-compatible API (base_url = this URL + /v1)")
+    serve_ai_fake(
+        FakeOpenAIServer,
+        "Local fake of an OpenAI-compatible chat completions API",
+        "reject other keys with 401",
+        "fake OpenAI-compatible API (base_url = this URL + /v1)",
+        argv,
+    )
 
 
 if __name__ == "__main__":

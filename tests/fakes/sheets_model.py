@@ -311,7 +311,8 @@ def extended_value_cell(value: Mapping[str, Any]) -> Cell:
     return ""
 
 
-def _trim(rows: list[list[str]]) -> list[list[str]]:
+def trim_rows(rows: list[list[str]]) -> list[list[str]]:
+    """Drop trailing empty cells and rows in place, as the API does when it returns values."""
     for line in rows:
         while line and line[-1] == "":
             line.pop()
@@ -512,7 +513,7 @@ class Spreadsheet:
             width = max((len(line) for line in grid), default=0)
             grid = [[line[c] if c < len(line) else "" for line in grid] for c in range(width)]
         result: dict[str, Any] = {"range": format_range(sheet.title, box), "majorDimension": major}
-        values = _trim(grid)
+        values = trim_rows(grid)
         if values:
             result["values"] = values
         return result

@@ -20,23 +20,20 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import math
 import re
 import signal
-import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes._http import LoopbackHandler, LoopbackServer
 from tests.fakes.sheets_discovery import ApiMethod, DiscoveryError, SheetsDiscovery
 from tests.fakes.sheets_model import (
     ApiError,
@@ -50,6 +47,7 @@ from tests.fakes.sheets_model import (
     quote_title,
     shown,
     sort_block,
+    trim_rows,
 )
 
 WINDOW_SECONDS = 60.0
@@ -145,56 +143,19 @@ def apply_field_mask(value: Any, mask: Mapping[str, Any] | None) -> Any:
     return {k: apply_field_mask(value[k], sub) for k, sub in mask.items() if k in value}
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeSheetsServer) -> None:
-        super().__init__(address, _Handler)
-        self.fake = fake
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-
-    def drop_connections(self) -> None:
-        """Cut every open keep-alive connection, as a server going away does."""
-        with self.connections_lock:
-            for conn in self.connections:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-            self.connections.clear()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # Headers and body go out in separate writes: without this, Nagle + delayed ACK stall each call ~40 ms.
+class _Handler(LoopbackHandler):
+    # Kept explicit (LoopbackHandler sets it too): with Nagle on, delayed ACKs stall each call ~40 ms.
     disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
     timeout = 60  # idle keep-alive connections are dropped after a minute
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes; without NODELAY, Nagle + delayed ACK add 40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
-
-    def do_GET(self) -> None:
-        self.server.fake._handle(self)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: tests read counters, not access logs."""
 
 
-class FakeSheetsServer:
+class FakeSheetsServer(LoopbackServer):
     """An in-memory Google Sheets v4 API on 127.0.0.1 with fault-injection knobs (thread-safe)."""
+
+    handler_class = _Handler
 
     def __init__(
         self,
@@ -206,14 +167,11 @@ class FakeSheetsServer:
         clock: Callable[[], float] = time.monotonic,
         discovery: SheetsDiscovery | None = None,
     ) -> None:
+        super().__init__(host=host, port=port)
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
         self._clock = clock
         self._discovery = discovery or SheetsDiscovery.load()
         self._book = Spreadsheet(spreadsheet_id, sheets=sheets)
-        self._address = (host, port)
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         # knobs
         self._read_limit: int | None = None
         self._write_limit: int | None = None
@@ -235,52 +193,7 @@ class FakeSheetsServer:
         self._bytes_received = 0
         self._log: collections.deque[RecordedRequest] = collections.deque(maxlen=10_000)
 
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> FakeSheetsServer:
-        """Bind (a free port unless one was given) and serve from a daemon thread."""
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        self._httpd = _HTTPServer(self._address, self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-sheets", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, release hung requests and close the socket."""
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd.drop_connections()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeSheetsServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL to use instead of the Sheets API root, e.g. ``http://127.0.0.1:40123``."""
-        if self._httpd is None:
-            raise RuntimeError("FakeSheetsServer is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        return int(self.url.rsplit(":", 1)[1])
+    # -- lifecycle: start/stop/url/port and the context manager come from LoopbackServer ------------
 
     @property
     def spreadsheet_id(self) -> str:
@@ -412,12 +325,7 @@ class FakeSheetsServer:
         with self._lock:
             sheet = self._book.require(title)
             rows = [[shown(c) for c in line] for line in sheet.cells]
-        for line in rows:
-            while line and line[-1] == "":
-                line.pop()
-        while rows and not rows[-1]:
-            rows.pop()
-        return rows
+        return trim_rows(rows)
 
     def cell(self, title: str, a1: str) -> str:
         """The shown value of one cell (``"B7"``)."""
@@ -521,7 +429,7 @@ class FakeSheetsServer:
 
     # -- request handling ------------------------------------------------------------------------
 
-    def _handle(self, handler: _Handler) -> None:
+    def _serve(self, handler: LoopbackHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
         split = urlsplit(handler.path)
@@ -703,7 +611,7 @@ class FakeSheetsServer:
                 f"Invalid values[{given}]: the range in the body does not match the range in the URL ({path_range}).",
             )
 
-    def _send(self, handler: _Handler, reply: _Reply) -> None:
+    def _send(self, handler: LoopbackHandler, reply: _Reply) -> None:
         data = json.dumps(reply.payload, ensure_ascii=False).encode("utf-8")
         try:
             handler.send_response(reply.status)
@@ -721,7 +629,7 @@ class FakeSheetsServer:
             self._bytes_sent += len(data)
 
     def _record(
-        self, kind: str, handler: _Handler, path: str, params: Mapping[str, list[str]], body: Any, status: int
+        self, kind: str, handler: LoopbackHandler, path: str, params: Mapping[str, list[str]], body: Any, status: int
     ) -> None:
         with self._lock:
             self._responses[status] += 1

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from tests.fakes.gemini_server import (
+from tests.fakes._http import (
     JSON,
     FakeServerError,
     FakeTimeout,

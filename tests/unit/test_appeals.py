@@ -24,8 +24,8 @@ from tests.chat_support import (
     add_fact,
     build_kit,
     chat_gateway_config,
+    flaky_gateway,
     moscow,
-    start_flaky_gateway,
 )
 
 PARTNER = Partner(code="P-1", name="Иванов Иван", phone="+79161234567", telegram_id=42)
@@ -34,12 +34,8 @@ PARTNER = Partner(code="P-1", name="Иванов Иван", phone="+79161234567"
 @pytest.fixture
 async def sheet(tmp_path: Path) -> AsyncIterator[tuple[AsyncSheetsGateway, FlakyBackend]]:
     """A local gateway whose sheet can be taken down."""
-    gw, backend = await start_flaky_gateway(chat_gateway_config(tmp_path))
-    try:
-        yield gw, backend
-    finally:
-        backend.down = False
-        await gw.close()
+    async with flaky_gateway(chat_gateway_config(tmp_path)) as sheet:
+        yield sheet
 
 
 @pytest.fixture

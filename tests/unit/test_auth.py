@@ -10,18 +10,14 @@ import pytest
 from bot.services.auth import AuthOutcome, AuthService, normalize_phone
 from gateway import AsyncSheetsGateway, SheetUnavailable
 from gateway.schemas import AUTH, AuthCol
-from tests.chat_support import FlakyBackend, ManualClock, add_partner, chat_gateway_config, moscow, start_flaky_gateway
+from tests.chat_support import FlakyBackend, ManualClock, add_partner, chat_gateway_config, flaky_gateway, moscow
 
 
 @pytest.fixture
 async def flaky(tmp_path: Path) -> AsyncIterator[tuple[AsyncSheetsGateway, FlakyBackend]]:
     """A gateway whose sheet can be taken down."""
-    gw, backend = await start_flaky_gateway(chat_gateway_config(tmp_path))
-    try:
-        yield gw, backend
-    finally:
-        backend.down = False
-        await gw.close()
+    async with flaky_gateway(chat_gateway_config(tmp_path)) as sheet:
+        yield sheet
 
 
 @pytest.fixture

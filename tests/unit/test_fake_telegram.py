@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
 import json
 import subprocess
 import sys
@@ -40,13 +39,14 @@ from telegram.ext import (
 )
 from telegram.helpers import escape_markdown
 
-from tests.fakes.gemini_server import FakeServerError, FakeTimeout
+from tests.fakes._http import FakeServerError, FakeTimeout
 from tests.fakes.telegram_server import (
     FakeTelegramServer,
     parse_html,
     parse_markdown,
     parse_markdown_v2,
 )
+from tests.telegram_support import long_polling
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,15 +75,8 @@ async def polling(
     app = make_app(server)
     for handler in handlers:
         app.add_handler(handler)
-    async with app:
-        await app.start()
-        assert app.updater is not None
-        await app.updater.start_polling(poll_interval=0.0, timeout=dtm.timedelta(seconds=1))
-        try:
-            yield app
-        finally:
-            await app.updater.stop()
-            await app.stop()
+    async with long_polling(app):
+        yield app
 
 
 # --- plain Bot API calls ------------------------------------------------------------------------------
