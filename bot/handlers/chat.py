@@ -122,15 +122,20 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None or user is None or message.text is None:
         return
     services = services_from(context.bot_data)
-    partner = await _partner_or_explain(services, update)
-    if partner is None:
-        return
     try:
         async with _typing(context, message.chat_id):
-            reply = await services.appeals.handle_text(partner, message.text)
+            # Authorization and the partner's row are read together: one batched sheet call, not two in a row.
+            partner, reply = await services.appeals.handle_message(user.id, message.text, services.auth.check)
+    except GatewayError as exc:
+        log.warning("authorization check of %s failed: %s", user.id, exc)
+        await _send(services, message.chat_id, TEXT_UNAVAILABLE)
+        return
     except Exception:  # never leave the partner without an answer
         log.exception("turn of %s failed", user.id)
         await _send(services, message.chat_id, TEXT_ERROR)
+        return
+    if partner is None or reply is None:
+        await _explain_unauthorized(services, update)
         return
     if reply.text:
         await _send(services, message.chat_id, reply.text, with_operator_button=reply.offer_operator)
@@ -175,12 +180,17 @@ async def _partner_or_explain(services: Services, update: Update) -> Partner | N
         await _send(services, chat.id, TEXT_UNAVAILABLE)
         return None
     if partner is None:
-        message = update.effective_message
-        if message is not None and update.callback_query is None:
-            await message.reply_text(TEXT_UNAUTHORIZED, parse_mode=None, reply_markup=contact_keyboard())
-        else:
-            await _send(services, chat.id, TEXT_UNAUTHORIZED)
+        await _explain_unauthorized(services, update)
     return partner
+
+
+async def _explain_unauthorized(services: Services, update: Update) -> None:
+    """Tell a user without access how to get it (with the share-phone button where a keyboard fits)."""
+    message, chat = update.effective_message, update.effective_chat
+    if message is not None and update.callback_query is None:
+        await message.reply_text(TEXT_UNAUTHORIZED, parse_mode=None, reply_markup=contact_keyboard())
+    elif chat is not None:
+        await _send(services, chat.id, TEXT_UNAUTHORIZED)
 
 
 async def _send(services: Services, chat_id: int, text: str, *, with_operator_button: bool = False) -> None:

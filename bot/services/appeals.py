@@ -19,10 +19,11 @@ daily limit, "an operator will answer") are not written, so they never become pa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -167,21 +168,34 @@ class AppealsService:
 
     async def handle_text(self, partner: Partner, text: str) -> ChatReply:
         """Answer one message from an authorized partner (or stay silent while a human has the conversation)."""
-        text = text.strip()
         async with self._locks(partner.telegram_id):
-            now = self._clock()
-            row = await self._load(partner.telegram_id)
-            status = canonical_status(row[AppealCol.STATUS]) if row else ""
-            entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
-            user_block = chatlog.format_entry(now.astimezone(self._tz), Author.USER, text)
-            if status == AppealStatus.IN_WORK:
-                return await self._while_in_work(partner, user_block, text, now)
-            if contains_keyword(text, self._keywords):
-                return await self._escalate(partner, entries, [user_block], now, status)
-            if await self._limit_reached(partner):
-                await self._append(partner, [user_block], now, None)
-                return ChatReply(limit_text(self.daily_limit), status or AppealStatus.NEW, kind=ReplyKind.LIMIT)
-            return await self._answer(partner, text, entries, user_block, now, status)
+            return await self._turn(partner, text, await self._load(partner.telegram_id))
+
+    async def handle_message(
+        self, telegram_id: int, text: str, authorize: Callable[[int], Awaitable[Partner | None]]
+    ) -> tuple[Partner | None, ChatReply | None]:
+        """Authorize and answer in one step: the Auth and Обращения reads go out together, so the gateway
+        sends them as one batched call instead of two in a row. (None, None) when not authorized."""
+        async with self._locks(telegram_id):
+            partner, row = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
+            if partner is None:
+                return None, None
+            return partner, await self._turn(partner, text, row)
+
+    async def _turn(self, partner: Partner, text: str, row: Record | None) -> ChatReply:
+        text = text.strip()
+        now = self._clock()
+        status = canonical_status(row[AppealCol.STATUS]) if row else ""
+        entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
+        user_block = chatlog.format_entry(now.astimezone(self._tz), Author.USER, text)
+        if status == AppealStatus.IN_WORK:
+            return await self._while_in_work(partner, user_block, text, now)
+        if contains_keyword(text, self._keywords):
+            return await self._escalate(partner, entries, [user_block], now, status)
+        if await self._limit_reached(partner):
+            await self._append(partner, [user_block], now, None)
+            return ChatReply(limit_text(self.daily_limit), status or AppealStatus.NEW, kind=ReplyKind.LIMIT)
+        return await self._answer(partner, text, entries, user_block, now, status)
 
     async def request_human(self, partner: Partner) -> ChatReply:
         """The «Позвать оператора» button: hand the conversation to a human."""

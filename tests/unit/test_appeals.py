@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import time
 from pathlib import Path
 
@@ -313,3 +313,26 @@ def test_working_hours() -> None:
     assert hours.next_opening(moscow(2026, 11, 23, 21, 0)).day == 24
     night = WorkingHours(start=time(22, 0), end=time(6, 0))
     assert night.is_open(moscow(2026, 11, 23, 23, 0)) and not night.is_open(moscow(2026, 11, 23, 12, 0))
+
+
+async def test_handle_message_reads_auth_and_row_in_one_call(kit: ChatKit) -> None:
+    """Authorizing and loading the row go out as one batched read; the answer is the same as handle_text's."""
+    await kit.appeals.handle_text(PARTNER, "Привет")  # the row exists, its key is known
+    calls: list[list[str]] = []
+    real_batch_get = kit.gw.backend.batch_get
+
+    async def spy(ranges: Sequence[str]) -> list[list[list[str]]]:
+        calls.append(list(ranges))
+        return await real_batch_get(ranges)
+
+    kit.gw.backend.batch_get = spy  # type: ignore[method-assign]
+
+    async def authorize(telegram_id: int) -> Partner | None:
+        # Stands in for AuthService.check: one gateway read of its own, issued at the same moment.
+        await kit.gw.read_ranges(["'Auth'!1:1"])
+        return PARTNER if telegram_id == 42 else None
+
+    partner, reply = await kit.appeals.handle_message(42, "Второй вопрос", authorize)
+    assert partner == PARTNER and reply is not None and reply.text == "Ответ 2: Второй вопрос"
+    assert "'Auth'!1:1" in calls[0] and "'Обращения'!2:2" in calls[0]
+    assert (await kit.appeals.handle_message(7, "Чужой", authorize)) == (None, None)
