@@ -166,6 +166,7 @@ class Runtime:
     web: Any = None
     jobs: list[Periodic] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
+    phase: str = "starting"  # "starting" → "running" → "stopping"
 
     async def health(self) -> dict[str, Any]:
         """The /healthz body: ok, or degraded with the reason visible."""
@@ -181,7 +182,9 @@ class Runtime:
             "telegram": "on" if self.telegram is not None else "off",
             "uptime_seconds": round(time.monotonic() - self.started_at, 1),
         }
-        if self.gateway.breaker_state != "closed" or self.gateway.outbox_depth:
+        if self.phase != "running":
+            body["status"] = self.phase  # answered with 503: not ready for traffic (deploy.sh waits for ok)
+        elif self.gateway.breaker_state != "closed" or self.gateway.outbox_depth:
             body["status"] = "degraded"
         return body
 
@@ -305,7 +308,8 @@ def _install_webhook(runtime: Runtime) -> None:
         await app.update_queue.put(Update.de_json(await request.json(), app.bot))
         return Response(status_code=200)
 
-    runtime.web.add_api_route(WEBHOOK_PATH, telegram_webhook, methods=["POST"], include_in_schema=False)
+    # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
+    runtime.web.add_route(WEBHOOK_PATH, telegram_webhook, methods=["POST"], include_in_schema=False)
 
 
 def _register_telegram(runtime: Runtime) -> None:
@@ -402,6 +406,7 @@ async def run_application(settings: Settings, *, local: bool) -> None:
             await asyncio.sleep(0.02)
         if serve.done():
             serve.result()  # the port was taken, say so
+        runtime.phase = "running"
         log.info(
             "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
         ) if local else log.info("MarketingBot is up")
@@ -449,6 +454,7 @@ async def _start_telegram(runtime: Runtime) -> None:
 
 
 async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
+    runtime.phase = "stopping"
     app = runtime.telegram
     if app is not None:
         with contextlib.suppress(Exception):

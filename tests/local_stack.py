@@ -132,8 +132,12 @@ class LocalStack:
 def spawn_local_stack(
     workdir: Path, log_path: Path, *, extra: dict[str, str] | None = None, python_flags: tuple[str, ...] = ()
 ) -> LocalStack:
-    """Start `python -m bot local` in `workdir` (data in workdir/data), output appended to `log_path`."""
-    port = free_port()
+    """Start `python -m bot local` in `workdir` (data in workdir/data), output appended to `log_path`.
+
+    The port is WEB_PORT from `extra` when given (a caller that must know it in advance), else a free one.
+    """
+    extra = dict(extra or {})
+    port = int(extra.pop("WEB_PORT", 0)) or free_port()
     with log_path.open("ab") as log_file:  # the child keeps its own copy of the descriptor
         started_at = time.perf_counter()
         process = subprocess.Popen(

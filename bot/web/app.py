@@ -191,7 +191,9 @@ def create_web_app(
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         try:
-            return JSONResponse(await health())
+            body = await health()
+            # 200 for ok/degraded (DESIGN §4); 503 while the process is still starting or stopping.
+            return JSONResponse(body, status_code=200 if body.get("status") in ("ok", "degraded") else 503)
         except Exception:
             log.exception("health check failed")
             return JSONResponse({"status": "error"}, status_code=503)

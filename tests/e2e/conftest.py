@@ -1,15 +1,16 @@
-"""Fixtures of the browser e2e tests: a headless Chromium context and the screenshot directory."""
+"""Fixtures of the e2e tests: a headless Chromium context, the screenshot directory, a real local stack."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.e2e.browser_support import CHROMIUM, CHROMIUM_ARGS, PHONE, TIMEOUT_MS, require_chromium
+from tests.local_stack import LocalStack, spawn_local_stack
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext
@@ -39,3 +40,21 @@ async def browser_context() -> AsyncIterator[BrowserContext]:
         finally:
             await context.close()
             await chromium.close()
+
+
+@pytest.fixture
+def start_stack(tmp_path: Path) -> Iterator[Callable[..., LocalStack]]:
+    """Start `marketingbot local` in an empty directory; whatever still runs at teardown is killed."""
+    started: list[LocalStack] = []
+
+    def start(**extra: str) -> LocalStack:
+        workdir = tmp_path / f"run{len(started)}"
+        workdir.mkdir()
+        assert list(workdir.iterdir()) == []
+        stack = spawn_local_stack(workdir, tmp_path / f"run{len(started)}.log", extra=extra)
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.kill()

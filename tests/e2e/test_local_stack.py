@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pytest
 
 from gateway.schemas import APPEALS, AppealCol
 from tests.e2e.browser_support import shoot
 from tests.fakes.telegram_server import FakeTelegramServer
-from tests.local_stack import LocalStack, spawn_local_stack
+from tests.local_stack import LocalStack
 
 if TYPE_CHECKING:
     from playwright.async_api import ViewportSize
@@ -27,24 +25,6 @@ if TYPE_CHECKING:
 DESKTOP: ViewportSize = {"width": 1280, "height": 720}
 DEMO_ID = "100001"
 WEBAPP_URL = "https://miniapp.example.test/"
-
-
-@pytest.fixture
-def start_stack(tmp_path: Path) -> Iterator[Callable[..., LocalStack]]:
-    """Start `marketingbot local` in an empty directory; whatever still runs at teardown is killed."""
-    started: list[LocalStack] = []
-
-    def start(**extra: str) -> LocalStack:
-        workdir = tmp_path / f"run{len(started)}"
-        workdir.mkdir()
-        assert list(workdir.iterdir()) == []
-        stack = spawn_local_stack(workdir, tmp_path / f"run{len(started)}.log", extra=extra)
-        started.append(stack)
-        return stack
-
-    yield start
-    for stack in started:
-        stack.kill()
 
 
 def test_local_starts_in_an_empty_directory_and_stops_cleanly(
