@@ -318,6 +318,7 @@ def _register_telegram(runtime: Runtime) -> None:
     from bot.handlers.analytics import AnalyticsHandlerServices, register_analytics_handlers
     from bot.handlers.chat import register_chat_handlers
     from bot.handlers.commands import register_help_handler
+    from bot.handlers.errors import on_error
     from bot.handlers.promotions import register_promotion_handlers
     from bot.handlers.webapp import register_webapp_handlers
     from bot.services.container import Services
@@ -344,6 +345,7 @@ def _register_telegram(runtime: Runtime) -> None:
     register_help_handler(app, admins)
     register_webapp_handlers(app, runtime.settings.webapp_url)
     register_chat_handlers(app, services)
+    app.add_error_handler(on_error)
 
 
 def _web_app(runtime: Runtime) -> Any:
@@ -456,13 +458,11 @@ async def _start_telegram(runtime: Runtime) -> None:
 async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
     runtime.phase = "stopping"
     app = runtime.telegram
-    if app is not None:
+    if app is not None and app.updater is not None and app.updater.running:
         with contextlib.suppress(Exception):
-            if app.updater is not None and app.updater.running:
-                await app.updater.stop()  # no new updates; in-flight handlers keep running
-            if app.running:
-                await app.stop()  # waits for in-flight handlers
-            await app.shutdown()
+            await app.updater.stop()  # no new updates; in-flight handlers keep running
+    # Everything that sends through the bot stops while the bot can still send: a send after app.shutdown()
+    # fails, and a broadcast would record those partners as failed and never reach them.
     if runtime.promotions is not None:
         await runtime.promotions.stop()  # finishes the sends in flight; the broadcast resumes on next start
     for job in runtime.jobs:
@@ -470,6 +470,11 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     server.should_exit = True
     with contextlib.suppress(Exception):
         await asyncio.wait_for(serve, 10)
+    if app is not None:
+        with contextlib.suppress(Exception):
+            if app.running:
+                await app.stop()  # waits for in-flight handlers
+            await app.shutdown()
     from bot.ai.factory import close_ai
 
     await close_ai(runtime.ai)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 
 _BOT_URL_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
+_PLAIN = logging.Formatter()  # formats tracebacks for masking; stateless
 
 
 class SecretFilter(logging.Filter):
@@ -26,6 +27,14 @@ class SecretFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = self.mask(record.getMessage())
         record.msg, record.args = message, None
+        # A traceback ends with the exception's message, which may carry a URL: format it now, masked
+        # (formatters print a record's exc_text when it is set).
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _PLAIN.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
         return True
 
 
@@ -39,8 +48,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            data["exc"] = record.exc_text
         return json.dumps(data, ensure_ascii=False)
 
 

@@ -169,7 +169,7 @@ class AppealsService:
     async def handle_text(self, partner: Partner, text: str) -> ChatReply:
         """Answer one message from an authorized partner (or stay silent while a human has the conversation)."""
         async with self._locks(partner.telegram_id):
-            return await self._turn(partner, text, await self._load(partner.telegram_id))
+            return await self._turn(partner, text, *await self._load(partner.telegram_id))
 
     async def handle_message(
         self, telegram_id: int, text: str, authorize: Callable[[int], Awaitable[Partner | None]]
@@ -177,12 +177,12 @@ class AppealsService:
         """Authorize and answer in one step: the Auth and Обращения reads go out together, so the gateway
         sends them as one batched call instead of two in a row. (None, None) when not authorized."""
         async with self._locks(telegram_id):
-            partner, row = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
+            partner, (row, readable) = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
             if partner is None:
                 return None, None
-            return partner, await self._turn(partner, text, row)
+            return partner, await self._turn(partner, text, row, readable)
 
-    async def _turn(self, partner: Partner, text: str, row: Record | None) -> ChatReply:
+    async def _turn(self, partner: Partner, text: str, row: Record | None, readable: bool) -> ChatReply:
         text = text.strip()
         now = self._clock()
         status = canonical_status(row[AppealCol.STATUS]) if row else ""
@@ -195,13 +195,14 @@ class AppealsService:
         if await self._limit_reached(partner):
             await self._append(partner, [user_block], now, None)
             return ChatReply(limit_text(self.daily_limit), status or AppealStatus.NEW, kind=ReplyKind.LIMIT)
-        return await self._answer(partner, text, entries, user_block, now, status)
+        # An unreadable row's status is unknown: the turn must not overwrite it (e.g. staff's В работе).
+        return await self._answer(partner, text, entries, user_block, now, status if readable else None)
 
     async def request_human(self, partner: Partner) -> ChatReply:
         """The «Позвать оператора» button: hand the conversation to a human."""
         async with self._locks(partner.telegram_id):
             now = self._clock()
-            row = await self._load(partner.telegram_id)
+            row, _ = await self._load(partner.telegram_id)
             status = canonical_status(row[AppealCol.STATUS]) if row else ""
             if status == AppealStatus.IN_WORK:
                 return ChatReply(TEXT_ALREADY_IN_WORK, status, kind=ReplyKind.ESCALATED)
@@ -209,30 +210,40 @@ class AppealsService:
             return await self._escalate(partner, entries, [], now, status)
 
     async def history(self, telegram_id: int) -> list[ChatEntry]:
-        """The entries of the partner's log, oldest first (read fresh; raises SheetUnavailable when down)."""
+        """The partner's, assistant's and operator's entries of the log, oldest first (read fresh; raises
+        SheetUnavailable when down). Staff notes (untagged text, other authors) are not the partner's to read."""
         row = await self._table.get(str(telegram_id))
-        return chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
+        entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
+        return [e for e in entries if e.known_author is not None]
 
     # -- steps ---------------------------------------------------------------------------------
 
-    async def _load(self, telegram_id: int) -> Record | None:
+    async def _load(self, telegram_id: int) -> tuple[Record | None, bool]:
+        """The partner's row (None when absent), and whether the sheet could be read at all."""
         try:
-            return await self._table.get(str(telegram_id))
+            return await self._table.get(str(telegram_id)), True
         except GatewayError as exc:
             # Answer anyway, from an empty history: the write still lands, later, through the outbox.
             log.warning("Обращения unreadable for %s (%s); answering without history", telegram_id, exc)
-            return None
+            return None, False
 
     async def _answer(
-        self, partner: Partner, text: str, entries: list[ChatEntry], user_block: str, now: datetime, status: str
+        self,
+        partner: Partner,
+        text: str,
+        entries: list[ChatEntry],
+        user_block: str,
+        now: datetime,
+        status: str | None,
     ) -> ChatReply:
+        """The model's answer; `status` None means unknown (unreadable row): it is then left as it is."""
         history = chatlog.to_turns(entries, self._history_turns, self._history_chars)
         context = await self._context(text)
         answer = await self._ai.answer(self._prompt.text, history, text, context)
         if answer.from_model and self.daily_limit:
             await self._gw.state.counter_add(self._counter(partner), self._today())
         ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)
-        new_status = None if status == AppealStatus.AI else AppealStatus.AI
+        new_status = None if status is None or status == AppealStatus.AI else AppealStatus.AI
         await self._append(partner, [user_block, ai_block], now, new_status)
         if answer.failed:
             await self._notify_failure(partner, text, answer)

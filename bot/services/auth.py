@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from bot.services.ports import Clock, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, SheetUnavailable
+from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable
+from gateway.ops import WriteOp
 from gateway.schemas import AUTH, AuthCol
 
 log = logging.getLogger(__name__)
@@ -153,12 +154,20 @@ class AuthService:
             AuthCol.TELEGRAM_ID: str(from_user_id),
             AuthCol.AUTHORIZED_AT: stamp(self._clock(), self._tz),
         }
-        if code:
-            op = self._table.op_upsert(code, dict(values), create=False)
-        else:  # a row staff left without a code: address it by the phone exactly as typed
-            op = self._table.op_upsert(row[AuthCol.PHONE], dict(values), column=AuthCol.PHONE, create=False)
+        ops = [self._op(row, values)]
+        # Other rows granting this user access (e.g. the row of an old phone) are unbound: `check` reads the first
+        # row with the Telegram ID, so a stale grant would decide who the partner is and hide a later revocation.
+        # Rows staff blocked keep their binding (and keep denying).
+        tid, chosen = str(from_user_id), _address(row)
+        ops += [
+            self._op(r, {AuthCol.TELEGRAM_ID: ""})
+            for r in rows
+            if r[AuthCol.TELEGRAM_ID].strip() == tid
+            and is_authorized_status(r[AuthCol.STATUS])
+            and _address(r) not in (chosen, ("", ""))
+        ]
         try:
-            await self._table.write([op])  # one write: STATUS, Telegram ID and the date together
+            await self._table.write(ops)  # one write: STATUS, Telegram ID and the date together
         except GatewayError as exc:
             log.error("could not record the authorization of %s: %s", from_user_id, exc)
             return AuthResult(AuthOutcome.UNAVAILABLE, TEXT_UNAVAILABLE)
@@ -172,6 +181,10 @@ class AuthService:
         self._last_good[from_user_id] = (partner, self._monotonic())
         log.info("partner %s authorized as Telegram %s", code or wanted, from_user_id)
         return AuthResult(AuthOutcome.AUTHORIZED, welcome_text(partner), partner)
+
+    def _op(self, row: Record, values: dict[str, str]) -> WriteOp:
+        column, key = _address(row)
+        return self._table.op_upsert(key, dict(values), column=column or None, create=False)
 
     async def check(self, telegram_id: int) -> Partner | None:
         """The authorized partner bound to this Telegram ID (read fresh), or None.
@@ -202,6 +215,14 @@ class AuthService:
         )
         self._last_good[telegram_id] = (partner, self._monotonic())
         return partner
+
+
+def _address(row: Record) -> tuple[str, str]:
+    """How a write finds an Auth row: ('', code) by its code, or (Телефон, phone as typed) for a row without one."""
+    code = row[AuthCol.CODE].strip()
+    if code:
+        return "", code
+    return AuthCol.PHONE, row[AuthCol.PHONE].strip()
 
 
 def _opted_in(value: str) -> bool:

@@ -6,14 +6,16 @@ Each poll is ONE read of three columns for every row. A reply is delivered throu
     ledger 'sending'  →  send to Telegram  →  ledger 'sent'  →  ONE write: log += «Оператор: …», G cleared
                                                            →  ledger 'cleared'
 
+(A reply longer than one Telegram message is sent piece by piece; 'sending' records the piece in flight.)
+
 A crash (or a lost response) at any point is resolved on the next poll from the ledger:
 - nothing recorded, or a different text: a new reply, deliver it;
 - 'sending' for this text: we do not know whether Telegram took it, so it is sent again (see below);
 - 'sent' for this text: delivered, not yet logged: only the write is redone (also when the sheet could not be
   read or written right after the send: the write waits for the next poll rather than the outbox, so it is
   made with a fresh look at G and cannot wipe a newer reply typed meanwhile);
-- 'cleared' for this text while G still shows it: if writes are waiting in the outbox the clear has not
-  reached the sheet yet, so wait; otherwise staff typed the same text again: deliver it as a new reply.
+- 'cleared' for this text while G still shows it: if writes were waiting in the outbox when G was read, the
+  clear had not reached the sheet yet, so wait; otherwise staff typed the same text again: deliver it anew.
 
 THE ONE DUPLICATE WINDOW: Telegram accepted the message, and the process was killed (or the HTTP response was
 lost) before the ledger recorded 'sent'. Telegram's sendMessage has no idempotency key, so nobody can tell
@@ -33,6 +35,7 @@ from bot.services.appeals import canonical_status
 from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
+from bot.telegram_messenger import split_message
 from gateway import AsyncSheetsGateway, GatewayError, Record
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
@@ -47,6 +50,12 @@ _TAKE_OVER_FROM = frozenset({"", AppealStatus.NEW, AppealStatus.AI})
 def reply_hash(text: str) -> str:
     """A short, stable fingerprint of a reply's text."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _progress(payload: str) -> tuple[str, int]:
+    """A ledger payload `hash` or `hash#i` (pieces before i were sent) as (hash, i)."""
+    h, _, piece = payload.partition("#")
+    return h, int(piece) if piece.isdigit() else 0
 
 
 def format_operator_message(text: str) -> str:
@@ -78,21 +87,32 @@ class OperatorReplyService:
         if self._lock.locked():
             return 0  # the previous poll is still running; the job queue will call again
         async with self._lock:
+            # Taken BEFORE the read: a clear replayed from the outbox after the read has not reached `rows`.
+            journaled = self._gw.outbox_depth > 0
             try:
                 rows = await self._table.select([AppealCol.TELEGRAM_ID, AppealCol.STATUS, AppealCol.OPERATOR_REPLY])
             except GatewayError as exc:
                 log.warning("operator replies not polled: %s", exc)
                 return 0
             delivered = 0
+            seen: set[str] = set()
             for row in rows:
+                raw_id = row[AppealCol.TELEGRAM_ID].strip()
+                first = raw_id not in seen  # the gateway addresses a Telegram ID's first row only
+                seen.add(raw_id)
                 if row[AppealCol.OPERATOR_REPLY].strip():
+                    if not first and raw_id:
+                        # A copy of the partner's row: its G could never be cleared, so it would go out again
+                        # on every poll. Staff are told to type the reply into the partner's first row.
+                        await self._warn_duplicate(row.row, raw_id)
+                        continue
                     try:
-                        delivered += await self._handle(row)
+                        delivered += await self._handle(row, journaled)
                     except GatewayError as exc:
                         log.warning("operator reply for row %d postponed: %s", row.row, exc)
             return delivered
 
-    async def _handle(self, row: Record) -> int:
+    async def _handle(self, row: Record, journaled: bool) -> int:
         raw_id, text = row[AppealCol.TELEGRAM_ID].strip(), row[AppealCol.OPERATOR_REPLY].strip()
         if not raw_id.lstrip("-").isdigit():
             if (row.row, raw_id) not in self._warned_rows:
@@ -103,24 +123,30 @@ class OperatorReplyService:
         h = reply_hash(text)
         state = self._gw.state
         entry = await state.ledger_get(LEDGER_KIND, raw_id)
-        same = entry is not None and entry.payload == h
+        recorded, next_piece = _progress(entry.payload) if entry is not None else ("", 0)
+        same = entry is not None and recorded == h
         if same and entry is not None and entry.state == FAILED:
             return 0  # undeliverable (e.g. the partner blocked the bot); staff were told, G is left for them
-        if same and entry is not None and entry.state == CLEARED and self._gw.outbox_depth:
-            return 0  # the clearing write is still queued in the outbox
+        if same and entry is not None and entry.state == CLEARED and (journaled or self._gw.outbox_depth):
+            return 0  # the clearing write was still queued in the outbox when G was read
         delivered = 0
         if not (same and entry is not None and entry.state == SENT):
-            await state.ledger_set(LEDGER_KIND, raw_id, SENDING, h)
-            try:
-                await self._messenger.send_text(chat_id, format_operator_message(text))
-            except DeliveryError as exc:
-                if not exc.permanent:
-                    log.warning("operator reply to %s not delivered yet: %s", chat_id, exc)
-                    return 0  # stays 'sending': the next poll tries again
-                await state.ledger_set(LEDGER_KIND, raw_id, FAILED, h)
-                await self._notify_failure(chat_id, text, exc)
-                return 0
-            # ← the duplicate window: accepted by Telegram, not yet recorded below.
+            # A reply longer than one Telegram message goes out piece by piece, each recorded, so a failure
+            # midway resends only the pieces not yet accepted.
+            pieces = split_message(format_operator_message(text))
+            first = next_piece if same and entry is not None and entry.state == SENDING else 0
+            for i in range(first, len(pieces)):
+                await state.ledger_set(LEDGER_KIND, raw_id, SENDING, h if i == 0 else f"{h}#{i}")
+                try:
+                    await self._messenger.send_text(chat_id, pieces[i])
+                except DeliveryError as exc:
+                    if not exc.permanent:
+                        log.warning("operator reply to %s not delivered yet: %s", chat_id, exc)
+                        return 0  # stays 'sending' at this piece: the next poll tries again
+                    await state.ledger_set(LEDGER_KIND, raw_id, FAILED, h)
+                    await self._notify_failure(chat_id, text, exc)
+                    return 0
+                # ← the duplicate window: accepted by Telegram, not yet recorded by the next ledger write.
             await state.ledger_set(LEDGER_KIND, raw_id, SENT, h)
             delivered = 1
         try:
@@ -151,6 +177,19 @@ class OperatorReplyService:
                 )
             ]
         )
+
+    async def _warn_duplicate(self, row: int, raw_id: str) -> None:
+        if (row, raw_id) in self._warned_rows:
+            return
+        self._warned_rows.add((row, raw_id))
+        log.warning("Обращения row %d repeats Telegram ID %s: its reply is not sent", row, raw_id)
+        try:
+            await self._messenger.notify_staff(
+                f"❗ Ответ оператора в строке {row} листа «Обращения» не отправлен: Telegram ID {raw_id} "
+                "уже есть в строке выше. Перенесите ответ в первую строку этого партнёра, а копию удалите."
+            )
+        except Exception:
+            log.exception("staff notification failed")
 
     async def _notify_failure(self, chat_id: int, text: str, exc: DeliveryError) -> None:
         try:

@@ -27,6 +27,7 @@ from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, r
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from gateway import AsyncSheetsGateway, GatewayError, Record, a1
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
+from gateway.state import LedgerEntry
 from gateway.table import HeaderMap
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ POLL_COLUMNS = (
     QueueCol.TELEGRAM_ID,
     QueueCol.STATUS,
     QueueCol.ATTEMPTS,
+    QueueCol.FINISHED_AT,
     QueueCol.PDF_URL,
     QueueCol.ERROR,
     QueueCol.DELIVERED_AT,
@@ -136,7 +138,7 @@ class QueuePoller:
                     if age >= self._stuck_after.total_seconds() and await self._report_stuck(rec):
                         stuck += 1
             elif status in (QueueStatus.DONE, QueueStatus.ERROR) and not rec[QueueCol.DELIVERED_AT].strip():
-                entry = await self._gw.state.ledger_get(DELIVERY_LEDGER, _delivery_key(rec))
+                entry = await self._ledger_entry(rec)
                 due.append((rec, _Delivery.decode(entry.state, entry.payload) if entry else _Delivery("sending")))
         texts_needed = [r for r, d in due if d.state == "sending" and _status(r) == QueueStatus.DONE]
         full = await self._full_rows(texts_needed) if texts_needed else {}
@@ -180,6 +182,13 @@ class QueuePoller:
         return out
 
     # -- deliveries ----------------------------------------------------------------------------
+
+    async def _ledger_entry(self, rec: Mapping[str, str]) -> LedgerEntry | None:
+        entry = await self._gw.state.ledger_get(DELIVERY_LEDGER, _delivery_key(rec))
+        if entry is None and _legacy_key(rec) != _delivery_key(rec):
+            # Recorded before the finish time was part of the key (a delivery in progress at an upgrade).
+            entry = await self._gw.state.ledger_get(DELIVERY_LEDGER, _legacy_key(rec))
+        return entry
 
     async def _deliver(self, rec: Mapping[str, str], status: str, record: _Delivery) -> str:
         """Send what is due for one finished row: 'sent', 'resumed' (sent before), 'failed' (retry) or 'skipped'."""
@@ -349,8 +358,13 @@ def make_pdf_loader(
 
 
 def _delivery_key(rec: Mapping[str, str]) -> str:
-    # The attempt number is part of the key: staff re-running a request (status back to NEW) get a new
-    # result delivered, while the same attempt is never delivered twice.
+    # The attempt number and the finish time are part of the key: staff re-running a request (status back to
+    # NEW, «attempts» perhaps reset too) get the new result delivered, while one result is never sent twice.
+    finished = rec[QueueCol.FINISHED_AT].strip()
+    return _legacy_key(rec) + (f"@{finished}" if finished else "")
+
+
+def _legacy_key(rec: Mapping[str, str]) -> str:
     return f"{rec[QueueCol.ID].strip()}#{rec[QueueCol.ATTEMPTS].strip() or '0'}"
 
 

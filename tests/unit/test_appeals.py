@@ -336,3 +336,29 @@ async def test_handle_message_reads_auth_and_row_in_one_call(kit: ChatKit) -> No
     assert partner == PARTNER and reply is not None and reply.text == "Ответ 2: Второй вопрос"
     assert "'Auth'!1:1" in calls[0] and "'Обращения'!2:2" in calls[0]
     assert (await kit.appeals.handle_message(7, "Чужой", authorize)) == (None, None)
+
+
+async def test_a_turn_during_an_outage_does_not_overwrite_in_work(
+    kit: ChatKit, sheet: tuple[AsyncSheetsGateway, FlakyBackend]
+) -> None:
+    """The row cannot be read, so its status is unknown: the journaled turn must not replace staff's В работе."""
+    gw, backend = sheet
+    await kit.appeals.handle_text(PARTNER, "Первый")
+    await gw.table(APPEALS).upsert("42", {AppealCol.STATUS: "В работе"})
+    backend.down = True
+    await kit.appeals.handle_text(PARTNER, "Второй")
+    backend.down = False
+    assert await gw.writer.wait_empty(5.0)
+    row = await _row(gw)
+    assert row[AppealCol.LOG].endswith("Пользователь: Второй\n[2026-11-23 14:05] ИИ: Ответ 2: Второй")
+    assert row[AppealCol.STATUS] == "В работе"
+
+
+async def test_staff_notes_in_the_log_are_not_shown_to_the_partner(kit: ChatKit) -> None:
+    """Notes staff type into the log (untagged text, unknown authors) stay out of the partner's history."""
+    await kit.appeals.handle_text(PARTNER, "Вопрос")
+    log = (await _row(kit.gw))[AppealCol.LOG]
+    edited = "внутреннее: VIP-клиент\n" + log + "\n[2026-11-23 15:00] Заметка: не давать скидку"
+    await kit.gw.table(APPEALS).upsert("42", {AppealCol.LOG: edited})
+    entries = await kit.appeals.history(42)
+    assert [(e.author, e.text) for e in entries] == [("Пользователь", "Вопрос"), ("ИИ", "Ответ 1: Вопрос")]

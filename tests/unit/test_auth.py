@@ -162,3 +162,15 @@ async def test_authorization_while_the_sheet_is_down(flaky: tuple[AsyncSheetsGat
     backend.down = True
     result = await AuthService(gw).authorize_contact(42, 42, "+79161234567")
     assert result.outcome is AuthOutcome.UNAVAILABLE and "временно" in result.message
+
+
+async def test_revoking_the_row_a_partner_last_authorized_with_takes_effect(local_gateway: AsyncSheetsGateway) -> None:
+    """A partner re-authorizes with a new phone's row; staff then block that row: the old row no longer lets them in."""
+    await add_partner(local_gateway, "P-OLD", "+79161234567", status="authorized", telegram_id=42)
+    await add_partner(local_gateway, "P-NEW", "+79251234567")
+    auth = AuthService(local_gateway)
+    assert (await auth.authorize_contact(42, 42, "+79251234567")).ok
+    partner = await auth.check(42)
+    assert partner is not None and partner.code == "P-NEW"
+    await local_gateway.table(AUTH).upsert("P-NEW", {AuthCol.STATUS: "blocked"})
+    assert await auth.check(42) is None

@@ -31,3 +31,21 @@ def test_root_handler_masks_every_logger(capsys: pytest.CaptureFixture[str]) -> 
         root.handlers[:], root.level = saved[0], saved[1]
         logging.getLogger("httpx").setLevel(saved[2])
     assert "SECRET_token" not in err and "/bot***/getUpdates" in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_tracebacks_are_masked_too(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A logged exception whose message carries the token (e.g. a request URL) is printed masked."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("httpx").level)
+    try:
+        setup_logging("INFO", fmt, ["123456:SECRET_token"])
+        try:
+            raise RuntimeError("POST https://api.telegram.org/bot123456:SECRET_token/sendMessage failed")
+        except RuntimeError:
+            logging.getLogger("bot.any").exception("send failed")
+        err = capsys.readouterr().err
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        logging.getLogger("httpx").setLevel(saved[2])
+    assert "SECRET_token" not in err and "RuntimeError" in err and "/bot***/sendMessage" in err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,9 @@ from bot.services.operator_replies import (
     format_operator_message,
     reply_hash,
 )
-from bot.services.ports import DeliveryError
+from bot.services.ports import DeliveryError, InlineButton
+from bot.staff_console import GatewayStaffConsole
+from bot.telegram_messenger import split_message
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig
 from gateway.schemas import APPEALS, AppealCol
@@ -325,3 +327,78 @@ async def test_row_without_a_telegram_id_is_skipped(h: Harness) -> None:
     await h.gw.table(APPEALS).insert({AppealCol.TELEGRAM_ID: "нет id", AppealCol.OPERATOR_REPLY: "текст"})
     assert await h.service.poll_once() == 0
     assert h.messenger.sent == []
+
+
+async def test_a_reply_on_a_duplicated_row_is_not_resent_every_poll(h: Harness) -> None:
+    """Staff copied a partner's row: a reply typed on the copy is not resent every poll; staff are told once."""
+    await h.staff_types("")  # row 2: the partner's row, no reply
+    console = GatewayStaffConsole(h.gw)
+    await console.set_cell("Обращения", "D3", "42")  # row 3: a copy with the same Telegram ID
+    await console.set_cell("Обращения", "G3", "Ответ на копии")
+    for _ in range(3):
+        await h.service.poll_once()
+    assert h.delivered() == []
+    assert len(h.messenger.staff) == 1 and "строке 3" in h.messenger.staff[0]
+
+
+async def test_clear_replayed_during_a_poll_is_not_mistaken_for_a_new_reply(tmp_path: Path) -> None:
+    """The outbox replays the clear after the poll read G but before the row is handled: nothing is resent."""
+    cfg = chat_gateway_config(tmp_path, replay_interval=60.0)
+    gw, backend = await start_flaky_gateway(cfg)
+    h = Harness(cfg, gw, backend)
+    try:
+        await h.staff_types("Ответ К")
+
+        async def sheet_goes_down(chat_id: int, text: str) -> None:
+            h.backend.writes_down = True
+
+        h.messenger.after_send = sheet_goes_down
+        assert await h.service.poll_once() == 1
+        h.messenger.after_send = None
+        h.backend.writes_down = False
+        assert h.gw.outbox_depth == 1
+        ledger_get = h.gw.state.ledger_get
+
+        async def replay_meanwhile(kind: str, key: str) -> object:
+            assert await h.gw.writer.wait_empty(5.0)  # the replayer ran between the poll's read and this row
+            return await ledger_get(kind, key)
+
+        h.gw.state.ledger_get = replay_meanwhile  # type: ignore[method-assign, assignment]
+        assert await h.service.poll_once() == 0
+        assert h.delivered() == [format_operator_message("Ответ К")]
+        assert (await h.row())[AppealCol.LOG].count("Оператор: Ответ К") == 1
+    finally:
+        h.backend.writes_down = False
+        await h.gw.close()
+
+
+class SplittingMessenger(FakeMessenger):
+    """Splits long texts into several messages like the Telegram adapter does; piece `fail_piece` fails once."""
+
+    def __init__(self, fail_piece: int) -> None:
+        super().__init__()
+        self.fail_piece = fail_piece
+        self.pieces_sent = 0
+
+    async def send_text(
+        self, chat_id: int, text: str, *, buttons: Sequence[str] | Sequence[InlineButton] | None = None
+    ) -> None:
+        for piece in split_message(text):
+            if self.pieces_sent + 1 == self.fail_piece:
+                self.fail_piece = 0
+                raise DeliveryError("NetworkError: connection reset", permanent=False)
+            self.pieces_sent += 1
+            await super().send_text(chat_id, piece)
+
+
+async def test_a_long_reply_interrupted_midway_does_not_repeat_its_first_part(h: Harness) -> None:
+    """A reply longer than one Telegram message fails on its second part: the next poll sends only what is missing."""
+    h.messenger = messenger = SplittingMessenger(fail_piece=2)
+    h.service = OperatorReplyService(h.gw, messenger, clock=h.clock)
+    reply = "\n\n".join(["а" * 3000, "б" * 3000, "в" * 3000])
+    await h.staff_types(reply)
+    assert await h.service.poll_once() == 0
+    assert await h.service.poll_once() == 1
+    assert h.delivered() == split_message(format_operator_message(reply))
+    row = await h.row()
+    assert row[AppealCol.OPERATOR_REPLY] == "" and row[AppealCol.LOG].count("Оператор: ") == 1

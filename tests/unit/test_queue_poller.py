@@ -140,7 +140,7 @@ async def test_crash_mid_delivery_resumes_with_the_missing_part(
     # The text's counter was not saved before the crash: the one step Telegram cannot make idempotent is
     # sent again (a duplicate rather than a lost report); everything before it is not.
     assert [s.kind for s in after.sent] == ["text", "document"]
-    entry = await local_gateway.state.ledger_get(DELIVERY_LEDGER, "job-1#1")
+    entry = await local_gateway.state.ledger_get(DELIVERY_LEDGER, "job-1#1@2026-11-24 12:00:30")
     assert entry is not None and entry.state == "sent"
 
 
@@ -273,7 +273,7 @@ async def test_blocked_partner_is_given_up_at_once(local_gateway: AsyncSheetsGat
     await poller.poll_once()
     await poller.poll_once()
     assert len(messenger.staff) == 1 and "Forbidden" in messenger.staff[0].text
-    entry = await local_gateway.state.ledger_get(DELIVERY_LEDGER, "job-1#1")
+    entry = await local_gateway.state.ledger_get(DELIVERY_LEDGER, "job-1#1@2026-11-24 12:00:30")
     assert entry is not None and entry.state == "failed"
 
 
@@ -321,3 +321,36 @@ async def test_pdf_loader_stays_inside_the_reports_folder(reports: Path, tmp_pat
     assert await load(f"{BASE_URL}/reports/notes.pdf") is None
     assert await load(f"{BASE_URL}/reports/absent.pdf") is None
     assert await load("https://example.invalid/x.pdf") is None  # no HTTP client given: never fetched
+
+
+async def test_rerun_with_the_attempts_reset_is_delivered_again(
+    local_gateway: AsyncSheetsGateway, reports: Path
+) -> None:
+    """Staff re-run a delivered row after resetting «attempts»: the new result (same attempt number, new finish
+    time) still reaches the partner, once."""
+    await put_queue_rows(local_gateway, [done_row()])
+    messenger = RecordingMessenger()
+    poller = make_poller(local_gateway, messenger, reports)
+    await poller.poll_once()
+    rerun = {
+        QueueCol.ATTEMPTS: "1",
+        QueueCol.FINISHED_AT: "2026-11-24 12:05:10",
+        QueueCol.RESULT_TEXT: "📊 Аналитика 360 · OBJ-1\nНовые данные",
+        QueueCol.DELIVERED_AT: "",
+    }
+    await local_gateway.table(QUEUE).upsert("job-1", rerun)
+    await poller.poll_once()
+    await poller.poll_once()
+    assert [s.kind for s in messenger.sent] == ["text", "document", "text", "document"]
+    assert "Новые данные" in messenger.sent[2].text and await delivered_at(local_gateway, "job-1")
+
+
+async def test_a_delivery_recorded_before_finish_times_were_keyed_is_honoured(
+    local_gateway: AsyncSheetsGateway, reports: Path
+) -> None:
+    """A ledger record under the older key (id#attempt) still counts: a given-up delivery is not retried."""
+    await put_queue_rows(local_gateway, [done_row()])
+    await local_gateway.state.ledger_set(DELIVERY_LEDGER, "job-1#1", "failed", '{"done": 0, "failures": 1}')
+    messenger = RecordingMessenger()
+    await make_poller(local_gateway, messenger, reports).poll_once()
+    assert messenger.sent == []
