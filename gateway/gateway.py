@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from gateway import a1
 from gateway.backend import Rows
 from gateway.coalesce import Batcher
-from gateway.errors import SchemaError
+from gateway.errors import BadRequest, SchemaError
 from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
@@ -131,7 +131,23 @@ class AsyncSheetsGateway:
 
     # -- internals -----------------------------------------------------------------------------
 
-    async def _flush_reads(self, items: list[tuple[str, ...]]) -> list[list[Rows]]:
+    async def _flush_reads(self, items: list[tuple[str, ...]]) -> list[list[Rows] | BaseException]:
+        try:
+            return list(await self._batch_get(items))
+        except BadRequest:
+            if len(items) == 1:
+                raise
+        # One caller's range was refused (e.g. a stale row hint past the grid): ask again per caller,
+        # so the refusal reaches only the caller whose range it was.
+        out: list[list[Rows] | BaseException] = []
+        for item in items:
+            try:
+                out += await self._batch_get([item])
+            except BadRequest as exc:
+                out.append(exc)
+        return out
+
+    async def _batch_get(self, items: list[tuple[str, ...]]) -> list[list[Rows]]:
         unique = list(dict.fromkeys(r for item in items for r in item))
         values: dict[str, Rows] = {}
         for i in range(0, len(unique), MAX_RANGES_PER_CALL):

@@ -65,6 +65,8 @@ class RowLocator:
                 {(w.sheet, r) for w in open_wants if (r := self.hints.get(w.sheet, w.columns, w.key)) is not None}
             )
             scans = sorted(s for s in need_scan if s[0] in self.headers)
+            # The headers the scanned columns are picked by; a concurrent caller may refresh self.headers meanwhile.
+            basis = {sheet: self.headers[sheet] for sheet, _ in scans}
             ranges = [a1.row_range(s, 1) for s in sheets]
             ranges += [a1.row_range(s, r) for s, r in row_reads]
             for sheet, cols in scans:
@@ -88,8 +90,9 @@ class RowLocator:
                     raise SchemaError(f"sheet {sheet!r} has no header row")
                 old = self.headers.get(sheet)
                 if old is not None and old.headers != hm.headers:
-                    stale_header = True
                     self.hints.forget_sheet(sheet)
+                if sheet in basis and basis[sheet].headers != hm.headers:
+                    stale_header = True
                 fresh[sheet] = hm
                 self.headers[sheet] = hm
             for w in open_wants:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -46,6 +47,9 @@ class Writer:
         self._kick = asyncio.Event()
         self._replayer: asyncio.Task[None] | None = None
         self._journal_lock = asyncio.Lock()
+        # One apply at a time (batches and replays): two would read-modify-write the same cells.
+        self._apply_lock = asyncio.Lock()
+        self._deliveries: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Load the outbox depth and start the replayer (journaled writes from a previous run go first)."""
@@ -56,7 +60,9 @@ class Writer:
             self._kick.set()
 
     async def stop(self, flush_timeout: float = 5.0) -> None:
-        """Finish in-flight batches, try once more to empty the outbox, then stop the replayer."""
+        """Finish in-flight writes (into the sheet or the outbox), try once more to empty the outbox, stop replaying."""
+        while self._deliveries:
+            await asyncio.gather(*self._deliveries, return_exceptions=True)
         await self._batcher.drain()
         if self._depth:
             with contextlib.suppress(TimeoutError, GatewayError):
@@ -76,6 +82,13 @@ class Writer:
         batch = list(ops)
         if not batch:
             return
+        # Once asked for, a write ends in the sheet or the outbox even if its caller is cancelled meanwhile.
+        task = asyncio.create_task(self._deliver(batch))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+        await asyncio.shield(task)
+
+    async def _deliver(self, batch: list[WriteOp]) -> None:
         if self._depth:
             await self._journal(batch, maybe_applied=False)
             return
@@ -104,14 +117,50 @@ class Writer:
     # -- internals -----------------------------------------------------------------------------
 
     async def _flush(self, groups: list[list[WriteOp]]) -> list[BaseException | None]:
-        jobs = [Job(op) for group in groups for op in group]
-        results = await self._applier.apply(jobs)
+        async with self._apply_lock:
+            results = await self._apply([[Job(op) for op in group] for group in groups])
         out: list[BaseException | None] = []
-        pos = 0
+        for errs in results:
+            first = [e for e in errs if e is not None]
+            out.append(first[0] if first else None)
+        return out
+
+    async def _apply(self, groups: list[list[Job]]) -> list[list[GatewayError | None]]:
+        """Per-job errors of each group, applied as one batch (the caller holds the apply lock).
+
+        When the sheet rejects the batch as a whole (a sheet without its key column, a deleted sheet),
+        each group is applied alone, so the rejection reaches only the groups that cause it. If every
+        group is rejected alone too (revoked access, a missing spreadsheet), the batch error is raised.
+        """
+        try:
+            results = await self._applier.apply([job for group in groups for job in group])
+        except SheetUnavailable:
+            raise
+        except GatewayError as exc:
+            if len(groups) == 1:
+                raise
+            log.warning("batch of %d writes rejected (%s); applying them one by one", len(groups), exc)
+            out: list[list[GatewayError | None]] = []
+            rejected = 0
+            try:
+                for group in groups:
+                    # Part of the batch may have landed before the rejection: redo each group idempotently.
+                    try:
+                        out += await self._apply([[dataclasses.replace(job, idempotent=True) for job in group]])
+                    except SheetUnavailable:
+                        raise
+                    except GatewayError as alone:
+                        rejected += 1
+                        out.append([alone] * len(group))
+            except BreakerOpen as unavailable:
+                raise SheetUnavailable(str(unavailable)) from unavailable  # earlier groups did land
+            if rejected == len(groups):
+                raise
+            return out
+        out, pos = [], 0
         for group in groups:
-            errs = [e for e in results[pos : pos + len(group)] if e is not None]
+            out.append(results[pos : pos + len(group)])
             pos += len(group)
-            out.append(errs[0] if errs else None)
         return out
 
     async def _journal(self, ops: list[WriteOp], *, maybe_applied: bool) -> None:
@@ -137,14 +186,22 @@ class Writer:
                 await asyncio.sleep(self._replay_interval)
 
     async def _replay_once(self) -> None:
+        async with self._apply_lock:  # also keeps stop() and the replayer from replaying the same entries
+            await self._replay_locked()
+
+    async def _replay_locked(self) -> None:
         while True:
             entries = await self._state.outbox_peek(self._replay_batch)
             if not entries:
-                self._depth = 0
-                return
+                async with self._journal_lock:  # a write may have been journaled since the peek
+                    self._depth = await self._state.outbox_depth()
+                if not self._depth:
+                    return
+                continue
             seqs = [e.seq for e in entries]
             await self._state.outbox_mark_attempted(seqs)
-            results = await self._applier.apply([Job(e.op, idempotent=e.maybe_applied) for e in entries])
+            groups = [[Job(e.op, idempotent=e.maybe_applied)] for e in entries]
+            results = [errs[0] for errs in await self._apply(groups)]
             for entry, err in zip(entries, results, strict=True):
                 if err is not None:
                     # Rejected for good (bad data): keep it visible to the admin instead of blocking the queue.

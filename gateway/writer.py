@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from gateway import a1
 from gateway.backend import SheetsBackend
-from gateway.errors import CellTooLarge, GatewayError, RowNotFound
+from gateway.errors import CellTooLarge, GatewayError, RowNotFound, SheetUnavailable
 from gateway.locate import Found, RowLocator, Want
 from gateway.ops import OpKind, WriteOp, insert
+from gateway.resilience import BreakerOpen
 from gateway.schemas import ARCHIVE, ArchiveCol
 from gateway.table import HeaderMap
 
@@ -29,6 +30,7 @@ class _Pending:
     sheet: str
     want: Want | None
     cells: list[str]
+    blind: bool = False  # added by a first-try insert, which does not look for an existing row
 
 
 @dataclass(frozen=True)
@@ -60,32 +62,46 @@ class BatchApplier:
         images: dict[tuple[str, int], list[str]] = {}
         originals: dict[tuple[str, int], list[str]] = {}
         pending: list[_Pending] = []
+        archives: list[_Pending] = []  # rows moved out of overflowing cells; appended before anything else
         pending_by_want: dict[Want, _Pending] = {}
         results: list[GatewayError | None] = []
         for job in jobs:
             op = job.op
             hm = headers[op.sheet]
             want = _want(op)
+            blind = op.kind is OpKind.INSERT and not job.idempotent
+            marks = len(pending), len(archives)
+            cells: list[str] | None = None
+            before: list[str] | None = None
             try:
                 cells = self._target(op, job, want, hm, found, images, originals, pending_by_want)
                 if cells is None:
                     new = self._new_row(op, hm)
-                    p = _Pending(op.sheet, want if op.key else None, new)
+                    p = _Pending(op.sheet, want if op.key else None, new, blind)
                     pending.append(p)
-                    if op.kind is not OpKind.INSERT or job.idempotent:
-                        pending_by_want[want] = p
                     if op.kind is OpKind.APPEND_TEXT:
                         self._set(hm, new, op.text_column or "", "")
-                        self._append_text(op, job, hm, new, pending, headers)
+                        self._append_text(op, job, hm, new, archives, headers)
+                    pending_by_want.setdefault(want, p)
                 elif op.kind is not OpKind.INSERT:
+                    before = list(cells)
                     for header, value in op.values.items():
                         self._set(hm, cells, header, value)
                     if op.kind is OpKind.APPEND_TEXT:
-                        self._append_text(op, job, hm, cells, pending, headers)
+                        self._append_text(op, job, hm, cells, archives, headers)
                 results.append(None)
             except GatewayError as exc:
+                # A rejected op leaves no trace: not the cells it set before failing, nor its new or archive rows.
+                if cells is not None and before is not None:
+                    cells[:] = before
+                del pending[marks[0] :], archives[marks[1] :]
                 results.append(exc)
-        await self._flush(pending, images, originals, headers)
+        try:
+            await self._flush(archives + pending, images, originals, headers)
+        except BreakerOpen as exc:
+            # Refused now, but an earlier call of this flush (or an earlier attempt of this one) may have
+            # landed: report it as "maybe applied" so the outbox replays it idempotently.
+            raise SheetUnavailable(f"{exc} after the batch had started writing") from exc
         return results
 
     # -- per-op steps ------------------------------------------------------------------------
@@ -102,10 +118,13 @@ class BatchApplier:
         pending_by_want: dict[Want, _Pending],
     ) -> list[str] | None:
         """The row image this op changes, or None when a new row must be created."""
-        if want in pending_by_want:
-            return pending_by_want[want].cells
+        made = pending_by_want.get(want)
+        if made is not None and not made.blind:
+            return made.cells
         loc = found.get(want)
         if loc is None:
+            if made is not None and not (op.kind is OpKind.INSERT and not job.idempotent):
+                return made.cells  # the row a first-try insert of this batch adds
             if op.kind is OpKind.INSERT or op.create:
                 return None
             raise RowNotFound(f"{op.sheet}: no row with {'/'.join(op.key_columns)} = {'/'.join(op.key)}")
@@ -140,12 +159,12 @@ class BatchApplier:
         job: Job,
         hm: HeaderMap,
         cells: list[str],
-        pending: list[_Pending],
+        archives: list[_Pending],
         headers: dict[str, HeaderMap],
     ) -> None:
         col = hm.col(op.text_column or "")
         current = cells[col - 1] if col - 1 < len(cells) else ""
-        if job.idempotent and op.text and op.text in current:
+        if job.idempotent and op.text and _holds_entry(current, op.text):
             return  # already applied by the attempt whose answer we never saw
         combined = _join(current, op.text)
         if len(combined) > a1.MAX_CELL_CHARS:
@@ -161,8 +180,8 @@ class BatchApplier:
                     ArchiveCol.LOG: moved,
                 },
             )
-            # Archive rows go first in `pending` so the moved text is saved before the cell is trimmed.
-            pending.insert(0, _Pending(ARCHIVE.title, None, self._new_row(archive, headers[ARCHIVE.title])))
+            # Archive rows are appended first, so the moved text is saved before the cell is trimmed.
+            archives.append(_Pending(ARCHIVE.title, None, self._new_row(archive, headers[ARCHIVE.title])))
             combined = _join(kept, op.text)
         self._set(hm, cells, op.text_column or "", combined)
 
@@ -205,6 +224,17 @@ def _join(current: str, text: str) -> str:
     if not text:
         return current
     return current + ("" if current.endswith("\n") else "\n") + text
+
+
+def _holds_entry(log: str, text: str) -> bool:
+    """Whether `text` is in `log` the way `_join` puts it there: from a line start to a line end (or the end)."""
+    start = log.find(text)
+    while start != -1:
+        end = start + len(text)
+        if (start == 0 or log[start - 1] == "\n") and (end == len(log) or log[end] == "\n" or text.endswith("\n")):
+            return True
+        start = log.find(text, start + 1)
+    return False
 
 
 def _trim(cells: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ Another process (the CLI) may read and write the same file at the same time.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,8 @@ class LocalSheetsBackend:
     def __init__(self, path: str | Path, busy_timeout_ms: int = 10_000) -> None:
         # NORMAL is enough here: this file stands in for Google's storage, the outbox is the durable journal.
         self._file = SqliteFile(path, _SCHEMA, synchronous="NORMAL", busy_timeout_ms=busy_timeout_ms)
+        # One connection serves every caller: a second BEGIN on it would fail ("within a transaction").
+        self._txn_lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Open the file (creating it and its folder) in WAL mode."""
@@ -120,7 +123,7 @@ class LocalSheetsBackend:
             raise BadRequest(str(exc)) from exc
 
     def _write(self) -> _WriteTxn:
-        return _WriteTxn(self.db)
+        return _WriteTxn(self.db, self._txn_lock)
 
     async def _read(self, rng: a1.A1Range) -> Rows:
         sql = "SELECT row, col, value FROM cells WHERE sheet = ?"
@@ -167,23 +170,31 @@ class LocalSheetsBackend:
 
 
 class _WriteTxn:
-    """BEGIN IMMEDIATE … COMMIT, so appends from two processes never pick the same row."""
+    """BEGIN IMMEDIATE … COMMIT, so appends from two processes never pick the same row; one at a time here."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, lock: asyncio.Lock) -> None:
         self._db = db
+        self._lock = lock
 
     async def __aenter__(self) -> aiosqlite.Connection:
+        await self._lock.acquire()
         try:
             await self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise TransientBackendError(f"local store busy: {exc}") from exc
+        except BaseException as exc:
+            self._lock.release()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise TransientBackendError(f"local store busy: {exc}") from exc
+            raise
         return self._db
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            await self._db.execute("COMMIT")
-        else:
-            await self._db.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                await self._db.execute("COMMIT")
+            else:
+                await self._db.execute("ROLLBACK")
+        finally:
+            self._lock.release()
 
 
 def _check_sizes(rows: Rows) -> None:
