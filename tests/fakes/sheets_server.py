@@ -488,8 +488,9 @@ class FakeSheetsServer(LoopbackServer):
             reply = _Reply(500, error_body(500, f"fake server error: {exc!r}"))
         if hold is not None:
             self._stopping.wait(hold[0])
-        self._send(handler, reply)
+        # Record before answering: a client that has its answer must find the request in the log.
         self._record(kind, handler, split.path, params, body, reply.status)
+        self._send(handler, reply)
 
     def _inject_faults(self, is_read: bool) -> None:
         with self._lock:
