@@ -9,6 +9,9 @@
 Reads from concurrent callers are coalesced into one values:batchGet; writes into one verify-read
 and one values:batchUpdate (plus one append per sheet for new rows). Nothing is cached between
 requests except row-number and header hints, which are verified on every read.
+
+A write, once submitted, is delivered even if its caller is cancelled: it lands in the sheet or in the
+outbox, and `close()` waits for it. Ops of one write are all-or-nothing per op: a rejected op changes nothing.
 """
 
 from __future__ import annotations
