@@ -336,7 +336,7 @@ def _register_telegram(runtime: Runtime) -> None:
         promotions=runtime.promotions,
         admin=runtime.admin,
     )
-    app.bot_data[ANALYTICS_KEY] = AnalyticsHandlerServices(runtime.analytics, runtime.auth, runtime.poller)
+    app.bot_data[ANALYTICS_KEY] = AnalyticsHandlerServices(runtime.analytics, runtime.auth)
     # Order matters: admin (group -20), analytics (-10), promotions (-5) and help answer before the chat,
     # which treats any other text as a question for the assistant.
     register_admin_handlers(app, admins)

@@ -27,7 +27,6 @@ from telegram.ext import (
 )
 
 from bot.services.analytics import AnalyticsRequestError, AnalyticsService, Job
-from bot.services.queue_poller import QueuePoller
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 BOT_DATA_KEY = "analytics"
 HANDLER_GROUP = -10  # before the chat assistant's handlers (group 0)
 BUTTON_LABEL = "Аналитика 360"
-POLL_JOB_NAME = "poll_queue"
 PROMPT = "Аналитика 360: отправьте в ответ на это сообщение код объекта, например DEMO-0001."
 TEXT_NOT_AUTHORIZED = (
     "Аналитика 360 доступна партнёрам агентства. Сначала авторизуйтесь: нажмите «Поделиться номером» "
@@ -68,7 +66,6 @@ class AnalyticsHandlerServices:
 
     analytics: AnalyticsService
     auth: PartnerLookup
-    poller: QueuePoller | None = None
 
 
 class AnalyticsServicesMissing(RuntimeError):
@@ -124,21 +121,8 @@ async def analytics_code_reply(update: Update, context: ContextTypes.DEFAULT_TYP
     raise ApplicationHandlerStop
 
 
-async def poll_queue(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """JobQueue callback: deliver finished analytics (the logic is in QueuePoller)."""
-    poller = analytics_services(context.application.bot_data).poller
-    if poller is None:
-        return
-    try:
-        await poller.poll_once()
-    except Exception:
-        log.exception("queue poll failed")
-
-
-def register_analytics_handlers(
-    application: Application[Any, Any, Any, Any, Any, Any], *, poll_interval: float | None = None
-) -> None:
-    """Add the analytics handlers (before the chat's) and, given `poll_interval`, the queue poll job."""
+def register_analytics_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Add the analytics handlers (before the chat's). The queue poll is a job of the composition root."""
     application.add_handler(CommandHandler("analytics", analytics_command), group=HANDLER_GROUP)
     application.add_handler(
         MessageHandler(filters.TEXT & filters.Regex(_BUTTON) & ~filters.COMMAND, analytics_button), group=HANDLER_GROUP
@@ -146,12 +130,6 @@ def register_analytics_handlers(
     application.add_handler(
         MessageHandler(filters.TEXT & ~filters.COMMAND & _ReplyToPrompt(), analytics_code_reply), group=HANDLER_GROUP
     )
-    if poll_interval is not None:
-        if application.job_queue is None:
-            raise RuntimeError("the queue poll needs python-telegram-bot[job-queue]")
-        # The first poll comes soon after start, so results finished while the bot was down go out at once.
-        first = min(poll_interval, 1.0)
-        application.job_queue.run_repeating(poll_queue, interval=poll_interval, first=first, name=POLL_JOB_NAME)
 
 
 # -- helpers -----------------------------------------------------------------------------------

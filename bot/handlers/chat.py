@@ -76,11 +76,6 @@ def register_chat_handlers(
     )
 
 
-async def poll_operator_replies(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """JobQueue job: deliver operator replies typed into Обращения."""
-    await services_from(context.bot_data).operator_replies.poll_once()
-
-
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/start: greet; ask for the phone unless the user is already authorized."""
     message, user = update.effective_message, update.effective_user

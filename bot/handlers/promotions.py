@@ -17,7 +17,6 @@ from gateway import GatewayError
 log = logging.getLogger(__name__)
 
 HANDLER_GROUP = -5  # before the chat assistant's group 0
-POLL_JOB_NAME = "poll_promotions"
 TEXT_STOPPED = "Готово: вы отписались от рассылки акций агентства. Чтобы снова получать акции, отправьте /promo."
 TEXT_ALREADY_STOPPED = "Вы уже отписаны от рассылки акций. Чтобы снова получать акции, отправьте /promo."
 TEXT_RESUMED = "Готово: вы снова будете получать акции агентства. Отписаться можно командой /stop_promo."
@@ -26,18 +25,11 @@ TEXT_NOT_PARTNER = "Акции агентства приходят партнё�
 TEXT_UNAVAILABLE = "Сервис временно недоступен. Попробуйте, пожалуйста, ещё раз через несколько минут."
 
 
-def register_promotion_handlers(
-    application: Application[Any, Any, Any, Any, Any, Any], *, poll_interval: float | None = None
-) -> None:
-    """Add /stop_promo and /promo and, given `poll_interval` (seconds), the job that polls Акции."""
+def register_promotion_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Add /stop_promo and /promo. Polling Акции is a job of the composition root."""
     private = filters.ChatType.PRIVATE
     application.add_handler(CommandHandler("stop_promo", on_stop_promo, filters=private), group=HANDLER_GROUP)
     application.add_handler(CommandHandler("promo", on_promo, filters=private), group=HANDLER_GROUP)
-    if poll_interval is not None:
-        if application.job_queue is None:
-            raise RuntimeError("the promotions poll needs python-telegram-bot[job-queue]")
-        first = min(poll_interval, 1.0)  # a broadcast interrupted by a restart resumes right away
-        application.job_queue.run_repeating(poll_promotions, interval=poll_interval, first=first, name=POLL_JOB_NAME)
 
 
 def promotion_service(bot_data: Any) -> PromotionService:
@@ -46,15 +38,6 @@ def promotion_service(bot_data: Any) -> PromotionService:
     if promotions is None:
         raise ServicesMissing("Services.promotions is not set, but promotion handlers are registered")
     return promotions
-
-
-async def poll_promotions(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """JobQueue callback: start a poll of Акции in the background unless one (a broadcast) is still running.
-
-    The broadcast runs outside the job so a long one never blocks the scheduler; shutdown stops it with
-    `await PromotionService.stop()`.
-    """
-    promotion_service(context.bot_data).start_poll()
 
 
 async def on_stop_promo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -20,6 +20,7 @@ from bot.handlers.analytics import (
     AnalyticsHandlerServices,
     register_analytics_handlers,
 )
+from bot.jobs import Periodic
 from bot.services.analytics import AnalyticsService
 from bot.services.auth import AuthService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
@@ -84,7 +85,8 @@ async def store(store_config: GatewayConfig) -> AsyncIterator[AsyncSheetsGateway
 async def running_bot(
     server: FakeTelegramServer, gw: AsyncSheetsGateway, reports: Path, poll_interval: float | None = POLL
 ) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
-    """The bot's analytics part, long-polling the fake, with the queue poll job every `poll_interval` seconds."""
+    """The bot's analytics part, long-polling the fake, with the queue poll every `poll_interval` seconds
+    (a Periodic job, as the composition root runs it); the poller is in `app.bot_data["poller"]`."""
     app = (
         ApplicationBuilder()
         .token(server.token)
@@ -100,10 +102,18 @@ async def running_bot(
         pdf_loader=make_pdf_loader(reports, BASE_URL),
         clock=clock,
     )
-    app.bot_data[BOT_DATA_KEY] = AnalyticsHandlerServices(AnalyticsService(gw, clock=clock), AuthService(gw), poller)
-    register_analytics_handlers(app, poll_interval=poll_interval)
+    app.bot_data[BOT_DATA_KEY] = AnalyticsHandlerServices(AnalyticsService(gw, clock=clock), AuthService(gw))
+    app.bot_data["poller"] = poller
+    register_analytics_handlers(app)
+    job = Periodic("queue-poll", poll_interval, poller.poll_once, first=poll_interval) if poll_interval else None
     async with long_polling(app):
-        yield app
+        if job is not None:
+            job.start()
+        try:
+            yield app
+        finally:
+            if job is not None:
+                await job.stop()
 
 
 def worker(gw: AsyncSheetsGateway, reports: Path) -> AnalyticsWorker:
@@ -254,7 +264,7 @@ async def test_two_hundred_pending_cost_one_read_per_poll(
     ]
     await store.write([queue.op_insert(r) for r in rows])
     async with running_bot(telegram_server, store, tmp_path / "reports", poll_interval=None) as app:
-        poller = app.bot_data[BOT_DATA_KEY].poller  # polled by hand: no job adds reads meanwhile
+        poller = app.bot_data["poller"]  # polled by hand: no job adds reads meanwhile
         for _ in range(3):
             before = store.metrics.calls["batch_get"]
             stats = await poller.poll_once()

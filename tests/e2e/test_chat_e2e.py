@@ -23,10 +23,10 @@ from bot.handlers.chat import (
     TEXT_GREETING,
     TEXT_NON_TEXT,
     TEXT_UNAUTHORIZED,
-    poll_operator_replies,
     register_chat_handlers,
 )
 from bot.handlers.ordering import PerChatUpdateProcessor
+from bot.jobs import Periodic
 from bot.services.appeals import TEXT_ESCALATED, AppealsService, WorkingHours, limit_text
 from bot.services.auth import TEXT_NOT_OWN_CONTACT, AuthService
 from bot.services.container import Services
@@ -206,11 +206,14 @@ async def world(
         messenger=messenger,
     )
     register_chat_handlers(app, services)
-    assert app.job_queue is not None
-    app.job_queue.run_repeating(poll_operator_replies, interval=POLL, first=POLL)
+    job = Periodic("operator-replies", POLL, services.operator_replies.poll_once, first=POLL)  # as in bot/app.py
     try:
         async with long_polling(app):
-            yield World(telegram_server, gemini_server, gw, services, clock, set_sheet_down)
+            job.start()
+            try:
+                yield World(telegram_server, gemini_server, gw, services, clock, set_sheet_down)
+            finally:
+                await job.stop()
     finally:
         set_sheet_down(False)
         await gemini.aclose()

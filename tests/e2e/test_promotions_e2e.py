@@ -25,6 +25,7 @@ from bot.handlers.admin import register_admin_handlers
 from bot.handlers.chat import TEXT_UNAUTHORIZED, register_chat_handlers
 from bot.handlers.commands import PARTNER_COMMANDS, help_text, publish_commands, register_help_handler
 from bot.handlers.promotions import TEXT_RESUMED, TEXT_STOPPED, register_promotion_handlers
+from bot.jobs import Periodic
 from bot.services.admin import ADMIN_COMMANDS, AdminService
 from bot.services.appeals import AppealsService
 from bot.services.auth import AuthService
@@ -398,21 +399,24 @@ async def test_help_and_command_menus(bot: Bot) -> None:
     assert bot.tg.commands({"type": "chat", "chat_id": PARTNER}) == []
 
 
-async def test_job_queue_polls_promotions(world: World) -> None:
-    """The poll_promotions job starts a background poll that broadcasts a READY promotion; stop() ends polling."""
+async def test_periodic_job_polls_promotions(world: World) -> None:
+    """The promotions job (a Periodic, as the composition root runs it) broadcasts a READY promotion."""
     ids = await seed_partners(world.gw, 5)
     await add_promo(world.gw)
     app = build_app(world.tg)
     services = make_services(world.gw, TelegramMessenger(app.bot))
     app.bot_data[BOT_DATA_KEY] = services
-    register_promotion_handlers(app, poll_interval=0.05)
+    register_promotion_handlers(app)
     assert services.promotions is not None
+    job = Periodic("promotions", 0.05, services.promotions.poll_once, first=0.0)
     async with app:
         await app.start()
+        job.start()
         try:
             await wait_for_sends(world.tg, 5)
             await services.promotions.stop()
         finally:
+            await job.stop()
             await app.stop()
     assert per_chat(world.tg) == dict.fromkeys(ids, 1)
     assert (await promo_row(world.gw))[PromoCol.STATUS] == "SENT"
