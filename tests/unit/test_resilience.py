@@ -55,13 +55,21 @@ class Sleeps:
         self.seconds.append(s)
 
 
-def _wrap(inner: ScriptedBackend, sleeps: Sleeps, **kw: object) -> ResilientBackend:
+def _wrap(
+    inner: ScriptedBackend,
+    sleeps: Sleeps,
+    *,
+    attempts: int = 4,
+    fail_max: int = 5,
+    reset_timeout: float = 30.0,
+) -> ResilientBackend:
     return ResilientBackend(
         inner,
         metrics=GatewayMetrics(),
-        retry=RetryPolicy(max_attempts=4, max_delay=1000),
+        retry=RetryPolicy(max_attempts=attempts, max_delay=1000),
         sleep=sleeps,
-        **kw,  # type: ignore[arg-type]
+        breaker_fail_max=fail_max,
+        breaker_reset_timeout=reset_timeout,
     )
 
 
@@ -94,14 +102,7 @@ async def test_bad_request_is_not_retried() -> None:
 async def test_breaker_opens_after_consecutive_failures_and_stops_calls() -> None:
     """Five failing calls open the breaker; the next call is refused without reaching the backend."""
     inner, sleeps = ScriptedBackend([TransientBackendError("503")] * 50), Sleeps()
-    rb = ResilientBackend(
-        inner,
-        metrics=GatewayMetrics(),
-        retry=RetryPolicy(max_attempts=1),
-        sleep=sleeps,
-        breaker_fail_max=5,
-        breaker_reset_timeout=60,
-    )
+    rb = _wrap(inner, sleeps, attempts=1, fail_max=5, reset_timeout=60)
     for _ in range(5):
         with pytest.raises(TransientBackendError):
             await rb.batch_get(["x"])
@@ -115,14 +116,7 @@ async def test_breaker_opens_after_consecutive_failures_and_stops_calls() -> Non
 async def test_open_breaker_is_never_retried() -> None:
     """When the breaker opens mid-retry, retrying stops immediately instead of hammering it."""
     inner, sleeps = ScriptedBackend([TransientBackendError("503")] * 50), Sleeps()
-    rb = ResilientBackend(
-        inner,
-        metrics=GatewayMetrics(),
-        retry=RetryPolicy(max_attempts=10, max_delay=1000),
-        sleep=sleeps,
-        breaker_fail_max=3,
-        breaker_reset_timeout=60,
-    )
+    rb = _wrap(inner, sleeps, attempts=10, fail_max=3, reset_timeout=60)
     with pytest.raises(BreakerOpen):
         await rb.batch_get(["x"])
     assert inner.calls == 3
@@ -131,14 +125,7 @@ async def test_open_breaker_is_never_retried() -> None:
 async def test_breaker_half_opens_after_timeout_and_closes_on_success() -> None:
     """After the reset timeout one trial call goes through; its success closes the breaker."""
     inner, sleeps = ScriptedBackend([TransientBackendError("503")] * 2), Sleeps()
-    rb = ResilientBackend(
-        inner,
-        metrics=GatewayMetrics(),
-        retry=RetryPolicy(max_attempts=1),
-        sleep=sleeps,
-        breaker_fail_max=2,
-        breaker_reset_timeout=0.05,
-    )
+    rb = _wrap(inner, sleeps, attempts=1, fail_max=2, reset_timeout=0.05)
     for _ in range(2):
         with pytest.raises(TransientBackendError):
             await rb.batch_get(["x"])
