@@ -292,24 +292,22 @@ def webhook_secret(settings: Settings) -> str:
 
 def _install_webhook(runtime: Runtime) -> None:
     """POST /telegram/webhook: verified updates go into PTB's update queue (PTB's custom-webhook pattern)."""
-    import hmac
-
-    from fastapi import Request
-    from fastapi.responses import JSONResponse, Response
     from telegram import Update
 
-    app = runtime.telegram
-    secret = webhook_secret(runtime.settings)
+    from bot.web.webhook import webhook_endpoint
 
-    async def telegram_webhook(request: Request) -> Response:
-        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-        if not hmac.compare_digest(given, secret):
-            return JSONResponse({"error": {"code": "unauthorized", "message": "bad secret"}}, status_code=401)
-        await app.update_queue.put(Update.de_json(await request.json(), app.bot))
-        return Response(status_code=200)
+    app = runtime.telegram
+
+    async def deliver(data: dict[str, Any]) -> None:
+        try:
+            update = Update.de_json(data, app.bot)
+        except (TypeError, KeyError, AttributeError, ValueError) as exc:  # a malformed object: 400, not 500
+            raise ValueError(f"unusable update: {type(exc).__name__}") from None
+        await app.update_queue.put(update)
 
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
-    runtime.web.add_route(WEBHOOK_PATH, telegram_webhook, methods=["POST"], include_in_schema=False)
+    endpoint = webhook_endpoint(webhook_secret(runtime.settings), deliver)
+    runtime.web.add_route(WEBHOOK_PATH, endpoint, methods=["POST"], include_in_schema=False)
 
 
 def _register_telegram(runtime: Runtime) -> None:
@@ -354,14 +352,14 @@ def _web_app(runtime: Runtime) -> Any:
     from bot.web.metrics import MetricsExporter
 
     settings = runtime.settings
-    token = settings.webapp_signing_token
+    token = web_signing_token(settings, local=runtime.local)
 
     def queue_lag() -> float | None:
         stats = runtime.poller.last_stats
         return stats.oldest_pending_seconds if stats else None
 
     exporter = MetricsExporter(runtime.gateway, queue_lag=queue_lag)
-    dev = runtime.local and settings.telegram_bot_token is None
+    dev = runtime.local and settings.telegram_bot_token is None and token is not None
     return create_web_app(
         chat=runtime.appeals,
         analytics=runtime.analytics,
@@ -370,9 +368,23 @@ def _web_app(runtime: Runtime) -> Any:
         health=runtime.health,
         metrics_text=exporter.render,
         reports_dir=reports_dir(settings),
-        dev_init_data=dev_init_data_factory(token) if dev else None,
+        dev_init_data=dev_init_data_factory(token) if dev and token else None,
         staff=GatewayStaffConsole(runtime.gateway) if runtime.local else None,
     )
+
+
+def web_signing_token(settings: Settings, *, local: bool) -> str | None:
+    """The token initData and report links are checked with. Outside `local` only a real bot token: the dev
+    token is public, so without a real one nothing authenticates (every /api call is 401)."""
+    from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN
+
+    if local:
+        return settings.webapp_signing_token
+    if settings.telegram_bot_token is None:
+        return None
+    token = settings.telegram_bot_token.get_secret_value()
+    dev_tokens = {DEFAULT_LOCAL_DEV_BOT_TOKEN, settings.local_dev_bot_token.get_secret_value()}
+    return None if token in dev_tokens else token
 
 
 def _jobs(runtime: Runtime) -> list[Periodic]:
@@ -390,14 +402,21 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
 
 async def run_application(settings: Settings, *, local: bool) -> None:
     """`marketingbot local|run`: start everything, serve until SIGTERM/SIGINT, stop cleanly."""
-    setup_logging(settings.log_level, settings.log_format, _secrets(settings))
+    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
     runtime = await build_runtime(settings, local=local)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     server = _Server(
-        uvicorn.Config(runtime.web, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            runtime.web,
+            host=settings.web_host,
+            port=settings.web_port,
+            log_level="warning",
+            lifespan="off",
+            log_config=None,  # no handlers of uvicorn's own: its lines go through the root's, masked
+        )
     )
     serve = asyncio.create_task(server.serve(), name="web")
     try:
@@ -482,7 +501,8 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     log.info("MarketingBot stopped")
 
 
-def _secrets(settings: Settings) -> list[str]:
+def secrets_of(settings: Settings) -> list[str]:
+    """Every configured secret value (for masking)."""
     values = [settings.telegram_bot_token, settings.gemini_api_key, settings.openai_api_key]
     return [v.get_secret_value() for v in values if v is not None]
 
@@ -492,7 +512,7 @@ def _secrets(settings: Settings) -> list[str]:
 
 async def run_worker(settings: Settings, *, once: bool, interval: float) -> None:
     """`marketingbot worker`: the Python twin of the Apps Script worker against the configured backend."""
-    setup_logging(settings.log_level, settings.log_format, _secrets(settings))
+    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
     async with open_gateway(settings) as gw:
         worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings))
         if once:

@@ -5,17 +5,31 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import ipaddress
 import json
 import sys
-from typing import Annotated
+import traceback
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import typer
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.spreadsheet_safety import spreadsheet_safe
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="MarketingBot: the agency partners' assistant.")
 sheets_cli = typer.Typer(no_args_is_help=True, help="Read and write the spreadsheet through the gateway.")
 cli.add_typer(sheets_cli, name="sheets")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether WEB_HOST names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _settings(**overrides: object) -> Settings:
@@ -32,7 +46,13 @@ def local() -> None:
     from bot.app import run_application
 
     settings = _settings(sheets_backend="local")
-    asyncio.run(run_application(settings, local=True))
+    if not is_loopback_host(settings.web_host):
+        # The staff console and dev initData trust this machine: never serve them to the network.
+        typer.echo(
+            f"WEB_HOST={settings.web_host} is not a loopback address: `local` serves on 127.0.0.1 only", err=True
+        )
+        raise typer.Exit(2)
+    _run_masked(settings, run_application(settings, local=True))
 
 
 @cli.command()
@@ -40,7 +60,8 @@ def run() -> None:
     """Production: everything from the environment / .env."""
     from bot.app import run_application
 
-    asyncio.run(run_application(_settings(), local=False))
+    settings = _settings()
+    _run_masked(settings, run_application(settings, local=False))
 
 
 @cli.command()
@@ -51,7 +72,8 @@ def worker(
     """The analytics worker (the Python twin of the Apps Script) against the configured backend."""
     from bot.app import run_worker
 
-    asyncio.run(run_worker(_settings(), once=once, interval=interval))
+    settings = _settings()
+    _run_masked(settings, run_worker(settings, once=once, interval=interval))
 
 
 @cli.command()
@@ -59,12 +81,34 @@ def check() -> None:
     """Validate configuration and reach every dependency; exit 0, or print why and exit 1."""
     from bot.app import check_dependencies
 
-    problems = asyncio.run(check_dependencies(_settings()))
+    settings = _settings()
+    problems = asyncio.run(check_dependencies(settings))
     if problems:
+        mask = secret_masker(settings)
         for p in problems:
-            typer.echo(f"FAIL {p}", err=True)
+            typer.echo(mask(f"FAIL {p}"), err=True)
         raise typer.Exit(1)
     typer.echo("OK: configuration valid, every dependency reachable")
+
+
+def _run_masked(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived command; an exception escaping it is printed with secrets masked (PTB's InvalidToken
+    quotes the token), never as the raw traceback, and exits 1."""
+    try:
+        asyncio.run(main)
+    except Exception as exc:
+        mask = secret_masker(settings)
+        typer.echo(mask("".join(traceback.format_exception(exc))).rstrip(), err=True)
+        typer.echo(mask(f"marketingbot stopped: {type(exc).__name__}: {exc}"), err=True)
+        raise typer.Exit(1) from None
+
+
+def secret_masker(settings: Settings) -> Callable[[str], str]:
+    """Masks the configured secrets (and any Bot API token) in text printed to the terminal or deploy log."""
+    from bot.app import secrets_of
+    from bot.logging_setup import SecretFilter
+
+    return SecretFilter(secrets_of(settings)).mask
 
 
 @sheets_cli.command("init")
@@ -96,7 +140,7 @@ def sheets_dump(
         sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
     else:
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(rows)
+        csv.writer(buf, lineterminator="\n").writerows([[spreadsheet_safe(c) for c in row] for row in rows])
         sys.stdout.write(buf.getvalue())
 
 

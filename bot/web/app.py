@@ -8,6 +8,7 @@ forged or expired one is 401, a genuine one from a user not authorized in Auth i
 
 # No `from __future__ import annotations`: FastAPI must evaluate the routes' annotations where they are
 # defined, since they refer to dependencies that are local to create_web_app.
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -110,10 +111,28 @@ def _analytics_error(exc: AnalyticsRequestError) -> ApiError:
     return ApiError(422, "analytics_refused", exc.message)
 
 
+def _is_loopback(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _proxied(request: Request) -> bool:
+    # A reverse proxy on this host connects from loopback: its headers betray that the caller is elsewhere.
+    return any(name in ("forwarded", "x-real-ip") or name.startswith("x-forwarded-") for name in request.headers)
+
+
 def _require_local(request: Request) -> None:
+    """Local-only routes answer a direct request from this machine; anyone else sees no such route (DESIGN §4).
+    The TCP peer decides (the Host header is the caller's to choose); the Host check stops DNS rebinding."""
+    peer = request.client.host if request.client else None
     host = (request.url.hostname or "").lower()
-    if host not in LOCAL_HOSTS:
-        raise ApiError(403, "local_only", "Доступно только с этого компьютера (127.0.0.1).")
+    if not _is_loopback(peer) or _proxied(request) or host not in LOCAL_HOSTS:
+        raise ApiError(404, "not_found", "Не найдено.")
     origin = request.headers.get("origin")
     if origin is not None and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
         raise ApiError(403, "cross_origin", "Запрос с чужого сайта отклонён.")
@@ -124,7 +143,7 @@ def create_web_app(
     chat: ChatPort,
     analytics: AnalyticsPort,
     auth: AuthPort,
-    bot_token: str,
+    bot_token: str | None,
     health: Callable[[], Awaitable[dict[str, Any]]],
     metrics_text: Callable[[], bytes],
     reports_dir: Path,
@@ -136,9 +155,15 @@ def create_web_app(
     validator: InitDataValidator | None = None,
     report_links: ReportLinks | None = None,
 ) -> FastAPI:
-    """Build the web app. `dev_init_data` and `staff` are for `marketingbot local` only (loopback)."""
-    validator = validator or InitDataValidator(bot_token, max_age=timedelta(seconds=init_data_max_age))
-    links = report_links or ReportLinks(bot_token, ttl=DEFAULT_LINK_TTL)
+    """Build the web app. `dev_init_data` and `staff` are for `marketingbot local` only (loopback).
+
+    `bot_token` None (no real bot token outside `local`): nothing can be authenticated, so every /api call is
+    401 and no report link opens; the public dev token is never a fallback."""
+    if validator is None and bot_token:
+        validator = InitDataValidator(bot_token, max_age=timedelta(seconds=init_data_max_age))
+    if report_links is None and bot_token:
+        report_links = ReportLinks(bot_token, ttl=DEFAULT_LINK_TTL)
+    links = report_links
     static = static_dir()
     index_html = (static / "index.html").read_text(encoding="utf-8")
     index_html = index_html.replace('data-promotions="off"', f'data-promotions="{"on" if promotions else "off"}"')
@@ -152,6 +177,8 @@ def create_web_app(
     app.mount("/static", StaticFiles(directory=static), name="static")
 
     async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+        if validator is None:
+            raise ApiError(401, "unauthorized", MSG_OPEN_FROM_TELEGRAM)
         try:
             data = validator.validate_header(authorization)
         except InitDataExpired as exc:
@@ -170,7 +197,7 @@ def create_web_app(
     def job_json(request: Request, job: JobView) -> dict[str, Any]:
         pdf: str | None = None
         stem = report_stem(job.id)
-        if job.status == "DONE" and report_path(reports_dir, stem) is not None:
+        if job.status == "DONE" and links is not None and report_path(reports_dir, stem) is not None:
             root = request.scope.get("root_path", "").rstrip("/")
             pdf = f"{root}/reports/{stem}.pdf?{links.query(stem)}"
         elif job.pdf_url.startswith("https://"):
@@ -252,7 +279,7 @@ def create_web_app(
         if not valid_job_id(stem):
             raise not_found
         if exp is not None or sig is not None:
-            if not links.check(stem, exp, sig):
+            if links is None or not links.check(stem, exp, sig):
                 raise not_found
         else:
             who = await caller(authorization)

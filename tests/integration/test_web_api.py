@@ -523,9 +523,9 @@ async def test_dev_init_data_only_in_local_mode(make_env: Callable[..., Env]) ->
 
 
 async def test_dev_init_data_refuses_non_loopback_hosts(make_env: Callable[..., Env]) -> None:
-    """A DNS-rebound page (Host: evil.example) cannot fetch dev initData."""
+    """A DNS-rebound page (Host: evil.example) cannot fetch dev initData: there is no such route for it."""
     e = make_env(dev_init_data=lambda: init_data(DEMO_ID))
-    assert_error(await e.client.get("/dev/init-data", headers={"Host": "evil.example:8080"}), 403, "local_only")
+    assert_error(await e.client.get("/dev/init-data", headers={"Host": "evil.example:8080"}), 404, "not_found")
 
 
 async def test_staff_console_absent_unless_given(env: Env) -> None:
@@ -549,7 +549,7 @@ async def test_staff_console_reads_and_writes_cells(make_env: Callable[..., Env]
 
 
 async def test_staff_console_errors(make_env: Callable[..., Env]) -> None:
-    """Unknown sheet → 404, bad cell → 422, another origin or a non-loopback Host → 403."""
+    """Unknown sheet → 404, bad cell → 422, another origin → 403, a non-loopback Host → 404."""
     e = make_env(staff=FakeStaff())
     assert_error(await e.client.get("/staff/api/sheets/Нет"), 404, "no_such_sheet")
     assert_error(await e.client.post("/staff/api/sheets/Auth/cells", json={"a1": "1A", "value": "x"}), 422)
@@ -558,4 +558,4 @@ async def test_staff_console_errors(make_env: Callable[..., Env]) -> None:
         "/staff/api/sheets/Auth/cells", json={"a1": "A2", "value": "x"}, headers={"Origin": "https://evil.example"}
     )
     assert_error(cross, 403, "cross_origin")
-    assert_error(await e.client.get("/staff/api/sheets", headers={"Host": "evil.example"}), 403, "local_only")
+    assert_error(await e.client.get("/staff/api/sheets", headers={"Host": "evil.example"}), 404, "not_found")

@@ -1,0 +1,40 @@
+"""POST /telegram/webhook: Telegram's updates, accepted only with the secret header (PTB's custom-webhook pattern)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def webhook_endpoint(
+    secret: str, deliver: Callable[[dict[str, Any]], Awaitable[None]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint handing verified update objects to `deliver` (which raises ValueError for one it
+    cannot use); anything else is a 4xx."""
+    expected = secret.encode()
+
+    async def telegram_webhook(request: Request) -> Response:
+        # Bytes, not str: a header is any latin-1 text, and compare_digest refuses non-ASCII str.
+        given = request.headers.get(SECRET_HEADER, "").encode("latin-1", "replace")
+        if not hmac.compare_digest(given, expected):
+            return JSONResponse({"error": {"code": "unauthorized", "message": "bad secret"}}, status_code=401)
+        try:
+            update = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            update = None
+        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+            return JSONResponse({"error": {"code": "bad_request", "message": "not an update"}}, status_code=400)
+        try:
+            await deliver(update)
+        except ValueError:  # deliver's way of saying "not an update I can use"
+            return JSONResponse({"error": {"code": "bad_request", "message": "not an update"}}, status_code=400)
+        return Response(status_code=200)
+
+    return telegram_webhook
