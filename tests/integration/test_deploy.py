@@ -357,7 +357,7 @@ def verify_unit(text: str, root: Path) -> subprocess.CompletedProcess[str]:
     executable.parent.mkdir(parents=True, exist_ok=True)
     executable.write_text("#!/bin/sh\nexit 0\n")
     executable.chmod(0o755)
-    (root / "shared").mkdir(exist_ok=True)
+    (root / "shared" / "data").mkdir(parents=True, exist_ok=True)
     (root / "shared" / ".env").write_text("")
     unit = root / "marketingbot.service"
     unit.write_text(text.replace("/home/marketing", str(root)))
@@ -390,7 +390,7 @@ def test_unit_has_the_settings_deploy_relies_on() -> None:
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "PrivateTmp=yes",
-        "ReadWritePaths=/home/marketing/shared",
+        "ReadWritePaths=/home/marketing/shared/data",
     ):
         assert expected in lines, expected
     assert any(re.fullmatch(r"TimeoutStopSec=\d+", line) for line in lines)
