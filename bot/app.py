@@ -38,6 +38,7 @@ from bot.services.promotions import PromotionService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
+from bot.web.server import ServerLimits, server_config
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
 from gateway.schemas import ALL_SCHEMAS, normalize_header
@@ -409,12 +410,13 @@ async def run_application(settings: Settings, *, local: bool) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     server = _Server(
-        uvicorn.Config(
+        server_config(
             runtime.web,
             host=settings.web_host,
             port=settings.web_port,
-            log_level="warning",
-            lifespan="off",
+            limits=ServerLimits(
+                settings.web_header_timeout, settings.web_keep_alive_timeout, settings.web_max_concurrency
+            ),
             log_config=None,  # no handlers of uvicorn's own: its lines go through the root's, masked
         )
     )

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     webapp_url: str | None = None
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=1, le=65535)
+    web_header_timeout: float = Field(default=10.0, gt=0)  # seconds a client has to send a request head
+    web_keep_alive_timeout: float = Field(default=5.0, gt=0)  # idle keep-alive connections close after this
+    web_max_concurrency: int = Field(default=500, ge=1)  # connections + requests at once; beyond: 503
     daily_ai_limit: int = Field(default=30, ge=0)
     queue_poll_seconds: float = Field(default=15.0, gt=0)
     operator_poll_seconds: float = Field(default=10.0, gt=0)  # how often «Ответ оператора» is read
