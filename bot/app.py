@@ -33,6 +33,7 @@ from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
+from bot.services.partner_limits import PartnerRateLimiter
 from bot.services.ports import Messenger
 from bot.services.promotions import PromotionService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
@@ -164,6 +165,7 @@ class Runtime:
     promotions: PromotionService | None = None
     admin: AdminService | None = None
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
+    rate_limiter: PartnerRateLimiter | None = None  # one budget per partner for Telegram and the API alike
     web: Any = None
     jobs: list[Periodic] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
@@ -218,6 +220,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         daily_limit=settings.daily_ai_limit,
         escalation_keywords=settings.escalation_keywords,
         working_hours=_working_hours(settings),
+        staff_notice_interval=settings.staff_notice_interval,
     )
     rdir = reports_dir(settings)
     base = public_base_url(settings)
@@ -236,6 +239,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         messenger=messenger,
         worker=AnalyticsWorker(gw, rdir, base, settle=0.0) if local else None,  # the only worker: no race
         telegram=telegram_app,
+        rate_limiter=PartnerRateLimiter(settings.partner_rate_per_minute, settings.partner_rate_burst),
     )
     if telegram_app is not None:
         # Broadcasts and the admin console only make sense with a Telegram bot to send through.
@@ -343,7 +347,7 @@ def _register_telegram(runtime: Runtime) -> None:
     register_promotion_handlers(app)
     register_help_handler(app, admins)
     register_webapp_handlers(app, runtime.settings.webapp_url)
-    register_chat_handlers(app, services)
+    register_chat_handlers(app, services, rate_limiter=runtime.rate_limiter)
     app.add_error_handler(on_error)
 
 
@@ -371,6 +375,7 @@ def _web_app(runtime: Runtime) -> Any:
         reports_dir=reports_dir(settings),
         dev_init_data=dev_init_data_factory(token) if dev and token else None,
         staff=GatewayStaffConsole(runtime.gateway) if runtime.local else None,
+        rate_limiter=runtime.rate_limiter,
     )
 
 
@@ -488,6 +493,7 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
         await runtime.promotions.stop()  # finishes the sends in flight; the broadcast resumes on next start
     for job in runtime.jobs:
         await job.stop()
+    await runtime.appeals.aclose()  # staff notices still gathered go out while the bot can send
     server.should_exit = True
     with contextlib.suppress(Exception):
         await asyncio.wait_for(serve, 10)

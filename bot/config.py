@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     web_keep_alive_timeout: float = Field(default=5.0, gt=0)  # idle keep-alive connections close after this
     web_max_concurrency: int = Field(default=500, ge=1)  # connections + requests at once; beyond: 503
     daily_ai_limit: int = Field(default=30, ge=0)
+    partner_rate_per_minute: int = Field(default=20, ge=0)  # messages/API POSTs per partner per minute (0: off)
+    partner_rate_burst: int = Field(default=5, ge=1)  # how many may come at once
+    staff_notice_interval: float = Field(default=60.0, ge=0)  # one «В работе» notice per partner per interval
     queue_poll_seconds: float = Field(default=15.0, gt=0)
     operator_poll_seconds: float = Field(default=10.0, gt=0)  # how often «Ответ оператора» is read
     escalation_keywords: Annotated[list[str], NoDecode] = Field(

@@ -19,6 +19,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from bot.handlers.webapp import offer_webapp
 from bot.services.auth import Partner
 from bot.services.container import BOT_DATA_KEY, Services, services_from
+from bot.services.partner_limits import PartnerRateLimiter, rate_limited_text
 from bot.services.ports import DeliveryError, InlineButton
 from gateway import GatewayError
 
@@ -28,6 +29,7 @@ CALLBACK_HUMAN = "appeal:human"
 OPERATOR_BUTTON = InlineButton("Позвать оператора", callback_data=CALLBACK_HUMAN)
 TYPING_REFRESH = 4.0  # Telegram shows "typing…" for 5 s per action
 
+RATE_LIMIT_KEY = "partner_rate_limiter"  # bot_data key of the PartnerRateLimiter shared with the web API
 TEXT_GREETING = (
     "Здравствуйте! Это ассистент партнёрской программы агентства недвижимости.\n\n"
     "Чтобы начать, подтвердите ваш номер телефона: нажмите кнопку «Поделиться номером» внизу экрана. "
@@ -57,7 +59,11 @@ def contact_keyboard() -> ReplyKeyboardMarkup:
 
 
 def register_chat_handlers(
-    application: Application[Any, Any, Any, Any, Any, Any], services: Services | None = None, *, group: int = 0
+    application: Application[Any, Any, Any, Any, Any, Any],
+    services: Services | None = None,
+    *,
+    group: int = 0,
+    rate_limiter: PartnerRateLimiter | None = None,
 ) -> None:
     """Add the chat handlers (private chats only); `services` is stored in bot_data when given.
 
@@ -66,6 +72,8 @@ def register_chat_handlers(
     """
     if services is not None:
         application.bot_data[BOT_DATA_KEY] = services
+    if rate_limiter is not None:
+        application.bot_data[RATE_LIMIT_KEY] = rate_limiter
     private = filters.ChatType.PRIVATE
     application.add_handler(CommandHandler("start", on_start, filters=private), group)
     application.add_handler(MessageHandler(private & filters.CONTACT, on_contact), group)
@@ -117,6 +125,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None or user is None or message.text is None:
         return
     services = services_from(context.bot_data)
+    if await _refused_by_rate(services, context, user.id, message.chat_id):
+        return
     try:
         async with _typing(context, message.chat_id):
             # Authorization and the partner's row are read together: one batched sheet call, not two in a row.
@@ -144,11 +154,13 @@ async def on_call_operator(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     with contextlib.suppress(TelegramError):
         await query.answer()
     services = services_from(context.bot_data)
+    chat_id = query.message.chat.id if query.message is not None else user.id
+    if await _refused_by_rate(services, context, user.id, chat_id):
+        return
     partner = await _partner_or_explain(services, update)
     if partner is None:
         return
     reply = await services.appeals.request_human(partner)
-    chat_id = query.message.chat.id if query.message is not None else user.id
     await _send(services, chat_id, reply.text)
 
 
@@ -161,6 +173,19 @@ async def on_non_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+async def _refused_by_rate(services: Services, context: ContextTypes.DEFAULT_TYPE, user_id: int, chat_id: int) -> bool:
+    """Apply the per-partner rate limit before anything is read or stored; tell the partner when refused."""
+    limiter = context.bot_data.get(RATE_LIMIT_KEY)
+    if not isinstance(limiter, PartnerRateLimiter):
+        return False
+    retry = limiter.acquire(user_id)
+    if retry is None:
+        return False
+    log.info("message of %s refused by the rate limit (retry in %.0f s)", user_id, retry)
+    await _send(services, chat_id, rate_limited_text(retry))
+    return True
 
 
 async def _partner_or_explain(services: Services, update: Update) -> Partner | None:

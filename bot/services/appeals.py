@@ -15,6 +15,7 @@ Status rules (column «Статус»):
 
 Only the partner's messages and what the assistant actually answered go into the log; canned notices (the
 daily limit, "an operator will answer") are not written, so they never become part of the model's history.
+A message refused for the daily limit is not written either (the partner is told so).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bot.services.auth import MOSCOW, Partner, stamp
 from bot.services.chatlog import Author, ChatEntry
 from bot.services.knowledge import KnowledgeBase
 from bot.services.locks import KeyedLock
+from bot.services.partner_limits import StaffNoticeBatcher
 from bot.services.ports import Clock, Messenger, utc_now
 from gateway import AsyncSheetsGateway, GatewayError, Record
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
@@ -134,6 +136,7 @@ class AppealsService:
         history_chars: int = 12_000,
         knowledge_k: int = 3,
         failure_notify_interval: float = 600.0,
+        staff_notice_interval: float = 0.0,
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -155,6 +158,8 @@ class AppealsService:
         self._monotonic = monotonic
         self._locks = KeyedLock()
         self._failure_notified: dict[int, float] = {}
+        # Messages sent while «В работе»: at most one staff notice per partner per interval (0: each at once).
+        self._in_work_notices = StaffNoticeBatcher(self._notify, staff_notice_interval, monotonic=monotonic)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class AppealsService:
         if contains_keyword(text, self._keywords):
             return await self._escalate(partner, entries, [user_block], now, status)
         if await self._limit_reached(partner):
-            await self._append(partner, [user_block], now, None)
+            # Not stored: a partner over the limit must not be able to fill the sheet (and its write quota).
             return ChatReply(limit_text(self.daily_limit), status or AppealStatus.NEW, kind=ReplyKind.LIMIT)
         # An unreadable row's status is unknown: the turn must not overwrite it (e.g. staff's В работе).
         return await self._answer(partner, text, entries, user_block, now, status if readable else None)
@@ -208,6 +213,10 @@ class AppealsService:
                 return ChatReply(TEXT_ALREADY_IN_WORK, status, kind=ReplyKind.ESCALATED)
             entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
             return await self._escalate(partner, entries, [], now, status)
+
+    async def aclose(self) -> None:
+        """Post staff notices still gathered (on shutdown)."""
+        await self._in_work_notices.aclose()
 
     async def history(self, telegram_id: int) -> list[ChatEntry]:
         """The partner's, assistant's and operator's entries of the log, oldest first (read fresh; raises
@@ -267,7 +276,8 @@ class AppealsService:
 
     async def _while_in_work(self, partner: Partner, user_block: str, text: str, now: datetime) -> ChatReply:
         await self._append(partner, [user_block], now, None)
-        await self._notify(f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}\n\n{text}")
+        header = f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}"
+        await self._in_work_notices.add(partner.telegram_id, header, text)
         return ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
 
     async def _limit_reached(self, partner: Partner) -> bool:
@@ -355,7 +365,7 @@ def limit_text(limit: int) -> str:
     """The message shown when the daily limit is reached."""
     return (
         f"На сегодня лимит ответов ассистента исчерпан ({limit} в день); завтра он обновится. "
-        "Если вопрос срочный, напишите «оператор» — ответит сотрудник."
+        "Это сообщение не сохранено. Если вопрос срочный, напишите «оператор» — ответит сотрудник."
     )
 
 

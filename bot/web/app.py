@@ -10,6 +10,7 @@ forged or expired one is 401, a genuine one from a user not authorized in Auth i
 # defined, since they refer to dependencies that are local to create_web_app.
 import ipaddress
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from bot.services.analytics import (
     TooManyPendingRequests,
     UnknownObjectCode,
 )
+from bot.services.partner_limits import PartnerRateLimiter, rate_limited_text
 from bot.web.errors import (
     MSG_FORBIDDEN,
     MSG_OPEN_FROM_TELEGRAM,
@@ -154,6 +156,7 @@ def create_web_app(
     init_data_max_age: float = DEFAULT_MAX_AGE.total_seconds(),
     validator: InitDataValidator | None = None,
     report_links: ReportLinks | None = None,
+    rate_limiter: PartnerRateLimiter | None = None,
 ) -> FastAPI:
     """Build the web app. `dev_init_data` and `staff` are for `marketingbot local` only (loopback).
 
@@ -176,7 +179,7 @@ def create_web_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=static), name="static")
 
-    async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+    async def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
         if validator is None:
             raise ApiError(401, "unauthorized", MSG_OPEN_FROM_TELEGRAM)
         try:
@@ -187,6 +190,13 @@ def create_web_app(
         except InitDataError as exc:
             log.info("initData rejected: %s", type(exc).__name__)
             raise ApiError(401, "unauthorized", MSG_OPEN_FROM_TELEGRAM) from exc
+        # Every POST costs sheet reads/writes (or the model): one partner's budget, shared with their Telegram
+        # chat, is checked before any of it. A refused request is not processed, so nothing of it is stored.
+        if rate_limiter is not None and request.method == "POST":
+            retry = rate_limiter.acquire(data.user.id)
+            if retry is not None:
+                seconds = str(max(1, math.ceil(retry)))
+                raise ApiError(429, "rate_limited", rate_limited_text(retry), headers={"Retry-After": seconds})
         partner = await auth.check(data.user.id)
         if partner is None:
             raise ApiError(403, "forbidden", MSG_FORBIDDEN)
@@ -269,6 +279,7 @@ def create_web_app(
 
     @app.get("/reports/{stem}.pdf")
     async def report_pdf(
+        request: Request,
         stem: str,
         exp: str | None = None,
         sig: str | None = None,
@@ -282,7 +293,7 @@ def create_web_app(
             if links is None or not links.check(stem, exp, sig):
                 raise not_found
         else:
-            who = await caller(authorization)
+            who = await caller(request, authorization)
             if await analytics.get(who.user.id, stem) is None:
                 raise not_found
         path = report_path(reports_dir, stem)

@@ -303,3 +303,35 @@ def test_run_mode_with_a_real_token_signs_with_it() -> None:
 
     settings = load_settings(_env_file=None, telegram_bot_token=TOKEN, sheets_backend="local")
     assert web_signing_token(settings, local=False) == TOKEN
+
+
+# -- 3. per-partner request rate on the API -------------------------------------------------------------------
+
+
+async def test_api_posts_over_the_partner_rate_are_429_and_not_processed(
+    tmp_path: Path, client_for: Callable[..., httpx.AsyncClient]
+) -> None:
+    """Past the burst, POST /api/chat and /api/analytics get 429 with Retry-After and a JSON error saying the
+    message was not saved; the refused messages never reach the chat service (nothing stored)."""
+    from bot.services.partner_limits import PartnerRateLimiter
+
+    chat = FakeChat()
+    analytics = FakeAnalytics(reports_dir=tmp_path / "reports")
+    limiter = PartnerRateLimiter(per_minute=1, burst=3)
+    client = client_for(build_app(tmp_path / "reports", chat=chat, analytics=analytics, rate_limiter=limiter))
+    headers = {"Authorization": f"tma {init_data()}"}
+    statuses = [
+        (await client.post("/api/chat", json={"text": f"вопрос {i}"}, headers=headers)).status_code for i in range(3)
+    ]
+    assert statuses == [200, 200, 200]
+    refused = await client.post("/api/chat", json={"text": "вопрос лишний"}, headers=headers)
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    error = refused.json()["error"]
+    assert error["code"] == "rate_limited" and "не сохранено" in error["message"]
+    stored = [e.text for e in await chat.history(DEMO_ID)]
+    assert "вопрос 0" in stored and "вопрос лишний" not in stored
+    assert (await client.post("/api/analytics", json={"object_code": "DEMO-0001"}, headers=headers)).status_code == 429
+    assert await analytics.list_for(DEMO_ID) == []
+    # Reading stays possible: only the costly POSTs are limited.
+    assert (await client.get("/api/chat/history", headers=headers)).status_code == 200
