@@ -41,6 +41,7 @@ from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
 from bot.web.server import ServerLimits, server_config
 from gateway import AsyncSheetsGateway
+from gateway.backends.drive import DriveFiles
 from gateway.factory import GatewayConfig, build_gateway
 from gateway.schemas import ALL_SCHEMAS, normalize_header
 
@@ -235,7 +236,9 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         appeals=appeals,
         operator_replies=OperatorReplyService(gw, messenger),
         analytics=AnalyticsService(gw),
-        poller=QueuePoller(gw, messenger, stuck_after=STUCK_AFTER, pdf_loader=make_pdf_loader(rdir, base)),
+        poller=QueuePoller(
+            gw, messenger, stuck_after=STUCK_AFTER, pdf_loader=make_pdf_loader(rdir, base, drive=_drive(settings))
+        ),
         messenger=messenger,
         worker=AnalyticsWorker(gw, rdir, base, settle=0.0) if local else None,  # the only worker: no race
         telegram=telegram_app,
@@ -251,6 +254,14 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         _install_webhook(runtime)
     runtime.jobs = _jobs(runtime)
     return runtime
+
+
+def _drive(settings: Settings) -> DriveFiles | None:
+    """Downloads of the private report PDFs Apps Script writes to Drive (google backend only)."""
+    if settings.sheets_backend != "google":
+        return None
+    credentials = str(settings.google_credentials_file) if settings.google_credentials_file else None
+    return DriveFiles(credentials, base_url=settings.drive_api_base_url)
 
 
 async def _seed_demo(gw: AsyncSheetsGateway) -> None:

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     telegram_api_base_url: str | None = None
     sheets_api_base_url: str | None = None
+    drive_api_base_url: str | None = None  # a Drive API emulator or proxy (report PDFs Apps Script keeps private)
     sheets_reads_per_minute: int = Field(default=60, ge=1)
     sheets_writes_per_minute: int = Field(default=60, ge=1)
     prompt_path: Path = Field(default_factory=lambda: default_prompt_path())

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +29,8 @@ import httpx
 from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from gateway import AsyncSheetsGateway, GatewayError, Record, a1
+from gateway.drive_links import drive_file_id, drive_report_stem
+from gateway.private import private_dir, write_private
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
 from gateway.state import LedgerEntry
 from gateway.table import HeaderMap
@@ -317,17 +322,51 @@ class QueuePoller:
 # -- PDF loading -------------------------------------------------------------------------------
 
 
-def make_pdf_loader(
-    reports_dir: Path | None, reports_base_url: str | None, http: httpx.AsyncClient | None = None
-) -> PdfLoader:
-    """A loader reading our own reports from `reports_dir` and, when `http` is given, fetching other URLs.
+class PdfDownloader(Protocol):
+    """Downloads a private Drive file as the bot's service account (gateway.backends.drive.DriveFiles)."""
 
-    A remote URL that does not answer with a PDF (e.g. a Google Drive viewer page) gives None, so the
-    partner gets the link instead.
+    async def download(self, file_id: str) -> bytes:
+        """The file's content; raises GatewayError."""
+        ...
+
+
+def make_pdf_loader(
+    reports_dir: Path | None,
+    reports_base_url: str | None,
+    http: httpx.AsyncClient | None = None,
+    *,
+    drive: PdfDownloader | None = None,
+) -> PdfLoader:
+    """A loader reading our own reports from `reports_dir`, downloading private Apps Script reports from Drive
+    when `drive` is given (kept as a 0600 copy in `reports_dir`, which the Mini App then links to), and, when
+    `http` is given, fetching other URLs.
+
+    A URL that gives no PDF (e.g. a Drive file not shared with the service account) gives None, so the
+    partner gets the text without the document.
     """
     prefix = (reports_base_url or "").rstrip("/") + "/reports/"
 
+    async def from_drive(file_id: str) -> bytes | None:
+        assert drive is not None
+        cached = reports_dir / f"{drive_report_stem(file_id)}.pdf" if reports_dir is not None else None
+        if cached is not None and cached.is_file():
+            return await asyncio.to_thread(cached.read_bytes)
+        try:
+            data = await drive.download(file_id)
+        except GatewayError as exc:
+            log.warning("report %s not downloaded from Drive: %s", file_id, exc)
+            return None
+        if not data.startswith(b"%PDF") or len(data) > MAX_PDF_BYTES:
+            log.warning("Drive file %s is not a report PDF", file_id)
+            return None
+        if cached is not None:
+            await asyncio.to_thread(_save_private, cached, data)
+        return data
+
     async def load(url: str) -> bytes | None:
+        file_id = drive_file_id(url)
+        if file_id is not None and drive is not None:
+            return await from_drive(file_id)
         if reports_dir is not None and reports_base_url and url.startswith(prefix):
             name = url[len(prefix) :]
             if "/" in name or "\\" in name or not name.endswith(".pdf") or name.startswith("."):
@@ -382,6 +421,13 @@ def _chat_id(rec: Mapping[str, str]) -> int | None:
 
 def _fit(text: str) -> str:
     return text if len(text) <= TELEGRAM_TEXT_LIMIT else text[: TELEGRAM_TEXT_LIMIT - 1] + "…"
+
+
+def _save_private(path: Path, data: bytes) -> None:
+    private_dir(path.parent)
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    write_private(tmp, data)
+    os.replace(tmp, path)
 
 
 def _pdf_name(code: str) -> str:

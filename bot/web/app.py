@@ -47,6 +47,7 @@ from bot.web.initdata import (
 from bot.web.middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
 from bot.web.ports import AnalyticsPort, AuthPort, ChatEntryView, ChatPort, JobView, PartnerView, StaffPort
 from bot.web.reports import DEFAULT_LINK_TTL, ReportLinks, report_path, report_stem, valid_job_id
+from gateway.drive_links import drive_file_id, drive_report_stem
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,15 @@ def create_web_app(
         if job.status == "DONE" and links is not None and report_path(reports_dir, stem) is not None:
             root = request.scope.get("root_path", "").rstrip("/")
             pdf = f"{root}/reports/{stem}.pdf?{links.query(stem)}"
+        elif (drive_id := drive_file_id(job.pdf_url)) is not None:
+            # Apps Script keeps the report private in Drive; the bot downloads it on delivery and this links
+            # to that copy (no link until then: the Drive URL opens nothing for a partner).
+            drive_stem = drive_report_stem(drive_id)
+            if links is not None and report_path(reports_dir, drive_stem) is not None:
+                root = request.scope.get("root_path", "").rstrip("/")
+                pdf = f"{root}/reports/{drive_stem}.pdf?{links.query(drive_stem)}"
         elif job.pdf_url.startswith("https://"):
-            pdf = job.pdf_url  # Apps Script stores the report on Drive and writes its link
+            pdf = job.pdf_url  # a report stored elsewhere, by its own link
         return {
             "id": job.id,
             "object_code": job.object_code,

@@ -503,8 +503,9 @@ async def test_error_job_shows_the_reason(env: Env) -> None:
 
 
 async def test_external_pdf_url_is_passed_through(env: Env) -> None:
-    """A report stored elsewhere (Apps Script writes a Drive link) is linked as is."""
-    drive = "https://drive.google.com/file/d/abc/view"
+    """A report stored elsewhere by its own https link is linked as is (a private Drive link is not: see
+    test_drive_reports)."""
+    drive = "https://reports.example/abc.pdf"
     env.analytics.add(DEMO_ID, Job("j-ext", "DEMO-0007", "DONE", "2026-11-24 10:00:00", "", "Готово", drive, "", ""))
     job = (await env.client.get("/api/analytics/j-ext", headers=tma())).json()
     assert job["pdf_url"] == drive
