@@ -29,8 +29,12 @@ class SecretFilter(logging.Filter):
         return _BARE_TOKEN.sub("***", _BOT_URL_TOKEN.sub("/bot***", text))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = self.mask(record.getMessage())
-        record.msg, record.args = message, None
+        original = record.getMessage()
+        message = self.mask(original)
+        if message != original:
+            # Only a record that carried a secret loses its args: formatters that read them (uvicorn's access
+            # log unpacks its five) keep working for every other line.
+            record.msg, record.args = message, None
         # A traceback ends with the exception's message, which may carry a URL: format it now, masked
         # (formatters print a record's exc_text when it is set).
         if record.exc_info and not record.exc_text:

@@ -68,3 +68,13 @@ def test_any_bot_token_shape_is_masked_even_if_not_configured() -> None:
 
     masked = SecretFilter([]).mask(f"The token `{TOKEN}` was rejected by the server.")
     assert TOKEN not in masked and "rejected" in masked
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_uvicorn_access_lines_without_secrets_keep_their_arguments(capfd: pytest.CaptureFixture[str]) -> None:
+    """Masking leaves ordinary records intact, so uvicorn's access formatter (which unpacks args) still works."""
+    setup_logging("INFO", "text", [TOKEN])
+    uvicorn.Config(lambda *a: None, log_level="info")
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/healthz", "1.1", 200)
+    out, err = capfd.readouterr()
+    assert "/healthz" in out + err and "Logging error" not in out + err
