@@ -19,7 +19,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from bot.handlers.webapp import offer_webapp
 from bot.services.auth import Partner
 from bot.services.container import BOT_DATA_KEY, Services, services_from
-from bot.services.partner_limits import PartnerRateLimiter, rate_limited_text
+from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter, rate_limited_text
 from bot.services.ports import DeliveryError, InlineButton
 from gateway import GatewayError
 
@@ -29,7 +29,6 @@ CALLBACK_HUMAN = "appeal:human"
 OPERATOR_BUTTON = InlineButton("Позвать оператора", callback_data=CALLBACK_HUMAN)
 TYPING_REFRESH = 4.0  # Telegram shows "typing…" for 5 s per action
 
-RATE_LIMIT_KEY = "partner_rate_limiter"  # bot_data key of the PartnerRateLimiter shared with the web API
 TEXT_GREETING = (
     "Здравствуйте! Это ассистент партнёрской программы агентства недвижимости.\n\n"
     "Чтобы начать, подтвердите ваш номер телефона: нажмите кнопку «Поделиться номером» внизу экрана. "

@@ -20,7 +20,6 @@ from bot.ai.prompt import SystemPrompt
 from bot.ai.resilience import AIRetryPolicy
 from bot.handlers.chat import (
     CALLBACK_HUMAN,
-    RATE_LIMIT_KEY,
     TEXT_GREETING,
     TEXT_NON_TEXT,
     TEXT_UNAUTHORIZED,
@@ -33,7 +32,7 @@ from bot.services.auth import TEXT_NOT_OWN_CONTACT, AuthService
 from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService, format_operator_message
-from bot.services.partner_limits import PartnerRateLimiter
+from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter
 from bot.telegram_messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
