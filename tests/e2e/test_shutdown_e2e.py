@@ -29,6 +29,13 @@ def _app(tg: FakeTelegramServer) -> Application[Any, Any, Any, Any, Any, Any]:
     return builder.updater(None).build()
 
 
+class _Appeals:
+    """The appeals service's shutdown hook (posts gathered staff notices): nothing gathered here."""
+
+    async def aclose(self) -> None:
+        """Nothing to post."""
+
+
 class _Gateway:
     """Stands in for the runtime's gateway at shutdown: the test keeps using the real one afterwards."""
 
@@ -59,6 +66,7 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
         jobs=[job],
         ai=FallbackAI(OfflineResponder()),
         gateway=_Gateway(),
+        appeals=_Appeals(),
     )
     server = SimpleNamespace(should_exit=False)
     serve: asyncio.Future[None] = asyncio.get_running_loop().create_future()
