@@ -27,6 +27,7 @@ from bot.services.analytics import (
     TooManyPendingRequests,
     UnknownObjectCode,
 )
+from bot.services.live import EventHub, LiveWatcher
 from bot.web.errors import (
     MSG_FORBIDDEN,
     MSG_OPEN_FROM_TELEGRAM,
@@ -41,6 +42,7 @@ from bot.web.initdata import (
     InitDataValidator,
     WebAppUser,
 )
+from bot.web.live import CataloguePort, EscalateFn, PromotionsFn, install_live_routes
 from bot.web.middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
 from bot.web.ports import AnalyticsPort, AuthPort, ChatEntryView, ChatPort, JobView, PartnerView, StaffPort
 from bot.web.reports import DEFAULT_LINK_TTL, ReportLinks, report_path, report_stem, valid_job_id
@@ -135,12 +137,17 @@ def create_web_app(
     init_data_max_age: float = DEFAULT_MAX_AGE.total_seconds(),
     validator: InitDataValidator | None = None,
     report_links: ReportLinks | None = None,
+    live: tuple[EventHub, LiveWatcher] | None = None,
+    catalogue: CataloguePort | None = None,
+    escalate: EscalateFn | None = None,
+    promotion_feed: PromotionsFn | None = None,
 ) -> FastAPI:
     """Build the web app. `dev_init_data` and `staff` are for `marketingbot local` only (loopback)."""
     validator = validator or InitDataValidator(bot_token, max_age=timedelta(seconds=init_data_max_age))
     links = report_links or ReportLinks(bot_token, ttl=DEFAULT_LINK_TTL)
     static = static_dir()
     index_html = (static / "index.html").read_text(encoding="utf-8")
+    promotions = promotions or promotion_feed is not None
     index_html = index_html.replace('data-promotions="off"', f'data-promotions="{"on" if promotions else "off"}"')
     index_html = index_html.replace('data-dev="off"', f'data-dev="{"on" if dev_init_data else "off"}"')
 
@@ -264,6 +271,16 @@ def create_web_app(
         return FileResponse(
             path, media_type="application/pdf", filename=f"analytics-{stem}.pdf", content_disposition_type="inline"
         )
+
+    install_live_routes(
+        app,
+        caller,
+        hub=live[0] if live else None,
+        watcher=live[1] if live else None,
+        catalogue=catalogue,
+        escalate=escalate,
+        promotions=promotion_feed,
+    )
 
     # -- local mode only ---------------------------------------------------------------------------
 
