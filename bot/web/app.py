@@ -28,6 +28,7 @@ from bot.services.analytics import (
     UnknownObjectCode,
 )
 from bot.services.live import EventHub, LiveWatcher
+from bot.staff_console import dropdowns
 from bot.web.errors import (
     MSG_FORBIDDEN,
     MSG_OPEN_FROM_TELEGRAM,
@@ -150,6 +151,8 @@ def create_web_app(
     promotions = promotions or promotion_feed is not None
     index_html = index_html.replace('data-promotions="off"', f'data-promotions="{"on" if promotions else "off"}"')
     index_html = index_html.replace('data-dev="off"', f'data-dev="{"on" if dev_init_data else "off"}"')
+    for feature, on in (("live", live), ("catalogue", catalogue), ("escalate", escalate)):
+        index_html = index_html.replace(f'data-{feature}="off"', f'data-{feature}="{"on" if on else "off"}"')
 
     app = FastAPI(title="MarketingBot", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
@@ -320,7 +323,7 @@ def _install_staff(app: FastAPI, staff: StaffPort, static: Path) -> None:
             rows = await staff.dump(sheet)
         except LookupError as exc:
             raise ApiError(404, "no_such_sheet", f"Лист «{sheet}» не найден.") from exc
-        return {"sheet": sheet, "rows": rows}
+        return {"sheet": sheet, "rows": rows, "dropdowns": dropdowns(sheet)}
 
     @app.post("/staff/api/sheets/{sheet}/cells", dependencies=[Local])
     async def staff_set(sheet: str, body: CellIn) -> dict[str, Any]:

@@ -133,12 +133,14 @@ def install_live_routes(
             # Computed before any await: whatever is published from here on arrives through the queue.
             missed = live_hub.missed(tid, last_event_id or after)
             floor = max((e.seq for e in missed), default=0) if missed is not None else 0
+            resumed = bool(last_event_id or after) and missed is not None
 
             async def stream() -> AsyncIterator[bytes]:
                 try:
                     yield f"retry: {RETRY_MS}\n\n".encode()
                     status = await live_watcher.take_baseline(tid)
-                    yield sse("ready", {"status": status, "resumed": missed is not None})
+                    # Not resumed (a first connection, a restart, a gap too old): the page reloads its lists.
+                    yield sse("ready", {"status": status, "resumed": resumed})
                     for old in missed or ():
                         yield _event(live_hub, old)
                     while not sub.closed.is_set():

@@ -159,7 +159,7 @@ async def test_chat_shows_history_and_answers(
     await page.fill("#chat-input", "Какие документы нужны для задатка?")
     await page.click("#chat-send")
     await page.locator(".bubble-bot", has_text="выписка из ЕГРН").wait_for()
-    assert await page.locator(".bubble-me").last.inner_text() == "Какие документы нужны для задатка?"
+    assert await page.locator(".bubble-me .bubble-text").last.inner_text() == "Какие документы нужны для задатка?"
     assert await page.locator("#chat-input").input_value() == ""
     assert site.chat.received == [(DEMO_ID, "Какие документы нужны для задатка?")]
     await shoot(page, artifacts, "miniapp-chat.png", docs=True)
@@ -199,7 +199,7 @@ async def test_chat_daily_limit_shows_the_message(make_site: Callable[..., Await
     await page.click("#chat-send")
     await page.locator("#chat-error", has_text="Лимит").wait_for()
     assert await page.locator("#chat-error").get_attribute("data-code") == "daily_limit"
-    assert await page.locator(".bubble-me").inner_text() == "ещё вопрос"
+    assert await page.locator(".bubble-me .bubble-text").inner_text() == "ещё вопрос"
     assert await page.locator(".bubble-bot").count() == 0
     assert await page.locator("#chat-input").input_value() == ""
 
