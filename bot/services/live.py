@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,16 +85,17 @@ class Subscription:
 class _Known:
     """What the hub has announced (or found already present) for one partner."""
 
-    keys: set[str] = field(default_factory=set)
+    keys: Counter[str] = field(default_factory=Counter)  # entry key → how many of it are in the log
     status: str | None = None
     jobs: dict[str, str] = field(default_factory=dict)
     updated: str | None = None  # Обращения «Обновлено» as last seen by the watcher
 
 
-def entry_json(entry: ChatEntry) -> dict[str, Any]:
-    """An entry as the API shows it (the same shape as /api/chat/history)."""
+def entry_json(entry: ChatEntry, n: int = 0) -> dict[str, Any]:
+    """An entry as the API shows it (the shape of /api/chat/history), plus `n`: how many identical entries
+    (same minute, author and text) come before it in the log, so the page can tell a repeat from a copy."""
     at = entry.at.isoformat() if isinstance(entry.at, datetime) else None
-    return {"at": at, "author": entry.author, "text": entry.text}
+    return {"at": at, "author": entry.author, "text": entry.text, "n": n}
 
 
 def entry_key(entry: ChatEntry) -> str:
@@ -187,7 +188,7 @@ class EventHub:
     # -- what services publish (LiveSink) ----------------------------------------------------------
 
     def entries_added(self, telegram_id: int, entries: Sequence[ChatEntry]) -> None:
-        """Announce new log entries of known authors (each once)."""
+        """Announce entries a service has just appended to the partner's log."""
         known = self._known.get(telegram_id)
         if known is None:
             return  # nobody has watched this partner yet: a stream takes its baseline when it opens
@@ -195,10 +196,23 @@ class EventHub:
             if entry.known_author is None:
                 continue  # staff notes are not the partner's to read (as in /api/chat/history)
             key = entry_key(entry)
-            if key in known.keys:
+            known.keys[key] += 1
+            self._emit(telegram_id, CHAT, entry_json(entry, known.keys[key] - 1))
+
+    def log_seen(self, telegram_id: int, entries: Sequence[ChatEntry]) -> None:
+        """The whole log as read from the sheet: announce the entries not announced yet (a staff edit)."""
+        known = self._known.get(telegram_id)
+        if known is None:
+            return
+        in_log: Counter[str] = Counter()
+        for entry in entries:
+            if entry.known_author is None:
                 continue
-            known.keys.add(key)
-            self._emit(telegram_id, CHAT, entry_json(entry))
+            key = entry_key(entry)
+            in_log[key] += 1
+            if in_log[key] > known.keys[key]:
+                known.keys[key] = in_log[key]
+                self._emit(telegram_id, CHAT, entry_json(entry, in_log[key] - 1))
 
     def status_changed(self, telegram_id: int, status: str) -> None:
         """Announce the appeal's status when it differs from the last one announced."""
@@ -223,7 +237,7 @@ class EventHub:
     def baseline(self, telegram_id: int, status: str, entries: Iterable[ChatEntry], jobs: dict[str, str]) -> None:
         """Record the current state without announcing it (the page loads it through the API)."""
         known = self._known_for(telegram_id)
-        known.keys.update(entry_key(e) for e in entries)
+        known.keys = Counter(entry_key(e) for e in entries if e.known_author is not None)
         known.status = status
         known.jobs.update(jobs)
 
@@ -344,7 +358,7 @@ class LiveWatcher:
             if rec is None:
                 continue
             self._hub.set_updated(tid, rec[AppealCol.UPDATED].strip())
-            self._hub.entries_added(tid, chatlog.parse(rec[AppealCol.LOG], self._tz))
+            self._hub.log_seen(tid, chatlog.parse(rec[AppealCol.LOG], self._tz))
 
     async def take_baseline(self, telegram_id: int) -> str:
         """Read the partner's row and requests (one batched call) as the baseline of a new stream; the status.
@@ -359,7 +373,7 @@ class LiveWatcher:
         status = _canonical(rec[AppealCol.STATUS]) if rec else ""
         entries = chatlog.parse(rec[AppealCol.LOG], self._tz) if rec else []
         if self._hub.is_known(telegram_id):
-            self._hub.entries_added(telegram_id, entries)
+            self._hub.log_seen(telegram_id, entries)
             self._hub.status_changed(telegram_id, status)
             for job_id, (job_status, code) in jobs.items():
                 self._hub.job_changed(telegram_id, job_id, job_status, code)

@@ -287,20 +287,23 @@ function bubble(kind, text, at) {
 }
 
 // A live `chat` event: a new log entry. The page may already show it (its own message, the answer it got
-// back, or a copy from a reconnect): then only the server's time is taken over.
+// back, or a copy after a reconnect): then only the server's time is taken over. `n` tells a repeated
+// message (same minute and text) from a copy of the same one.
 function addLiveEntry(entry) {
   const kind = authorKind(entry.author);
   const key = entryKey(kind, entry.text);
+  const at = entry.at ?? '';
+  const n = String(entry.n ?? 0);
   const log = $('chat-log');
   const shown = [...log.querySelectorAll('.bubble:not(.typing)')].filter((b) => b.dataset.key === key);
-  const unconfirmed = shown.find((b) => !b.dataset.at);
+  if (shown.some((b) => b.dataset.at === at && b.dataset.n === n)) return; // a copy of one on screen
+  const unconfirmed = shown.find((b) => b.dataset.at === undefined && !b.classList.contains('bubble-note'));
   if (unconfirmed) {
-    unconfirmed.dataset.at = entry.at ?? '';
+    Object.assign(unconfirmed.dataset, { at, n });
     return;
   }
-  if (shown.some((b) => b.dataset.at === (entry.at ?? ''))) return; // already shown with this very time
   const node = bubble(kind, entry.text, entry.at);
-  node.dataset.at = entry.at ?? '';
+  Object.assign(node.dataset, { at, n });
   node.classList.add('live');
   const typing = log.querySelector('.typing');
   if (typing) typing.before(node);
@@ -339,9 +342,12 @@ function showChatEmpty() {
 
 function renderHistory(entries) {
   const log = $('chat-log');
+  const counts = new Map();
   log.replaceChildren(...entries.map((e) => {
     const node = bubble(authorKind(e.author), e.text, e.at);
-    node.dataset.at = e.at ?? '';
+    const same = `${node.dataset.key}|${e.at ?? ''}`;
+    counts.set(same, (counts.get(same) ?? 0) + 1);
+    Object.assign(node.dataset, { at: e.at ?? '', n: String(counts.get(same) - 1) });
     return node;
   }));
   state.historyLoaded = true;
