@@ -100,17 +100,23 @@ function renderGrid() {
     }
   });
   // A conversation log grows at the bottom: show its newest entries (the ones staff act on); the
-  // cell scrolls up to older ones and expands on double click.
+  // cell scrolls up to older ones, and its button expands it.
   for (const cell of table.querySelectorAll('.cell')) {
     if (cell.scrollHeight > cell.clientHeight + 1) {
       cell.classList.add('long');
       cell.scrollTop = cell.scrollHeight;
-      cell.title = 'Показаны последние записи: прокрутите вверх или дважды щёлкните, чтобы развернуть';
-      cell.addEventListener('dblclick', (e) => {
-        e.stopPropagation();
-        cell.classList.toggle('expanded');
-        if (!cell.classList.contains('expanded')) cell.scrollTop = cell.scrollHeight;
+      cell.title = 'Показаны последние записи: прокрутите вверх или разверните ячейку';
+      const toggle = document.createElement('button');
+      toggle.type = 'button';
+      toggle.className = 'expand';
+      toggle.textContent = 'Развернуть';
+      toggle.addEventListener('click', (e) => {
+        e.stopPropagation(); // not an edit
+        const open = cell.classList.toggle('expanded');
+        toggle.textContent = open ? 'Свернуть' : 'Развернуть';
+        if (!open) cell.scrollTop = cell.scrollHeight;
       });
+      cell.after(toggle);
     }
   }
 }
