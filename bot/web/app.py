@@ -1,7 +1,8 @@
 """The Mini App's HTTP API and pages (DESIGN §4), built by `create_web_app` from the services' ports.
 
 Routes: `/healthz`, `/metrics`, `/` (the Mini App), `/api/chat`, `/api/chat/history`, `/api/analytics`,
-`/api/analytics/{id}`, `/reports/{id}.pdf`; in local mode also `/dev/init-data` and the staff console
+`/api/analytics/{id}`, `/reports/{id}.pdf`, and (bot/web/live.py) `/api/events`, `/api/objects`,
+`/api/escalate`, `/api/promotions`; in local mode also `/dev/init-data` and the staff console
 (`/staff`, `/staff/api/...`). Every `/api/*` call carries `Authorization: tma <initData>`: a missing,
 forged or expired one is 401, a genuine one from a user not authorized in Auth is 403.
 """

@@ -2,8 +2,9 @@
 
 `GET /api/events` is a server-sent event stream read with fetch (it needs the `Authorization: tma …` header,
 which EventSource cannot send). Events: `ready` (first, with the appeal's status; `resumed` says whether the
-events missed since `Last-Event-ID` follow, else the page reloads its lists), `chat`, `status`, `analytics`,
-and comment heartbeats so proxies keep the connection open.
+events missed since `Last-Event-ID` follow, else the page reloads its lists), then the current `status`, then
+`chat` (a new log entry: {at, author, text, n}), `status` ({status}) and `analytics` ({id, status,
+object_code}) as they happen, and comment heartbeats so proxies keep the connection open.
 """
 
 # No `from __future__ import annotations`: FastAPI evaluates the routes' annotations where they are defined.
@@ -141,6 +142,8 @@ def install_live_routes(
                     status = await live_watcher.take_baseline(tid)
                     # Not resumed (a first connection, a restart, a gap too old): the page reloads its lists.
                     yield sse("ready", {"status": status, "resumed": resumed})
+                    if status:
+                        yield sse("status", {"status": status})  # the current one, for clients that only read `status`
                     for old in missed or ():
                         yield _event(live_hub, old)
                     while not sub.closed.is_set():

@@ -336,7 +336,8 @@ async def test_events_show_staff_edits_made_in_the_sheet(live: Live) -> None:
     shared watcher's poll, each once."""
     await live.client.post("/api/chat", json={"text": "привет"}, headers=tma())
     async with stream(live) as events:
-        assert (await events.next())["data"]["status"] == "Ответ ИИ"
+        assert (await events.next())["data"]["status"] == "Ответ ИИ"  # ready
+        assert (await events.next())["data"] == {"status": "Ответ ИИ"}  # the current status
         table = live.gw.table(APPEALS)
         row = await table.get(str(DEMO_ID))
         assert row is not None
@@ -361,6 +362,7 @@ async def test_events_resume_after_last_event_id_without_duplicates(live: Live) 
     async with stream(live, last_event_id=last["id"]) as second:
         ready = await second.next()
         assert ready["data"]["resumed"] is True
+        assert (await second.next())["event"] == "status"  # the current one, without an id
         missed = [await second.next(), await second.next()]
         assert [e["data"]["text"] for e in missed] == ["второй", "Ответ ассистента."]
         await second.nothing_for(0.3)
