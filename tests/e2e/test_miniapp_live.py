@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from bot.web.initdata import sign_init_data
 from gateway.schemas import APPEALS, AppealCol
 from tests.e2e.browser_support import shoot
 from tests.e2e.test_local_stack import DEMO_ID, DESKTOP, column_letter, demo_appeal_row, wait_for
 from tests.fakes.telegram_server import FakeTelegramServer
-from tests.local_stack import LocalStack
+from tests.local_stack import LocalStack, free_port, spawn_local_stack
 
 STAFF_CHAT = -100777
 BANNER = "С вами работает оператор"
@@ -184,3 +186,40 @@ async def test_escalate_button_hands_the_partner_to_staff(
         "«В работе» in Обращения",
     )
     assert stack.stop() == 0
+
+
+async def test_mini_app_reconnects_by_itself_after_a_restart(tmp_path: Path, browser_context: Any) -> None:
+    """When the server restarts, the open page reconnects on its own and shows a reply delivered afterwards,
+    once, without reload."""
+    port = free_port()
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    stacks = [spawn_local_stack(workdir, tmp_path / "first.log", extra={"WEB_PORT": str(port)})]
+    try:
+        stacks[0].wait_healthy()
+        page = await browser_context.new_page()
+        await page.goto(stacks[0].url + "/")
+        await page.fill("#chat-input", "Здравствуйте!")
+        await page.click("#chat-send")
+        await page.locator(".bubble-bot:not(.typing)").last.wait_for()
+        assert stacks[0].stop() == 0
+
+        stacks.append(spawn_local_stack(workdir, tmp_path / "second.log", extra={"WEB_PORT": str(port)}))
+        stack = stacks[1]
+        stack.wait_healthy()
+        number, header, _ = demo_appeal_row(stack)
+        reply_cell = f"{column_letter(header.index(AppealCol.OPERATOR_REPLY))}{number}"
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            resp = await client.post(
+                f"/staff/api/sheets/{APPEALS.title}/cells", json={"a1": reply_cell, "value": "Мы снова на связи."}
+            )
+            assert resp.status_code == 200, resp.text
+        operator = page.locator(".bubble-operator", has_text="Мы снова на связи.")
+        await operator.wait_for(timeout=30_000)  # the page's own retry pause grows to a few seconds
+        await page.wait_for_timeout(1_500)
+        assert await operator.count() == 1
+        assert await page.locator(".bubble-me", has_text="Здравствуйте!").count() == 1
+        assert stack.stop() == 0
+    finally:
+        for stack in stacks:
+            stack.kill()
