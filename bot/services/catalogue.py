@@ -41,7 +41,8 @@ class CatalogueQuery:
 
     q: str = ""
     district: str = ""
-    rooms: int | None = None  # 4 means "4 and more"
+    rooms: int | None = None  # exactly this many (0: a studio)
+    rooms_min: int | None = None  # at least this many («4 и более»)
     price_min: float | None = None
     price_max: float | None = None
 
@@ -79,13 +80,10 @@ def matches(obj: CatalogueObject, query: CatalogueQuery) -> bool:
             return False
     if query.district and norm_text(obj.district) != norm_text(query.district):
         return False
-    if query.rooms is not None:
-        if obj.rooms_n is None:
-            return False
-        if query.rooms >= 4 and obj.rooms_n < 4:
-            return False
-        if query.rooms < 4 and obj.rooms_n != query.rooms:
-            return False
+    if query.rooms is not None and obj.rooms_n != query.rooms:
+        return False
+    if query.rooms_min is not None and (obj.rooms_n is None or obj.rooms_n < query.rooms_min):
+        return False
     if query.price_min is not None and (obj.price_n is None or obj.price_n < query.price_min):
         return False
     return not (query.price_max is not None and (obj.price_n is None or obj.price_n > query.price_max))

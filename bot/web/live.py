@@ -85,16 +85,20 @@ def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
+def _number(x: float | None) -> float | int | None:
+    return int(x) if x is not None and x.is_integer() else x
+
+
 def object_json(o: CatalogueObject) -> dict[str, Any]:
-    """An object as the API shows it: the sheet's text plus parsed numbers (None when unreadable)."""
+    """An object as the API shows it: parsed numbers (None when unreadable) plus the sheet's own text."""
     return {
         "code": o.code,
         "type": o.type,
         "district": o.district,
         "address": o.address,
         "rooms": o.rooms_n,
-        "area": o.area_n,
-        "price": o.price_n,
+        "area": _number(o.area_n),
+        "price": _number(o.price_n),
         "rooms_text": o.rooms,
         "area_text": o.area,
         "price_text": o.price,
@@ -172,10 +176,16 @@ def install_live_routes(
             q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
             district: Annotated[str, Query(max_length=MAX_QUERY)] = "",
             rooms: Annotated[int | None, Query(ge=0, le=20)] = None,
+            rooms_min: Annotated[int | None, Query(ge=0, le=20)] = None,
             price_min: Annotated[float | None, Query(ge=0, le=MAX_PRICE)] = None,
             price_max: Annotated[float | None, Query(ge=0, le=MAX_PRICE)] = None,
+            # The same bounds under the names other clients tend to use.
+            min_price: Annotated[float | None, Query(ge=0, le=MAX_PRICE)] = None,
+            max_price: Annotated[float | None, Query(ge=0, le=MAX_PRICE)] = None,
         ) -> dict[str, Any]:
-            query = CatalogueQuery(q.strip(), district.strip(), rooms, price_min, price_max)
+            low = price_min if price_min is not None else min_price
+            high = price_max if price_max is not None else max_price
+            query = CatalogueQuery(q.strip(), district.strip(), rooms, rooms_min, low, high)
             page = await objects.search(query)
             return {"items": [object_json(o) for o in page.items], "total": page.total, "districts": page.districts}
 

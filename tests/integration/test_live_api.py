@@ -223,16 +223,19 @@ async def test_objects_lists_the_agency_objects_on_offer_with_parsed_numbers(liv
 
 
 async def test_objects_search_and_filters(live: Live) -> None:
-    """q matches code/district/address words (any case, ё as е); district, rooms (4 = four and more) and the
-    price bounds filter; the filters combine."""
+    """q matches code/district/address words (any case, ё as е); district, rooms (exact; rooms_min for «4 и
+    более») and the price bounds filter; the filters combine."""
     assert await codes(live, q="obj-3") == ["OBJ-3"]
     assert await codes(live, q="марьино") == ["OBJ-3", "OBJ-4"]
     assert await codes(live, q="толстого 2") == ["OBJ-2"]
     assert await codes(live, district="хамовники") == ["OBJ-1", "OBJ-2"]
     assert await codes(live, rooms=2) == ["OBJ-2", "OBJ-3"]
-    assert await codes(live, rooms=4) == ["OBJ-4"]
+    assert await codes(live, rooms=4) == []
+    assert await codes(live, rooms=5) == ["OBJ-4"]
+    assert await codes(live, rooms_min=3) == ["OBJ-4"]
     assert await codes(live, rooms=0) == ["OBJ-5"]
     assert await codes(live, price_min=20_000_000, price_max=31_000_000) == ["OBJ-1", "OBJ-2"]
+    assert await codes(live, min_price=20_000_000, max_price=31_000_000) == ["OBJ-1", "OBJ-2"]
     assert await codes(live, district="Марьино", rooms=2, price_max=16_000_000) == ["OBJ-3"]
     assert await codes(live, q="нет такого") == []
 

@@ -770,7 +770,8 @@ function catalogueQuery() {
   const district = $('catalogue-district').value;
   if (district) params.set('district', district);
   const rooms = $('catalogue-rooms').value;
-  if (rooms) params.set('rooms', rooms);
+  if (rooms === '4+') params.set('rooms_min', '4');
+  else if (rooms) params.set('rooms', rooms);
   const min = parseFloat($('catalogue-price-min').value.replace(',', '.'));
   if (Number.isFinite(min) && min >= 0) params.set('price_min', String(Math.round(min * 1e6)));
   const max = parseFloat($('catalogue-price-max').value.replace(',', '.'));
