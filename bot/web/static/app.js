@@ -180,6 +180,8 @@ const state = {
   streamTimer: 0,
   lastEventId: '',
   historyLoaded: false,
+  historyLoads: 0,
+  liveDuringLoad: [],
   catalogueLoaded: false,
   catalogueTimer: 0,
   catalogueSeq: 0,
@@ -290,6 +292,7 @@ function bubble(kind, text, at) {
 // back, or a copy after a reconnect): then only the server's time is taken over. `n` tells a repeated
 // message (same minute and text) from a copy of the same one.
 function addLiveEntry(entry) {
+  if (state.historyLoads) state.liveDuringLoad.push(entry);
   const kind = authorKind(entry.author);
   const key = entryKey(kind, entry.text);
   const at = entry.at ?? '';
@@ -362,6 +365,7 @@ async function loadHistory({ quiet = false } = {}) {
     $('chat-log').replaceChildren();
     showState($('chat-state'), { kind: 'loading', text: 'Загружаем переписку…' });
   }
+  state.historyLoads += 1;
   try {
     const data = await api('api/chat/history');
     renderHistory(data.entries);
@@ -370,6 +374,10 @@ async function loadHistory({ quiet = false } = {}) {
     showState($('chat-state'), {
       kind: 'error', title: 'Не удалось загрузить переписку', text: err.message, retry: loadHistory,
     });
+  } finally {
+    state.historyLoads -= 1;
+    // Live entries that came while the log was being read may be missing from what was read: add them now.
+    if (!state.historyLoads) state.liveDuringLoad.splice(0).forEach(addLiveEntry);
   }
 }
 
