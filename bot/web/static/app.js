@@ -23,6 +23,7 @@ const JOB_STATUS = {
 const IN_WORK = 'В работе';
 const CHAT_STATUS_NOTE = {
   [IN_WORK]: 'С вами работает оператор агентства — ответ появится здесь и в чате с ботом.',
+  'Новое': 'Обращение зарегистрировано.',
 };
 
 const $ = (id) => document.getElementById(id);
