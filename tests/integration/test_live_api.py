@@ -27,7 +27,7 @@ from bot.services.knowledge import KnowledgeBase
 from bot.services.live import EventHub, LiveWatcher
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.promo_history import sent_to
-from bot.services.promotions import LEDGER_PREFIX
+from bot.services.promotions import LEDGER_PREFIX, PromotionService
 from bot.web.app import create_web_app
 from bot.web.initdata import sign_init_data
 from bot.web.live import install_live_routes
@@ -36,6 +36,7 @@ from gateway.schemas import APPEALS, OBJECTS, PROMOTIONS, AppealCol, ObjectCol
 from tests.chat_support import PROMPT_PATH, FakeMessenger, ScriptedAI, add_partner
 from tests.e2e.test_browser import serve
 from tests.fakes.web_ports import ok_health
+from tests.promo_support import add_promo
 
 TOKEN = "123456:live-api-test"
 DEMO_ID, OTHER_ID, STRANGER_ID = 100001, 200002, 555
@@ -303,6 +304,17 @@ async def test_promotions_lists_only_what_was_sent_to_this_partner(live: Live) -
     assert datetime.fromisoformat(mine[0]["sent_at"]).tzinfo is not None
     theirs = (await live.client.get("/api/promotions", headers=tma(OTHER_ID))).json()["items"]
     assert [p["id"] for p in theirs] == ["B-2"]
+
+
+async def test_promotions_shows_a_promotion_after_a_real_broadcast(live: Live) -> None:
+    """A READY promotion broadcast by the PromotionService to partner DEMO-001 only is then listed for that
+    partner (title, text, time sent) and not for the other one."""
+    await add_promo(live.gw, "P-10", title="Осенняя акция", text="Комиссия 60% до 30 ноября.", audience="DEMO-001")
+    reports = await PromotionService(live.gw, live.messenger, rate_per_second=100.0).poll_once()
+    assert [r.sent for r in reports] == [1]
+    mine = (await live.client.get("/api/promotions", headers=tma())).json()["items"]
+    assert [(p["id"], p["title"], p["text"]) for p in mine] == [("P-10", "Осенняя акция", "Комиссия 60% до 30 ноября.")]
+    assert (await live.client.get("/api/promotions", headers=tma(OTHER_ID))).json()["items"] == []
 
 
 # -- the event stream --------------------------------------------------------------------------------------
