@@ -32,6 +32,7 @@ from bot.services.analytics import AnalyticsService
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
 from bot.services.knowledge import KnowledgeBase
+from bot.services.live import EventHub, LiveWatcher
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.partner_limits import PartnerRateLimiter
 from bot.services.ports import Messenger
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=20)
 WORKER_POLL_SECONDS = 5.0
 PROMOTIONS_POLL_SECONDS = 30.0
+# The shared watcher of staff edits for open Mini Apps: one batched read per tick, only while one is open.
+LIVE_POLL_SECONDS = 5.0
+LOCAL_LIVE_POLL_SECONDS = 1.0  # the local store has no quota
+LOCAL_OPERATOR_POLL_SECONDS = 1.0  # a reply typed in the console reaches the open Mini App within seconds
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -163,6 +168,8 @@ class Runtime:
     poller: QueuePoller
     messenger: Messenger
     worker: AnalyticsWorker | None = None
+    events: EventHub = field(default_factory=EventHub)
+    live_watcher: LiveWatcher | None = None
     promotions: PromotionService | None = None
     admin: AdminService | None = None
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
@@ -212,6 +219,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     else:
         messenger = LogMessenger()
     auth = AuthService(gw)
+    events = EventHub()
     appeals = AppealsService(
         gw,
         ai,
@@ -222,6 +230,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         escalation_keywords=settings.escalation_keywords,
         working_hours=_working_hours(settings),
         staff_notice_interval=settings.staff_notice_interval,
+        live=events,
     )
     rdir = reports_dir(settings)
     base = public_base_url(settings)
@@ -234,7 +243,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         ai=ai,
         auth=auth,
         appeals=appeals,
-        operator_replies=OperatorReplyService(gw, messenger),
+        operator_replies=OperatorReplyService(gw, messenger, live=events),
         analytics=AnalyticsService(gw),
         poller=QueuePoller(
             gw, messenger, stuck_after=STUCK_AFTER, pdf_loader=make_pdf_loader(rdir, base, drive=_drive(settings))
@@ -243,6 +252,8 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         worker=AnalyticsWorker(gw, rdir, base, settle=0.0) if local else None,  # the only worker: no race
         telegram=telegram_app,
         rate_limiter=PartnerRateLimiter(settings.partner_rate_per_minute, settings.partner_rate_burst),
+        events=events,
+        live_watcher=LiveWatcher(gw, events, interval=LOCAL_LIVE_POLL_SECONDS if local else LIVE_POLL_SECONDS),
     )
     if telegram_app is not None:
         # Broadcasts and the admin console only make sense with a Telegram bot to send through.
@@ -363,6 +374,8 @@ def _register_telegram(runtime: Runtime) -> None:
 
 
 def _web_app(runtime: Runtime) -> Any:
+    from bot.services.catalogue import CatalogueService
+    from bot.services.promo_history import sent_to
     from bot.web.app import create_web_app
     from bot.web.initdata import dev_init_data_factory
     from bot.web.metrics import MetricsExporter
@@ -376,6 +389,12 @@ def _web_app(runtime: Runtime) -> Any:
 
     exporter = MetricsExporter(runtime.gateway, queue_lag=queue_lag)
     dev = runtime.local and settings.telegram_bot_token is None and token is not None
+    gw = runtime.gateway
+    assert runtime.live_watcher is not None
+
+    async def promotions_sent(telegram_id: int) -> Any:
+        return await sent_to(gw, telegram_id)
+
     return create_web_app(
         chat=runtime.appeals,
         analytics=runtime.analytics,
@@ -385,8 +404,12 @@ def _web_app(runtime: Runtime) -> Any:
         metrics_text=exporter.render,
         reports_dir=reports_dir(settings),
         dev_init_data=dev_init_data_factory(token) if dev and token else None,
-        staff=GatewayStaffConsole(runtime.gateway) if runtime.local else None,
         rate_limiter=runtime.rate_limiter,
+        staff=_LiveStaffConsole(runtime) if runtime.local else None,
+        live=(runtime.events, runtime.live_watcher),
+        catalogue=CatalogueService(gw),
+        escalate=runtime.appeals.request_human,
+        promotion_feed=promotions_sent,
     )
 
 
@@ -404,14 +427,52 @@ def web_signing_token(settings: Settings, *, local: bool) -> str | None:
     return None if token in dev_tokens else token
 
 
+class _LiveStaffConsole(GatewayStaffConsole):
+    """The local console, which also starts the operator-reply poll and the live watcher after an edit, so
+    what staff type reaches an open Mini App at once instead of at the next tick."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime.gateway)
+        self._runtime = runtime
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def set_cell(self, sheet: str, a1: str, value: str) -> None:
+        """Write the cell, then poll what depends on it."""
+        await super().set_cell(sheet, a1, value)
+        task = asyncio.create_task(self._after_edit(), name="staff-edit-followup")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _after_edit(self) -> None:
+        try:
+            await self._runtime.operator_replies.poll_once()
+        except Exception:
+            log.exception("operator replies after a staff edit")
+        if self._runtime.live_watcher is not None:
+            self._runtime.live_watcher.kick()
+
+
 def _jobs(runtime: Runtime) -> list[Periodic]:
     s = runtime.settings
+    operator_poll = s.operator_poll_seconds
+    if runtime.local and "operator_poll_seconds" not in s.model_fields_set:
+        operator_poll = min(operator_poll, LOCAL_OPERATOR_POLL_SECONDS)  # `marketingbot sheets set` from a shell
     jobs = [
         Periodic("queue-poll", s.queue_poll_seconds, runtime.poller.poll_once),
-        Periodic("operator-replies", s.operator_poll_seconds, runtime.operator_replies.poll_once),
+        Periodic("operator-replies", operator_poll, runtime.operator_replies.poll_once),
     ]
+    watcher = runtime.live_watcher
+    if watcher is not None:
+        jobs.append(Periodic("live-events", watcher.interval, watcher.poll_once))
     if runtime.worker is not None:
-        jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, runtime.worker.run_once, first=0.5))
+        worker = runtime.worker
+
+        async def work() -> None:
+            run = await worker.run_once()
+            if watcher is not None and run.processed:
+                watcher.kick()  # a finished report shows in an open Mini App at once
+
+        jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, work, first=0.5))
     if runtime.promotions is not None:
         jobs.append(Periodic("promotions", PROMOTIONS_POLL_SECONDS, runtime.promotions.poll_once))
     return jobs
@@ -505,6 +566,7 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     for job in runtime.jobs:
         await job.stop()
     await runtime.appeals.aclose()  # staff notices still gathered go out while the bot can send
+    runtime.events.close_all()  # open Mini App streams end (the pages reconnect to the next process)
     server.should_exit = True
     with contextlib.suppress(Exception):
         await asyncio.wait_for(serve, 10)

@@ -37,6 +37,7 @@ from bot.services import chatlog
 from bot.services.auth import MOSCOW, Partner, stamp
 from bot.services.chatlog import Author, ChatEntry
 from bot.services.knowledge import KnowledgeBase
+from bot.services.live import LiveSink
 from bot.services.locks import KeyedLock
 from bot.services.partner_limits import StaffNoticeBatcher
 from bot.services.ports import Clock, Messenger, utc_now
@@ -139,8 +140,10 @@ class AppealsService:
         staff_notice_interval: float = 0.0,
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        live: LiveSink | None = None,
     ) -> None:
         self._gw = gw
+        self._live = live  # open Mini Apps hear about each written turn at once
         self._table = gw.table(APPEALS)
         self._ai = ai
         self._prompt = prompt
@@ -310,6 +313,11 @@ class AppealsService:
             await self._gw.write([op])
         except GatewayError as exc:  # not an outage (those go to the outbox): bad data or a broken sheet
             log.error("could not write the turn of %s to Обращения: %s", partner.telegram_id, exc)
+            return
+        if self._live is not None:
+            self._live.entries_added(partner.telegram_id, chatlog.parse("\n".join(b for b in blocks if b), self._tz))
+            if status is not None:
+                self._live.status_changed(partner.telegram_id, status)
 
     def _row_defaults(self, partner: Partner, now: datetime) -> dict[str, str]:
         return {

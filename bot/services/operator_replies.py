@@ -34,6 +34,7 @@ from bot.services import chatlog
 from bot.services.appeals import canonical_status
 from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
+from bot.services.live import LiveSink
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import split_message
 from gateway import AsyncSheetsGateway, GatewayError, Record
@@ -73,8 +74,10 @@ class OperatorReplyService:
         *,
         clock: Clock = utc_now,
         tz: ZoneInfo = MOSCOW,
+        live: LiveSink | None = None,
     ) -> None:
         self._gw = gw
+        self._live = live  # an open Mini App shows the delivered reply at once
         self._table = gw.table(APPEALS)
         self._messenger = messenger
         self._clock = clock
@@ -177,6 +180,10 @@ class OperatorReplyService:
                 )
             ]
         )
+        if self._live is not None:
+            self._live.entries_added(int(raw_id), chatlog.parse(block, self._tz))
+            if AppealCol.STATUS in values:
+                self._live.status_changed(int(raw_id), values[AppealCol.STATUS])
 
     async def _warn_duplicate(self, row: int, raw_id: str) -> None:
         if (row, raw_id) in self._warned_rows:

@@ -1,7 +1,8 @@
 """The Mini App's HTTP API and pages (DESIGN §4), built by `create_web_app` from the services' ports.
 
 Routes: `/healthz`, `/metrics`, `/` (the Mini App), `/api/chat`, `/api/chat/history`, `/api/analytics`,
-`/api/analytics/{id}`, `/reports/{id}.pdf`; in local mode also `/dev/init-data` and the staff console
+`/api/analytics/{id}`, `/reports/{id}.pdf`, and (bot/web/live.py) `/api/events`, `/api/objects`,
+`/api/escalate`, `/api/promotions`; in local mode also `/dev/init-data` and the staff console
 (`/staff`, `/staff/api/...`). Every `/api/*` call carries `Authorization: tma <initData>`: a missing,
 forged or expired one is 401, a genuine one from a user not authorized in Auth is 403.
 """
@@ -29,7 +30,9 @@ from bot.services.analytics import (
     TooManyPendingRequests,
     UnknownObjectCode,
 )
+from bot.services.live import EventHub, LiveWatcher
 from bot.services.partner_limits import PartnerRateLimiter, rate_limited_text
+from bot.staff_console import dropdowns
 from bot.web.errors import (
     MSG_FORBIDDEN,
     MSG_OPEN_FROM_TELEGRAM,
@@ -44,6 +47,7 @@ from bot.web.initdata import (
     InitDataValidator,
     WebAppUser,
 )
+from bot.web.live import CataloguePort, EscalateFn, PromotionsFn, install_live_routes
 from bot.web.middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
 from bot.web.ports import AnalyticsPort, AuthPort, ChatEntryView, ChatPort, JobView, PartnerView, StaffPort
 from bot.web.reports import DEFAULT_LINK_TTL, ReportLinks, report_path, report_stem, valid_job_id
@@ -158,6 +162,10 @@ def create_web_app(
     validator: InitDataValidator | None = None,
     report_links: ReportLinks | None = None,
     rate_limiter: PartnerRateLimiter | None = None,
+    live: tuple[EventHub, LiveWatcher] | None = None,
+    catalogue: CataloguePort | None = None,
+    escalate: EscalateFn | None = None,
+    promotion_feed: PromotionsFn | None = None,
 ) -> FastAPI:
     """Build the web app. `dev_init_data` and `staff` are for `marketingbot local` only (loopback).
 
@@ -170,8 +178,11 @@ def create_web_app(
     links = report_links
     static = static_dir()
     index_html = (static / "index.html").read_text(encoding="utf-8")
+    promotions = promotions or promotion_feed is not None
     index_html = index_html.replace('data-promotions="off"', f'data-promotions="{"on" if promotions else "off"}"')
     index_html = index_html.replace('data-dev="off"', f'data-dev="{"on" if dev_init_data else "off"}"')
+    for feature, on in (("live", live), ("catalogue", catalogue), ("escalate", escalate)):
+        index_html = index_html.replace(f'data-{feature}="off"', f'data-{feature}="{"on" if on else "off"}"')
 
     app = FastAPI(title="MarketingBot", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
@@ -311,6 +322,16 @@ def create_web_app(
             path, media_type="application/pdf", filename=f"analytics-{stem}.pdf", content_disposition_type="inline"
         )
 
+    install_live_routes(
+        app,
+        caller,
+        hub=live[0] if live else None,
+        watcher=live[1] if live else None,
+        catalogue=catalogue,
+        escalate=escalate,
+        promotions=promotion_feed,
+    )
+
     # -- local mode only ---------------------------------------------------------------------------
 
     if dev_init_data is not None:
@@ -349,7 +370,7 @@ def _install_staff(app: FastAPI, staff: StaffPort, static: Path) -> None:
             rows = await staff.dump(sheet)
         except LookupError as exc:
             raise ApiError(404, "no_such_sheet", f"Лист «{sheet}» не найден.") from exc
-        return {"sheet": sheet, "rows": rows}
+        return {"sheet": sheet, "rows": rows, "dropdowns": dropdowns(sheet)}
 
     @app.post("/staff/api/sheets/{sheet}/cells", dependencies=[Local])
     async def staff_set(sheet: str, body: CellIn) -> dict[str, Any]:

@@ -101,7 +101,7 @@ async def test_mini_app_and_staff_console_against_the_real_process(
     reply = page.locator(".bubble-bot:not(.typing)").last  # the dots while waiting are a .bubble-bot too
     await reply.wait_for()
     assert len(await reply.inner_text()) > 20
-    assert await page.locator(".bubble-me").last.inner_text() == "Какая комиссия партнёра?"
+    assert await page.locator(".bubble-me .bubble-text").last.inner_text() == "Какая комиссия партнёра?"
 
     # Analytics 360: DEMO-0001 goes through the in-process worker to DONE with a PDF.
     await page.click("#tab-analytics")
@@ -143,8 +143,7 @@ async def test_mini_app_and_staff_console_against_the_real_process(
     await staff.set_viewport_size(DESKTOP)
     await staff.goto(f"{stack.url}/staff#{APPEALS.title}")
     await staff.locator(f'td[data-a1="{status_cell}"]').click()
-    await staff.fill(f'td[data-a1="{status_cell}"] textarea', "В работе")
-    await staff.press(f'td[data-a1="{status_cell}"] textarea', "Enter")
+    await staff.select_option(f'td[data-a1="{status_cell}"] select', "В работе")  # a dropdown, as in Sheets
     await staff.locator("#message", has_text=f"Сохранено: {APPEALS.title}!{status_cell}").wait_for()
     assert demo_appeal_row(stack)[2][header.index(AppealCol.STATUS)] == "В работе"
 

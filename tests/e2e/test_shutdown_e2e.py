@@ -15,6 +15,7 @@ from bot.ai.fallback import FallbackAI
 from bot.ai.offline import OfflineResponder
 from bot.app import Runtime, _shutdown
 from bot.jobs import Periodic
+from bot.services.live import EventHub
 from bot.services.promotions import PromotionService
 from bot.telegram_messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
@@ -67,6 +68,7 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
         ai=FallbackAI(OfflineResponder()),
         gateway=_Gateway(),
         appeals=_Appeals(),
+        events=EventHub(),
     )
     server = SimpleNamespace(should_exit=False)
     serve: asyncio.Future[None] = asyncio.get_running_loop().create_future()
