@@ -36,6 +36,7 @@ from bot.services.operator_replies import OperatorReplyService
 from bot.services.ports import Messenger
 from bot.services.promotions import PromotionService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
+from bot.services.staff_replies import StaffDesk
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
 from gateway import AsyncSheetsGateway
@@ -162,6 +163,7 @@ class Runtime:
     worker: AnalyticsWorker | None = None
     promotions: PromotionService | None = None
     admin: AdminService | None = None
+    staff_desk: StaffDesk | None = None  # staff answer from the staff chat (Telegram and STAFF_CHAT_ID set)
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
     web: Any = None
     jobs: list[Periodic] = field(default_factory=list)
@@ -201,10 +203,14 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     ai = _ai(settings)
     telegram_app = _telegram_application(settings) if settings.telegram_bot_token else None
     messenger: Messenger
+    staff_desk: StaffDesk | None = None
     if telegram_app is not None:
         from bot.telegram_messenger import TelegramMessenger
+        from bot.telegram_staff_chat import TelegramStaffChat
 
         messenger = TelegramMessenger(telegram_app.bot, settings.staff_chat_id)
+        if settings.staff_chat_id is not None:
+            staff_desk = StaffDesk(gw, messenger, TelegramStaffChat(telegram_app.bot, settings.staff_chat_id))
     else:
         messenger = LogMessenger()
     auth = AuthService(gw)
@@ -217,6 +223,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         daily_limit=settings.daily_ai_limit,
         escalation_keywords=settings.escalation_keywords,
         working_hours=_working_hours(settings),
+        staff_notices=staff_desk,
     )
     rdir = reports_dir(settings)
     base = public_base_url(settings)
@@ -235,6 +242,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         messenger=messenger,
         worker=AnalyticsWorker(gw, rdir, base, settle=0.0) if local else None,  # the only worker: no race
         telegram=telegram_app,
+        staff_desk=staff_desk,
     )
     if telegram_app is not None:
         # Broadcasts and the admin console only make sense with a Telegram bot to send through.
@@ -344,6 +352,12 @@ def _register_telegram(runtime: Runtime) -> None:
     register_promotion_handlers(app)
     register_help_handler(app, admins)
     register_webapp_handlers(app, runtime.settings.webapp_url)
+    if runtime.staff_desk is not None and runtime.settings.staff_chat_id is not None:
+        from bot.handlers.staff import BOT_DATA_KEY as STAFF_KEY
+        from bot.handlers.staff import register_staff_handlers
+
+        app.bot_data[STAFF_KEY] = runtime.staff_desk
+        register_staff_handlers(app, runtime.settings.staff_chat_id)
     register_chat_handlers(app, services)
     app.add_error_handler(on_error)
 
@@ -381,6 +395,8 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
         Periodic("queue-poll", s.queue_poll_seconds, runtime.poller.poll_once),
         Periodic("operator-replies", s.operator_poll_seconds, runtime.operator_replies.poll_once),
     ]
+    if runtime.staff_desk is not None:
+        jobs.append(Periodic("staff-replies", s.operator_poll_seconds, runtime.staff_desk.resume_pending))
     if runtime.worker is not None:
         jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, runtime.worker.run_once, first=0.5))
     if runtime.promotions is not None:

@@ -37,7 +37,7 @@ from bot.services.auth import MOSCOW, Partner, stamp
 from bot.services.chatlog import Author, ChatEntry
 from bot.services.knowledge import KnowledgeBase
 from bot.services.locks import KeyedLock
-from bot.services.ports import Clock, Messenger, utc_now
+from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
 from gateway import AsyncSheetsGateway, GatewayError, Record
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
@@ -136,8 +136,10 @@ class AppealsService:
         failure_notify_interval: float = 600.0,
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        staff_notices: StaffNotices | None = None,
     ) -> None:
         self._gw = gw
+        self._staff_notices = staff_notices  # notices staff can act on from Telegram (buttons, replies)
         self._table = gw.table(APPEALS)
         self._ai = ai
         self._prompt = prompt
@@ -259,15 +261,21 @@ class AppealsService:
             "🔔 Партнёр просит оператора\n"
             f"{_who(partner)}\n\n"
             + ("Последние сообщения:\n" + chatlog.render(recent[-STAFF_HISTORY_ENTRIES:]) + "\n\n" if recent else "")
-            + "Ответ напишите в лист «Обращения», колонка «Ответ оператора». "
-            "Чтобы вернуть партнёра ассистенту, поставьте статус «Ответ ИИ» или «Решено»."
+            + "Ответить партнёру: ответьте на это сообщение (Reply) или напишите в лист «Обращения», колонка "
+            "«Ответ оператора». Чтобы вернуть партнёра ассистенту — кнопка «Решено» или статус «Ответ ИИ»/«Решено».",
+            partner=partner.telegram_id,
+            actions=True,
         )
         log.info("partner %s escalated (status was %r)", partner.telegram_id, status)
         return ChatReply(self._escalation_text(now), AppealStatus.IN_WORK, escalated=True, kind=ReplyKind.ESCALATED)
 
     async def _while_in_work(self, partner: Partner, user_block: str, text: str, now: datetime) -> ChatReply:
         await self._append(partner, [user_block], now, None)
-        await self._notify(f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}\n\n{text}")
+        await self._notify(
+            f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}\n\n{text}\n\n"
+            "Ответить партнёру: ответьте на это сообщение (Reply).",
+            partner=partner.telegram_id,
+        )
         return ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
 
     async def _limit_reached(self, partner: Partner) -> bool:
@@ -318,11 +326,15 @@ class AppealsService:
         await self._notify(
             "⚠️ ИИ недоступен, партнёр получил офлайн-ответ\n"
             f"{_who(partner)}\n\nСообщение: {text}\n\nОшибка: {answer.error}\n\n"
-            "Ответить можно в листе «Обращения», колонка «Ответ оператора»."
+            "Ответить можно ответом (Reply) на это сообщение или в листе «Обращения», колонка «Ответ оператора».",
+            partner=partner.telegram_id,
         )
 
-    async def _notify(self, text: str) -> None:
+    async def _notify(self, text: str, *, partner: int | None = None, actions: bool = False) -> None:
         try:
+            if self._staff_notices is not None and partner is not None:
+                await self._staff_notices.post_notice(partner, text, actions=actions)
+                return
             await self._messenger.notify_staff(text)
         except Exception:  # the partner's turn must not fail because the staff chat did
             log.exception("staff notification failed")
