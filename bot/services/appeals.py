@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from bot.ai.prompt import SystemPrompt
 from bot.services import chatlog
 from bot.services.auth import MOSCOW, Partner, stamp
 from bot.services.chatlog import Author, ChatEntry
+from bot.services.escalation import EscalationMatcher
 from bot.services.knowledge import KnowledgeBase
 from bot.services.locks import KeyedLock
 from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
@@ -107,13 +107,8 @@ def canonical_status(raw: str) -> str:
 
 
 def contains_keyword(text: str, keywords: Sequence[str]) -> bool:
-    """Whether a word of `text` starts with one of `keywords` (so «оператора» matches «оператор»)."""
-    folded = text.casefold().replace("ё", "е")
-    for keyword in keywords:
-        k = keyword.strip().casefold().replace("ё", "е")
-        if k and re.search(r"(?<!\w)" + re.escape(k), folded):
-            return True
-    return False
+    """Whether `text` asks to reach a person named by one of `keywords`, as whole words (bot/services/escalation.py)."""
+    return EscalationMatcher(keywords).matches(text)
 
 
 class AppealsService:
@@ -146,7 +141,7 @@ class AppealsService:
         self._knowledge = knowledge
         self._messenger = messenger
         self.daily_limit = daily_limit  # 0 switches the limit off
-        self._keywords = tuple(escalation_keywords)
+        self._escalation = EscalationMatcher(tuple(escalation_keywords))
         self._hours = working_hours or WorkingHours()
         self._tz = self._hours.tz
         self._history_turns = history_turns
@@ -192,7 +187,7 @@ class AppealsService:
         user_block = chatlog.format_entry(now.astimezone(self._tz), Author.USER, text)
         if status == AppealStatus.IN_WORK:
             return await self._while_in_work(partner, user_block, text, now)
-        if contains_keyword(text, self._keywords):
+        if self._escalation.matches(text):
             return await self._escalate(partner, entries, [user_block], now, status)
         if await self._limit_reached(partner):
             await self._append(partner, [user_block], now, None)
