@@ -129,6 +129,11 @@ def _ai(settings: Settings) -> FallbackAI:
     )
 
 
+def prompt_values(settings: Settings) -> dict[str, str]:
+    """What the prompt's placeholders say (bot/ai/prompt.py): facts that are settings."""
+    return {"WORKING_HOURS": _working_hours(settings).describe()}
+
+
 def _working_hours(settings: Settings) -> WorkingHours:
     from zoneinfo import ZoneInfo
 
@@ -197,8 +202,8 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     await gw.start()
     if local:
         await gw.ensure_sheets(fmt=False)
-        await _seed_demo(gw)
-    prompt = SystemPrompt(settings.prompt_path)
+        await _seed_demo(gw, _working_hours(settings).describe())
+    prompt = SystemPrompt(settings.prompt_path, prompt_values(settings))
     knowledge = KnowledgeBase(gw)
     ai = _ai(settings)
     telegram_app = _telegram_application(settings) if settings.telegram_bot_token else None
@@ -256,11 +261,11 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     return runtime
 
 
-async def _seed_demo(gw: AsyncSheetsGateway) -> None:
+async def _seed_demo(gw: AsyncSheetsGateway, working_hours: str) -> None:
     from bot.analytics.seed import seed_demo_market
     from bot.services.demo import seed_demo_partner
 
-    await seed_demo_partner(gw)
+    await seed_demo_partner(gw, working_hours=working_hours)
     await seed_demo_market(gw, date.today())
 
 
@@ -557,4 +562,4 @@ async def _check_telegram(settings: Settings) -> None:
 
 
 async def _check_prompt(settings: Settings) -> None:
-    SystemPrompt(settings.prompt_path)
+    SystemPrompt(settings.prompt_path, prompt_values(settings))
