@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from bot.ai.fallback import FallbackAI
+from bot.ai.narrator import GeminiNarrator
 from bot.ai.prompt import SystemPrompt
 from bot.config import Settings, parse_working_hours
 from bot.jobs import Periodic
@@ -129,6 +130,17 @@ def _ai(settings: Settings) -> FallbackAI:
     )
 
 
+def analysis_narrator(settings: Settings) -> GeminiNarrator | None:
+    """The analytics narrative from GEMINI_ANALYSIS_MODEL when a Gemini key is set and the AI is not offline."""
+    if settings.gemini_api_key is None or settings.effective_ai_provider == "offline":
+        return None
+    return GeminiNarrator(
+        api_key=settings.gemini_api_key.get_secret_value(),
+        model=settings.gemini_analysis_model,
+        base_url=settings.gemini_base_url,
+    )
+
+
 def prompt_values(settings: Settings) -> dict[str, str]:
     """What the prompt's placeholders say (bot/ai/prompt.py): facts that are settings."""
     return {"WORKING_HOURS": _working_hours(settings).describe()}
@@ -166,6 +178,7 @@ class Runtime:
     poller: QueuePoller
     messenger: Messenger
     worker: AnalyticsWorker | None = None
+    narrator: GeminiNarrator | None = None  # the worker's AI narrative (closed at shutdown)
     promotions: PromotionService | None = None
     admin: AdminService | None = None
     staff_desk: StaffDesk | None = None  # staff answer from the staff chat (Telegram and STAFF_CHAT_ID set)
@@ -232,6 +245,7 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     )
     rdir = reports_dir(settings)
     base = public_base_url(settings)
+    narrator = analysis_narrator(settings) if local else None
     runtime = Runtime(
         settings=settings,
         local=local,
@@ -245,7 +259,9 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         analytics=AnalyticsService(gw),
         poller=QueuePoller(gw, messenger, stuck_after=STUCK_AFTER, pdf_loader=make_pdf_loader(rdir, base)),
         messenger=messenger,
-        worker=AnalyticsWorker(gw, rdir, base, settle=0.0) if local else None,  # the only worker: no race
+        # the only worker: no race
+        worker=AnalyticsWorker(gw, rdir, base, settle=0.0, ai_narrator=narrator) if local else None,
+        narrator=narrator,
         telegram=telegram_app,
         staff_desk=staff_desk,
     )
@@ -499,6 +515,8 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     from bot.ai.factory import close_ai
 
     await close_ai(runtime.ai)
+    if runtime.narrator is not None:
+        await runtime.narrator.aclose()
     await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
     log.info("MarketingBot stopped")
 
@@ -514,17 +532,22 @@ def _secrets(settings: Settings) -> list[str]:
 async def run_worker(settings: Settings, *, once: bool, interval: float) -> None:
     """`marketingbot worker`: the Python twin of the Apps Script worker against the configured backend."""
     setup_logging(settings.log_level, settings.log_format, _secrets(settings))
-    async with open_gateway(settings) as gw:
-        worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings))
-        if once:
-            run = await worker.run_once()
-            print(run)
-            return
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await worker.run_forever(interval, stop)
+    narrator = analysis_narrator(settings)
+    try:
+        async with open_gateway(settings) as gw:
+            worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings), ai_narrator=narrator)
+            if once:
+                run = await worker.run_once()
+                print(run)
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await worker.run_forever(interval, stop)
+    finally:
+        if narrator is not None:
+            await narrator.aclose()
 
 
 async def check_dependencies(settings: Settings) -> list[str]:
