@@ -87,11 +87,18 @@ class Deliveries:
         return found
 
     async def deliver(
-        self, key: str, fingerprint: str, parts: Sequence[Part], *, fresh: bool = False
+        self,
+        key: str,
+        fingerprint: str,
+        parts: Sequence[Part],
+        *,
+        fresh: bool = False,
+        pace: Callable[[], Awaitable[None]] | None = None,
     ) -> DeliveryResult:
         """Send the parts not yet accepted, recording each step; see the module docstring.
 
-        `fresh`: a new delivery from part 0 whatever is recorded (e.g. staff sent the same text again)."""
+        `fresh`: a new delivery from part 0 whatever is recorded (e.g. staff sent the same text again).
+        `pace`: awaited before each part (a rate limiter's slot), outside the part's cancellation shield."""
         rec = None if fresh else await self.record(key)
         if rec is not None and rec.fingerprint == fingerprint:
             if rec.phase in (DeliveryPhase.SENT, DeliveryPhase.SETTLED):
@@ -102,6 +109,8 @@ class Deliveries:
             rec = DeliveryRecord(DeliveryPhase.SENDING, fingerprint)
         while rec.next_part < len(parts):
             await self._save(key, rec)  # before: "part next_part may be in flight"
+            if pace is not None:
+                await pace()
             try:
                 rec = await _finish_despite_cancel(self._send(key, rec, parts))
             except Exception as exc:
@@ -144,14 +153,21 @@ class Deliveries:
 
 
 async def _finish_despite_cancel(coro: Awaitable[T]) -> T:
-    """Await `coro` to its end even if the caller is cancelled meanwhile; then let the cancellation through."""
+    """Await `coro` to its end even if the caller is cancelled (once or more) meanwhile; then let the
+    cancellation through. A part Telegram may have accepted is recorded before the task gives way."""
     task = asyncio.ensure_future(coro)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        if not task.done():
-            try:
-                await task
-            except Exception:  # the cancellation is what the caller hears about
-                log.debug("a part in flight at cancellation failed", exc_info=True)
-        raise
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+        except Exception:
+            break  # the part's own failure: task.result() below raises it
+    if cancelled:
+        if task.exception() is not None:
+            log.debug("a part in flight at cancellation failed: %s", task.exception())
+        raise asyncio.CancelledError
+    return task.result()
