@@ -19,6 +19,7 @@ log means it was written).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,8 @@ class StaffDesk:
         self._tz = tz
         self._deliveries = Deliveries(gw.state, REPLY_KIND)
         self._locks = KeyedLock()
+        # Held while a notice is posted and recorded: a reply to it that arrives meanwhile waits for the record.
+        self._posting = asyncio.Lock()
 
     # -- notices -------------------------------------------------------------------------------
 
@@ -107,9 +110,10 @@ class StaffDesk:
         """Post a notice about a partner (with «Взять»/«Решено» when `actions`) and remember whom it is about."""
         try:
             buttons = notice_buttons(telegram_id) if actions else []
-            ids = await self._chat.post(text, buttons)
-            for message_id in ids:
-                await self._gw.state.ledger_set(NOTICE_KIND, str(message_id), "partner", str(telegram_id))
+            async with self._posting:
+                ids = await self._chat.post(text, buttons)
+                for message_id in ids:
+                    await self._gw.state.ledger_set(NOTICE_KIND, str(message_id), "partner", str(telegram_id))
         except Exception:  # the partner's turn must not fail because the staff chat did
             log.exception("staff notice about %s failed", telegram_id)
 
@@ -147,6 +151,8 @@ class StaffDesk:
 
     async def reply(self, message_id: int, reply_to: int, who: StaffMember, text: str) -> ReplyOutcome:
         """A staff member's Telegram reply (`message_id`) to the bot's message `reply_to`: deliver it once."""
+        async with self._posting:
+            pass  # a notice being posted right now is recorded first
         telegram_id = await self.partner_of(reply_to)
         if telegram_id is None or not text.strip():
             return ReplyOutcome.NOT_A_NOTICE
@@ -161,7 +167,7 @@ class StaffDesk:
                 )
                 job = {"partner": telegram_id, "name": who.name, "text": text.strip(), "block": block}
                 await self._gw.state.ledger_set(REPLY_KIND, key, PENDING, json.dumps(job, ensure_ascii=False))
-            return await self._process(key, announce=True)
+            return await self._process(key, first_try=True)
 
     async def resume_pending(self) -> int:
         """Finish every journaled reply (after a crash or a failure); returns how many were delivered now."""
@@ -169,11 +175,12 @@ class StaffDesk:
         for entry in await self._gw.state.ledger_list(REPLY_KIND, PENDING):
             job = json.loads(entry.payload)
             async with self._locks(int(job["partner"])):
-                if await self._process(entry.key, announce=False) is ReplyOutcome.DELIVERED:
+                if await self._process(entry.key, first_try=False) is ReplyOutcome.DELIVERED:
                     done += 1
         return done
 
-    async def _process(self, key: str, *, announce: bool) -> ReplyOutcome:
+    async def _process(self, key: str, *, first_try: bool) -> ReplyOutcome:
+        """Deliver, log and close one journaled reply; the staff member hears the outcome (a wait only once)."""
         entry = await self._gw.state.ledger_get(REPLY_KIND, key)
         if entry is None or entry.state != PENDING:
             return ReplyOutcome.DELIVERED
@@ -184,7 +191,7 @@ class StaffDesk:
         result = await self._deliveries.deliver(key, h, [self._piece(telegram_id, p) for p in pieces])
         if result.outcome is Outcome.RETRY:
             log.warning("staff reply %s to %s not delivered yet: %s", key, telegram_id, result.error)
-            if announce:
+            if first_try:
                 await self._tell(key, "⏳ Telegram не ответил; ответ будет отправлен партнёру автоматически.")
             return ReplyOutcome.PENDING
         if result.outcome in (Outcome.FAILED, Outcome.ABANDONED):
@@ -200,8 +207,7 @@ class StaffDesk:
             await self._deliveries.settle(key, h)
         await self._gw.state.ledger_set(REPLY_KIND, key, DONE, entry.payload)
         log.info("staff reply %s by %s delivered to %s", key, job.get("name", ""), telegram_id)
-        if announce:
-            await self._tell(key, "✅ Отправлено партнёру.")
+        await self._tell(key, "✅ Отправлено партнёру.")
         return ReplyOutcome.DELIVERED
 
     async def _log(self, telegram_id: int, block: str) -> None:
