@@ -86,7 +86,7 @@ def _legacy_reader(state: StateStore) -> Callable[[str], Awaitable[DeliveryRecor
         entry = await state.ledger_get(DELIVERY_LEDGER, key)
         if entry is None and "@" in key:
             # Recorded before the finish time was part of the key (a delivery in progress at an upgrade).
-            entry = await state.ledger_get(DELIVERY_LEDGER, key.partition("@")[0])
+            entry = await state.ledger_get(DELIVERY_LEDGER, key.rpartition("@")[0])
         if entry is None:
             return None
         data = json.loads(entry.payload) if entry.payload else {}
