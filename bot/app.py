@@ -515,8 +515,9 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     from bot.ai.factory import close_ai
 
     await close_ai(runtime.ai)
-    if runtime.narrator is not None:
-        await runtime.narrator.aclose()
+    narrator = getattr(runtime, "narrator", None)  # stand-in runtimes of tests may not carry one
+    if narrator is not None:
+        await narrator.aclose()
     await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
     log.info("MarketingBot stopped")
 
