@@ -82,6 +82,9 @@ class EscalationMatcher:
         self._en = snowballstemmer.stemmer("english")
         self._people = [tuple(self._stem(w) for w in _WORDS.findall(_fold(k))) for k in keywords]
         self._people = [p for p in self._people if p]
+        # Snowball strips endings, so a word can only share a stem that (nearly) begins it: only such words are
+        # stemmed (stemming every word of every message costs far more than the rest of the check).
+        self._heads = tuple({stem[: max(1, len(stem) - 1)] for person in self._people for stem in person})
         self._small = frozenset(_fold(w) for w in _SMALL_WORDS)
 
     def _stem(self, word: str) -> str:
@@ -96,7 +99,7 @@ class EscalationMatcher:
         words = _WORDS.findall(sentence)
         if not words or not self._people:
             return False
-        stems = [self._stem(w) for w in words]
+        stems = [self._stem(w) if w.startswith(self._heads) else "" for w in words]
         spans = self._person_spans(stems)
         if not spans:
             return False

@@ -30,7 +30,7 @@ Sheet calls per broadcast do not grow with the audience: the poll read, the SEND
 progress writes at most every `progress_every` recipients AND `progress_interval` seconds (each also checks the
 row, so staff can pause a broadcast by changing «Статус»), and ONE final write: SENT, «Отправлено», «Ошибки».
 
-The ledger makes a promotion id reach each partner once: setting READY again after SENT only reaches partners
+The records make a promotion id reach each partner once: setting READY again after SENT only reaches partners
 who were not in the audience before. To send the same offer again, add a row with a new id.
 """
 
