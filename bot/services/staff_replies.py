@@ -77,8 +77,8 @@ def callback_data(action: str, telegram_id: int) -> str:
 
 def notice_buttons(telegram_id: int, *, taken: bool = False) -> list[InlineButton]:
     """«Взять» and «Решено» (after taking, «Решено» only)."""
-    solve = InlineButton("✅ Решено", callback_data(SOLVE, telegram_id))
-    return [solve] if taken else [InlineButton("✋ Взять", callback_data(TAKE, telegram_id)), solve]
+    solve = InlineButton("Решено", callback_data(SOLVE, telegram_id))
+    return [solve] if taken else [InlineButton("Взять", callback_data(TAKE, telegram_id)), solve]
 
 
 class StaffDesk:

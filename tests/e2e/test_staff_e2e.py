@@ -186,7 +186,7 @@ async def world(
 async def test_take_and_solve_buttons_name_the_operator_and_set_the_status(world: World) -> None:
     """«Взять» sets «В работе» and names the operator on the notice; «Решено» hands the partner back to the AI."""
     notice = await world.escalate()
-    assert [b["text"] for row in notice.inline_keyboard for b in row] == ["✋ Взять", "✅ Решено"]
+    assert [b["text"] for row in notice.inline_keyboard for b in row] == ["Взять", "Решено"]
     assert notice.message_id is not None
     await world.gw.table(APPEALS).upsert(str(PARTNER), {AppealCol.STATUS: "Новое"}, create=False)
     take = next(b["callback_data"] for row in notice.inline_keyboard for b in row if "Взять" in b["text"])
