@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=20)
 WORKER_POLL_SECONDS = 5.0
 PROMOTIONS_POLL_SECONDS = 30.0
+STAFF_REPLIES_RESUME_SECONDS = 2.0  # a look at the local state store only: cheap, so often
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -417,7 +418,7 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
         Periodic("operator-replies", s.operator_poll_seconds, runtime.operator_replies.poll_once),
     ]
     if runtime.staff_desk is not None:
-        jobs.append(Periodic("staff-replies", s.operator_poll_seconds, runtime.staff_desk.resume_pending))
+        jobs.append(Periodic("staff-replies", STAFF_REPLIES_RESUME_SECONDS, runtime.staff_desk.resume_pending))
     if runtime.worker is not None:
         jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, runtime.worker.run_once, first=0.5))
     if runtime.promotions is not None:
