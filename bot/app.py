@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from bot.ai.fallback import FallbackAI
+from bot.ai.narrator import GeminiNarrator
 from bot.ai.prompt import SystemPrompt
 from bot.config import Settings, parse_working_hours
 from bot.jobs import Periodic
@@ -38,6 +39,7 @@ from bot.services.partner_limits import PartnerRateLimiter
 from bot.services.ports import Messenger
 from bot.services.promotions import PromotionService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
+from bot.services.staff_replies import StaffDesk
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
 from bot.web.server import ServerLimits, server_config
@@ -55,6 +57,7 @@ PROMOTIONS_POLL_SECONDS = 30.0
 LIVE_POLL_SECONDS = 5.0
 LOCAL_LIVE_POLL_SECONDS = 1.0  # the local store has no quota
 LOCAL_OPERATOR_POLL_SECONDS = 1.0  # a reply typed in the console reaches the open Mini App within seconds
+STAFF_REPLIES_RESUME_SECONDS = 2.0  # a look at the local state store only: cheap, so often
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -136,6 +139,22 @@ def _ai(settings: Settings) -> FallbackAI:
     )
 
 
+def analysis_narrator(settings: Settings) -> GeminiNarrator | None:
+    """The analytics narrative from GEMINI_ANALYSIS_MODEL when a Gemini key is set and the AI is not offline."""
+    if settings.gemini_api_key is None or settings.effective_ai_provider == "offline":
+        return None
+    return GeminiNarrator(
+        api_key=settings.gemini_api_key.get_secret_value(),
+        model=settings.gemini_analysis_model,
+        base_url=settings.gemini_base_url,
+    )
+
+
+def prompt_values(settings: Settings) -> dict[str, str]:
+    """What the prompt's placeholders say (bot/ai/prompt.py): facts that are settings."""
+    return {"WORKING_HOURS": _working_hours(settings).describe()}
+
+
 def _working_hours(settings: Settings) -> WorkingHours:
     from zoneinfo import ZoneInfo
 
@@ -170,8 +189,10 @@ class Runtime:
     worker: AnalyticsWorker | None = None
     events: EventHub = field(default_factory=EventHub)
     live_watcher: LiveWatcher | None = None
+    narrator: GeminiNarrator | None = None  # the worker's AI narrative (closed at shutdown)
     promotions: PromotionService | None = None
     admin: AdminService | None = None
+    staff_desk: StaffDesk | None = None  # staff answer from the staff chat (Telegram and STAFF_CHAT_ID set)
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
     rate_limiter: PartnerRateLimiter | None = None  # one budget per partner for Telegram and the API alike
     web: Any = None
@@ -206,16 +227,20 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     await gw.start()
     if local:
         await gw.ensure_sheets(fmt=False)
-        await _seed_demo(gw)
-    prompt = SystemPrompt(settings.prompt_path)
+        await _seed_demo(gw, _working_hours(settings).describe())
+    prompt = SystemPrompt(settings.prompt_path, prompt_values(settings))
     knowledge = KnowledgeBase(gw)
     ai = _ai(settings)
     telegram_app = _telegram_application(settings) if settings.telegram_bot_token else None
     messenger: Messenger
+    staff_desk: StaffDesk | None = None
     if telegram_app is not None:
         from bot.telegram_messenger import TelegramMessenger
+        from bot.telegram_staff_chat import TelegramStaffChat
 
         messenger = TelegramMessenger(telegram_app.bot, settings.staff_chat_id)
+        if settings.staff_chat_id is not None:
+            staff_desk = StaffDesk(gw, messenger, TelegramStaffChat(telegram_app.bot, settings.staff_chat_id))
     else:
         messenger = LogMessenger()
     auth = AuthService(gw)
@@ -231,9 +256,11 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         working_hours=_working_hours(settings),
         staff_notice_interval=settings.staff_notice_interval,
         live=events,
+        staff_notices=staff_desk,
     )
     rdir = reports_dir(settings)
     base = public_base_url(settings)
+    narrator = analysis_narrator(settings) if local else None
     runtime = Runtime(
         settings=settings,
         local=local,
@@ -249,11 +276,14 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
             gw, messenger, stuck_after=STUCK_AFTER, pdf_loader=make_pdf_loader(rdir, base, drive=_drive(settings))
         ),
         messenger=messenger,
-        worker=AnalyticsWorker(gw, rdir, base, settle=0.0) if local else None,  # the only worker: no race
+        # the only worker: no race
+        worker=AnalyticsWorker(gw, rdir, base, settle=0.0, ai_narrator=narrator) if local else None,
+        narrator=narrator,
         telegram=telegram_app,
         rate_limiter=PartnerRateLimiter(settings.partner_rate_per_minute, settings.partner_rate_burst),
         events=events,
         live_watcher=LiveWatcher(gw, events, interval=LOCAL_LIVE_POLL_SECONDS if local else LIVE_POLL_SECONDS),
+        staff_desk=staff_desk,
     )
     if telegram_app is not None:
         # Broadcasts and the admin console only make sense with a Telegram bot to send through.
@@ -275,11 +305,11 @@ def _drive(settings: Settings) -> DriveFiles | None:
     return DriveFiles(credentials, base_url=settings.drive_api_base_url)
 
 
-async def _seed_demo(gw: AsyncSheetsGateway) -> None:
+async def _seed_demo(gw: AsyncSheetsGateway, working_hours: str) -> None:
     from bot.analytics.seed import seed_demo_market
     from bot.services.demo import seed_demo_partner
 
-    await seed_demo_partner(gw)
+    await seed_demo_partner(gw, working_hours=working_hours)
     await seed_demo_market(gw, date.today())
 
 
@@ -369,6 +399,12 @@ def _register_telegram(runtime: Runtime) -> None:
     register_promotion_handlers(app)
     register_help_handler(app, admins)
     register_webapp_handlers(app, runtime.settings.webapp_url)
+    if runtime.staff_desk is not None and runtime.settings.staff_chat_id is not None:
+        from bot.handlers.staff import BOT_DATA_KEY as STAFF_KEY
+        from bot.handlers.staff import register_staff_handlers
+
+        app.bot_data[STAFF_KEY] = runtime.staff_desk
+        register_staff_handlers(app, runtime.settings.staff_chat_id)
     register_chat_handlers(app, services, rate_limiter=runtime.rate_limiter)
     app.add_error_handler(on_error)
 
@@ -464,6 +500,8 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
     watcher = runtime.live_watcher
     if watcher is not None:
         jobs.append(Periodic("live-events", watcher.interval, watcher.poll_once))
+    if runtime.staff_desk is not None:
+        jobs.append(Periodic("staff-replies", STAFF_REPLIES_RESUME_SECONDS, runtime.staff_desk.resume_pending))
     if runtime.worker is not None:
         worker = runtime.worker
 
@@ -578,6 +616,9 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     from bot.ai.factory import close_ai
 
     await close_ai(runtime.ai)
+    narrator = getattr(runtime, "narrator", None)  # stand-in runtimes of tests may not carry one
+    if narrator is not None:
+        await narrator.aclose()
     await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
     log.info("MarketingBot stopped")
 
@@ -594,17 +635,22 @@ def secrets_of(settings: Settings) -> list[str]:
 async def run_worker(settings: Settings, *, once: bool, interval: float) -> None:
     """`marketingbot worker`: the Python twin of the Apps Script worker against the configured backend."""
     setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
-    async with open_gateway(settings) as gw:
-        worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings))
-        if once:
-            run = await worker.run_once()
-            print(run)
-            return
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await worker.run_forever(interval, stop)
+    narrator = analysis_narrator(settings)
+    try:
+        async with open_gateway(settings) as gw:
+            worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings), ai_narrator=narrator)
+            if once:
+                run = await worker.run_once()
+                print(run)
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await worker.run_forever(interval, stop)
+    finally:
+        if narrator is not None:
+            await narrator.aclose()
 
 
 async def check_dependencies(settings: Settings) -> list[str]:
@@ -642,4 +688,4 @@ async def _check_telegram(settings: Settings) -> None:
 
 
 async def _check_prompt(settings: Settings) -> None:
-    SystemPrompt(settings.prompt_path)
+    SystemPrompt(settings.prompt_path, prompt_values(settings))

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     ai_provider: Literal["gemini", "openai", "offline"] | None = None
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
-    gemini_analysis_model: str = "gemini-2.5-pro"
+    gemini_analysis_model: str = "gemini-2.5-flash"  # the Apps Script's default too (gas/src/worker.js)
     gemini_base_url: str | None = None
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None

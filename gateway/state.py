@@ -7,7 +7,8 @@ the gateway's small methods, never directly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import aiosqlite
@@ -28,6 +29,35 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT NOT NULL, period TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, period)
 );
 """
+# One typed row per delivery (bot/services/delivery.py), kept apart from the string-keyed ledger.
+_DELIVERY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS delivery (
+    kind TEXT NOT NULL, key TEXT NOT NULL, phase TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    next_part INTEGER NOT NULL, failures INTEGER NOT NULL, note TEXT NOT NULL, updated REAL NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+"""
+
+
+class DeliveryPhase(StrEnum):
+    """Where one delivery stands."""
+
+    SENDING = "sending"  # parts before `next_part` were accepted; `next_part` may be in flight
+    SENT = "sent"  # every part accepted; the bookkeeping after it (e.g. a sheet write) may still be due
+    SETTLED = "settled"  # delivered and its bookkeeping done
+    FAILED = "failed"  # given up (permanent error or too many failures); `note` says why
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """The durable state of one delivery: what is delivered (`fingerprint`) and how far it got."""
+
+    phase: DeliveryPhase
+    fingerprint: str = ""
+    next_part: int = 0
+    failures: int = 0
+    note: str = ""
+    updated: float = field(default=0.0, compare=False)  # when it was last recorded (epoch seconds), as read
 
 
 @dataclass(frozen=True)
@@ -55,7 +85,7 @@ class StateStore:
 
     def __init__(self, path: str | Path) -> None:
         # FULL: an acknowledged outbox entry must survive a power cut, not only a process kill.
-        self._file = SqliteFile(path, _SCHEMA, synchronous="FULL")
+        self._file = SqliteFile(path, _SCHEMA + _DELIVERY_SCHEMA, synchronous="FULL")
         self.path = self._file.path
 
     async def open(self) -> None:
@@ -137,6 +167,50 @@ class StateStore:
             args = (kind, state)
         async with self.db.execute(sql + " ORDER BY updated", args) as cur:
             return [LedgerEntry(kind, str(k), str(s), str(p), float(u)) async for k, s, p, u in cur]
+
+    # -- deliveries ----------------------------------------------------------------------------
+
+    async def delivery_get(self, kind: str, key: str) -> DeliveryRecord | None:
+        """The recorded state of one delivery, if any."""
+        async with self.db.execute(
+            "SELECT phase, fingerprint, next_part, failures, note, updated FROM delivery WHERE kind = ? AND key = ?",
+            (kind, key),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return DeliveryRecord(
+            DeliveryPhase(str(row[0])), str(row[1]), int(row[2]), int(row[3]), str(row[4]), float(row[5])
+        )
+
+    async def delivery_set(self, kind: str, key: str, record: DeliveryRecord) -> None:
+        """Record (durably) the state of one delivery."""
+        await self.db.execute(
+            "INSERT INTO delivery(kind, key, phase, fingerprint, next_part, failures, note, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET phase = excluded.phase, "
+            "fingerprint = excluded.fingerprint, next_part = excluded.next_part, failures = excluded.failures, "
+            "note = excluded.note, updated = excluded.updated",
+            (
+                kind,
+                key,
+                record.phase.value,
+                record.fingerprint,
+                record.next_part,
+                record.failures,
+                record.note,
+                time.time(),
+            ),
+        )
+
+    async def delivery_list(self, kind: str) -> dict[str, DeliveryRecord]:
+        """Every delivery of a kind, by key."""
+        async with self.db.execute(
+            "SELECT key, phase, fingerprint, next_part, failures, note, updated FROM delivery WHERE kind = ?", (kind,)
+        ) as cur:
+            return {
+                str(k): DeliveryRecord(DeliveryPhase(str(p)), str(f), int(n), int(c), str(t), float(u))
+                async for k, p, f, n, c, t, u in cur
+            }
 
     # -- counters ------------------------------------------------------------------------------
 

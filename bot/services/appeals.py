@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,11 +35,12 @@ from bot.ai.prompt import SystemPrompt
 from bot.services import chatlog
 from bot.services.auth import MOSCOW, Partner, stamp
 from bot.services.chatlog import Author, ChatEntry
+from bot.services.escalation import EscalationMatcher
 from bot.services.knowledge import KnowledgeBase
 from bot.services.live import LiveSink
 from bot.services.locks import KeyedLock
 from bot.services.partner_limits import StaffNoticeBatcher
-from bot.services.ports import Clock, Messenger, utc_now
+from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
 from gateway import AsyncSheetsGateway, GatewayError, Record
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
@@ -110,13 +110,8 @@ def canonical_status(raw: str) -> str:
 
 
 def contains_keyword(text: str, keywords: Sequence[str]) -> bool:
-    """Whether a word of `text` starts with one of `keywords` (so «оператора» matches «оператор»)."""
-    folded = text.casefold().replace("ё", "е")
-    for keyword in keywords:
-        k = keyword.strip().casefold().replace("ё", "е")
-        if k and re.search(r"(?<!\w)" + re.escape(k), folded):
-            return True
-    return False
+    """Whether `text` asks to reach a person named by one of `keywords`, as whole words (bot/services/escalation.py)."""
+    return EscalationMatcher(keywords).matches(text)
 
 
 class AppealsService:
@@ -141,16 +136,18 @@ class AppealsService:
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         live: LiveSink | None = None,
+        staff_notices: StaffNotices | None = None,
     ) -> None:
         self._gw = gw
         self._live = live  # open Mini Apps hear about each written turn at once
+        self._staff_notices = staff_notices  # notices staff can act on from Telegram (buttons, replies)
         self._table = gw.table(APPEALS)
         self._ai = ai
         self._prompt = prompt
         self._knowledge = knowledge
         self._messenger = messenger
         self.daily_limit = daily_limit  # 0 switches the limit off
-        self._keywords = tuple(escalation_keywords)
+        self._escalation = EscalationMatcher(tuple(escalation_keywords))
         self._hours = working_hours or WorkingHours()
         self._tz = self._hours.tz
         self._history_turns = history_turns
@@ -162,7 +159,9 @@ class AppealsService:
         self._locks = KeyedLock()
         self._failure_notified: dict[int, float] = {}
         # Messages sent while «В работе»: at most one staff notice per partner per interval (0: each at once).
-        self._in_work_notices = StaffNoticeBatcher(self._notify, staff_notice_interval, monotonic=monotonic)
+        self._in_work_notices = StaffNoticeBatcher(
+            self._notify_partner_staff, staff_notice_interval, monotonic=monotonic
+        )
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -198,7 +197,7 @@ class AppealsService:
         user_block = chatlog.format_entry(now.astimezone(self._tz), Author.USER, text)
         if status == AppealStatus.IN_WORK:
             return await self._while_in_work(partner, user_block, text, now)
-        if contains_keyword(text, self._keywords):
+        if self._escalation.matches(text):
             return await self._escalate(partner, entries, [user_block], now, status)
         if await self._limit_reached(partner):
             # Not stored: a partner over the limit must not be able to fill the sheet (and its write quota).
@@ -271,15 +270,20 @@ class AppealsService:
             "🔔 Партнёр просит оператора\n"
             f"{_who(partner)}\n\n"
             + ("Последние сообщения:\n" + chatlog.render(recent[-STAFF_HISTORY_ENTRIES:]) + "\n\n" if recent else "")
-            + "Ответ напишите в лист «Обращения», колонка «Ответ оператора». "
-            "Чтобы вернуть партнёра ассистенту, поставьте статус «Ответ ИИ» или «Решено»."
+            + "Ответить партнёру: ответьте на это сообщение (Reply) или напишите в лист «Обращения», колонка "
+            "«Ответ оператора». Чтобы вернуть партнёра ассистенту — кнопка «Решено» или статус «Ответ ИИ»/«Решено».",
+            partner=partner.telegram_id,
+            actions=True,
         )
         log.info("partner %s escalated (status was %r)", partner.telegram_id, status)
         return ChatReply(self._escalation_text(now), AppealStatus.IN_WORK, escalated=True, kind=ReplyKind.ESCALATED)
 
     async def _while_in_work(self, partner: Partner, user_block: str, text: str, now: datetime) -> ChatReply:
         await self._append(partner, [user_block], now, None)
-        header = f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}"
+        header = (
+            f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}\n"
+            "Ответить партнёру: ответьте на это сообщение (Reply)."
+        )
         await self._in_work_notices.add(partner.telegram_id, header, text)
         return ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
 
@@ -336,11 +340,19 @@ class AppealsService:
         await self._notify(
             "⚠️ ИИ недоступен, партнёр получил офлайн-ответ\n"
             f"{_who(partner)}\n\nСообщение: {text}\n\nОшибка: {answer.error}\n\n"
-            "Ответить можно в листе «Обращения», колонка «Ответ оператора»."
+            "Ответить можно ответом (Reply) на это сообщение или в листе «Обращения», колонка «Ответ оператора».",
+            partner=partner.telegram_id,
         )
 
-    async def _notify(self, text: str) -> None:
+    async def _notify_partner_staff(self, telegram_id: int, text: str) -> None:
+        """A gathered «В работе» notice, posted so that staff can reply to it (StaffNoticeBatcher's sender)."""
+        await self._notify(text, partner=telegram_id)
+
+    async def _notify(self, text: str, *, partner: int | None = None, actions: bool = False) -> None:
         try:
+            if self._staff_notices is not None and partner is not None:
+                await self._staff_notices.post_notice(partner, text, actions=actions)
+                return
             await self._messenger.notify_staff(text)
         except Exception:  # the partner's turn must not fail because the staff chat did
             log.exception("staff notification failed")

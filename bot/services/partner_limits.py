@@ -101,12 +101,12 @@ class _Pending:
 class StaffNoticeBatcher:
     """At most one staff notice per key per `interval` seconds; messages in between are posted together.
 
-    `interval` 0 posts every message at once. `send` must not raise (AppealsService passes its own notifier,
+    `interval` 0 posts every message at once. `send(key, text)` must not raise (AppealsService passes its own notifier,
     which logs delivery failures)."""
 
     def __init__(
         self,
-        send: Callable[[str], Awaitable[None]],
+        send: Callable[[int, str], Awaitable[None]],
         interval: float = DEFAULT_NOTICE_INTERVAL,
         *,
         monotonic: Callable[[], float] = time.monotonic,
@@ -126,7 +126,7 @@ class StaffNoticeBatcher:
         # After close (shutdown) nothing is gathered: a late message is posted at once rather than lost.
         if self._closed or (pending is None and (last is None or now - last >= self._interval)):
             self._last_sent[key] = now
-            await self._send(render_notice(header, [text]))
+            await self._send(key, render_notice(header, [text]))
             return
         if pending is None:
             pending = self._pending[key] = _Pending(header)
@@ -145,7 +145,7 @@ class StaffNoticeBatcher:
         if pending is None or not pending.texts:
             return
         self._last_sent[key] = self._monotonic()
-        await self._send(render_notice(pending.header, pending.texts))
+        await self._send(key, render_notice(pending.header, pending.texts))
 
     async def aclose(self) -> None:
         """Post everything still gathered (on shutdown), without waiting for the intervals."""

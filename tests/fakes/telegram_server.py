@@ -174,6 +174,7 @@ class _Fault:
     status: int
     description: str
     retry_after: int | None
+    text_contains: str | None = None
 
 
 class _ApiError(Exception):
@@ -745,6 +746,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
         self._webhook_thread: threading.Thread | None = None
         self._commands: dict[str, list[JSON]] = {}
         self._menu_buttons: dict[ChatId | None, JSON] = {}
+        self._members: dict[tuple[int, int], str] = {}  # (group chat, user) → ChatMember status
         self._methods: dict[str, Callable[[dict[str, Any], dict[str, _UploadedFile]], Any]] = {
             name.lower(): getattr(self, f"_api_{name}")
             for name in (
@@ -769,6 +771,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
                 "setChatMenuButton",
                 "getChatMenuButton",
                 "getFile",
+                "getChatMember",
             )
         }
 
@@ -814,8 +817,10 @@ class FakeTelegramServer(LoopbackHTTPServer):
         description: str | None = None,
         retry_after: int | None = None,
         chat_id: ChatId | None = None,
+        text_contains: str | None = None,
     ) -> None:
-        """Answer the next ``n`` calls (of ``method``/to ``chat_id`` when given) with an error."""
+        """Answer the next ``n`` calls (of ``method``/to ``chat_id``/whose ``text`` or ``caption`` contains
+        ``text_contains``, when given) with an error."""
         default = {
             400: "Bad Request: chat not found",
             409: "Conflict: terminated by other getUpdates request",
@@ -829,6 +834,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
             status,
             description or default,
             retry_after,
+            text_contains,
         )
         with self._cond:
             self._faults.extend([fault] * n)
@@ -969,6 +975,39 @@ class FakeTelegramServer(LoopbackHTTPServer):
                 "date": int(time.time()),
                 **fields,
             }
+        return self.enqueue_update({"message": message})
+
+    def set_chat_member(self, chat_id: int, user_id: int, status: str = "member", **user: Any) -> None:
+        """Make ``user_id`` a member of group ``chat_id`` with a ChatMember ``status`` (creator, administrator,
+        member, restricted, left, kicked); users never set are ``left``."""
+        if status not in ("creator", "administrator", "member", "restricted", "left", "kicked"):
+            raise FakeServerError(f"unknown chat member status {status!r}")
+        self._user(user_id, **user)
+        with self._cond:
+            self._members[(chat_id, user_id)] = status
+
+    def user_sends_group_text(
+        self, chat_id: int, user_id: int, text: str, *, reply_to_message_id: int | None = None, **user: Any
+    ) -> JSON:
+        """A user writes ``text`` in group ``chat_id``, optionally as a Telegram reply to message
+        ``reply_to_message_id`` of that chat (the replied-to message is embedded as Telegram does)."""
+        if chat_id >= 0:
+            raise FakeServerError("a group chat id is negative")
+        sender = self._user(user_id, **user)
+        with self._cond:
+            message: JSON = {
+                "message_id": self._new_message_id(chat_id),
+                "from": sender,
+                "chat": self._chat(chat_id),
+                "date": int(time.time()),
+                "text": text,
+            }
+            if reply_to_message_id is not None:
+                original = self._messages.get((chat_id, reply_to_message_id))
+                if original is None:
+                    raise FakeServerError(f"no message {reply_to_message_id} in chat {chat_id} to reply to")
+                message["reply_to_message"] = json.loads(json.dumps(original))
+            self._messages[(chat_id, message["message_id"])] = message
         return self.enqueue_update({"message": message})
 
     def enqueue_update(self, update: Mapping[str, Any]) -> JSON:
@@ -1153,10 +1192,13 @@ class FakeTelegramServer(LoopbackHTTPServer):
 
     def _check_faults(self, method: str, params: Mapping[str, Any]) -> None:
         chat = _chat_key(params["chat_id"]) if params.get("chat_id") not in (None, "") else None
+        text = str(params.get("text") or params.get("caption") or "")
         with self._cond:
             for index, fault in enumerate(self._faults):
-                if (fault.method is None or fault.method == method.lower()) and (
-                    fault.chat_id is None or fault.chat_id == chat
+                if (
+                    (fault.method is None or fault.method == method.lower())
+                    and (fault.chat_id is None or fault.chat_id == chat)
+                    and (fault.text_contains is None or fault.text_contains in text)
                 ):
                     del self._faults[index]
                     raise _ApiError(fault.status, fault.description, fault.retry_after)
@@ -1183,6 +1225,8 @@ class FakeTelegramServer(LoopbackHTTPServer):
             "user_sends_command": self.user_sends_command,
             "user_sends_contact": self.user_sends_contact,
             "user_presses_button": self.user_presses_button,
+            "user_sends_group_text": self.user_sends_group_text,
+            "set_chat_member": self.set_chat_member,
             "user_sends_photo": user_sends_photo,
             "user_sends_sticker": self.user_sends_sticker,
             "enqueue_update": self.enqueue_update,
@@ -1666,6 +1710,59 @@ class FakeTelegramServer(LoopbackHTTPServer):
             query["answered"] = True
         self._record_sent("answerCallbackQuery", query["chat_id"], params, text=text, plain_text=text)
         return True
+
+    def _api_getChatMember(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
+        chat = self._target_chat(params, "getChatMember")
+        user_id = _int_param(params, "user_id")
+        if user_id is None:
+            raise _bad_request("user_id is required")
+        with self._cond:
+            user = self._users.get(user_id)
+            if user is None:
+                raise _bad_request("PARTICIPANT_ID_INVALID")
+            status = self._members.get((int(chat), user_id), "left") if not isinstance(chat, str) else "left"
+            member: JSON = {"status": status, "user": dict(user)}
+        if status == "administrator":
+            member.update(
+                can_be_edited=False,
+                is_anonymous=False,
+                can_manage_chat=True,
+                can_delete_messages=True,
+                can_manage_video_chats=True,
+                can_restrict_members=True,
+                can_promote_members=False,
+                can_change_info=True,
+                can_invite_users=True,
+                can_post_stories=False,
+                can_edit_stories=False,
+                can_delete_stories=False,
+            )
+        elif status == "creator":
+            member["is_anonymous"] = False
+        elif status == "restricted":
+            member.update(
+                is_member=True,
+                can_send_messages=True,
+                can_send_audios=True,
+                can_send_documents=True,
+                can_send_photos=True,
+                can_send_videos=True,
+                can_send_video_notes=True,
+                can_send_voice_notes=True,
+                can_send_polls=True,
+                can_send_other_messages=True,
+                can_add_web_page_previews=True,
+                can_change_info=False,
+                can_invite_users=False,
+                can_pin_messages=False,
+                can_manage_topics=False,
+                can_edit_tag=False,
+                can_react_to_messages=True,
+                until_date=0,
+            )
+        elif status == "kicked":
+            member["until_date"] = 0
+        return member
 
     def _api_setMyCommands(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
         commands = _json_param(params, "commands")

@@ -116,7 +116,8 @@ async def test_gathered_notices_are_posted_on_close() -> None:
     """Messages still gathered when the service stops are posted at once, not lost."""
     sent: list[str] = []
 
-    async def send(text: str) -> None:
+    async def send(key: int, text: str) -> None:
+        assert key == 1  # the partner the notice is about, so a staff reply to it reaches them
         sent.append(text)
 
     batcher = StaffNoticeBatcher(send, interval=3600.0, monotonic=time.monotonic)
