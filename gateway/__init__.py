@@ -8,6 +8,7 @@ from gateway.errors import (
     RowNotFound,
     SchemaError,
     SheetUnavailable,
+    StructureFault,
 )
 from gateway.gateway import AsyncSheetsGateway
 from gateway.table import Record
@@ -22,4 +23,5 @@ __all__ = [
     "RowNotFound",
     "SchemaError",
     "SheetUnavailable",
+    "StructureFault",
 ]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from gateway import a1
 from gateway.backend import Rows
 from gateway.coalesce import Batcher
-from gateway.errors import BadRequest, SchemaError
+from gateway.errors import BadRequest, SchemaError, StructureFault
 from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
@@ -120,7 +120,7 @@ class AsyncSheetsGateway:
                 hm = await self.locator.header(schema.title)
                 missing = [h for h in schema.headers if not hm.has(h)]
                 if missing and schema.key is not None and not hm.has(schema.key):
-                    raise SchemaError(f"sheet {schema.title!r} lacks its key column {schema.key!r}")
+                    raise SchemaError(f"sheet {schema.title!r} lacks its key column {schema.key!r}", sheet=schema.title)
                 if missing:
                     # Staff-made sheets may lack optional columns: add them at the right end.
                     start = hm.width + 1
@@ -137,16 +137,16 @@ class AsyncSheetsGateway:
     async def _flush_reads(self, items: list[tuple[str, ...]]) -> list[list[Rows] | BaseException]:
         try:
             return list(await self._batch_get(items))
-        except BadRequest:
+        except (BadRequest, StructureFault):
             if len(items) == 1:
                 raise
-        # One caller's range was refused (e.g. a stale row hint past the grid): ask again per caller,
-        # so the refusal reaches only the caller whose range it was.
+        # One caller's range was refused (a stale row hint past the grid, a sheet staff deleted): ask
+        # again per caller, so the refusal reaches only the caller whose range it was.
         out: list[list[Rows] | BaseException] = []
         for item in items:
             try:
                 out += await self._batch_get([item])
-            except BadRequest as exc:
+            except (BadRequest, StructureFault) as exc:
                 out.append(exc)
         return out
 

@@ -87,7 +87,7 @@ class RowLocator:
             for sheet, res in zip(sheets, results[: len(sheets)], strict=True):
                 hm = HeaderMap.from_row(sheet, res[0] if res else [])
                 if not hm.headers:
-                    raise SchemaError(f"sheet {sheet!r} has no header row")
+                    raise SchemaError(f"sheet {sheet!r} has no header row", sheet=sheet)
                 old = self.headers.get(sheet)
                 if old is not None and old.headers != hm.headers:
                     self.hints.forget_sheet(sheet)

@@ -23,7 +23,7 @@ from tenacity import (
 )
 
 from gateway.backend import Rows, SheetsBackend
-from gateway.errors import BadRequest, QuotaExceeded, SheetUnavailable, TransientBackendError
+from gateway.errors import BadRequest, QuotaExceeded, SheetUnavailable, StructureFault, TransientBackendError
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import QuotaLimiter
 
@@ -56,8 +56,9 @@ def _is_retryable_append(exc: BaseException) -> bool:
 
 
 def _counts_as_failure(exc: BaseException) -> bool:
-    # A 429 or a malformed request proves Google is up: neither should open the breaker.
-    return not isinstance(exc, QuotaExceeded | BadRequest)
+    # A 429, a malformed request or a structural refusal (missing sheet, protected range) proves Google
+    # is up: none should open the breaker.
+    return not isinstance(exc, QuotaExceeded | BadRequest | StructureFault)
 
 
 class ResilientBackend:

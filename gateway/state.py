@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT NOT NULL, period TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, period)
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY, op TEXT NOT NULL, error TEXT NOT NULL, created REAL NOT NULL, dead_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -37,6 +41,17 @@ class OutboxEntry:
     seq: int
     op: WriteOp
     maybe_applied: bool
+
+
+@dataclass(frozen=True)
+class QueuedWrite:
+    """An outbox entry or a dead letter as the admin sees it (`marketingbot outbox list`)."""
+
+    seq: int
+    op: WriteOp
+    created: float
+    error: str
+    dead: bool
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,10 @@ class StateStore:
     async def open(self) -> None:
         """Open (and create) the file in WAL mode."""
         await self._file.open()
+        async with self.db.execute("PRAGMA table_info(outbox)") as cur:
+            columns = {str(r[1]) async for r in cur}
+        if "last_error" not in columns:  # state files written before the column existed
+            await self.db.execute("ALTER TABLE outbox ADD COLUMN last_error TEXT NOT NULL DEFAULT ''")
 
     async def close(self) -> None:
         """Close the file."""
@@ -105,6 +124,75 @@ class StateStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def outbox_note_error(self, seq: int, error: str) -> None:
+        """Remember why an entry is still waiting (shown by `marketingbot outbox list`)."""
+        await self.db.execute("UPDATE outbox SET last_error = ? WHERE seq = ?", (error, seq))
+
+    async def outbox_oldest(self) -> float | None:
+        """When the oldest waiting entry was journaled (epoch seconds), None when empty."""
+        async with self.db.execute("SELECT MIN(created) FROM outbox") as cur:
+            row = await cur.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def outbox_list(self) -> list[QueuedWrite]:
+        """Every waiting entry (oldest first), then every dead letter."""
+        out: list[QueuedWrite] = []
+        async with self.db.execute("SELECT seq, op, created, last_error FROM outbox ORDER BY seq") as cur:
+            out += [QueuedWrite(int(s), WriteOp.from_json(str(o)), float(c), str(e), False) async for s, o, c, e in cur]
+        async with self.db.execute("SELECT seq, op, created, error FROM dead_letters ORDER BY seq") as cur:
+            out += [QueuedWrite(int(s), WriteOp.from_json(str(o)), float(c), str(e), True) async for s, o, c, e in cur]
+        return out
+
+    async def outbox_kill(self, entry: OutboxEntry, error: str) -> None:
+        """Move an entry that can never apply to the dead letters (in one transaction)."""
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute("SELECT created FROM outbox WHERE seq = ?", (entry.seq,)) as cur:
+                row = await cur.fetchone()
+            created = float(row[0]) if row else time.time()
+            await self.db.execute(
+                "INSERT OR REPLACE INTO dead_letters(seq, op, error, created, dead_at) VALUES (?, ?, ?, ?, ?)",
+                (entry.seq, entry.op.to_json(), error, created, time.time()),
+            )
+            await self.db.execute("DELETE FROM outbox WHERE seq = ?", (entry.seq,))
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
+
+    async def dead_count(self) -> int:
+        """How many dead letters there are."""
+        async with self.db.execute("SELECT COUNT(*) FROM dead_letters") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def dead_retry(self, seq: int) -> bool:
+        """Put a dead letter back at the end of the outbox (False when there is none with that id)."""
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute("SELECT op FROM dead_letters WHERE seq = ?", (seq,)) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                # maybe_applied: a replay must check the sheet first, whatever happened before.
+                await self.db.execute(
+                    "INSERT INTO outbox(op, maybe_applied, created) VALUES (?, 1, ?)", (str(row[0]), time.time())
+                )
+                await self.db.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,))
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
+        return row is not None
+
+    async def outbox_drop(self, seq: int) -> bool:
+        """Delete one waiting entry or dead letter for good (False when there is none with that id)."""
+        dropped = 0
+        for table in ("outbox", "dead_letters"):
+            cur = await self.db.execute(f"DELETE FROM {table} WHERE seq = ?", (seq,))  # table names are fixed above
+            dropped += cur.rowcount
+            await cur.close()
+        return dropped > 0
+
     async def outbox_pending(self, sheet: str) -> list[WriteOp]:
         """Journaled ops for one sheet, oldest first (to overlay on fresh reads)."""
         return [e.op for e in await self.outbox_peek(1_000_000) if e.op.sheet == sheet]
@@ -137,6 +225,21 @@ class StateStore:
             args = (kind, state)
         async with self.db.execute(sql + " ORDER BY updated", args) as cur:
             return [LedgerEntry(kind, str(k), str(s), str(p), float(u)) async for k, s, p, u in cur]
+
+    # -- meta (small named values: heartbeat, clean-stop marker) -------------------------------
+
+    async def meta_get(self, key: str) -> str | None:
+        """A stored value, or None."""
+        async with self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def meta_set(self, key: str, value: str) -> None:
+        """Store a value."""
+        await self.db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     # -- counters ------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ class HeaderMap:
         try:
             return self._index[normalize_header(header)]
         except KeyError:
-            raise SchemaError(f"sheet {self.sheet!r} has no column {header!r}") from None
+            raise SchemaError(f"sheet {self.sheet!r} has no column {str(header)!r}", sheet=self.sheet) from None
 
     def has(self, header: str) -> bool:
         """Whether the header exists."""

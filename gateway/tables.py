@@ -55,7 +55,7 @@ class Table:
         """Every data row (one read). Empty rows are skipped."""
         (rows,) = await self._read([a1.sheet_range(self.title)])
         if not rows:
-            raise SchemaError(f"sheet {self.title!r} has no header row")
+            raise SchemaError(f"sheet {self.title!r} has no header row", sheet=self.title)
         hm = HeaderMap.from_row(self.title, rows[0])
         self._locator.headers[self.title] = hm
         return [hm.record(i + 2, cells, self.schema.headers) for i, cells in enumerate(rows[1:]) if any(cells)]

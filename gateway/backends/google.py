@@ -11,9 +11,16 @@ HTTP 429                                               QuotaExceeded (retry_afte
                                                        or the body's RetryInfo)
 HTTP 5xx / 408, request timeout, connection failure    TransientBackendError
 HTTP 404 (no such spreadsheet / not shared)            SchemaError
+HTTP 400 "Unable to parse range: 'Sheet'!…"            SheetMissing (the sheet was deleted/renamed)
+HTTP 400 "… above the limit of 10000000 cells"         GridFull
+HTTP 403 "… protected cell or object …"                RangeProtected
+HTTP 401 / 403 otherwise                               AccessDenied
 HTTP 400 "more than … 50000 characters"                CellTooLarge
-other 4xx (incl. "Unable to parse range", 401, 403)    BadRequest
+other 4xx                                              BadRequest
 =====================================================  =========================================
+
+The structural ones (SheetMissing, GridFull, RangeProtected, AccessDenied, SchemaError) are
+StructureFaults: staff can fix them, so the gateway keeps the write in the outbox until they do.
 """
 
 from __future__ import annotations
@@ -40,11 +47,15 @@ from requests.adapters import HTTPAdapter
 from gateway import a1
 from gateway.backend import Rows
 from gateway.errors import (
+    AccessDenied,
     BadRequest,
     CellTooLarge,
     GatewayError,
+    GridFull,
     QuotaExceeded,
+    RangeProtected,
     SchemaError,
+    SheetMissing,
     TransientBackendError,
 )
 from gateway.schemas import normalize_header
@@ -264,7 +275,7 @@ class GoogleSheetsBackend:
         for name, options in dropdowns.items():
             index = positions.get(normalize_header(name))
             if index is None:
-                raise SchemaError(f"sheet {sheet!r} has no column {name!r} for its dropdown")
+                raise SchemaError(f"sheet {sheet!r} has no column {name!r} for its dropdown", sheet=sheet)
             columns.append((index, options))
         await self._call("format_sheet", lambda: self._format(sheet, columns))
 
@@ -314,7 +325,7 @@ class GoogleSheetsBackend:
                 # The cached id is stale (the sheet was deleted or re-created): look it up next time.
                 with self._ids_lock:
                     self._sheet_ids.pop(sheet, None)
-                raise SchemaError(f"sheet {sheet!r} no longer exists (id {sheet_id})") from exc
+                raise SheetMissing(f"sheet {sheet!r} no longer exists (id {sheet_id})", sheet=sheet) from exc
             raise
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -337,7 +348,7 @@ class GoogleSheetsBackend:
         if sheet_id is None:
             sheet_id = self._refresh_sheet_ids().get(title)
         if sheet_id is None:
-            raise SchemaError(f"the spreadsheet has no sheet {title!r}")
+            raise SheetMissing(f"the spreadsheet has no sheet {title!r}", sheet=title)
         return sheet_id
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -371,8 +382,15 @@ def translate_error(exc: BaseException, what: str, spreadsheet_id: str) -> Gatew
             )
         if "50000 characters" in message or f"{a1.MAX_CELL_CHARS} characters" in message:
             return CellTooLarge(detail)
+        if status == 400 and message.startswith(_UNPARSABLE):
+            sheet = range_sheet(message[len(_UNPARSABLE) :])
+            return SheetMissing(f"{what}: the spreadsheet has no sheet {sheet!r} ({message})", sheet=sheet)
+        if status == 400 and "limit of" in message and "cells" in message:
+            return GridFull(detail)
+        if status == 403 and "protected" in message.lower():
+            return RangeProtected(detail)
         if status in (401, 403):
-            return BadRequest(f"{what}: access denied to spreadsheet {spreadsheet_id!r} (HTTP {status}: {message})")
+            return AccessDenied(f"{what}: access denied to spreadsheet {spreadsheet_id!r} (HTTP {status}: {message})")
         return BadRequest(detail)
     if isinstance(exc, requests.Timeout):
         return TransientBackendError(f"{what}: timed out: {exc}")
@@ -393,6 +411,27 @@ def translate_error(exc: BaseException, what: str, spreadsheet_id: str) -> Gatew
     if isinstance(exc, KeyError | TypeError | ValueError):
         return TransientBackendError(f"{what}: unexpected answer from the API: {exc!r}")
     return None
+
+
+_UNPARSABLE = "Unable to parse range: "
+
+
+def range_sheet(text: str) -> str:
+    """The sheet title an A1 range names ('' when it names none): `'Архив'!1:1` → `Архив`."""
+    text = text.strip()
+    if text.startswith("'"):
+        out, i = [], 1
+        while i < len(text):
+            if text[i] == "'":
+                if text[i + 1 : i + 2] == "'":
+                    out.append("'")
+                    i += 2
+                    continue
+                break
+            out.append(text[i])
+            i += 1
+        return "".join(out)
+    return text.partition("!")[0] if "!" in text else text
 
 
 def _retry_after(response: requests.Response, error: Mapping[str, Any]) -> float | None:

@@ -16,7 +16,7 @@ import aiosqlite
 
 from gateway import a1
 from gateway.backend import Rows
-from gateway.errors import BadRequest, CellTooLarge, TransientBackendError
+from gateway.errors import BadRequest, CellTooLarge, SheetMissing, TransientBackendError
 from gateway.sqlite import SqliteFile
 
 _SCHEMA = """
@@ -80,7 +80,7 @@ class LocalSheetsBackend:
         try:
             for rng in parsed:
                 if rng.sheet not in titles:
-                    raise BadRequest(f"Unable to parse range: {a1.quote_title(rng.sheet)}")
+                    raise _missing(rng.sheet)
                 out.append(await self._read(rng))
         except sqlite3.OperationalError as exc:
             raise TransientBackendError(f"local store busy: {exc}") from exc
@@ -95,14 +95,14 @@ class LocalSheetsBackend:
         async with self._write() as db:
             for rng, rows in parsed:
                 if rng.sheet not in titles:
-                    raise BadRequest(f"Unable to parse range: {a1.quote_title(rng.sheet)}")
+                    raise _missing(rng.sheet)
                 await self._put(db, rng.sheet, rng.row1 or 1, rng.col1 or 1, rows)
 
     async def append(self, sheet: str, rows: Rows) -> int:
         """Insert rows after the last non-empty row, atomically against other writers."""
         _check_sizes(rows)
         if sheet not in set(await self.sheet_titles()):
-            raise BadRequest(f"Unable to parse range: {a1.quote_title(sheet)}")
+            raise _missing(sheet)
         async with self._write() as db:
             async with db.execute("SELECT COALESCE(MAX(row), 0) FROM cells WHERE sheet = ?", (sheet,)) as cur:
                 row = await cur.fetchone()
@@ -195,6 +195,10 @@ class _WriteTxn:
                 await self._db.execute("ROLLBACK")
         finally:
             self._lock.release()
+
+
+def _missing(sheet: str) -> SheetMissing:
+    return SheetMissing(f"Unable to parse range: {a1.quote_title(sheet)}", sheet=sheet)
 
 
 def _check_sizes(rows: Rows) -> None:
