@@ -24,6 +24,7 @@ import uvicorn
 from bot.ai.fallback import FallbackAI
 from bot.ai.prompt import SystemPrompt
 from bot.config import Settings, parse_working_hours
+from bot.health import HealthMonitor
 from bot.jobs import Periodic
 from bot.log_messenger import LogMessenger
 from bot.logging_setup import setup_logging
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=20)
 WORKER_POLL_SECONDS = 5.0
 PROMOTIONS_POLL_SECONDS = 30.0
+HEALTH_CHECK_SECONDS = 5.0
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -168,25 +170,14 @@ class Runtime:
     started_at: float = field(default_factory=time.monotonic)
     phase: str = "starting"  # "starting" → "running" → "stopping"
 
+    monitor: HealthMonitor | None = None
+
     async def health(self) -> dict[str, Any]:
-        """The /healthz body: ok, or degraded with the reason visible."""
-        stats = self.poller.last_stats
-        lag = stats.oldest_pending_seconds if stats else None
-        body: dict[str, Any] = {
-            "status": "ok",
-            "sheet_backend": self.gateway.backend.name,
-            "sheet_breaker": self.gateway.breaker_state,
-            "outbox_depth": self.gateway.outbox_depth,
-            "queue_lag_seconds": lag,
-            "ai": "offline" if self.ai.is_offline else self.ai.primary.name,
-            "telegram": "on" if self.telegram is not None else "off",
-            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
-        }
-        if self.phase != "running":
-            body["status"] = self.phase  # answered with 503: not ready for traffic (deploy.sh waits for ok)
-        elif self.gateway.breaker_state != "closed" or self.gateway.outbox_depth:
-            body["status"] = "degraded"
-        return body
+        """The /healthz and /readyz body (bot/health.py): ok, or degraded with the problems named."""
+        if self.monitor is None:
+            return {"status": self.phase, "problems": []}
+        self.monitor.phase = self.phase
+        return await self.monitor.body()
 
 
 async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
@@ -235,6 +226,14 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         messenger=messenger,
         worker=AnalyticsWorker(gw, rdir, base, settle=0.0) if local else None,  # the only worker: no race
         telegram=telegram_app,
+    )
+    runtime.monitor = HealthMonitor(
+        gw,
+        messenger,
+        queue_stats=lambda: runtime.poller.last_stats,
+        ai=ai,
+        ai_name="offline" if ai.is_offline else ai.primary.name,
+        telegram_probe=telegram_app.bot.get_me if telegram_app is not None else None,
     )
     if telegram_app is not None:
         # Broadcasts and the admin console only make sense with a Telegram bot to send through.
@@ -385,6 +384,8 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
         jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, runtime.worker.run_once, first=0.5))
     if runtime.promotions is not None:
         jobs.append(Periodic("promotions", PROMOTIONS_POLL_SECONDS, runtime.promotions.poll_once))
+    if runtime.monitor is not None:
+        jobs.append(Periodic("health", HEALTH_CHECK_SECONDS, runtime.monitor.check_once))
     return jobs
 
 
@@ -402,6 +403,8 @@ async def run_application(settings: Settings, *, local: bool) -> None:
     serve = asyncio.create_task(server.serve(), name="web")
     try:
         await _start_telegram(runtime)
+        if runtime.monitor is not None:
+            await runtime.monitor.start()  # after Telegram: a crash notice is sent through the bot
         for job in runtime.jobs:
             job.start()
         while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
@@ -478,6 +481,8 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     from bot.ai.factory import close_ai
 
     await close_ai(runtime.ai)
+    if runtime.monitor is not None:
+        await runtime.monitor.stop()  # a clean stop: the next start will not report a crash
     await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
     log.info("MarketingBot stopped")
 

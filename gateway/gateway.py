@@ -17,12 +17,13 @@ outbox, and `close()` waits for it. Ops of one write are all-or-nothing per op: 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from gateway import a1
 from gateway.backend import Rows
 from gateway.coalesce import Batcher
-from gateway.errors import BadRequest, SchemaError, StructureFault
+from gateway.errors import BadRequest, SchemaError, SheetMissing, StructureFault
 from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
@@ -30,6 +31,7 @@ from gateway.outbox import Writer
 from gateway.resilience import ResilientBackend
 from gateway.schemas import ALL_SCHEMAS, SheetSchema, normalize_header
 from gateway.state import StateStore
+from gateway.table import HeaderMap
 from gateway.tables import Table
 from gateway.writer import BatchApplier
 
@@ -105,6 +107,40 @@ class AsyncSheetsGateway:
     def outbox_depth(self) -> int:
         """Writes waiting for the sheet."""
         return self.writer.depth
+
+    @property
+    def structure_fault(self) -> StructureFault | None:
+        """What the outbox waits on when the spreadsheet's structure refuses writes (None: nothing)."""
+        return self.writer.fault
+
+    async def outbox_oldest_age(self) -> float | None:
+        """Seconds the oldest waiting write has waited (None when the outbox is empty)."""
+        created = await self.state.outbox_oldest()
+        return None if created is None else max(0.0, time.time() - created)
+
+    async def dead_letters(self) -> int:
+        """Writes that can never apply, kept for the admin (`marketingbot outbox list`)."""
+        return await self.state.dead_count()
+
+    async def structure_problems(self, schemas: Sequence[SheetSchema] = ALL_SCHEMAS) -> list[StructureFault]:
+        """Missing sheets and headers (two reads: the sheet titles, then every header row in one call)."""
+        titles = {normalize_header(t): t for t in await self.backend.sheet_titles()}
+        problems: list[StructureFault] = []
+        present = []
+        for schema in schemas:
+            title = titles.get(normalize_header(schema.title))
+            if title is None:
+                problems.append(SheetMissing(f"the spreadsheet has no sheet {schema.title!r}", sheet=schema.title))
+            else:
+                present.append((schema, title))
+        rows = await self.read_ranges([a1.row_range(title, 1) for _, title in present]) if present else []
+        for (schema, _), row in zip(present, rows, strict=True):
+            hm = HeaderMap.from_row(schema.title, row[0] if row else [])
+            lacking = [h for h in schema.headers if not hm.has(h)]
+            if lacking:
+                names = ", ".join(f"«{h}»" for h in lacking)
+                problems.append(SchemaError(f"sheet {schema.title!r} lacks columns {names}", sheet=schema.title))
+        return problems
 
     # -- setup ---------------------------------------------------------------------------------
 

@@ -241,6 +241,15 @@ class StateStore:
             (key, value),
         )
 
+    async def meta_keys(self, prefix: str) -> list[str]:
+        """Every stored key starting with `prefix`."""
+        async with self.db.execute("SELECT key FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)) as cur:
+            return [str(r[0]) async for r in cur]
+
+    async def meta_delete(self, key: str) -> None:
+        """Forget a value."""
+        await self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     # -- counters ------------------------------------------------------------------------------
 
     async def counter_add(self, name: str, period: str, delta: int = 1) -> int:

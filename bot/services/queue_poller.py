@@ -64,6 +64,7 @@ class PollStats:
     send_failures: int = 0
     oldest_pending_seconds: float | None = None
     read_failed: bool = False
+    oldest_new_seconds: float | None = None  # a NEW row no worker has claimed yet (health: worker idle)
 
 
 @dataclass
@@ -124,6 +125,7 @@ class QueuePoller:
         now = self._clock()
         pending = delivered = errors = stuck = failures = 0
         oldest: float | None = None
+        oldest_new: float | None = None
         due: list[tuple[Record, _Delivery]] = []
         for rec in rows:
             status = rec[QueueCol.STATUS].strip().upper()
@@ -135,6 +137,8 @@ class QueuePoller:
                 if created is not None:
                     age = (now - created).total_seconds()
                     oldest = age if oldest is None else max(oldest, age)
+                    if status == QueueStatus.NEW:
+                        oldest_new = age if oldest_new is None else max(oldest_new, age)
                     if age >= self._stuck_after.total_seconds() and await self._report_stuck(rec):
                         stuck += 1
             elif status in (QueueStatus.DONE, QueueStatus.ERROR) and not rec[QueueCol.DELIVERED_AT].strip():
@@ -162,7 +166,9 @@ class QueuePoller:
             elif outcome == "failed":
                 failures += 1
         await self._mark_delivered(marks)
-        self.last_stats = PollStats(len(rows), pending, delivered, errors, stuck, failures, oldest)
+        self.last_stats = PollStats(
+            len(rows), pending, delivered, errors, stuck, failures, oldest, oldest_new_seconds=oldest_new
+        )
         return self.last_stats
 
     async def _full_rows(self, recs: list[Record]) -> dict[str, Record]:
