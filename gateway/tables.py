@@ -10,7 +10,7 @@ from gateway.errors import GatewayError, SchemaError, TransientBackendError
 from gateway.locate import RowLocator, Want
 from gateway.ops import WriteOp, append_text, insert, upsert
 from gateway.schemas import SheetSchema
-from gateway.table import HeaderMap, Record
+from gateway.table import HeaderMap, Record, normalize_key
 
 ReadFn = Callable[[Sequence[str]], Awaitable[list[Rows]]]
 WriteFn = Callable[[Sequence[WriteOp]], Awaitable[None]]
@@ -42,7 +42,7 @@ class Table:
         """Several rows by key in as few reads as possible."""
         col = self._key_column(column)
         keys = list(dict.fromkeys(keys))
-        wants = {k: Want(self.title, (col,), (k.strip(),)) for k in keys}
+        wants = {k: Want(self.title, (col,), (normalize_key(k),)) for k in keys}
         headers, found = await self._locator.locate(list(wants.values()))
         hm = headers[self.title]
         out: dict[str, Record | None] = {}

@@ -19,7 +19,7 @@ from gateway.locate import Found, RowLocator, Want
 from gateway.ops import OpKind, WriteOp, insert
 from gateway.resilience import BreakerOpen
 from gateway.schemas import ARCHIVE, ArchiveCol
-from gateway.table import HeaderMap
+from gateway.table import HeaderMap, normalize_key
 
 _ENTRY_START = re.compile(r"^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?\]", re.MULTILINE)
 
@@ -247,7 +247,7 @@ class _NeedArchive(Exception):
 
 
 def _want(op: WriteOp) -> Want:
-    return Want(op.sheet, op.key_columns, tuple(k.strip() for k in op.key))
+    return Want(op.sheet, op.key_columns, tuple(normalize_key(k) for k in op.key))
 
 
 def _join(current: str, text: str) -> str:

@@ -32,6 +32,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import gspread
@@ -221,7 +222,13 @@ class GoogleSheetsBackend:
         wanted = list(ranges)
         if not wanted:
             return []
-        params: dict[str, Any] = {"majorDimension": "ROWS", "valueRenderOption": "FORMATTED_VALUE"}
+        # UNFORMATTED: a number staff typed (a Telegram ID) reads as its digits, not as `100 001` or
+        # `1.00001E+5`; dates still read as the text staff see. Text cells (all we write) are unchanged.
+        params: dict[str, Any] = {
+            "majorDimension": "ROWS",
+            "valueRenderOption": "UNFORMATTED_VALUE",
+            "dateTimeRenderOption": "FORMATTED_STRING",
+        }
         reply = await self._call(
             "batch_get", lambda: self._http.values_batch_get(self._spreadsheet_id, wanted, params=params)
         )
@@ -459,11 +466,14 @@ def _retry_after(response: requests.Response, error: Mapping[str, Any]) -> float
 
 
 def _text(value: Any) -> str:
-    """A cell as text: FORMATTED_VALUE cells are already strings; be safe with others."""
+    """A cell as text: strings as they are, numbers (UNFORMATTED_VALUE) as plain digits, never 1e+16."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, float):
+        text = repr(value)
+        return format(Decimal(text), "f") if "e" in text else text
     return str(value)
