@@ -16,6 +16,8 @@ outbox, and `close()` waits for it. Ops of one write are all-or-nothing per op: 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -37,6 +39,8 @@ from gateway.writer import BatchApplier
 
 log = logging.getLogger(__name__)
 MAX_RANGES_PER_CALL = 100
+QUOTA_WINDOW = 60.0  # Google counts calls per minute
+LAST_CALL_KEY = "sheets-last-call"
 
 
 class AsyncSheetsGateway:
@@ -51,6 +55,7 @@ class AsyncSheetsGateway:
         read_window: float = 0.005,
         write_window: float = 0.005,
         replay_interval: float = 5.0,
+        heartbeat: float = 5.0,
     ) -> None:
         self.backend = backend
         self.state = state
@@ -61,20 +66,59 @@ class AsyncSheetsGateway:
             BatchApplier(backend, self.locator), state, metrics, window=write_window, replay_interval=replay_interval
         )
         self._tables: dict[str, Table] = {}
+        self._heartbeat = heartbeat
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._saved_call_at: float | None = None
 
     async def start(self) -> None:
         """Open the backend and the state file, and start replaying any journaled writes."""
         await self.backend.open()
         await self.state.open()
+        await self._restore_quota()
         await self.writer.start()
+        self._heartbeat_task = asyncio.create_task(self._save_quota_loop(), name="quota-heartbeat")
 
     async def close(self) -> None:
         """Flush in-flight writes (to the sheet or the outbox) and close everything."""
         try:
             await self.writer.stop()
         finally:
+            if self._heartbeat_task is not None:
+                self._heartbeat_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._heartbeat_task
+            with contextlib.suppress(Exception):
+                await self._save_quota()
             await self.state.close()
             await self.backend.close()
+
+    # -- the quota across restarts ---------------------------------------------------------------
+
+    async def _restore_quota(self) -> None:
+        """Google still counts a dead process's calls of the last minute: if any may fall in this window, the
+        limiters start empty instead of with a full burst (which met 429s right after a restart)."""
+        saved = await self.state.meta_get(LAST_CALL_KEY)
+        try:
+            last = float(saved) if saved else None
+        except ValueError:
+            last = None
+        if last is not None and time.time() - last < QUOTA_WINDOW + self._heartbeat:
+            log.info("sheet calls %.0f s before this start: the quota limiter starts empty", time.time() - last)
+            self.backend.drain_limiters()
+
+    async def _save_quota(self) -> None:
+        last = self.backend.last_call_at
+        if last is not None and last != self._saved_call_at:
+            await self.state.meta_set(LAST_CALL_KEY, repr(last))
+            self._saved_call_at = last
+
+    async def _save_quota_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await self._save_quota()
+            except Exception:  # a busy state file must not stop the heartbeat
+                log.exception("could not record the last sheet call")
 
     # -- access --------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -92,6 +93,13 @@ class ResilientBackend:
         self._write_limiter = write_limiter
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(initial=self.retry.initial_backoff, max=self.retry.max_backoff)
+        self.last_call_at: float | None = None  # wall-clock time of the last call sent (persisted by the gateway)
+
+    def drain_limiters(self) -> None:
+        """Start both quota limiters empty (a restart within a quota window of the last process's calls)."""
+        for limiter in (self._read_limiter, self._write_limiter):
+            if limiter is not None:
+                limiter.drain()
 
     @property
     def breaker_state(self) -> str:
@@ -164,6 +172,7 @@ class ResilientBackend:
 
     async def _attempt(self, kind: str, fn: Callable[[], Awaitable[T]], limiter: QuotaLimiter | None) -> T:
         self.metrics.record_call(kind)
+        self.last_call_at = time.time()
         try:
             with self.breaker.calling():
                 return await fn()
