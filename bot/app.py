@@ -37,6 +37,7 @@ from bot.services.operator_replies import OperatorReplyService
 from bot.services.ports import Messenger
 from bot.services.promotions import PromotionService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
+from bot.services.retention import RetentionService
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
 from gateway import AsyncSheetsGateway
@@ -49,6 +50,7 @@ STUCK_AFTER = timedelta(minutes=20)
 WORKER_POLL_SECONDS = 5.0
 PROMOTIONS_POLL_SECONDS = 30.0
 HEALTH_CHECK_SECONDS = 5.0
+RETENTION_SECONDS = 3600.0
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -386,6 +388,8 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
         jobs.append(Periodic("promotions", PROMOTIONS_POLL_SECONDS, runtime.promotions.poll_once))
     if runtime.monitor is not None:
         jobs.append(Periodic("health", HEALTH_CHECK_SECONDS, runtime.monitor.check_once))
+    retention = RetentionService(runtime.gateway, queue_retention_days=s.queue_retention_days)
+    jobs.append(Periodic("retention", RETENTION_SECONDS, retention.run_once, first=60.0))
     return jobs
 
 

@@ -31,7 +31,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
 from gateway.outbox import Writer
 from gateway.resilience import ResilientBackend
-from gateway.schemas import ALL_SCHEMAS, SheetSchema, normalize_header
+from gateway.schemas import ALL_SCHEMAS, AUXILIARY_SCHEMAS, SheetSchema, normalize_header
 from gateway.state import StateStore
 from gateway.table import HeaderMap
 from gateway.tables import Table
@@ -188,7 +188,9 @@ class AsyncSheetsGateway:
 
     # -- setup ---------------------------------------------------------------------------------
 
-    async def ensure_sheets(self, schemas: Sequence[SheetSchema] = ALL_SCHEMAS, *, fmt: bool = True) -> list[str]:
+    async def ensure_sheets(
+        self, schemas: Sequence[SheetSchema] = ALL_SCHEMAS + AUXILIARY_SCHEMAS, *, fmt: bool = True
+    ) -> list[str]:
         """Create missing sheets with their headers (and dropdowns + frozen header on Google); returns created."""
         existing = {normalize_header(t) for t in await self.backend.sheet_titles()}
         created = []

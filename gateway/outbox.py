@@ -75,6 +75,11 @@ class Writer:
                 await self._replayer
 
     @property
+    def apply_lock(self) -> asyncio.Lock:
+        """Held while a batch or a replay is applied: whatever moves rows (archiving) takes it too."""
+        return self._apply_lock
+
+    @property
     def depth(self) -> int:
         """Writes waiting in the outbox."""
         return self._depth

@@ -140,6 +140,12 @@ class ResilientBackend:
         """See SheetsBackend."""
         await self._call("format", lambda: self.inner.format_sheet(sheet, headers, dropdowns), write=True)
 
+    async def delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        """See SheetsBackend (not retried: a lost answer may hide a deletion that happened)."""
+        await self._call(
+            "delete_rows", lambda: self.inner.delete_rows(sheet, rows), write=True, retryable=_is_retryable_append
+        )
+
     # -- the one code path every call takes ----------------------------------------------------
 
     async def _call(

@@ -226,6 +226,13 @@ class StateStore:
         async with self.db.execute(sql + " ORDER BY updated", args) as cur:
             return [LedgerEntry(kind, str(k), str(s), str(p), float(u)) async for k, s, p, u in cur]
 
+    async def ledger_prune(self, before: float) -> int:
+        """Forget finished entries last updated before `before` (epoch seconds); in-flight ('sending') ones stay."""
+        cur = await self.db.execute("DELETE FROM ledger WHERE updated < ? AND lower(state) != 'sending'", (before,))
+        count = cur.rowcount
+        await cur.close()
+        return int(count)
+
     # -- meta (small named values: heartbeat, clean-stop marker) -------------------------------
 
     async def meta_get(self, key: str) -> str | None:
@@ -266,6 +273,13 @@ class StateStore:
         async with self.db.execute("SELECT value FROM counters WHERE name = ? AND period = ?", (name, period)) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def counter_prune(self, before: str) -> int:
+        """Forget counters of periods (ISO dates) before `before`."""
+        cur = await self.db.execute("DELETE FROM counters WHERE period < ?", (before,))
+        count = cur.rowcount
+        await cur.close()
+        return int(count)
 
     async def counter_sum(self, prefix: str, period: str) -> int:
         """Sum of counters whose name starts with `prefix` for one period."""

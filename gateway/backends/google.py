@@ -335,6 +335,25 @@ class GoogleSheetsBackend:
                 raise SheetMissing(f"sheet {sheet!r} no longer exists (id {sheet_id})", sheet=sheet) from exc
             raise
 
+    async def delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        """Delete rows with deleteDimension requests in one atomic spreadsheets.batchUpdate (bottom first,
+        so each request's row numbers are still the ones read)."""
+        gone = sorted(set(rows), reverse=True)
+        if gone:
+            await self._call("delete_rows", lambda: self._delete_rows(sheet, gone))
+
+    def _delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        sheet_id = self._sheet_id(sheet)
+        requests_ = [
+            {
+                "deleteDimension": {
+                    "range": {"sheetId": sheet_id, "dimension": "ROWS", "startIndex": r - 1, "endIndex": r}
+                }
+            }
+            for r in rows
+        ]
+        self._http.batch_update(self._spreadsheet_id, {"requests": requests_})
+
     # -- helpers ---------------------------------------------------------------------------------
 
     def _refresh_sheet_ids(self) -> dict[str, int]:

@@ -8,6 +8,7 @@ Another process (the CLI) may read and write the same file at the same time.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -112,6 +113,27 @@ class LocalSheetsBackend:
 
     async def format_sheet(self, sheet: str, headers: Sequence[str], dropdowns: Mapping[str, Sequence[str]]) -> None:
         """Nothing to format without a spreadsheet UI."""
+
+    async def delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        """Delete rows in one transaction; the rows below move up (as a deleteDimension does)."""
+        gone = sorted(set(rows))
+        if not gone:
+            return
+        if sheet not in set(await self.sheet_titles()):
+            raise _missing(sheet)
+        async with self._write() as db:
+            async with db.execute(
+                "SELECT row, col, value FROM cells WHERE sheet = ? AND row >= ?", (sheet, gone[0])
+            ) as cur:
+                below = [(int(r), int(c), str(v)) async for r, c, v in cur]
+            await db.execute("DELETE FROM cells WHERE sheet = ? AND row >= ?", (sheet, gone[0]))
+            kept = []
+            for r, c, v in below:
+                if r in gone:
+                    continue
+                shift = bisect.bisect_left(gone, r)  # deleted rows above this one
+                kept.append((sheet, r - shift, c, v))
+            await db.executemany("INSERT INTO cells(sheet, row, col, value) VALUES (?, ?, ?, ?)", kept)
 
     # -- internals -------------------------------------------------------------------------------
 
