@@ -99,6 +99,7 @@ class RecordedRequest:
     params: Mapping[str, list[str]]
     body: Any
     status: int
+    at: float = 0.0  # time.monotonic() when it was handled (values read or written), before the answer
 
 
 @dataclass(frozen=True)
@@ -667,7 +668,7 @@ class FakeSheetsServer(LoopbackServer):
     ) -> None:
         with self._lock:
             self._responses[status] += 1
-            self._log.append(RecordedRequest(kind, handler.command, path, dict(params), body, status))
+            self._log.append(RecordedRequest(kind, handler.command, path, dict(params), body, status, time.monotonic()))
 
 
 def _quota_body(is_read: bool, limit: int) -> Any:
