@@ -234,14 +234,19 @@ class HealthMonitor:
             where = f"лист «{fault.sheet}»" if fault.sheet else "таблица"
             what = _describe(fault)
             waiting = gw.outbox_depth
+            held = (
+                f" Партнёры получают ответы; записи ({waiting}) ждут в очереди и будут внесены по порядку после "
+                "исправления."
+                if waiting
+                else " Партнёры получают ответы, записи пока проходят."
+            )
             out.append(
                 Condition(
                     key,
                     f"{where}: {what} — {fault.fix}",
-                    f"⚠️ Бот не может записать в таблицу: {where} — {what}. Что сделать: {fault.fix}. "
-                    f"Партнёры получают ответы; записи ({waiting}) ждут в очереди и будут внесены по порядку "
-                    "после исправления.",
-                    f"✅ Исправлено: {where} снова в порядке. Ожидавшие записи внесены в таблицу по порядку.",
+                    f"⚠️ Проблема в таблице: {where} — {what}. Что сделать: {fault.fix}.{held}",
+                    f"✅ Исправлено: {where} снова в порядке."
+                    + (" Ожидавшие записи внесены в таблицу по порядку." if waiting else ""),
                 )
             )
         if oldest is not None and oldest > t.outbox_age:
@@ -311,7 +316,8 @@ def _describe(fault: StructureFault) -> str:
     if isinstance(fault, SheetMissing):
         return "лист удалён или переименован"
     if "lacks columns" in text:
-        return "нет заголовков " + text.split("lacks columns", 1)[1].strip()
+        names = text.split("lacks columns", 1)[1].strip()
+        return ("нет заголовков " if "," in names else "нет заголовка ") + names
     column = re.search(r"has no column '([^']*)'", text)
     if column:
         return f"нет заголовка «{column.group(1)}»"

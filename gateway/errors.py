@@ -73,7 +73,7 @@ class AccessDenied(StructureFault):
 class GridFull(StructureFault):
     """The spreadsheet is at Google's 10,000,000-cell limit: no row can be added."""
 
-    fix_template = "таблица достигла лимита 10 млн ячеек: удалите лишние строки/столбцы или листы"
+    fix_template = "таблица достигла лимита 10 млн ячеек: удалите пустые строки и столбцы или лишние листы"
 
 
 class CellTooLarge(BadRequest):

@@ -243,7 +243,8 @@ class GoogleSheetsBackend:
         """Write every (range, rows) pair RAW in one values:batchUpdate."""
         pairs = list(data)
         if pairs:
-            await self._call("batch_update", lambda: self._write_rows(pairs))
+            sheets = dict.fromkeys(range_sheet(rng) for rng, _ in pairs)
+            await self._call("batch_update", lambda: self._write_rows(pairs), sheets=list(sheets))
 
     def _write_rows(self, pairs: Sequence[tuple[str, Rows]]) -> None:
         body = {
@@ -261,6 +262,7 @@ class GoogleSheetsBackend:
         reply = await self._call(
             "append",
             lambda: self._http.values_append(self._spreadsheet_id, a1.sheet_range(sheet), params, body),
+            sheets=[sheet],
         )
         updated = (reply.get("updates") or {}).get("updatedRange")
         try:
@@ -377,8 +379,11 @@ class GoogleSheetsBackend:
             raise SheetMissing(f"the spreadsheet has no sheet {title!r}", sheet=title)
         return sheet_id
 
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one blocking gspread call in a worker thread, translating its failures."""
+    async def _call(self, what: str, fn: Callable[[], T], *, sheets: Sequence[str] = ()) -> T:
+        """Run one blocking gspread call in a worker thread, translating its failures.
+
+        `sheets`: the sheets the call writes, to name in a protected-range or cell-limit refusal (Google's
+        message does not say which range it was)."""
         try:
             return await asyncio.to_thread(fn)
         except GatewayError:
@@ -387,6 +392,8 @@ class GoogleSheetsBackend:
             error = translate_error(exc, what, self._spreadsheet_id)
             if error is None:
                 raise
+            if isinstance(error, RangeProtected | GridFull) and sheets:
+                error = type(error)(str(error), sheet=", ".join(sheets))
             log.debug("sheets %s failed: %s", what, error)
             raise error from exc
 

@@ -102,6 +102,9 @@ async def _fault_then_fix(
         assert await s.gw.dead_letters() == 0
     body = await s.settle()
     body = await s.settle()  # a second check: still one alert
+    print(f"\n[{s.backend}] partner saw: {answers[0]!r}")
+    print(f"[{s.backend}] /readyz 503 problems: {body['problems']}")
+    print(f"[{s.backend}] staff chat: {s.kit.messenger.staff}")
     assert body["status"] == "degraded" and not HealthMonitor.ready(body) and HealthMonitor.alive(body)
     assert any(named in str(p) for p in body["problems"]), body["problems"]  # type: ignore[attr-defined]
     assert len(s.kit.messenger.staff) == 1, s.kit.messenger.staff
@@ -112,6 +115,7 @@ async def _fault_then_fix(
     assert body["status"] == "ok" and body["problems"] == [], body
     assert len(s.kit.messenger.staff) == 2 and s.kit.messenger.staff[1].startswith("✅")
     log = await s.log()
+    print(f"[{s.backend}] after the fix: staff chat {s.kit.messenger.staff[1]!r}; E holds:\n{log}")
     texts = ["сообщение до сбоя"] + [f"сообщение {i}" for i in range(3)]
     positions = [log.find(f"Пользователь: {t}\n") for t in texts]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), log
@@ -185,6 +189,7 @@ async def test_a_workbook_at_its_cell_limit_holds_new_rows_until_space_is_freed(
         body = await s.settle()
         assert body["status"] == "degraded" and any("лимит" in str(p) for p in body["problems"])  # type: ignore[attr-defined]
         assert len(s.kit.messenger.staff) == 1 and "10 млн" in s.kit.messenger.staff[0]
+        print(f"\n[google] /readyz 503 problems: {body['problems']}\n[google] staff chat: {s.kit.messenger.staff}")
         await fix()
         assert await s.gw.writer.wait_empty(10)
         assert (await s.settle())["status"] == "ok"
