@@ -59,6 +59,7 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
         jobs=[job],
         ai=FallbackAI(OfflineResponder()),
         gateway=_Gateway(),
+        monitor=None,
     )
     server = SimpleNamespace(should_exit=False)
     serve: asyncio.Future[None] = asyncio.get_running_loop().create_future()
