@@ -11,7 +11,7 @@ from gateway.errors import (
     StructureFault,
 )
 from gateway.gateway import AsyncSheetsGateway
-from gateway.table import Record
+from gateway.table import Record, normalize_key
 
 __all__ = [
     "AsyncSheetsGateway",
@@ -24,4 +24,5 @@ __all__ = [
     "SchemaError",
     "SheetUnavailable",
     "StructureFault",
+    "normalize_key",
 ]

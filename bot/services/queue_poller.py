@@ -25,7 +25,7 @@ import httpx
 
 from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record, a1
+from gateway import AsyncSheetsGateway, GatewayError, Record, a1, normalize_key
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
 from gateway.state import LedgerEntry
 from gateway.table import HeaderMap
@@ -379,7 +379,7 @@ def _status(rec: Mapping[str, str]) -> str:
 
 
 def _chat_id(rec: Mapping[str, str]) -> int | None:
-    raw = rec[QueueCol.TELEGRAM_ID].strip()
+    raw = normalize_key(rec[QueueCol.TELEGRAM_ID])
     try:
         return int(raw)
     except ValueError:
