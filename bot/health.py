@@ -323,6 +323,8 @@ def _describe(fault: StructureFault) -> str:
         return f"нет заголовка «{column.group(1)}»"
     if "no header row" in text:
         return "нет строки заголовков"
+    if "not found" in text:
+        return "таблица не найдена"
     return text
 
 

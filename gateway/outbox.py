@@ -218,7 +218,8 @@ class Writer:
             except StructureFault as exc:
                 self.fault = exc
                 log.warning("outbox waits for staff: %s (fix: %s; %d waiting)", exc, exc.fix, self._depth)
-                await asyncio.sleep(self._replay_interval)
+                # Staff fix things in minutes, not seconds: probe less often, to spare the read quota.
+                await asyncio.sleep(self._replay_interval * 3)
             except SheetUnavailable as exc:
                 log.info("outbox replay deferred: %s (%d waiting)", exc, self._depth)
                 await asyncio.sleep(self._replay_interval)

@@ -411,7 +411,8 @@ def translate_error(exc: BaseException, what: str, spreadsheet_id: str) -> Gatew
         if status == 404:
             return SchemaError(
                 f"{what}: spreadsheet {spreadsheet_id!r} not found — check GOOGLE_SPREADSHEET_ID and that it "
-                f"is shared with the service account (HTTP 404: {message})"
+                f"is shared with the service account (HTTP 404: {message})",
+                fix="проверьте GOOGLE_SPREADSHEET_ID и что таблица открыта сервисному аккаунту",
             )
         if "50000 characters" in message or f"{a1.MAX_CELL_CHARS} characters" in message:
             return CellTooLarge(detail)
