@@ -48,7 +48,7 @@ class HealthThresholds:
     worker_idle: float = 300.0
     ai_failures: int = 3
     recover_after: float = 30.0
-    structure_every: float = 60.0
+    structure_every: float = 30.0
     structure_every_degraded: float = 15.0
     telegram_every: float = 60.0
 
@@ -214,8 +214,9 @@ class HealthMonitor:
     async def _conditions(self, oldest: float | None, stats: PollStats | None) -> list[Condition]:
         gw, t = self.gateway, self.thresholds
         out: list[Condition] = []
-        if gw.breaker_state != "closed" or self._probe_error:
-            why = f"предохранитель {gw.breaker_state}" if gw.breaker_state != "closed" else self._probe_error
+        unreachable = gw.backend.unreachable or self._probe_error
+        if gw.breaker_state != "closed" or unreachable:
+            why = f"предохранитель {gw.breaker_state}" if gw.breaker_state != "closed" else unreachable
             out.append(
                 Condition(
                     "sheet-down",

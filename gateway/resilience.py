@@ -94,6 +94,8 @@ class ResilientBackend:
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(initial=self.retry.initial_backoff, max=self.retry.max_backoff)
         self.last_call_at: float | None = None  # wall-clock time of the last call sent (persisted by the gateway)
+        # Why the last logical call could not reach the sheet (None once a call succeeds again), for health.
+        self.unreachable: str | None = None
 
     def drain_limiters(self) -> None:
         """Start both quota limiters empty (a restart within a quota window of the last process's calls)."""
@@ -170,9 +172,17 @@ class ResilientBackend:
                 with attempt:
                     if limiter is not None:
                         await limiter.acquire()
-                    return await self._attempt(kind, fn, limiter)
-        except SheetUnavailable:
+                    result = await self._attempt(kind, fn, limiter)
+                    self.unreachable = None
+                    return result
+        except SheetUnavailable as exc:
             self.metrics.record_failure()
+            # A structural refusal or a 429 is an answer: the sheet is reachable.
+            reachable = isinstance(exc, StructureFault | QuotaExceeded)
+            self.unreachable = None if reachable else f"{type(exc).__name__}: {exc}"
+            raise
+        except BadRequest:
+            self.unreachable = None  # an answer, even a refusal, means the sheet is reachable
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,9 +13,9 @@ import pytest
 
 from bot.health import RUN_MARKER_PREFIX, HealthMonitor, HealthThresholds
 from bot.services.queue_poller import PollStats
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, GatewayError
 from gateway.ops import upsert
-from tests.chat_support import FakeMessenger
+from tests.chat_support import FakeMessenger, chat_gateway_config, start_flaky_gateway
 from tests.conftest import local_config, started_gateway
 
 # A process that has exited: its pid names no live process.
@@ -162,3 +163,34 @@ async def test_a_marker_of_a_live_process_is_not_a_crash(gw: AsyncSheetsGateway)
     monitor, messenger, _ = _monitor(gw)
     await monitor.start()
     assert messenger.staff == []
+
+
+async def test_an_unreachable_sheet_degrades_at_once_and_alerts_after_two_minutes(tmp_path: Path) -> None:
+    """A failed sheet call makes /readyz 503 naming the outage at once; staff hear of it after 2 minutes, once, and
+    of the recovery once after the sheet answers again."""
+    gw, flaky = await start_flaky_gateway(chat_gateway_config(tmp_path))
+    try:
+        monitor, messenger, clock = _monitor(gw)
+        monitor.thresholds = HealthThresholds(recover_after=30.0, structure_every=3600.0)
+        await monitor.check_once()
+        flaky.down = True
+        with contextlib.suppress(GatewayError):
+            await gw.read_ranges(["'Auth'!1:1"])
+        await monitor.check_once()
+        body = await monitor.body()
+        assert body["status"] == "degraded" and any("Google-таблица недоступна" in p for p in body["problems"])
+        assert messenger.staff == []
+        for _ in range(3):
+            clock.now += 61
+            await monitor.check_once()
+        assert len(messenger.staff) == 1 and "больше 2 минут" in messenger.staff[0]
+        flaky.down = False
+        await gw.read_ranges(["'Auth'!1:1"])
+        await monitor.check_once()
+        assert (await monitor.body())["status"] == "ok"
+        clock.now += 31
+        await monitor.check_once()
+        assert len(messenger.staff) == 2 and messenger.staff[1].startswith("✅")
+    finally:
+        flaky.down = False
+        await gw.close()
