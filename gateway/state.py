@@ -80,6 +80,40 @@ class StateStore:
             columns = {str(r[1]) async for r in cur}
         if "last_error" not in columns:  # state files written before the column existed
             await self.db.execute("ALTER TABLE outbox ADD COLUMN last_error TEXT NOT NULL DEFAULT ''")
+        await self._adopt_old_dead_letters()
+
+    async def _adopt_old_dead_letters(self) -> None:
+        """Earlier versions kept dead letters as 'outbox-dead' ledger rows: move them to the dead-letter table,
+        with ids after every outbox id (so `marketingbot outbox` shows and handles them too)."""
+        async with self.db.execute(
+            "SELECT key, state, payload, updated FROM ledger WHERE kind = 'outbox-dead' ORDER BY updated"
+        ) as cur:
+            old = [(str(k), str(s), str(p), float(u)) async for k, s, p, u in cur]
+        if not old:
+            return
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0), "
+                "COALESCE((SELECT MAX(seq) FROM dead_letters), 0))"
+            ) as cur:
+                row = await cur.fetchone()
+            base = int(row[0]) if row else 0
+            await self.db.executemany(
+                "INSERT INTO dead_letters(seq, op, error, created, dead_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (base + i + 1, payload, state, updated, updated)
+                    for i, (_, state, payload, updated) in enumerate(old)
+                ],
+            )
+            # The next outbox id comes after them.
+            await self.db.execute("DELETE FROM sqlite_sequence WHERE name = 'outbox'")
+            await self.db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('outbox', ?)", (base + len(old),))
+            await self.db.execute("DELETE FROM ledger WHERE kind = 'outbox-dead'")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
 
     async def close(self) -> None:
         """Close the file."""

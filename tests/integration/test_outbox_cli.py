@@ -77,3 +77,26 @@ def test_an_empty_outbox_says_so(tmp_path: Path) -> None:
     """list on a fresh state file says there is nothing waiting and no dead letter."""
     res = _run(tmp_path, "list")
     assert res.returncode == 0 and "outbox empty" in res.stdout
+
+
+async def test_dead_letters_of_an_older_version_are_adopted(tmp_path: Path) -> None:
+    """Dead letters an earlier version kept as 'outbox-dead' ledger rows show up as dead letters with ids after
+    every outbox id, and the next journaled write gets a fresh id."""
+    path = tmp_path / "chat_memory.db"
+    state = StateStore(path)
+    await state.open()
+    await state.outbox_put([upsert("Auth", "Код партнера", "P-1", {"ФИО": "x"})], maybe_applied=False)
+    old = upsert("Акции", "id", "p-9", {"Статус": "SENT"}, create=False)
+    await state.ledger_set("outbox-dead", old.op_id, "RowNotFound", old.to_json())
+    await state.close()
+    state = StateStore(path)
+    await state.open()
+    try:
+        listed = await state.outbox_list()
+        assert [(w.seq, w.dead, w.op.key) for w in listed] == [(1, False, ("P-1",)), (2, True, ("p-9",))]
+        assert listed[1].error == "RowNotFound"
+        assert await state.ledger_list("outbox-dead") == []
+        await state.outbox_put([upsert("Auth", "Код партнера", "P-2", {})], maybe_applied=False)
+        assert [e.seq for e in await state.outbox_peek(10)] == [1, 3]
+    finally:
+        await state.close()
