@@ -25,10 +25,10 @@ import httpx
 
 from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record, a1, normalize_key
+from gateway import AsyncSheetsGateway, GatewayError, Record, a1
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
 from gateway.state import LedgerEntry
-from gateway.table import HeaderMap
+from gateway.table import HeaderMap, normalize_key
 
 log = logging.getLogger(__name__)
 

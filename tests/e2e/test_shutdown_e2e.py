@@ -54,12 +54,12 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
     await tg.wait_for_sent(lambda s: s.seq >= 20, timeout=20.0, method=None)
     runtime = SimpleNamespace(
         phase="running",
+        monitor=None,
         telegram=app,
         promotions=promotions,
         jobs=[job],
         ai=FallbackAI(OfflineResponder()),
         gateway=_Gateway(),
-        monitor=None,
     )
     server = SimpleNamespace(should_exit=False)
     serve: asyncio.Future[None] = asyncio.get_running_loop().create_future()
