@@ -25,6 +25,7 @@ from bot.ai.fallback import FallbackAI
 from bot.ai.narrator import GeminiNarrator
 from bot.ai.prompt import SystemPrompt
 from bot.config import Settings, parse_working_hours
+from bot.health import HealthMonitor
 from bot.jobs import Periodic
 from bot.log_messenger import LogMessenger
 from bot.logging_setup import setup_logging
@@ -39,6 +40,7 @@ from bot.services.partner_limits import PartnerRateLimiter
 from bot.services.ports import Messenger
 from bot.services.promotions import PromotionService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
+from bot.services.retention import RetentionService
 from bot.services.staff_replies import StaffDesk
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
@@ -58,6 +60,8 @@ LIVE_POLL_SECONDS = 5.0
 LOCAL_LIVE_POLL_SECONDS = 1.0  # the local store has no quota
 LOCAL_OPERATOR_POLL_SECONDS = 1.0  # a reply typed in the console reaches the open Mini App within seconds
 STAFF_REPLIES_RESUME_SECONDS = 2.0  # a look at the local state store only: cheap, so often
+HEALTH_CHECK_SECONDS = 5.0
+RETENTION_SECONDS = 3600.0
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -200,25 +204,14 @@ class Runtime:
     started_at: float = field(default_factory=time.monotonic)
     phase: str = "starting"  # "starting" → "running" → "stopping"
 
+    monitor: HealthMonitor | None = None
+
     async def health(self) -> dict[str, Any]:
-        """The /healthz body: ok, or degraded with the reason visible."""
-        stats = self.poller.last_stats
-        lag = stats.oldest_pending_seconds if stats else None
-        body: dict[str, Any] = {
-            "status": "ok",
-            "sheet_backend": self.gateway.backend.name,
-            "sheet_breaker": self.gateway.breaker_state,
-            "outbox_depth": self.gateway.outbox_depth,
-            "queue_lag_seconds": lag,
-            "ai": "offline" if self.ai.is_offline else self.ai.primary.name,
-            "telegram": "on" if self.telegram is not None else "off",
-            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
-        }
-        if self.phase != "running":
-            body["status"] = self.phase  # answered with 503: not ready for traffic (deploy.sh waits for ok)
-        elif self.gateway.breaker_state != "closed" or self.gateway.outbox_depth:
-            body["status"] = "degraded"
-        return body
+        """The /healthz and /readyz body (bot/health.py): ok, or degraded with the problems named."""
+        if self.monitor is None:
+            return {"status": self.phase, "problems": []}
+        self.monitor.phase = self.phase
+        return await self.monitor.body()
 
 
 async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
@@ -284,6 +277,14 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         events=events,
         live_watcher=LiveWatcher(gw, events, interval=LOCAL_LIVE_POLL_SECONDS if local else LIVE_POLL_SECONDS),
         staff_desk=staff_desk,
+    )
+    runtime.monitor = HealthMonitor(
+        gw,
+        messenger,
+        queue_stats=lambda: runtime.poller.last_stats,
+        ai=ai,
+        ai_name="offline" if ai.is_offline else ai.primary.name,
+        telegram_probe=telegram_app.bot.get_me if telegram_app is not None else None,
     )
     if telegram_app is not None:
         # Broadcasts and the admin console only make sense with a Telegram bot to send through.
@@ -513,6 +514,10 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
         jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, work, first=0.5))
     if runtime.promotions is not None:
         jobs.append(Periodic("promotions", PROMOTIONS_POLL_SECONDS, runtime.promotions.poll_once))
+    if runtime.monitor is not None:
+        jobs.append(Periodic("health", HEALTH_CHECK_SECONDS, runtime.monitor.check_once))
+    retention = RetentionService(runtime.gateway, queue_retention_days=s.queue_retention_days)
+    jobs.append(Periodic("retention", RETENTION_SECONDS, retention.run_once, first=60.0))
     return jobs
 
 
@@ -538,6 +543,8 @@ async def run_application(settings: Settings, *, local: bool) -> None:
     serve = asyncio.create_task(server.serve(), name="web")
     try:
         await _start_telegram(runtime)
+        if runtime.monitor is not None:
+            await runtime.monitor.start()  # after Telegram: a crash notice is sent through the bot
         for job in runtime.jobs:
             job.start()
         while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
@@ -619,6 +626,8 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     narrator = getattr(runtime, "narrator", None)  # stand-in runtimes of tests may not carry one
     if narrator is not None:
         await narrator.aclose()
+    if runtime.monitor is not None:
+        await runtime.monitor.stop()  # a clean stop: the next start will not report a crash
     await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
     log.info("MarketingBot stopped")
 

@@ -20,6 +20,8 @@ from bot.spreadsheet_safety import spreadsheet_safe
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="MarketingBot: the agency partners' assistant.")
 sheets_cli = typer.Typer(no_args_is_help=True, help="Read and write the spreadsheet through the gateway.")
 cli.add_typer(sheets_cli, name="sheets")
+outbox_cli = typer.Typer(no_args_is_help=True, help="Writes waiting for the sheet, and dead letters.")
+cli.add_typer(outbox_cli, name="outbox")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -155,6 +157,43 @@ def sheets_set(sheet: str, cell: str, value: str) -> None:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{sheet}!{cell.upper()} set")
+
+
+def _state_path() -> str:
+    from bot.app import gateway_config
+
+    return str(gateway_config(_settings()).state_path)
+
+
+@outbox_cli.command("list")
+def outbox_list() -> None:
+    """Print waiting writes and dead letters: id, state, age, sheet, op, last error."""
+    from bot.outbox_admin import list_entries, render
+
+    for line in render(asyncio.run(list_entries(_state_path()))):
+        typer.echo(line)
+
+
+@outbox_cli.command("retry")
+def outbox_retry(entry_id: int) -> None:
+    """Move a dead letter back to the outbox (the running bot replays it within seconds)."""
+    from bot.outbox_admin import retry
+
+    if not asyncio.run(retry(_state_path(), entry_id)):
+        typer.echo(f"no dead letter with id {entry_id} (see marketingbot outbox list)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{entry_id}: back in the outbox")
+
+
+@outbox_cli.command("drop")
+def outbox_drop(entry_id: int) -> None:
+    """Delete one waiting write or dead letter for good."""
+    from bot.outbox_admin import drop
+
+    if not asyncio.run(drop(_state_path(), entry_id)):
+        typer.echo(f"no outbox entry or dead letter with id {entry_id} (see marketingbot outbox list)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{entry_id}: dropped")
 
 
 def main() -> None:

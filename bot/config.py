@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     staff_notice_interval: float = Field(default=60.0, ge=0)  # one «В работе» notice per partner per interval
     queue_poll_seconds: float = Field(default=15.0, gt=0)
     operator_poll_seconds: float = Field(default=10.0, gt=0)  # how often «Ответ оператора» is read
+    queue_retention_days: int = Field(default=30, ge=1)  # delivered Очередь rows older than this are archived
     escalation_keywords: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_ESCALATION_KEYWORDS)
     )

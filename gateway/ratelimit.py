@@ -64,6 +64,15 @@ class QuotaLimiter:
                 waited += delay
                 await self._sleep(delay)
 
+    def drain(self) -> None:
+        """Start from an empty bucket: a previous process may have spent this window's quota just before.
+
+        From empty, the calls of any window spanning the restart stay within `burst + rate × window`, the
+        same bound one process keeps, however the dead process spent its last minute."""
+        now = self._clock()
+        self._tokens = 0.0
+        self._updated = now
+
     def penalize(self, seconds: float) -> None:
         """After a 429 with Retry-After, hold every caller for `seconds` and restart from an empty bucket."""
         now = self._clock()

@@ -30,6 +30,9 @@ class FallbackAI:
     def __init__(self, primary: AIProvider, offline: OfflineResponder | None = None) -> None:
         self.primary = primary
         self.offline = offline or OfflineResponder()
+        # For the health monitor: consecutive provider failures (0 after any success) and the last error.
+        self.failures_in_row = 0
+        self.last_error = ""
 
     @property
     def is_offline(self) -> bool:
@@ -43,6 +46,7 @@ class FallbackAI:
             return AIAnswer(text, self.offline.name, from_model=False)
         try:
             text = await self.primary.generate(system, history, user_text, context)
+            self.failures_in_row = 0
             return AIAnswer(text, self.primary.name, from_model=True)
         except AIError as exc:
             log.warning("%s failed (%s: %s); answering offline", self.primary.name, type(exc).__name__, exc)
@@ -50,5 +54,7 @@ class FallbackAI:
         except Exception as exc:  # a bug in a provider must still leave the partner with an answer
             log.exception("%s crashed; answering offline", self.primary.name)
             error = f"{type(exc).__name__}: {exc}"
+        self.failures_in_row += 1
+        self.last_error = error
         text = await self.offline.generate(system, history, user_text, context)
         return AIAnswer(f"{text}\n\n{OPERATOR_NOTIFIED}", self.offline.name, from_model=False, failed=True, error=error)

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from bot.services.ports import Clock, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable
+from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable, normalize_key
 from gateway.ops import WriteOp
 from gateway.schemas import AUTH, AuthCol
 
@@ -162,7 +162,7 @@ class AuthService:
         ops += [
             self._op(r, {AuthCol.TELEGRAM_ID: ""})
             for r in rows
-            if r[AuthCol.TELEGRAM_ID].strip() == tid
+            if normalize_key(r[AuthCol.TELEGRAM_ID]) == tid
             and is_authorized_status(r[AuthCol.STATUS])
             and _address(r) not in (chosen, ("", ""))
         ]

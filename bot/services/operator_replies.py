@@ -36,7 +36,7 @@ from bot.services.delivery import Deliveries, Outcome
 from bot.services.live import LiveSink
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import split_message
-from gateway import AsyncSheetsGateway, GatewayError, Record
+from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
 
@@ -114,7 +114,7 @@ class OperatorReplyService:
             delivered = 0
             seen: set[str] = set()
             for row in rows:
-                raw_id = row[AppealCol.TELEGRAM_ID].strip()
+                raw_id = normalize_key(row[AppealCol.TELEGRAM_ID])
                 first = raw_id not in seen  # the gateway addresses a Telegram ID's first row only
                 seen.add(raw_id)
                 if row[AppealCol.OPERATOR_REPLY].strip():
@@ -130,7 +130,7 @@ class OperatorReplyService:
             return delivered
 
     async def _handle(self, row: Record, journaled: bool) -> int:
-        raw_id, text = row[AppealCol.TELEGRAM_ID].strip(), row[AppealCol.OPERATOR_REPLY].strip()
+        raw_id, text = normalize_key(row[AppealCol.TELEGRAM_ID]), row[AppealCol.OPERATOR_REPLY].strip()
         if not raw_id.lstrip("-").isdigit():
             if (row.row, raw_id) not in self._warned_rows:
                 self._warned_rows.add((row.row, raw_id))

@@ -52,7 +52,7 @@ from bot.services.auth import MOSCOW, Partner, is_authorized_status
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import MAX_CAPTION_LENGTH, split_message, utf16_len
-from gateway import AsyncSheetsGateway, GatewayError, Record
+from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
 from gateway.ops import WriteOp
 from gateway.schemas import AUTH, PROMOTIONS, AuthCol, PromoCol, PromoStatus
 from gateway.state import DeliveryPhase, DeliveryRecord, LedgerEntry, StateStore
@@ -523,7 +523,7 @@ class PromotionService:
         recipients: list[Recipient] = []
         opted_out = 0
         for row in rows:
-            raw_id = row[AuthCol.TELEGRAM_ID].strip()
+            raw_id = normalize_key(row[AuthCol.TELEGRAM_ID])  # `100 001`, `1.00001E+5` typed by staff
             if not is_authorized_status(row[AuthCol.STATUS]) or not raw_id.isdigit():
                 continue
             code = row[AuthCol.CODE].strip()

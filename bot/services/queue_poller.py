@@ -37,7 +37,7 @@ from gateway.drive_links import drive_file_id, drive_report_stem
 from gateway.private import private_dir, write_private
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
 from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
-from gateway.table import HeaderMap
+from gateway.table import HeaderMap, normalize_key
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class PollStats:
     send_failures: int = 0
     oldest_pending_seconds: float | None = None
     read_failed: bool = False
+    oldest_new_seconds: float | None = None  # a NEW row no worker has claimed yet (health: worker idle)
 
 
 class _Done(StrEnum):
@@ -145,6 +146,7 @@ class QueuePoller:
         now = self._clock()
         pending = delivered = errors = stuck = failures = 0
         oldest: float | None = None
+        oldest_new: float | None = None
         due: list[tuple[Record, DeliveryPhase]] = []
         for rec in rows:
             status = rec[QueueCol.STATUS].strip().upper()
@@ -156,6 +158,8 @@ class QueuePoller:
                 if created is not None:
                     age = (now - created).total_seconds()
                     oldest = age if oldest is None else max(oldest, age)
+                    if status == QueueStatus.NEW:
+                        oldest_new = age if oldest_new is None else max(oldest_new, age)
                     if age >= self._stuck_after.total_seconds() and await self._report_stuck(rec):
                         stuck += 1
             elif status in (QueueStatus.DONE, QueueStatus.ERROR) and not rec[QueueCol.DELIVERED_AT].strip():
@@ -183,7 +187,9 @@ class QueuePoller:
             elif outcome is _Done.FAILED:
                 failures += 1
         await self._mark_delivered(marks)
-        self.last_stats = PollStats(len(rows), pending, delivered, errors, stuck, failures, oldest)
+        self.last_stats = PollStats(
+            len(rows), pending, delivered, errors, stuck, failures, oldest, oldest_new_seconds=oldest_new
+        )
         return self.last_stats
 
     async def _full_rows(self, recs: list[Record]) -> dict[str, Record]:
@@ -407,7 +413,7 @@ def _status(rec: Mapping[str, str]) -> str:
 
 
 def _chat_id(rec: Mapping[str, str]) -> int | None:
-    raw = rec[QueueCol.TELEGRAM_ID].strip()
+    raw = normalize_key(rec[QueueCol.TELEGRAM_ID])
     try:
         return int(raw)
     except ValueError:

@@ -1,8 +1,8 @@
 """The Mini App's HTTP API and pages (DESIGN §4), built by `create_web_app` from the services' ports.
 
-Routes: `/healthz`, `/metrics`, `/` (the Mini App), `/api/chat`, `/api/chat/history`, `/api/analytics`,
-`/api/analytics/{id}`, `/reports/{id}.pdf`, and (bot/web/live.py) `/api/events`, `/api/objects`,
-`/api/escalate`, `/api/promotions`; in local mode also `/dev/init-data` and the staff console
+Routes: `/healthz`, `/readyz`, `/metrics`, `/` (the Mini App), `/api/chat`, `/api/chat/history`,
+`/api/analytics`, `/api/analytics/{id}`, `/reports/{id}.pdf`, and (bot/web/live.py) `/api/events`,
+`/api/objects`, `/api/escalate`, `/api/promotions`; in local mode also `/dev/init-data` and the staff console
 (`/staff`, `/staff/api/...`). Every `/api/*` call carries `Authorization: tma <initData>`: a missing,
 forged or expired one is 401, a genuine one from a user not authorized in Auth is 403.
 """
@@ -253,6 +253,16 @@ def create_web_app(
         except Exception:
             log.exception("health check failed")
             return JSONResponse({"status": "error"}, status_code=503)
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            body = await health()
+            # 200 only when ok; degraded, starting and stopping are 503 with the same body (DESIGN §4).
+            return JSONResponse(body, status_code=200 if body.get("status") == "ok" else 503)
+        except Exception:
+            log.exception("readiness check failed")
+            return JSONResponse({"status": "error", "problems": ["health check failed"]}, status_code=503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -62,6 +62,7 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
     await tg.wait_for_sent(lambda s: s.seq >= 20, timeout=20.0, method=None)
     runtime = SimpleNamespace(
         phase="running",
+        monitor=None,
         telegram=app,
         promotions=promotions,
         jobs=[job],

@@ -36,9 +36,11 @@ from urllib.parse import parse_qs, urlsplit
 from tests.fakes._http import LoopbackHandler, LoopbackServer
 from tests.fakes.sheets_discovery import ApiMethod, DiscoveryError, SheetsDiscovery
 from tests.fakes.sheets_model import (
+    WORKBOOK_CELL_LIMIT,
     ApiError,
     Bounds,
     Formula,
+    Number,
     Spreadsheet,
     col_letters,
     deep_merge,
@@ -97,6 +99,7 @@ class RecordedRequest:
     params: Mapping[str, list[str]]
     body: Any
     status: int
+    at: float = 0.0  # time.monotonic() when it was handled (values read or written), before the answer
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,37 @@ class FakeSheetsServer(LoopbackServer):
         """Remove a sheet."""
         with self._lock:
             self._book.sheets.remove(self._book.require(title))
+
+    def rename_sheet(self, title: str, new_title: str) -> None:
+        """Rename a sheet, as staff would in the tab's menu."""
+        with self._lock:
+            self._book.require(title).title = new_title
+
+    def protect(self, title: str, a1_range: str | None = None) -> None:
+        """Protect a whole sheet or a range of it (``"A1:H1"``): API writes into it are then refused with 403."""
+        with self._lock:
+            text = quote_title(title) + (f"!{a1_range}" if a1_range else "")
+            self._book.protected.append(self._book.resolve(text, check_grid=False))
+
+    def unprotect(self, title: str | None = None) -> None:
+        """Remove the protections of one sheet (or of all)."""
+        with self._lock:
+            self._book.protected = [
+                (sheet, b) for sheet, b in self._book.protected if title is not None and sheet.title != title
+            ]
+
+    def fill_grid(self, full: bool = True) -> None:
+        """Put the workbook at its cell limit (no row can be added), or give it back the normal limit."""
+        with self._lock:
+            self._book.cell_limit = self._book.total_cells() if full else WORKBOOK_CELL_LIMIT
+
+    def type_number(self, title: str, a1: str, value: float, shown_as: str) -> None:
+        """Type a number into a cell as staff would in the UI; `shown_as` is what its number format displays."""
+        with self._lock:
+            sheet, (row, col) = self._locate(title, a1)
+            sheet.row_count = max(sheet.row_count, row + 1)
+            sheet.column_count = max(sheet.column_count, col + 1)
+            sheet.put(row, col, Number(value, shown_as))
 
     def set_values(self, title: str, rows: Sequence[Sequence[str]]) -> None:
         """Replace a sheet's contents with `rows` verbatim (creating the sheet if needed)."""
@@ -634,7 +668,7 @@ class FakeSheetsServer(LoopbackServer):
     ) -> None:
         with self._lock:
             self._responses[status] += 1
-            self._log.append(RecordedRequest(kind, handler.command, path, dict(params), body, status))
+            self._log.append(RecordedRequest(kind, handler.command, path, dict(params), body, status, time.monotonic()))
 
 
 def _quota_body(is_read: bool, limit: int) -> Any:

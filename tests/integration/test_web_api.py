@@ -122,6 +122,24 @@ async def test_healthz_is_503_when_health_fails(make_env: Callable[..., Env]) ->
     assert resp.json() == {"status": "error"}
 
 
+@pytest.mark.parametrize(
+    ("status", "healthz", "readyz"), [("ok", 200, 200), ("degraded", 200, 503), ("starting", 503, 503)]
+)
+async def test_readyz_is_200_only_when_ok_with_the_healthz_body(
+    make_env: Callable[..., Env], status: str, healthz: int, readyz: int
+) -> None:
+    """/readyz answers 200 only for ok, else 503, with the same body as /healthz (which is 200 while degraded)."""
+    body = {"status": status, "problems": [] if status == "ok" else ["лист «Архив»: лист удалён"]}
+
+    async def health() -> dict[str, Any]:
+        return body
+
+    env = make_env(health=health)
+    got_health, got_ready = await env.client.get("/healthz"), await env.client.get("/readyz")
+    assert (got_health.status_code, got_ready.status_code) == (healthz, readyz)
+    assert got_health.json() == got_ready.json() == body
+
+
 async def test_metrics_serves_prometheus_text(env: Env) -> None:
     """GET /metrics returns metrics_text() as Prometheus text."""
     resp = await env.client.get("/metrics")

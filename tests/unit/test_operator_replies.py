@@ -91,6 +91,15 @@ async def test_reply_is_delivered_logged_and_cleared_once(h: Harness) -> None:
     assert len(h.delivered()) == 1
 
 
+async def test_a_telegram_id_staff_typed_with_a_space_still_gets_the_reply(h: Harness) -> None:
+    """Staff typed the partner's Telegram ID as `100 042`: the reply reaches chat 100042 once and G is cleared."""
+    await h.staff_types("Ваш договор готов.", tid="100 042")
+    assert await h.service.poll_once() == 1
+    assert h.delivered(100042) == [format_operator_message("Ваш договор готов.")]
+    assert (await h.row("100042"))[AppealCol.OPERATOR_REPLY] == ""
+    assert await h.service.poll_once() == 0
+
+
 async def test_one_read_per_poll(h: Harness) -> None:
     """A poll with nothing to deliver costs exactly one read for all rows."""
     for tid in ("1", "2", "3"):
