@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,7 +40,6 @@ from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
-from gateway.schemas import ALL_SCHEMAS, normalize_header
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +125,11 @@ def _ai(settings: Settings) -> FallbackAI:
             openai_model=settings.openai_model,
         )
     )
+
+
+def ai_for(settings: Settings) -> FallbackAI:
+    """The configured AI (the go-live checklist asks it one question)."""
+    return _ai(settings)
 
 
 def _working_hours(settings: Settings) -> WorkingHours:
@@ -407,7 +411,8 @@ async def run_application(settings: Settings, *, local: bool) -> None:
         while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         if serve.done():
-            serve.result()  # the port was taken, say so
+            # uvicorn logs the bind error and exits; the preflight catches a busy port, this is the race after it.
+            raise SystemExit(f"WEB_PORT: cannot listen on {settings.web_host}:{settings.web_port}")
         runtime.phase = "running"
         log.info(
             "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
@@ -487,7 +492,7 @@ def _secrets(settings: Settings) -> list[str]:
     return [v.get_secret_value() for v in values if v is not None]
 
 
-# -- worker and check ---------------------------------------------------------------------------
+# -- worker -------------------------------------------------------------------------------------
 
 
 async def run_worker(settings: Settings, *, once: bool, interval: float) -> None:
@@ -504,41 +509,3 @@ async def run_worker(settings: Settings, *, once: bool, interval: float) -> None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await worker.run_forever(interval, stop)
-
-
-async def check_dependencies(settings: Settings) -> list[str]:
-    """Reach every configured dependency; returns the problems found (empty: all good)."""
-    problems: list[str] = []
-    checks: list[tuple[str, Callable[[], Awaitable[None]]]] = [("sheets", lambda: _check_sheets(settings))]
-    if settings.telegram_bot_token is not None:
-        checks.append(("telegram", lambda: _check_telegram(settings)))
-    checks.append(("prompt", lambda: _check_prompt(settings)))
-    for name, fn in checks:
-        try:
-            await asyncio.wait_for(fn(), 30)
-        except Exception as exc:  # every failure becomes one readable line
-            problems.append(f"{name}: {type(exc).__name__}: {exc}")
-    return problems
-
-
-async def _check_sheets(settings: Settings) -> None:
-    async with open_gateway(settings) as gw:
-        titles = {normalize_header(t) for t in await gw.backend.sheet_titles()}
-        missing = [s.title for s in ALL_SCHEMAS if normalize_header(s.title) not in titles]
-        if missing:
-            raise LookupError(f"missing sheets {missing}: run `marketingbot sheets init`")
-        for schema in ALL_SCHEMAS:
-            hm = await gw.table(schema).header()
-            lacking = [h for h in schema.headers if not hm.has(h)]
-            if lacking:
-                raise LookupError(f"sheet {schema.title!r} lacks columns {lacking}: run `marketingbot sheets init`")
-
-
-async def _check_telegram(settings: Settings) -> None:
-    app = _telegram_application(settings)
-    async with app.bot:
-        await app.bot.get_me()
-
-
-async def _check_prompt(settings: Settings) -> None:
-    SystemPrompt(settings.prompt_path)

@@ -13,34 +13,56 @@ import typer
 
 from bot.config import ConfigError, Settings, load_settings
 
+CONFIG_ERROR = 2  # exit code of every configuration refusal (a checklist failure exits 1)
+
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="MarketingBot: the agency partners' assistant.")
 sheets_cli = typer.Typer(no_args_is_help=True, help="Read and write the spreadsheet through the gateway.")
 cli.add_typer(sheets_cli, name="sheets")
 
 
+def _refuse(problems: list[str]) -> None:
+    """Print each problem on one line and exit 2 when there are any."""
+    if problems:
+        for problem in problems:
+            typer.echo(problem, err=True)
+        raise typer.Exit(CONFIG_ERROR)
+
+
 def _settings(**overrides: object) -> Settings:
+    """The settings, or every problem printed (one line each) and exit 2. The data directory must be writable."""
+    from bot.preflight import data_dir_problems
+
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+        _refuse(str(exc).splitlines())
+        raise  # unreachable: _refuse exits
+    _refuse(data_dir_problems(settings))
+    return settings
 
 
 @cli.command()
 def local() -> None:
     """The embedded default: local store with demo data, Mini App on http://127.0.0.1:8080, worker in-process."""
     from bot.app import run_application
+    from bot.preflight import startup_problems
 
     settings = _settings(sheets_backend="local")
+    _refuse(startup_problems(settings))
     asyncio.run(run_application(settings, local=True))
 
 
 @cli.command()
 def run() -> None:
-    """Production: everything from the environment / .env."""
+    """Production: everything from the environment / .env. Refuses (exit 2) what would fail later."""
     from bot.app import run_application
+    from bot.checklist import structure_refusal
+    from bot.preflight import production_problems, startup_problems
 
-    asyncio.run(run_application(_settings(), local=False))
+    settings = _settings()
+    _refuse(production_problems(settings) + startup_problems(settings))
+    _refuse(asyncio.run(structure_refusal(settings)))
+    asyncio.run(run_application(settings, local=False))
 
 
 @cli.command()
@@ -55,16 +77,34 @@ def worker(
 
 
 @cli.command()
-def check() -> None:
-    """Validate configuration and reach every dependency; exit 0, or print why and exit 1."""
-    from bot.app import check_dependencies
+def check(
+    skip: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Item to leave out (repeatable): spreadsheet, sheets, bot-token, mini-app, staff-chat, "
+            "ai, worker, prompt. deploy.sh skips mini-app on a first deploy, when nothing serves WEBAPP_URL yet."
+        ),
+    ] = None,
+) -> None:
+    """The go-live checklist: one line per item, ✔ or ✖ with how to fix it; exit 0 only when all hold."""
+    from bot.checklist import SKIPPABLE, run_checklist
+    from bot.config import load_settings_lenient
 
-    problems = asyncio.run(check_dependencies(_settings()))
-    if problems:
-        for p in problems:
-            typer.echo(f"FAIL {p}", err=True)
+    unknown = sorted(set(skip or ()) - set(SKIPPABLE))
+    if unknown:
+        typer.echo(f"--skip: unknown item {', '.join(unknown)} (known: {', '.join(SKIPPABLE)})", err=True)
+        raise typer.Exit(CONFIG_ERROR)
+    settings, problems = load_settings_lenient()
+    if settings is None:
+        typer.echo("✖ settings — " + "; ".join(problems))
         raise typer.Exit(1)
-    typer.echo("OK: configuration valid, every dependency reachable")
+    items = asyncio.run(run_checklist(settings, problems, skip=skip or ()))
+    for item in items:
+        typer.echo(item.line())
+    failed = [i for i in items if not i.ok]
+    typer.echo(f"{len(items) - len(failed)} of {len(items)} hold" + ("" if failed else ": ready to go live"))
+    if failed:
+        raise typer.Exit(1)
 
 
 @sheets_cli.command("init")
