@@ -145,6 +145,57 @@ def test_failed_smoke_test_is_never_switched_in(site: Site) -> None:
     assert [line[1] for line in site.history()] == ["deploy"]
 
 
+def _sandbox_supported() -> bool:
+    path = harness.FAKE_SYSTEMD_RUN
+    spec = importlib.util.spec_from_file_location("fake_systemd_run", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return bool(module.sandbox_supported())
+
+
+@pytest.mark.skipif(not _sandbox_supported(), reason="needs mount namespaces (root) to reproduce a read-only release")
+def test_release_failing_only_in_the_unit_sandbox_is_never_switched_in(site: Site) -> None:
+    """The smoke test runs `check` in the unit's sandbox: a release writing inside itself fails before the switch."""
+    good = deploy_ok(site, "1.0")
+    restarts = len(site.events())
+    assert (site.base / "shared" / "data" / ".write-probe").exists()  # DATA_DIR from the unit: shared/data
+
+    site.repo.commit_release("1.1-writes-into-release", data_in_release=True)
+    bad = site.deploy()
+    assert bad.returncode == 1, bad.stdout
+    assert "in the unit's sandbox" in bad.stdout and "Read-only file system" in bad.stdout
+    assert "running release is untouched" in bad.stdout
+    assert site.current() == good and site.releases() == [good]
+    assert len(site.events()) == restarts
+
+    unsandboxed = site.deploy(SANDBOX_RUN="")  # the same release passes when the check runs outside the sandbox
+    assert unsandboxed.returncode == 0, unsandboxed.stdout
+    assert "not sandboxed" in unsandboxed.stdout
+
+
+def test_smoke_test_takes_the_units_sandbox_and_skips_the_mini_app_on_a_first_deploy(site: Site) -> None:
+    """The check gets the unit's properties with the new release as working directory; the first deploy
+    skips the Mini App item (nothing serves WEBAPP_URL yet), later ones do not."""
+    recorder = site.root / "record_sandbox.sh"
+    log = site.root / "sandbox.log"
+    stub = f"{sys.executable} {harness.FAKE_SYSTEMD_RUN}"
+    recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {stub} "$@"\n')
+    recorder.chmod(0o755)
+    first = deploy_ok(site, "1.0", SANDBOX_RUN=f"{recorder}")
+    second = deploy_ok(site, "1.1", SANDBOX_RUN=f"{recorder}")
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2
+    base = site.base
+    for call, name in zip(calls, (first, second), strict=True):
+        assert f"-p WorkingDirectory={base}/releases/{name} " in call
+        assert f"-p ReadWritePaths={base}/shared " in call and "-p ProtectSystem=strict " in call
+        assert f"-p EnvironmentFile={base}/shared/.env " in call and "-p User=marketing " in call
+        assert f"-p Environment=DATA_DIR={base}/shared/data " in call
+        skip = " --skip mini-app" if name == first else ""
+        assert call.endswith(f"{base}/releases/{name}/.venv/bin/marketingbot check{skip}")
+
+
 def test_never_healthy_release_is_rolled_back_automatically(site: Site) -> None:
     """A release whose /healthz never says ok is switched back out, exit 2, and is not "previous" later."""
     oldest = deploy_ok(site, "1.0")
