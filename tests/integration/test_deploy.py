@@ -446,3 +446,64 @@ def test_unit_has_the_settings_deploy_relies_on() -> None:
         assert expected in lines, expected
     assert any(re.fullmatch(r"TimeoutStopSec=\d+", line) for line in lines)
     assert any(re.fullmatch(r"RestartSec=\d+", line) for line in lines)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not available")
+def test_worker_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """deploy/marketingbot-worker.service is accepted without a warning and runs `marketingbot worker` sandboxed."""
+    text = (harness.PROJECT_ROOT / "deploy" / "marketingbot-worker.service").read_text()
+    assert "ExecStart=/home/marketing/current/.venv/bin/marketingbot worker --interval 10" in text
+    assert "ReadWritePaths=/home/marketing/shared" in text
+    assert "Environment=DATA_DIR=/home/marketing/shared/data" in text
+    clean = verify_unit(text, tmp_path / "worker")
+    assert clean.returncode == 0 and clean.stdout + clean.stderr == "", clean.stdout + clean.stderr
+
+
+def _tiny_wheel(folder: Path, name: str = "tinydep", version: str = "1.0") -> Path:
+    """A minimal pure-Python wheel (what the lock pins in this test)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": "VALUE = 1\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, content in files.items():
+            zf.writestr(path, content)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(content.encode()).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(content.encode())}")
+        record.append(f"{info}/RECORD,,")
+        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def test_release_installs_from_its_hashed_lock_and_a_tampered_package_is_refused(site: Site, tmp_path: Path) -> None:
+    """With requirements.lock, deploy.sh installs each package only if its sha256 matches; a mismatch fails
+    the build and nothing is switched."""
+    import hashlib
+
+    wheels = tmp_path / "wheels"
+    wheel = _tiny_wheel(wheels)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    lock = site.repo.path / "requirements.lock"
+    lock.write_text(f"tinydep==1.0 \\\n    --hash=sha256:{digest}\n")
+    site.repo.git("add", "requirements.lock")
+    pip_opts = f"--no-index --no-cache-dir --find-links {wheels}"
+    good = deploy_ok(site, "1.0", DEPLOY_PIP_OPTS=pip_opts)
+    output = (site.base / "releases" / good / ".venv").glob("lib/python*/site-packages/tinydep.py")
+    assert list(output), "the locked package was not installed"
+
+    lock.write_text(f"tinydep==1.0 \\\n    --hash=sha256:{'0' * 64}\n")
+    site.repo.git("add", "requirements.lock")
+    site.repo.commit_release("1.1-tampered")
+    bad = site.deploy(DEPLOY_PIP_OPTS=pip_opts)
+    assert bad.returncode == 1, bad.stdout
+    assert "--require-hashes" in bad.stdout and "DO NOT MATCH THE HASHES" in bad.stdout
+    assert site.current() == good and site.releases() == [good]
