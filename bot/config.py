@@ -129,6 +129,10 @@ class Settings(BaseSettings):
         problem = unwritable_dir(self.local_db_path.parent)
         if problem:
             problems.append(f"{where}: {problem}")
+        elif self.local_db_path.is_dir():
+            problems.append(
+                f"LOCAL_DB_PATH: {self.local_db_path} is a directory; name a file in it, e.g. marketingbot.db"
+            )
         sink = _lenient_sink.get()
         if problems and sink is not None:
             sink.extend(problems)  # load_settings_lenient: report them, keep the object for the other checks

@@ -14,6 +14,9 @@ import socket
 import tempfile
 
 from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN, Settings
+from gateway.factory import STATE_FILE_NAME
+
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 # What @BotFather issues: the bot's numeric id, a colon and a 35-character secret.
 REAL_TOKEN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{35,}$")
@@ -60,6 +63,17 @@ def data_dir_problems(settings: Settings) -> list[str]:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return [f"{where}: cannot write in {folder} ({reason}) — point it at a writable directory such as shared/data"]
+    # The local store and the state file beside it are SQLite files: anything else would fail deep inside.
+    for path, name in ((settings.local_db_path, "LOCAL_DB_PATH"), (folder / STATE_FILE_NAME, where)):
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(len(SQLITE_MAGIC))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return [f"{name}: cannot read {path} ({exc.strerror})"]
+        if head and head != SQLITE_MAGIC:
+            return [f"{name}: {path} is not a MarketingBot data file (not an SQLite database) — move it away"]
     return []
 
 

@@ -91,10 +91,18 @@ def test_bad_configuration_exits_2_naming_every_variable(tmp_path: Path) -> None
     ]
 
 
-def test_bad_local_db_path_is_one_line(tmp_path: Path) -> None:
-    """A LOCAL_DB_PATH that cannot be created: one line naming it, no traceback, exit 2."""
+@pytest.mark.parametrize("case", ["under a file", "a directory", "not a database"])
+def test_bad_local_db_path_is_one_line(tmp_path: Path, case: str) -> None:
+    """A LOCAL_DB_PATH that cannot be created, is a directory or is not a database: one line naming it,
+    no traceback, exit 2."""
     (tmp_path / "afile").write_text("x")
-    res = _run(tmp_path, "local", LOCAL_DB_PATH=str(tmp_path / "afile" / "db" / "x.db"))
+    (tmp_path / "notes.db").write_text("not a database")
+    path = {
+        "under a file": tmp_path / "afile" / "db" / "x.db",
+        "a directory": tmp_path,
+        "not a database": tmp_path / "notes.db",
+    }[case]
+    res = _run(tmp_path, "local", LOCAL_DB_PATH=str(path))
     assert res.returncode == 2 and len(res.stderr.splitlines()) == 1, res.stderr
     assert res.stderr.startswith("LOCAL_DB_PATH: ") and "Traceback" not in res.stderr
 
