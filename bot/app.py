@@ -403,7 +403,7 @@ async def run_application(settings: Settings, *, local: bool) -> None:
     server = _Server(
         uvicorn.Config(runtime.web, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off")
     )
-    serve = asyncio.create_task(server.serve(), name="web")
+    serve = asyncio.create_task(_serve(server), name="web")
     try:
         await _start_telegram(runtime)
         for job in runtime.jobs:
@@ -411,8 +411,7 @@ async def run_application(settings: Settings, *, local: bool) -> None:
         while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         if serve.done():
-            # uvicorn logs the bind error and exits; the preflight catches a busy port, this is the race after it.
-            raise SystemExit(f"WEB_PORT: cannot listen on {settings.web_host}:{settings.web_port}")
+            serve.result()  # the port was taken after the CLI's preflight: PortUnavailable, after a clean stop
         runtime.phase = "running"
         log.info(
             "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
@@ -428,6 +427,22 @@ async def run_application(settings: Settings, *, local: bool) -> None:
         waiter.cancel()
     finally:
         await _shutdown(runtime, server, serve)
+
+
+class PortUnavailable(RuntimeError):
+    """The web server could not listen on WEB_HOST:WEB_PORT (taken by another process)."""
+
+
+async def _serve(server: _Server) -> None:
+    # uvicorn answers a bind error with sys.exit(1) inside this task; a SystemExit escaping a task skips our
+    # shutdown and leaves the store's threads running (the process hung). Turn it into an ordinary error.
+    try:
+        await server.serve()
+    except SystemExit:
+        cfg = server.config
+        raise PortUnavailable(
+            f"WEB_PORT: cannot listen on {cfg.host}:{cfg.port} (is another marketingbot running?)"
+        ) from None
 
 
 async def _start_telegram(runtime: Runtime) -> None:

@@ -41,28 +41,36 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+def _serve_or_refuse(settings: Settings, *, local: bool) -> None:
+    """Run the application; a port taken in the meantime is one line and exit 2, not a hang."""
+    from bot.app import PortUnavailable, run_application
+
+    try:
+        asyncio.run(run_application(settings, local=local))
+    except PortUnavailable as exc:
+        _refuse([str(exc)])
+
+
 @cli.command()
 def local() -> None:
     """The embedded default: local store with demo data, Mini App on http://127.0.0.1:8080, worker in-process."""
-    from bot.app import run_application
     from bot.preflight import startup_problems
 
     settings = _settings(sheets_backend="local")
     _refuse(startup_problems(settings))
-    asyncio.run(run_application(settings, local=True))
+    _serve_or_refuse(settings, local=True)
 
 
 @cli.command()
 def run() -> None:
     """Production: everything from the environment / .env. Refuses (exit 2) what would fail later."""
-    from bot.app import run_application
     from bot.checklist import structure_refusal
     from bot.preflight import production_problems, startup_problems
 
     settings = _settings()
     _refuse(production_problems(settings) + startup_problems(settings))
     _refuse(asyncio.run(structure_refusal(settings)))
-    asyncio.run(run_application(settings, local=False))
+    _serve_or_refuse(settings, local=False)
 
 
 @cli.command()

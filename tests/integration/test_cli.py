@@ -178,3 +178,32 @@ async def test_cli_writes_while_the_bot_writes_the_same_store(tmp_path: Path) ->
         assert [row[0] for row in archive[1:]] == [f"cli {r}" for r in range(2, 7)]
     finally:
         await gw.close()
+
+
+def test_port_taken_after_the_preflight_stops_cleanly_within_seconds(tmp_path: Path) -> None:
+    """If the port is taken between the preflight and the bind, the app stops cleanly (no hang holding the
+    store open) and reports the port."""
+    import socket
+
+    script = (
+        "import asyncio, sys\n"
+        "from bot.config import load_settings\n"
+        "from bot.app import PortUnavailable, run_application\n"
+        "settings = load_settings(sheets_backend='local', web_port=int(sys.argv[1]))\n"
+        "try:\n"
+        "    asyncio.run(run_application(settings, local=True))\n"
+        "except PortUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "GEMINI_", "SHEETS_", "GOOGLE_"))}
+    env.update(LOCAL_DB_PATH=str(tmp_path / "data" / "sheets.db"), PYTHONPATH=str(ROOT))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run(
+            [sys.executable, "-c", script, str(port)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"WEB_PORT: cannot listen on 127.0.0.1:{port} (is another marketingbot running?)"
+    assert "MarketingBot stopped" in res.stderr  # the gateway and the store were closed
