@@ -58,6 +58,7 @@ class Probe:
     gateway_error: str = ""
     bot_id: int | None = None
     bot_username: str = ""
+    token_rejected: bool = False
 
 
 def service_account_email(credentials_file: Path | None) -> str | None:
@@ -151,10 +152,10 @@ class Checklist:
         return Item("data directory writable", not problems, "; ".join(problems) if problems else str(folder))
 
     async def _gateway(self) -> AsyncSheetsGateway:
-        if self._probe.gateway is not None:
-            return self._probe.gateway
         if self._probe.gateway_error:
             raise CheckFailed(f"not checked: {self._probe.gateway_error}")
+        if self._probe.gateway is not None:
+            return self._probe.gateway
         from bot.app import gateway_config
         from gateway.factory import build_gateway
 
@@ -225,6 +226,7 @@ class Checklist:
             async with self._bot() as bot:
                 me = bot.bot  # initialize() called getMe
         except InvalidToken:
+            self._probe.token_rejected = True
             raise CheckFailed(
                 f"Telegram rejected TELEGRAM_BOT_TOKEN {masked}: copy the current token from @BotFather (/token)"
             ) from None
@@ -262,10 +264,10 @@ class Checklist:
         chat_id = self._s.staff_chat_id
         if chat_id is None:
             raise CheckFailed("STAFF_CHAT_ID is not set: add the bot to the staff group and put the group's id here")
-        if token_problems(self._s):
-            raise CheckFailed("not checked: TELEGRAM_BOT_TOKEN is not usable")
+        if token_problems(self._s) or self._probe.token_rejected:
+            raise CheckFailed("not checked: TELEGRAM_BOT_TOKEN is not usable (see the bot token line)")
         from telegram.constants import ChatAction, ChatMemberStatus
-        from telegram.error import BadRequest, Forbidden, TelegramError
+        from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 
         add = f"add the bot{' @' + self._probe.bot_username if self._probe.bot_username else ''} to that group"
         try:
@@ -279,6 +281,8 @@ class Checklist:
                         raise CheckFailed(f"the bot may not send messages in chat {chat_id}: lift the restriction")
                 # A typing indicator proves the bot may post, without a message in the staff chat.
                 await bot.send_chat_action(chat_id, ChatAction.TYPING)
+        except InvalidToken:
+            raise CheckFailed("not checked: Telegram rejected TELEGRAM_BOT_TOKEN") from None
         except (BadRequest, Forbidden) as exc:
             raise CheckFailed(
                 f"the bot cannot reach chat {chat_id} ({exc.message}): {add}, or fix STAFF_CHAT_ID"

@@ -203,6 +203,7 @@ async def test_wrong_token_fails_with_the_token_masked(stack: Stack) -> None:
     item = _item(items, "bot token")
     assert not item.ok and "7012345678:****" in item.detail and "@BotFather" in item.detail
     assert "AAWrong" not in _text(items)
+    assert _item(items, "the bot can post").detail.startswith("not checked: TELEGRAM_BOT_TOKEN")
     assert _item(items, "spreadsheet reachable").ok and _item(items, "AI provider").ok
 
 
@@ -212,7 +213,8 @@ async def test_spreadsheet_403_names_the_service_account(stack: Stack) -> None:
     items = await stack.check()
     item = _item(items, "spreadsheet reachable")
     assert not item.ok and SERVICE_ACCOUNT in item.detail and "Editor" in item.detail
-    assert not _item(items, "every sheet").ok
+    sheets = _item(items, "every sheet")
+    assert not sheets.ok and sheets.detail == "not checked: the spreadsheet is not reachable"
     assert _item(items, "bot token").ok  # checked even after the failure
 
 
