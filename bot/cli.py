@@ -106,6 +106,11 @@ def check(
     if settings is None:
         typer.echo("✖ settings — " + "; ".join(problems))
         raise typer.Exit(1)
+    from bot.logging_setup import setup_logging
+
+    # Only warnings, and masked: a library's log line must not print a token next to the checklist.
+    keys = (settings.telegram_bot_token, settings.gemini_api_key, settings.openai_api_key)
+    setup_logging("WARNING", "text", [k.get_secret_value() for k in keys if k is not None])
     items = asyncio.run(run_checklist(settings, problems, skip=skip or ()))
     for item in items:
         typer.echo(item.line())

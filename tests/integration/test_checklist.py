@@ -305,3 +305,27 @@ async def test_run_refusal_names_the_missing_sheet_only_when_the_sheet_answers(s
     assert "«Очередь»" in line and "marketingbot sheets init" in line and "GOOGLE_SPREADSHEET_ID" in line
     stack.sheets.set_outage(True)
     assert await structure_refusal(settings, within=10) == []
+
+
+def test_cli_check_prints_every_line_and_never_the_secret(stack: Stack) -> None:
+    """`marketingbot check` as a process against the fakes: one ✔/✖ line per item, exit 1 with a wrong token,
+    and the token's secret part nowhere in stdout or stderr."""
+    import os
+    import subprocess
+    import sys
+
+    wrong = "7012345678:AAWrongWrongWrongWrongWrongWrongWrong1"
+    values = stack.env(telegram_bot_token=wrong, webapp_url="http://bot.example.ru/")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "GEMINI_", "SHEETS_", "GOOGLE_"))}
+    env.update({k.upper(): str(v) for k, v in values.items() if not k.startswith("_")})
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    res = subprocess.run(
+        [sys.executable, "-m", "bot", "check"], cwd=stack.tmp, env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = res.stdout.splitlines()
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert all(line[:2] in ("✔ ", "✖ ") for line in lines[:-1]) and lines[-1].endswith("hold")
+    assert any(line.startswith("✖ bot token") and "7012345678:****" in line for line in lines)
+    assert any(line.startswith("✖ WEBAPP_URL") and "not https" in line for line in lines)
+    assert any(line.startswith("✔ spreadsheet reachable") for line in lines)
+    assert "AAWrong" not in res.stdout + res.stderr
