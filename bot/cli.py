@@ -41,6 +41,18 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+def _first_per_variable(problems: list[str]) -> list[str]:
+    """One line per variable (a malformed token is not also reported as missing)."""
+    seen: set[str] = set()
+    kept = []
+    for line in problems:
+        name = line.split(":", 1)[0]
+        if name not in seen:
+            seen.add(name)
+            kept.append(line)
+    return kept
+
+
 def _serve_or_refuse(settings: Settings, *, local: bool) -> None:
     """Run the application; a port taken in the meantime is one line and exit 2, not a hang."""
     from bot.app import PortUnavailable, run_application
@@ -65,10 +77,16 @@ def local() -> None:
 def run() -> None:
     """Production: everything from the environment / .env. Refuses (exit 2) what would fail later."""
     from bot.checklist import structure_refusal
+    from bot.config import load_settings_lenient
     from bot.preflight import production_problems, startup_problems
 
-    settings = _settings()
-    _refuse(production_problems(settings) + startup_problems(settings))
+    # Every problem at once: the settings' own, then what production needs (first line per variable).
+    settings, problems = load_settings_lenient()
+    if settings is not None:
+        problems += production_problems(settings)
+        problems += startup_problems(settings) if not problems else []
+    _refuse(_first_per_variable(problems))
+    assert settings is not None  # _refuse exits when there was no settings object
     _refuse(asyncio.run(structure_refusal(settings)))
     _serve_or_refuse(settings, local=False)
 

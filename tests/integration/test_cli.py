@@ -207,3 +207,12 @@ def test_port_taken_after_the_preflight_stops_cleanly_within_seconds(tmp_path: P
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"WEB_PORT: cannot listen on 127.0.0.1:{port} (is another marketingbot running?)"
     assert "MarketingBot stopped" in res.stderr  # the gateway and the store were closed
+
+
+def test_run_reports_bad_values_and_production_needs_together(tmp_path: Path) -> None:
+    """`run` lists the bad values and the missing production settings in one go, one line per variable."""
+    res = _run(tmp_path, "run", ADMIN_TELEGRAM_IDS="abc", TELEGRAM_BOT_TOKEN="not-a-token")
+    assert res.returncode == 2
+    names = [line.split(":", 1)[0] for line in res.stderr.splitlines()]
+    assert names == ["TELEGRAM_BOT_TOKEN", "ADMIN_TELEGRAM_IDS", "SHEETS_BACKEND"], res.stderr
+    assert "not-a-token" not in res.stderr
