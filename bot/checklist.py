@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from bot.config import Settings
-from bot.preflight import data_dir_problems, mask_token, token_problems
+from bot.preflight import backend_problems, credentials_problems, data_dir_problems, mask_token, token_problems
 from gateway import AsyncSheetsGateway
 from gateway.errors import GatewayError
 from gateway.resilience import RetryPolicy
@@ -142,8 +142,10 @@ class Checklist:
     # -- items ---------------------------------------------------------------------------------
 
     def _settings_item(self) -> Item:
-        if self._settings_problems:
-            return Item("settings", False, "; ".join(self._settings_problems))
+        # What `marketingbot run` would refuse belongs on the checklist too.
+        problems = self._settings_problems + backend_problems(self._s) + credentials_problems(self._s)
+        if problems:
+            return Item("settings", False, "; ".join(problems))
         return Item("settings", True, f"SHEETS_BACKEND={self._s.sheets_backend}")
 
     def _data_dir_item(self) -> Item:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import socket
@@ -105,9 +106,31 @@ def host_problems(host: str) -> list[str]:
     return [f"WEB_HOST: {host!r} is not a host name or address of this machine"]
 
 
+def credentials_problems(settings: Settings) -> list[str]:
+    """GOOGLE_CREDENTIALS_FILE must be a service-account JSON key (not an OAuth client or an API key file)."""
+    path = settings.google_credentials_file
+    if settings.sheets_backend != "google" or path is None or not path.is_file():
+        return []  # absent or missing files are the settings' own problems
+    fix = "download a JSON key of the service account (docs/deploy.md, step 3)"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"GOOGLE_CREDENTIALS_FILE: cannot read {path} ({exc}) — check its owner and mode (root:marketing 0640)"]
+    except ValueError:
+        return [f"GOOGLE_CREDENTIALS_FILE: {path} is not JSON — {fix}"]
+    if not isinstance(data, dict) or data.get("type") != "service_account" or not data.get("private_key"):
+        return [f"GOOGLE_CREDENTIALS_FILE: {path} is not a service-account key — {fix}"]
+    return []
+
+
 def production_problems(settings: Settings) -> list[str]:
     """Everything `marketingbot run` refuses to start without (the sheet's structure is checked separately)."""
-    return token_problems(settings) + backend_problems(settings) + data_dir_problems(settings)
+    return (
+        token_problems(settings)
+        + backend_problems(settings)
+        + credentials_problems(settings)
+        + data_dir_problems(settings)
+    )
 
 
 def startup_problems(settings: Settings) -> list[str]:

@@ -76,3 +76,30 @@ def test_busy_port_names_web_port() -> None:
             f"WEB_PORT: port {port} on 127.0.0.1 is already in use (is another marketingbot running?)"
         ]
     assert port_problems("127.0.0.1", port) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("{not json", "is not JSON"),
+        ('{"installed": {"client_id": "x"}}', "is not a service-account key"),
+        ('{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----"}', None),
+    ],
+)
+def test_credentials_file_must_be_a_service_account_key(tmp_path: Path, content: str, words: str | None) -> None:
+    """`run` refuses an OAuth client file or garbage as GOOGLE_CREDENTIALS_FILE, naming the variable."""
+    key = tmp_path / "credentials.json"
+    key.write_text(content)
+    s = _settings(
+        tmp_path,
+        telegram_bot_token=REAL,
+        sheets_backend="google",
+        google_spreadsheet_id="sheet-id",
+        google_credentials_file=key,
+    )
+    problems = production_problems(s)
+    if words is None:
+        assert problems == []
+    else:
+        (line,) = problems
+        assert line.startswith("GOOGLE_CREDENTIALS_FILE: ") and words in line
