@@ -35,10 +35,10 @@ UNIT_FILE=${UNIT_FILE:-}
 CHECK_OPTS=${CHECK_OPTS:-}
 # The unit's [Service] settings that shape what `check` can see and write; copied onto the smoke test.
 SANDBOX_PROPERTIES=" User Group Environment EnvironmentFile UMask NoNewPrivileges ProtectSystem ProtectHome \
-ReadWritePaths ReadOnlyPaths InaccessiblePaths PrivateTmp PrivateDevices ProtectKernelTunables ProtectKernelModules \
-ProtectKernelLogs ProtectControlGroups ProtectClock ProtectHostname ProtectProc RestrictNamespaces RestrictRealtime \
-RestrictSUIDSGID LockPersonality RestrictAddressFamilies CapabilityBoundingSet SystemCallArchitectures \
-SystemCallFilter SystemCallErrorNumber "
+ReadWritePaths ReadOnlyPaths InaccessiblePaths PrivateTmp PrivateDevices PrivateUsers ProtectKernelTunables \
+ProtectKernelModules ProtectKernelLogs ProtectControlGroups ProtectClock ProtectHostname ProtectProc ProcSubset \
+RestrictNamespaces RestrictRealtime RestrictSUIDSGID LockPersonality MemoryDenyWriteExecute RemoveIPC \
+RestrictAddressFamilies CapabilityBoundingSet SystemCallArchitectures SystemCallFilter SystemCallErrorNumber "
 
 # Files every release shares with the others; the release holds relative links to BASE/shared/<item>.
 SHARED_ITEMS=(.env credentials.json chat_memory.db logs)

@@ -187,9 +187,14 @@ def test_smoke_test_takes_the_units_sandbox_and_skips_the_mini_app_on_a_first_de
     calls = log.read_text().splitlines()
     assert len(calls) == 2
     base = site.base
+    unit = harness.UNIT_FILE.read_text()
+    writable = re.findall(r"^ReadWritePaths=(.+)$", unit, flags=re.MULTILINE)
+    assert writable
     for call, name in zip(calls, (first, second), strict=True):
         assert f"-p WorkingDirectory={base}/releases/{name} " in call
-        assert f"-p ReadWritePaths={base}/shared " in call and "-p ProtectSystem=strict " in call
+        for paths in writable:  # the unit's own writable paths, moved to BASE
+            assert f"-p ReadWritePaths={paths.replace('/home/marketing', str(base))} " in call
+        assert "-p ProtectSystem=strict " in call and "-p ExecStart" not in call
         assert f"-p EnvironmentFile={base}/shared/.env " in call and "-p User=marketing " in call
         assert f"-p Environment=DATA_DIR={base}/shared/data " in call
         skip = " --skip mini-app" if name == first else ""

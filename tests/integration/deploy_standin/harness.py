@@ -188,6 +188,7 @@ class Site:
         (shared / ".env").write_text(f"WEB_HOST=127.0.0.1\nWEB_PORT={self.port}\n")
         (shared / "credentials.json").write_text("{}\n")
         (shared / "chat_memory.db").write_bytes(b"")
+        (shared / "data").mkdir()  # DATA_DIR: made by the runbook's setup (and the unit's ExecStartPre)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The scripts' environment: stub service manager, offline pip, stand-in imports, short timeouts."""
