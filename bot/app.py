@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -48,7 +48,6 @@ from bot.web.server import ServerLimits, server_config
 from gateway import AsyncSheetsGateway
 from gateway.backends.drive import DriveFiles
 from gateway.factory import GatewayConfig, build_gateway
-from gateway.schemas import ALL_SCHEMAS, normalize_header
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +156,11 @@ def analysis_narrator(settings: Settings) -> GeminiNarrator | None:
 def prompt_values(settings: Settings) -> dict[str, str]:
     """What the prompt's placeholders say (bot/ai/prompt.py): facts that are settings."""
     return {"WORKING_HOURS": _working_hours(settings).describe()}
+
+
+def ai_for(settings: Settings) -> FallbackAI:
+    """The configured AI (the go-live checklist asks it one question)."""
+    return _ai(settings)
 
 
 def _working_hours(settings: Settings) -> WorkingHours:
@@ -540,7 +544,7 @@ async def run_application(settings: Settings, *, local: bool) -> None:
             log_config=None,  # no handlers of uvicorn's own: its lines go through the root's, masked
         )
     )
-    serve = asyncio.create_task(server.serve(), name="web")
+    serve = asyncio.create_task(_serve(server), name="web")
     try:
         await _start_telegram(runtime)
         if runtime.monitor is not None:
@@ -550,7 +554,7 @@ async def run_application(settings: Settings, *, local: bool) -> None:
         while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         if serve.done():
-            serve.result()  # the port was taken, say so
+            serve.result()  # the port was taken after the CLI's preflight: PortUnavailable, after a clean stop
         runtime.phase = "running"
         log.info(
             "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
@@ -566,6 +570,22 @@ async def run_application(settings: Settings, *, local: bool) -> None:
         waiter.cancel()
     finally:
         await _shutdown(runtime, server, serve)
+
+
+class PortUnavailable(RuntimeError):
+    """The web server could not listen on WEB_HOST:WEB_PORT (taken by another process)."""
+
+
+async def _serve(server: _Server) -> None:
+    # uvicorn answers a bind error with sys.exit(1) inside this task; a SystemExit escaping a task skips our
+    # shutdown and leaves the store's threads running (the process hung). Turn it into an ordinary error.
+    try:
+        await server.serve()
+    except SystemExit:
+        cfg = server.config
+        raise PortUnavailable(
+            f"WEB_PORT: cannot listen on {cfg.host}:{cfg.port} (is another marketingbot running?)"
+        ) from None
 
 
 async def _start_telegram(runtime: Runtime) -> None:
@@ -638,7 +658,7 @@ def secrets_of(settings: Settings) -> list[str]:
     return [v.get_secret_value() for v in values if v is not None]
 
 
-# -- worker and check ---------------------------------------------------------------------------
+# -- worker -------------------------------------------------------------------------------------
 
 
 async def run_worker(settings: Settings, *, once: bool, interval: float) -> None:
@@ -660,41 +680,3 @@ async def run_worker(settings: Settings, *, once: bool, interval: float) -> None
     finally:
         if narrator is not None:
             await narrator.aclose()
-
-
-async def check_dependencies(settings: Settings) -> list[str]:
-    """Reach every configured dependency; returns the problems found (empty: all good)."""
-    problems: list[str] = []
-    checks: list[tuple[str, Callable[[], Awaitable[None]]]] = [("sheets", lambda: _check_sheets(settings))]
-    if settings.telegram_bot_token is not None:
-        checks.append(("telegram", lambda: _check_telegram(settings)))
-    checks.append(("prompt", lambda: _check_prompt(settings)))
-    for name, fn in checks:
-        try:
-            await asyncio.wait_for(fn(), 30)
-        except Exception as exc:  # every failure becomes one readable line
-            problems.append(f"{name}: {type(exc).__name__}: {exc}")
-    return problems
-
-
-async def _check_sheets(settings: Settings) -> None:
-    async with open_gateway(settings) as gw:
-        titles = {normalize_header(t) for t in await gw.backend.sheet_titles()}
-        missing = [s.title for s in ALL_SCHEMAS if normalize_header(s.title) not in titles]
-        if missing:
-            raise LookupError(f"missing sheets {missing}: run `marketingbot sheets init`")
-        for schema in ALL_SCHEMAS:
-            hm = await gw.table(schema).header()
-            lacking = [h for h in schema.headers if not hm.has(h)]
-            if lacking:
-                raise LookupError(f"sheet {schema.title!r} lacks columns {lacking}: run `marketingbot sheets init`")
-
-
-async def _check_telegram(settings: Settings) -> None:
-    app = _telegram_application(settings)
-    async with app.bot:
-        await app.bot.get_me()
-
-
-async def _check_prompt(settings: Settings) -> None:
-    SystemPrompt(settings.prompt_path, prompt_values(settings))

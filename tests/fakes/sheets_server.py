@@ -66,6 +66,8 @@ KIND_BY_METHOD = {
     "sheets.spreadsheets.batchUpdate": "sheetsBatchUpdate",
 }
 
+TOKEN_PATH = "/token"  # where a test's service-account key sends its JWT grant (`token_uri` = url + this)
+
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -183,6 +185,7 @@ class FakeSheetsServer(LoopbackServer):
         self._fail_queue: collections.deque[tuple[int, float | None]] = collections.deque()
         self._hang_queue: collections.deque[tuple[float, bool]] = collections.deque()
         self._outage = False
+        self._denied = False
         self._latency = 0.0
         self._init_counters()
 
@@ -221,6 +224,12 @@ class FakeSheetsServer(LoopbackServer):
         """While down, every request is answered 503."""
         with self._lock:
             self._outage = down
+
+    def deny_access(self, denied: bool = True) -> None:
+        """While denied, every Sheets request is answered 403 PERMISSION_DENIED (the spreadsheet is not shared
+        with the caller); the token endpoint keeps working, as Google's does."""
+        with self._lock:
+            self._denied = denied
 
     def set_latency(self, seconds: float) -> None:
         """Delay every request by `seconds` before it is handled."""
@@ -471,6 +480,12 @@ class FakeSheetsServer(LoopbackServer):
         kind = "unknown"
         body: Any = None
         hold: tuple[float, bool] | None = None
+        if split.path == TOKEN_PATH and handler.command == "POST":
+            # OAuth 2.0 token endpoint for service-account keys whose token_uri points here (a JWT grant).
+            self._send(
+                handler, _Reply(200, {"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 3600})
+            )
+            return
         try:
             try:
                 api, path_params = self._discovery.match(handler.command, split.path)
@@ -528,6 +543,8 @@ class FakeSheetsServer(LoopbackServer):
 
     def _inject_faults(self, is_read: bool) -> None:
         with self._lock:
+            if self._denied:
+                raise _Reply(403, error_body(403, "The caller does not have permission"))
             if self._outage:
                 raise _Reply(503, error_body(503, _STATUS_MESSAGES[503]))
             if self._fail_queue:

@@ -64,6 +64,13 @@ RECORDED_METHODS = frozenset(
 # Telegram's flood control counts messages, edits included, but not chat actions.
 _FLOOD_METHODS = frozenset({"sendMessage", "sendDocument", "sendPhoto", "editMessageText", "editMessageReplyMarkup"})
 _CHAT_METHODS = _FLOOD_METHODS | {"sendChatAction", "deleteMessage"}
+_GIFT_TYPES = {
+    "unlimited_gifts": False,
+    "limited_gifts": False,
+    "unique_gifts": False,
+    "premium_subscription": False,
+    "gifts_from_channels": False,
+}
 _CHAT_ACTIONS = frozenset(
     {
         "typing",
@@ -736,6 +743,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
         self._calls: list[ApiCall] = []
         self._counters: Counter[str] = Counter()
         self._blocked: set[ChatId] = set()
+        self._left_groups: set[ChatId] = set()  # groups the bot is not (or no longer) a member of
         self._faults: list[_Fault] = []
         self._per_chat_rate: float | None = None
         self._global_rate: float | None = None
@@ -761,6 +769,8 @@ class FakeTelegramServer(LoopbackHTTPServer):
                 "sendDocument",
                 "sendPhoto",
                 "sendChatAction",
+                "getChat",
+                "getChatMember",
                 "editMessageText",
                 "editMessageReplyMarkup",
                 "deleteMessage",
@@ -803,6 +813,12 @@ class FakeTelegramServer(LoopbackHTTPServer):
         """Make the user behind ``chat_id`` block the bot: sends answer 403 Forbidden."""
         with self._cond:
             self._blocked.add(_chat_key(chat_id))
+
+    def remove_bot_from_chat(self, chat_id: ChatId) -> None:
+        """The bot leaves (or was never added to) group ``chat_id``: getChat answers 400 «chat not found»,
+        sends 403, getChatMember of the bot says ``left``."""
+        with self._cond:
+            self._left_groups.add(_chat_key(chat_id))
 
     def unblock_chat(self, chat_id: ChatId) -> None:
         """Undo ``block_chat``."""
@@ -1316,6 +1332,8 @@ class FakeTelegramServer(LoopbackHTTPServer):
         with self._cond:
             if chat in self._blocked:
                 raise _ApiError(403, "Forbidden: bot was blocked by the user")
+            if chat in self._left_groups:
+                raise _ApiError(403, "Forbidden: bot is not a member of the group chat")
             if method in _FLOOD_METHODS:
                 self._check_flood(chat)
         return chat
@@ -1433,6 +1451,18 @@ class FakeTelegramServer(LoopbackHTTPServer):
 
     def _api_getMe(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
         return dict(self._bot_user)
+
+    def _api_getChat(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
+        raw = params.get("chat_id")
+        if raw in (None, ""):
+            raise _bad_request("chat_id is empty")
+        chat = _chat_key(raw)
+        with self._cond:
+            if chat in self._left_groups or chat in self._blocked:
+                raise _bad_request("chat not found")
+            info = self._chat(chat)
+        # ChatFullInfo: the fields every chat carries besides the basic Chat ones.
+        return {**info, "accent_color_id": 0, "max_reaction_count": 11, "accepted_gift_types": _GIFT_TYPES}
 
     def _api_logOut(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
         return True
@@ -1717,6 +1747,12 @@ class FakeTelegramServer(LoopbackHTTPServer):
         if user_id is None:
             raise _bad_request("user_id is required")
         with self._cond:
+            if user_id == self._bot_user["id"]:
+                # The bot itself: a member of every chat it was not removed from (remove_bot_from_chat).
+                status = "left" if chat in self._left_groups else "member"
+                return {"status": status, "user": dict(self._bot_user)}
+            if chat in self._left_groups:
+                raise _bad_request("chat not found")
             user = self._users.get(user_id)
             if user is None:
                 raise _bad_request("PARTICIPANT_ID_INVALID")

@@ -69,6 +69,7 @@ def test_run_failing_at_start_prints_no_token(tmp_path: Path, telegram_server: F
         tmp_path,
         "run",
         timeout=60,
+        SHEETS_BACKEND="local",
         TELEGRAM_BOT_TOKEN=WRONG_TOKEN,
         TELEGRAM_API_BASE_URL=telegram_server.api_base_url,
         WEB_PORT=str(free_port()),

@@ -30,6 +30,7 @@ DEPLOY_SH = PROJECT_ROOT / "deploy.sh"
 ROLLBACK_SH = PROJECT_ROOT / "rollback.sh"
 UNIT_FILE = PROJECT_ROOT / "marketingbot.service"
 FAKE_SYSTEMCTL = HERE / "fake_systemctl.py"
+FAKE_SYSTEMD_RUN = HERE / "fake_systemd_run.py"
 SCRIPT_TIMEOUT = 90.0
 
 PYPROJECT = """\
@@ -59,6 +60,9 @@ SCRIPT_SETTINGS = (
     "SMOKE_TIMEOUT",
     "VENV_OPTS",
     "DEPLOY_PIP_OPTS",
+    "SANDBOX_RUN",
+    "UNIT_FILE",
+    "CHECK_OPTS",
 )
 
 
@@ -148,9 +152,15 @@ class StandinRepo:
         (self.path / "stray.txt").write_text("not tracked\n")
         (self.path / ".env").write_text("SECRET=from-the-developer-laptop\n")
 
-    def commit_release(self, version: str, *, check_ok: bool = True, healthy: bool = True) -> str:
-        """Commits a release with the given behaviour and a releases.md entry; returns the commit hash."""
-        behaviour = {"version": version, "check_ok": check_ok, "healthy": healthy}
+    def commit_release(
+        self, version: str, *, check_ok: bool = True, healthy: bool = True, data_in_release: bool = False
+    ) -> str:
+        """Commits a release with the given behaviour and a releases.md entry; returns the commit hash.
+
+        `data_in_release`: its check writes to data/ inside the release (fine outside the unit's sandbox,
+        read-only inside it) instead of DATA_DIR.
+        """
+        behaviour = {"version": version, "check_ok": check_ok, "healthy": healthy, "data_in_release": data_in_release}
         (self.path / "bot" / "behaviour.json").write_text(json.dumps(behaviour))
         notes = self.path / "releases.md"
         head, rest = notes.read_text().split("## [Unreleased]\n\n", 1)
@@ -178,6 +188,7 @@ class Site:
         (shared / ".env").write_text(f"WEB_HOST=127.0.0.1\nWEB_PORT={self.port}\n")
         (shared / "credentials.json").write_text("{}\n")
         (shared / "chat_memory.db").write_bytes(b"")
+        (shared / "data").mkdir()  # DATA_DIR: made by the runbook's setup (and the unit's ExecStartPre)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The scripts' environment: stub service manager, offline pip, stand-in imports, short timeouts."""
@@ -187,6 +198,9 @@ class Site:
             REPO=str(self.repo.path),
             SERVICE="marketingbot",
             SYSTEMCTL=f"{sys.executable} {FAKE_SYSTEMCTL}",
+            # The smoke test's sandbox: the real unit's properties, applied by the stub (read-only release).
+            SANDBOX_RUN=f"{sys.executable} {FAKE_SYSTEMD_RUN}",
+            UNIT_FILE=str(UNIT_FILE),
             PYTHON=sys.executable,
             VENV_OPTS=fast_venv_opts(),
             DEPLOY_PIP_OPTS="--no-index --no-cache-dir",
