@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -27,6 +27,7 @@ from bot.services.analytics import (
     TooManyPendingRequests,
     UnknownObjectCode,
 )
+from bot.web.chat_stream import stream_chat
 from bot.web.errors import (
     MSG_FORBIDDEN,
     MSG_OPEN_FROM_TELEGRAM,
@@ -208,8 +209,12 @@ def create_web_app(
     async def index() -> HTMLResponse:
         return HTMLResponse(index_html)
 
-    @app.post("/api/chat")
-    async def post_chat(body: ChatIn, who: CallerDep) -> dict[str, Any]:
+    @app.post("/api/chat", response_model=None)
+    async def post_chat(
+        body: ChatIn, who: CallerDep, accept: Annotated[str, Header()] = ""
+    ) -> dict[str, Any] | StreamingResponse:
+        if "text/event-stream" in accept.lower():
+            return await stream_chat(chat, who.partner, body.text)
         reply = await chat.handle_text(who.partner, body.text)
         if reply.kind == "limit":
             raise ApiError(429, "daily_limit", reply.text)

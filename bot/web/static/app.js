@@ -71,6 +71,81 @@ async function api(path, { method = 'GET', body, retried = false } = {}) {
   );
 }
 
+// POST a chat message asking for server-sent events: `onDelta(text)` for each piece of the answer as the
+// assistant writes it, then the `done` event's data is returned ({reply, status, escalated}). Errors that
+// come before the stream (401, 429 daily limit, 503) are JSON, exactly as from api().
+async function apiChatStream(body, onDelta, retried = false) {
+  const headers = {
+    Authorization: `tma ${initData}`,
+    'Content-Type': 'application/json',
+    Accept: 'text/event-stream',
+  };
+  let res;
+  try {
+    res = await fetch('api/chat', { method: 'POST', headers, body: JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, 'network', 'Нет связи с сервером. Проверьте интернет и попробуйте ещё раз.');
+  }
+  if (res.status === 401 && devMode && !retried) {
+    await ensureInitData(true);
+    return apiChatStream(body, onDelta, true);
+  }
+  const type = res.headers.get('Content-Type') || '';
+  if (!res.ok || !type.startsWith('text/event-stream')) {
+    let data = null;
+    try {
+      data = await res.json();
+    } catch {
+      data = null;
+    }
+    if (res.ok) return data;
+    const err = data && data.error;
+    throw new ApiError(
+      res.status,
+      err?.code ?? `http_${res.status}`,
+      err?.message ?? 'Сервер ответил ошибкой. Попробуйте чуть позже.',
+    );
+  }
+  let done = null;
+  const handle = (block) => {
+    let event = 'message';
+    const lines = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) event = line.slice(6).trim();
+      else if (line.startsWith('data:')) lines.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (!lines.length) return;
+    const data = JSON.parse(lines.join('\n'));
+    if (event === 'delta') onDelta(data.text ?? '');
+    else if (event === 'done') done = data;
+    else if (event === 'error') {
+      throw new ApiError(500, data.error?.code ?? 'internal', data.error?.message ?? 'Ответ прервался.');
+    }
+  };
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for (;;) {
+      const { value, done: finished } = await reader.read();
+      buffer += decoder.decode(value ?? new Uint8Array(), { stream: !finished });
+      buffer = buffer.replace(/\r\n?/g, '\n');
+      let cut;
+      while ((cut = buffer.indexOf('\n\n')) >= 0) {
+        handle(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+      }
+      if (finished) break;
+    }
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+  }
+  if (buffer.trim()) handle(buffer);
+  if (!done) throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+  return done;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Small UI helpers
 
@@ -335,19 +410,37 @@ async function sendMessage() {
   autosize();
   scrollChatToEnd();
   setBusy(true);
+  let live = null; // the assistant's bubble, filled in as the answer streams
   try {
-    const data = await api('api/chat', { method: 'POST', body: { text } });
+    const data = await apiChatStream({ text }, (piece) => {
+      if (!live) {
+        mine.classList.remove('pending');
+        typing.remove();
+        live = bubble('bot', '');
+        live.classList.add('streaming');
+        log.append(live);
+      }
+      const body = live.querySelector('.bubble-text');
+      body.textContent += piece;
+      scrollChatToEnd();
+    });
     mine.classList.remove('pending');
     typing.remove();
     state.seen.add(entryKey('me', text));
-    if (data.reply) {
+    if (live) {
+      live.classList.remove('streaming');
+      // The final text wins over what streamed (after a broken stream it carries the operator note).
+      if (data.reply) live.querySelector('.bubble-text').textContent = data.reply;
+      else live.remove();
+    } else if (data.reply) {
       log.append(bubble('bot', data.reply));
-      state.seen.add(entryKey('bot', data.reply));
     }
+    if (data.reply) state.seen.add(entryKey('bot', data.reply));
     setChatStatus(data.status);
     haptic('success');
   } catch (err) {
     typing.remove();
+    if (live) live.remove();
     if (!fatal(err)) {
       if (err.code === 'daily_limit') {
         mine.classList.remove('pending'); // the message is in the log; only the assistant is out of answers
