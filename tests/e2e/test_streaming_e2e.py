@@ -167,7 +167,7 @@ async def test_answer_appears_as_growing_drafts_then_one_message(chat: Chat) -> 
     assert len(drafts) >= 3, [d.plain_text for d in drafts]
     assert_grows(drafts, expected)
     assert all(d.seq < final.seq for d in drafts)
-    assert len({d.params["draft_id"] for d in drafts}) == 1 and int(drafts[0].params["draft_id"]) != 0
+    assert len({d.draft_id for d in drafts}) == 1 and drafts[0].draft_id != 0
     gaps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(drafts)]
     assert min(gaps) >= DRAFT_INTERVAL - 0.05
     assert drafts[0].plain_text != expected  # the first text was shown before the answer was complete
@@ -206,10 +206,10 @@ async def test_long_answer_is_split_with_a_new_draft_per_part(chat: Chat) -> Non
     assert " ".join(m.plain_text or "" for m in messages).split() == long_answer.split()
     assert second.button_data == ["appeal:human"] and first.button_data == []
     drafts = chat.drafts()
-    ids = list(dict.fromkeys(d.params["draft_id"] for d in drafts))
+    ids = list(dict.fromkeys(d.draft_id for d in drafts))
     assert len(ids) == 2, ids
     assert all(utf16_len(d.plain_text or "") <= 4096 for d in drafts)
-    second_part = [d for d in drafts if d.params["draft_id"] == ids[1]]
+    second_part = [d for d in drafts if d.draft_id == ids[1]]
     assert all(d.seq > first.seq for d in second_part)  # part 1 was a message before part 2 was drafted
     assert chat.tg.open_draft(PARTNER) is None
 

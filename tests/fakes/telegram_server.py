@@ -125,6 +125,12 @@ class SentMessage:
         return str(value) if value is not None else None
 
     @property
+    def draft_id(self) -> int | None:
+        """The draft_id of a sendMessageDraft record."""
+        value = self.params.get("draft_id")
+        return int(value) if value is not None else None
+
+    @property
     def callback_query_id(self) -> str | None:
         """The query answered by an answerCallbackQuery record."""
         value = self.params.get("callback_query_id")
