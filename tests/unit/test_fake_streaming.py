@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from google import genai
 from google.genai import types
@@ -16,6 +17,12 @@ from telegram.error import BadRequest, InvalidToken
 from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.telegram_server import FakeTelegramServer
+
+
+def genai_client(server: FakeGeminiServer) -> genai.Client:
+    """A real google-genai client on httpx (as the provider builds it) pointed at the fake."""
+    options = types.HttpOptions(base_url=server.url, api_version="v1", httpx_async_client=httpx.AsyncClient())
+    return genai.Client(api_key="k", http_options=options)
 
 
 @pytest.fixture
@@ -40,11 +47,11 @@ async def test_drafts_are_recorded_and_cleared_by_the_message(telegram_server: F
 
 async def test_drafts_are_validated_like_telegram(telegram_server: FakeTelegramServer, bot: Bot) -> None:
     """Drafts only go to private chats, with a non-zero draft_id and at most 4,096 characters."""
-    with pytest.raises(BadRequest, match="(?i)private"):
+    with pytest.raises(BadRequest, match=r"(?i)private"):
         await bot.send_message_draft(-100123, 1, "текст")
-    with pytest.raises(BadRequest, match="(?i)draft_id"):
+    with pytest.raises(BadRequest, match=r"(?i)draft_id"):
         await bot.send_message_draft(7, 0, "текст")
-    with pytest.raises(BadRequest, match="(?i)too long"):
+    with pytest.raises(BadRequest, match=r"(?i)too long"):
         await bot.send_message_draft(7, 1, "я" * 4097)
     assert telegram_server.drafts_to(7) == []
 
@@ -52,7 +59,7 @@ async def test_drafts_are_validated_like_telegram(telegram_server: FakeTelegramS
 async def test_refused_drafts(telegram_server: FakeTelegramServer, bot: Bot) -> None:
     """refuse_drafts answers 400 (method not available) or 404 (no such method) until accept_drafts."""
     telegram_server.refuse_drafts()
-    with pytest.raises(BadRequest, match="(?i)not available"):
+    with pytest.raises(BadRequest, match=r"(?i)not available"):
         await bot.send_message_draft(7, 1, "текст")
     telegram_server.refuse_drafts(404)
     with pytest.raises(InvalidToken):  # PTB's reading of a 404
@@ -66,7 +73,7 @@ async def test_gemini_stream_has_the_configured_shape(gemini_server: FakeGeminiS
     """streamGenerateContent: the first chunk after first_token, the rest spread over duration, finishReason last."""
     gemini_server.set_responder(lambda body: "раз два три четыре пять шесть")
     gemini_server.set_streaming(first_token=0.3, duration=0.4, chunks=6)
-    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=gemini_server.url, api_version="v1"))
+    client = genai_client(gemini_server)
     started = time.monotonic()
     arrivals = []
     async for chunk in await client.aio.models.generate_content_stream(model="m", contents="вопрос"):
@@ -83,7 +90,7 @@ async def test_gemini_stream_breaks_without_a_finish_reason(gemini_server: FakeG
     gemini_server.set_responder(lambda body: "раз два три четыре пять шесть")
     gemini_server.set_streaming(chunks=6)
     gemini_server.break_next_stream(after_chunks=2)
-    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=gemini_server.url, api_version="v1"))
+    client = genai_client(gemini_server)
     cut = [c async for c in await client.aio.models.generate_content_stream(model="m", contents="вопрос")]
     assert len(cut) == 2 and all(c.candidates[0].finish_reason is None for c in cut)
     whole = [c async for c in await client.aio.models.generate_content_stream(model="m", contents="вопрос")]
