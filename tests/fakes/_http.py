@@ -35,6 +35,10 @@ class FakeServerError(Exception):
     """Base class for errors raised by the fake servers' Python control API."""
 
 
+class StreamCut(Exception):
+    """Raised by a streamed body's iterator to cut the response mid-way (connection dropped, body incomplete)."""
+
+
 class FakeTimeout(FakeServerError, AssertionError):
     """Raised when a ``wait_for_*`` helper gives up before the awaited thing happened."""
 
@@ -292,12 +296,20 @@ def _write(handler: BaseHTTPRequestHandler, response: HTTPResponse) -> None:
         handler.end_headers()
         handler.wfile.write(response.body)
         return
-    handler.send_header("Connection", "close")
+    # Chunked transfer encoding on a kept-alive connection, as the real streaming APIs answer; a stream cut
+    # short ends without the terminating chunk and closes the connection, so the client sees a broken body.
+    handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()
-    handler.close_connection = True
-    for chunk in response.chunks:
-        handler.wfile.write(chunk)
-        handler.wfile.flush()
+    try:
+        for chunk in response.chunks:
+            if chunk:
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                handler.wfile.flush()
+    except StreamCut:
+        handler.close_connection = True
+        return
+    handler.wfile.write(b"0\r\n\r\n")
+    handler.wfile.flush()
 
 
 def _jsonable(value: Any) -> Any:
@@ -471,8 +483,8 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
             self._shape = StreamShape(first_token, duration, chunks)
 
     def break_next_stream(self, n: int = 1, after_chunks: int = 1) -> None:
-        """The next ``n`` streamed answers stop after ``after_chunks`` chunks: the connection is cut with no
-        finish reason (and no ``[DONE]``), as when the model or the network fails mid-answer."""
+        """The next ``n`` streamed answers stop after ``after_chunks`` chunks: the connection is dropped mid-body
+        (no finish reason, no ``[DONE]``), as when the model or the network fails mid-answer."""
         if after_chunks < 0:
             raise ValueError("after_chunks must be >= 0")
         with self._cond:
@@ -542,13 +554,13 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
             return self._shape, self._breaks.pop(0) if self._breaks else None
 
     def _paced(self, events: list[bytes], shape: StreamShape, break_after: int | None) -> Iterator[bytes]:
-        """``events`` sent as the shape says; cut short (no more bytes, connection closed) on a break."""
+        """``events`` sent as the shape says; cut short (body incomplete, connection closed) on a break."""
         gap = shape.duration / (len(events) - 1) if len(events) > 1 else 0.0
         for i, event in enumerate(events):
             if break_after is not None and i >= break_after:
-                return
+                raise StreamCut(f"stream broken after {i} chunks")
             if not self._sleep(shape.first_token if i == 0 else gap):
-                return
+                raise StreamCut("server stopping")
             yield event
 
     def _simulate_latency(self, fault: Fault | None) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from google import genai
 from google.genai import types
-from openai import AsyncOpenAI
+from openai import APIConnectionError, AsyncOpenAI
 from telegram import Bot
 from telegram.error import BadRequest, InvalidToken
 
@@ -86,19 +86,24 @@ async def test_gemini_stream_has_the_configured_shape(gemini_server: FakeGeminiS
 
 
 async def test_gemini_stream_breaks_without_a_finish_reason(gemini_server: FakeGeminiServer) -> None:
-    """break_next_stream cuts the next stream after N chunks: no finishReason ever arrives; the next is whole."""
+    """break_next_stream drops the next stream after N chunks (an incomplete body, no finishReason); the next
+    stream is whole."""
     gemini_server.set_responder(lambda body: "раз два три четыре пять шесть")
     gemini_server.set_streaming(chunks=6)
     gemini_server.break_next_stream(after_chunks=2)
     client = genai_client(gemini_server)
-    cut = [c async for c in await client.aio.models.generate_content_stream(model="m", contents="вопрос")]
+    cut = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        async for chunk in await client.aio.models.generate_content_stream(model="m", contents="вопрос"):
+            cut.append(chunk)
     assert len(cut) == 2 and all(c.candidates[0].finish_reason is None for c in cut)
     whole = [c async for c in await client.aio.models.generate_content_stream(model="m", contents="вопрос")]
     assert len(whole) == 6
 
 
 async def test_openai_stream_chunks_and_done(openai_server: FakeOpenAIServer) -> None:
-    """stream=true: chunk objects with content deltas, a finish_reason, then [DONE]; a break ends before both."""
+    """stream=true: chunk objects with content deltas, a finish_reason, then [DONE]; a break drops the body
+    before both."""
     openai_server.set_responder(lambda body: "раз два три четыре")
     openai_server.set_streaming(chunks=4)
     client = AsyncOpenAI(base_url=openai_server.url + "/v1", api_key="k", max_retries=0)
@@ -112,12 +117,13 @@ async def test_openai_stream_chunks_and_done(openai_server: FakeOpenAIServer) ->
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == "раз два три четыре"
         assert chunks[-1].choices[0].finish_reason == "stop"
         openai_server.break_next_stream(after_chunks=1)
-        cut = [
-            c
-            async for c in await client.chat.completions.create(
+        cut = []
+        with pytest.raises(APIConnectionError):  # openai's wrapping of the broken body
+            stream = await client.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": "?"}], stream=True
             )
-        ]
+            async for chunk in stream:
+                cut.append(chunk)
         assert cut and all(c.choices[0].finish_reason is None for c in cut)
     finally:
         await client.close()
