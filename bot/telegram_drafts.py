@@ -99,6 +99,12 @@ class DraftStreamer:
                 await self._task
         return list(self.parts_sent)
 
+    def cancel(self) -> None:
+        """Stop drafting at once, without waiting (the turn itself was cancelled)."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+
     async def _run(self) -> None:
         last = -self._interval
         while not self._closed and not self._off:

@@ -113,6 +113,9 @@ class GeminiProvider:
                 if text:
                     received += text
                     yield text
+        except AIStreamBroken as exc:
+            self.guard.record_failure(exc)  # a broken stream is an outage like a failed call, for the breaker
+            raise
         finally:
             await _close(chunks)
 

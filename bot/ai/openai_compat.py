@@ -103,6 +103,9 @@ class OpenAICompatProvider:
                 if text:
                     received += text
                     yield text
+        except AIStreamBroken as exc:
+            self.guard.record_failure(exc)  # a broken stream is an outage like a failed call, for the breaker
+            raise
         finally:
             with contextlib.suppress(Exception):
                 await chunks.close()

@@ -136,6 +136,10 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await _finish_drafts(drafts)
         await _send(services, message.chat_id, TEXT_ERROR)
         return
+    except BaseException:  # cancelled (shutdown): no draft task may outlive the turn
+        if drafts is not None:
+            drafts.cancel()
+        raise
     sent = await _finish_drafts(drafts)
     if partner is None or reply is None:
         await _explain_unauthorized(services, update)

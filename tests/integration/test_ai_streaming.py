@@ -61,7 +61,7 @@ async def test_stream_hands_out_the_answer_piece_by_piece(
 async def test_broken_stream_raises_with_the_received_text(
     streaming: tuple[StreamingAIProvider, FakeGeminiServer | FakeOpenAIServer],
 ) -> None:
-    """A stream cut mid-answer (no finish reason) raises AIStreamBroken carrying exactly what arrived."""
+    """A stream cut mid-answer raises AIStreamBroken carrying exactly what arrived, and trips the breaker's count."""
     provider, server = streaming
     server.break_next_stream(after_chunks=2)
     received: list[str] = []
@@ -71,6 +71,8 @@ async def test_broken_stream_raises_with_the_received_text(
     assert received and caught.value.received == "".join(received)
     assert ANSWER.startswith(caught.value.received) and caught.value.received != ANSWER
     assert server.request_count == 1  # text had flowed: a retry would repeat it
+    assert isinstance(provider, GeminiProvider | OpenAICompatProvider)
+    assert provider.guard.breaker.fail_counter == 1  # counted as an outage by the breaker
 
 
 async def test_failure_before_any_text_is_retried(
@@ -119,3 +121,19 @@ async def test_offline_cannot_stream_and_hands_out_the_whole_answer_at_once() ->
     answer = await ai.answer("system", [], "Вопрос", [], deltas.append)
     assert not ai.can_stream
     assert deltas == [answer.text]
+
+
+async def test_gemini_stream_ending_without_a_finish_reason_is_broken(gemini_server: FakeGeminiServer) -> None:
+    """A stream that ends cleanly but never says it finished (no finishReason) was cut: AIStreamBroken."""
+    gemini_server.set_responder(
+        lambda body: {"candidates": [{"content": {"parts": [{"text": "Половина комиссии"}], "role": "model"}}]}
+    )
+    provider = GeminiProvider(api_key="k", model="m", base_url=gemini_server.url, timeout=3.0, retry=RETRY)
+    received: list[str] = []
+    try:
+        with pytest.raises(AIStreamBroken, match="finish reason") as caught:
+            async for delta in provider.stream("system", [], "Вопрос", []):
+                received.append(delta)
+    finally:
+        await provider.aclose()
+    assert received == ["Половина комиссии"] and caught.value.received == "Половина комиссии"
