@@ -35,8 +35,9 @@ Figures:
 Run: `.venv/bin/python bench/chat.py [--partners 50] [--messages 2] [--cold] [--spread 0]`.
 
 `--streaming` (issue 14): the model streams (`--first-token` 0.5 s, then `--stream-duration` 2 s in `--chunks`
-pieces) and the private chats get drafts; the extra section prints the time to the first visible text (the first
-draft the fake Telegram recorded for the turn) against the model's first token, the full answer, and our share.
+pieces) and the private chats get drafts (`--no-drafts`: answers sent whole, for comparison); the extra section
+prints the time to the first visible text (the first draft the fake Telegram recorded for the turn) against the
+model's first token, the full answer, and our share.
 """
 
 from __future__ import annotations
@@ -664,6 +665,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
 
         runtime = await build_runtime(bench_settings(tg, sheets, gemini, tmp), local=False)
         tracer = instrument_runtime(runtime, by_key)
+        drafts = services_from(runtime.telegram.bot_data).drafts
+        if getattr(args, "no_drafts", False) and drafts is not None:
+            drafts.switch_off()  # the same streaming model, answers sent whole: the before of the comparison
         try:
             await start_telegram(runtime)
             if not args.cold:
@@ -870,6 +874,7 @@ def main() -> None:
     parser.add_argument("--first-token", type=float, default=0.5, help="streaming: seconds to the first chunk")
     parser.add_argument("--stream-duration", type=float, default=2.0, help="streaming: seconds for the rest")
     parser.add_argument("--chunks", type=int, default=20, help="streaming: chunks per answer")
+    parser.add_argument("--no-drafts", action="store_true", help="streaming: send answers whole (for comparison)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,6 +37,10 @@ class DraftSupport:
         self._bot_refused = not enabled
         self._refused_chats: set[int] = set()
 
+    def switch_off(self) -> None:
+        """No drafts anywhere from now on (answers are sent whole)."""
+        self._bot_refused = True
+
     def allowed(self, chat_id: int) -> bool:
         """Whether a draft may be tried in `chat_id`."""
         return not self._bot_refused and chat_id not in self._refused_chats
