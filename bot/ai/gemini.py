@@ -113,6 +113,7 @@ class GeminiProvider:
                 if text:
                     received += text
                     yield text
+            await _drain(chunks)
         except AIStreamBroken as exc:
             self.guard.record_failure(exc)  # a broken stream is an outage like a failed call, for the breaker
             raise
@@ -175,6 +176,14 @@ class GeminiProvider:
                 reason = str(response.candidates[0].finish_reason or "")
             raise AIEmptyAnswer(f"gemini returned no text {reason}".strip())
         return text.strip()
+
+
+async def _drain(chunks: AsyncIterator[object]) -> None:
+    """Read what follows the finishing chunk (the body's end) so the connection can be reused, not reset."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            async for _ in chunks:
+                pass
 
 
 async def _close(chunks: AsyncIterator[object]) -> None:

@@ -5,6 +5,7 @@ The client's own retries are off (`max_retries=0`): retries and the breaker are 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -103,6 +104,11 @@ class OpenAICompatProvider:
                 if text:
                     received += text
                     yield text
+            # Read on to [DONE] and the body's end so the connection is reused, not reset.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    async for _ in items:
+                        pass
         except AIStreamBroken as exc:
             self.guard.record_failure(exc)  # a broken stream is an outage like a failed call, for the breaker
             raise

@@ -102,6 +102,11 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         super().setup()
         self.server.owner._track(self.connection, add=True)
 
+    def handle(self) -> None:
+        # A client dropping a kept-alive connection (pool closed, stream abandoned) is normal, not a fake bug.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
+
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
@@ -476,7 +481,8 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
             self._faults.extend(Fault(hang_seconds=seconds) for _ in range(n))
 
     def set_streaming(self, first_token: float = 0.0, duration: float = 0.0, chunks: int | None = None) -> None:
-        """Shape streamed answers: the first chunk after ``first_token`` s, the rest over ``duration`` s."""
+        """Shape streamed answers: the first chunk after ``first_token`` s, the rest over ``duration`` s. A
+        non-streamed call then answers after ``first_token + duration`` s, when the whole answer is written."""
         if first_token < 0 or duration < 0 or (chunks is not None and chunks < 1):
             raise ValueError("first_token and duration must be >= 0, chunks >= 1")
         with self._cond:
@@ -547,6 +553,12 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
         with self._cond:
             responder = self._responder
         return responder(body) if responder is not None else default(body)
+
+    def _simulate_generation(self) -> None:
+        """A non-streamed answer arrives when the whole answer is written: the stream shape's time, if set."""
+        with self._cond:
+            shape = self._shape
+        self._sleep(shape.first_token + shape.duration)
 
     def _stream_shape(self) -> tuple[StreamShape, int | None]:
         """The stream shape, and after how many chunks this stream breaks (None: it completes)."""

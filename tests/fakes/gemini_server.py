@@ -172,6 +172,7 @@ class FakeGeminiServer(AIFakeServer[GeminiRequest]):
         answer = self._answer_text(body, lambda b: echo_reply(last_user_text(b)))
         if method == "streamGenerateContent":
             return self._stream(body, model, answer)
+        self._simulate_generation()
         payload = answer if isinstance(answer, dict) else self._response_body(body, model, answer)
         return HTTPResponse.json(200, payload)
 

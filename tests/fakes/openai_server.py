@@ -131,6 +131,7 @@ class FakeOpenAIServer(AIFakeServer[OpenAIRequest]):
             return HTTPResponse.json(200, answer)
         if stream:
             return self._stream(body, answer)
+        self._simulate_generation()
         return HTTPResponse.json(200, self._completion(body, answer))
 
     @staticmethod
