@@ -134,11 +134,26 @@ class GeminiProvider:
         self, contents: list[types.Content], config: types.GenerateContentConfig
     ) -> tuple[AsyncIterator[types.GenerateContentResponse], str, bool]:
         """The open stream, its first text (left-stripped) and whether that chunk already finished it."""
+        opened: list[AsyncIterator[types.GenerateContentResponse]] = []
+        try:
+            return await self._first_text(contents, config, opened)
+        except BaseException:
+            for chunks in opened:  # a failed attempt must not leave its response open until GC
+                await _close(chunks)
+            raise
+
+    async def _first_text(
+        self,
+        contents: list[types.Content],
+        config: types.GenerateContentConfig,
+        opened: list[AsyncIterator[types.GenerateContentResponse]],
+    ) -> tuple[AsyncIterator[types.GenerateContentResponse], str, bool]:
         try:
             async with asyncio.timeout(self._timeout + 1.0):
                 chunks = await self._client.aio.models.generate_content_stream(
                     model=self.model, contents=contents, config=config
                 )
+                opened.append(chunks)
                 async for response in chunks:
                     text, finished = _chunk(response)
                     text = text.lstrip()

@@ -124,6 +124,18 @@ class OpenAICompatProvider:
 
     async def _open_stream(self, messages: list[dict[str, str]]) -> tuple[_Open, str, bool]:
         """The open stream, its first text (left-stripped) and whether that chunk already finished it."""
+        opened: list[AsyncStream[ChatCompletionChunk]] = []
+        try:
+            return await self._first_text(messages, opened)
+        except BaseException:
+            for chunks in opened:  # a failed attempt must not leave its response open until GC
+                with contextlib.suppress(Exception):
+                    await chunks.close()
+            raise
+
+    async def _first_text(
+        self, messages: list[dict[str, str]], opened: list[AsyncStream[ChatCompletionChunk]]
+    ) -> tuple[_Open, str, bool]:
         try:
             chunks = await self._client.chat.completions.create(
                 model=self.model,
@@ -132,6 +144,7 @@ class OpenAICompatProvider:
                 max_tokens=self._max_tokens,
                 stream=True,
             )
+            opened.append(chunks)
             items = aiter(chunks)  # one iterator for the whole stream: each aiter() of AsyncStream is a new one
             async for chunk in items:
                 text, finished = _delta(chunk)

@@ -137,3 +137,19 @@ async def test_gemini_stream_ending_without_a_finish_reason_is_broken(gemini_ser
     finally:
         await provider.aclose()
     assert received == ["Половина комиссии"] and caught.value.received == "Половина комиссии"
+
+
+async def test_stream_without_any_text_falls_back_offline(gemini_server: FakeGeminiServer) -> None:
+    """A stream that finishes with no text (a safety block) is an empty answer: the offline answer, no deltas."""
+    gemini_server.set_responder(
+        lambda body: {"candidates": [{"content": {"parts": [], "role": "model"}, "finishReason": "SAFETY"}]}
+    )
+    provider = GeminiProvider(api_key="k", model="m", base_url=gemini_server.url, timeout=3.0, retry=RETRY)
+    deltas: list[str] = []
+    try:
+        answer = await FallbackAI(provider).answer("system", [], "Вопрос", [], deltas.append)
+    finally:
+        await provider.aclose()
+    assert answer.failed and "AIEmptyAnswer" in answer.error
+    assert answer.text.endswith(OPERATOR_NOTIFIED) and deltas == []
+    assert gemini_server.request_count == 1  # an empty answer is not retried
