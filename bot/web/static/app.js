@@ -122,9 +122,15 @@ async function apiChatStream(body, onDelta, retried = false) {
       throw new ApiError(500, data.error?.code ?? 'internal', data.error?.message ?? 'Ответ прервался.');
     }
   };
+  let buffer = '';
+  if (!res.body || !res.body.getReader) {
+    // An old WebView without fetch streaming: the answer arrives whole, the events are still in order.
+    (await res.text()).replace(/\r\n?/g, '\n').split('\n\n').forEach((block) => handle(block));
+    if (!done) throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+    return done;
+  }
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
-  let buffer = '';
   try {
     for (;;) {
       const { value, done: finished } = await reader.read();
