@@ -27,7 +27,7 @@ from bot.services.analytics import (
     TooManyPendingRequests,
     UnknownObjectCode,
 )
-from bot.web.chat_stream import stream_chat
+from bot.web.chat_stream import ChatStreams
 from bot.web.errors import (
     MSG_FORBIDDEN,
     MSG_OPEN_FROM_TELEGRAM,
@@ -209,12 +209,14 @@ def create_web_app(
     async def index() -> HTMLResponse:
         return HTMLResponse(index_html)
 
+    chat_streams = ChatStreams(chat)
+
     @app.post("/api/chat", response_model=None)
     async def post_chat(
         body: ChatIn, who: CallerDep, accept: Annotated[str, Header()] = ""
     ) -> dict[str, Any] | StreamingResponse:
         if "text/event-stream" in accept.lower():
-            return await stream_chat(chat, who.partner, body.text)
+            return await chat_streams.respond(who.partner, body.text)
         reply = await chat.handle_text(who.partner, body.text)
         if reply.kind == "limit":
             raise ApiError(429, "daily_limit", reply.text)

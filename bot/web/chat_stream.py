@@ -26,8 +26,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # a reverse proxy (nginx) must pass events on, not buffer the answer
 }
-# Turns still running after their page went away; kept so the tasks are not garbage-collected mid-turn.
-_orphans: set[asyncio.Task[ChatReplyView]] = set()
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -65,44 +63,55 @@ class _Deltas:
             waiter.cancel()
 
 
-async def stream_chat(chat: ChatPort, partner: Any, text: str) -> StreamingResponse:
-    """Start the turn; once its first delta arrives (or it ends) answer with the event stream."""
-    deltas = _Deltas()
-    turn = asyncio.create_task(chat.handle_text(partner, text, deltas.put))
-    try:
-        await deltas.until_more_or(turn)
-    except asyncio.CancelledError:
-        _keep(turn)
-        raise
-    if turn.done() and not deltas.arrived.is_set():
-        reply = turn.result()  # nothing streamed: a failure answers as on the JSON route
-        if reply.kind == "limit":
-            raise ApiError(429, "daily_limit", reply.text)
-    return StreamingResponse(_events(turn, deltas), media_type="text/event-stream", headers=SSE_HEADERS)
+class ChatStreams:
+    """Answers streaming chat requests; owned by the web app, it keeps the turns whose page went away."""
 
+    def __init__(self, chat: ChatPort) -> None:
+        self._chat = chat
+        # Turns still running after their page went away: kept so they are not garbage-collected mid-turn.
+        self._orphans: set[asyncio.Task[ChatReplyView]] = set()
 
-async def _events(turn: asyncio.Task[ChatReplyView], deltas: _Deltas) -> AsyncIterator[bytes]:
-    try:
-        while True:
+    async def respond(self, partner: Any, text: str) -> StreamingResponse:
+        """Start the turn; once its first delta arrives (or it ends) answer with the event stream."""
+        deltas = _Deltas()
+        turn = asyncio.create_task(self._chat.handle_text(partner, text, deltas.put))
+        try:
+            await deltas.until_more_or(turn)
+        except asyncio.CancelledError:
+            self._keep(turn)
+            raise
+        if turn.done() and not deltas.arrived.is_set():
+            reply = turn.result()  # nothing streamed: a failure answers as on the JSON route
+            if reply.kind == "limit":
+                raise ApiError(429, "daily_limit", reply.text)
+        return StreamingResponse(self._events(turn, deltas), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async def _events(self, turn: asyncio.Task[ChatReplyView], deltas: _Deltas) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                for piece in deltas.take():
+                    yield sse("delta", {"text": piece})
+                if turn.done():
+                    break
+                await deltas.until_more_or(turn)
             for piece in deltas.take():
                 yield sse("delta", {"text": piece})
-            if turn.done():
-                break
-            await deltas.until_more_or(turn)
-        for piece in deltas.take():
-            yield sse("delta", {"text": piece})
-        try:
-            reply = turn.result()
-        except Exception:
-            log.exception("streamed chat turn failed")
-            yield sse("error", {"error": {"code": "internal", "message": MSG_INTERNAL}})
-            return
-        yield done_event(reply)
-    finally:
-        if not turn.done():  # the page went away mid-answer: let the turn finish and be logged
-            _keep(turn)
+            try:
+                reply = turn.result()
+            except Exception:
+                log.exception("streamed chat turn failed")
+                yield sse("error", {"error": {"code": "internal", "message": MSG_INTERNAL}})
+                return
+            yield done_event(reply)
+        finally:
+            if not turn.done():  # the page went away mid-answer: let the turn finish and be logged
+                self._keep(turn)
 
+    def _keep(self, turn: asyncio.Task[ChatReplyView]) -> None:
+        self._orphans.add(turn)
+        turn.add_done_callback(self._forget)
 
-def _keep(turn: asyncio.Task[ChatReplyView]) -> None:
-    _orphans.add(turn)
-    turn.add_done_callback(_orphans.discard)
+    def _forget(self, turn: asyncio.Task[ChatReplyView]) -> None:
+        self._orphans.discard(turn)
+        if not turn.cancelled() and turn.exception() is not None:
+            log.error("chat turn of a page that went away failed", exc_info=turn.exception())

@@ -3,6 +3,7 @@ google-genai streaming from the fake Gemini, the local gateway; read by httpx an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -138,6 +139,24 @@ async def test_sse_broken_model_stream_ends_with_the_note(site: Site) -> None:
     received = done["reply"].split("\n\n")[0]
     assert received and ANSWER.startswith(received) and received != ANSWER
     assert streamed.startswith(received) and done["reply"].endswith(OPERATOR_NOTIFIED)
+
+
+async def test_page_leaving_mid_answer_still_logs_the_turn(site: Site) -> None:
+    """A page that goes away after the first delta does not cut the turn: the whole answer lands in the log."""
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("POST", site.url + "/api/chat", json={"text": "Уйду"}, headers=site.headers()) as resp,
+    ):
+        async for line in resp.aiter_lines():
+            if line.startswith("event: delta"):
+                break  # the page closes here
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(50):
+            entries = (await client.get(site.url + "/api/chat/history", headers=site.headers())).json()["entries"]
+            if entries and entries[-1]["text"] == ANSWER:
+                break
+            await asyncio.sleep(0.1)
+    assert [e["text"] for e in entries[-2:]] == ["Уйду", ANSWER]
 
 
 @pytest.mark.browser
