@@ -6,9 +6,10 @@ client animates as it grows; it is an ephemeral preview, so the finished answer 
 longer than one message is cut where `split_message` cuts it: each finished part is sent as a message at once
 and the next part is drafted under a new draft id.
 
-Where Telegram refuses drafts (a Bot API server without the method → 404, or a chat/client that cannot show
-them → 400) the refusal is remembered (for the whole bot, or for that chat), so later turns go straight to the
-typing indicator and one message instead of failing a draft call every time.
+Where Telegram refuses drafts (a Bot API server without the method → 404 or 400 "method is not available", or
+a chat/client that cannot show them → another 400) the refusal is remembered (for the whole bot, or for that
+chat), so later turns go straight to the typing indicator and one message instead of failing a draft call
+every time.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class DraftSupport:
 
     def refused(self, chat_id: int, exc: TelegramError) -> None:
         """Telegram refused a draft: remember it so it is not retried on every turn."""
-        if isinstance(exc, InvalidToken):  # 404: this Bot API server has no sendMessageDraft at all
+        # 404, or a 400 about the method itself ("method is not available"): this Bot API server has no
+        # drafts at all; any other 400 is about this chat or its client.
+        if isinstance(exc, InvalidToken) or "method" in exc.message.lower():
             self._bot_refused = True
             log.warning("Telegram has no sendMessageDraft (%s); answers are sent whole from now on", exc.message)
         else:

@@ -116,12 +116,15 @@ async def test_a_failure_before_any_text_answers_offline_without_deltas(gw: Asyn
 
 
 def test_draft_refusals_are_remembered_per_bot_or_per_chat() -> None:
-    """A 404 (no such method) switches drafts off for the bot; a 400 only for that chat."""
+    """A 404 or a 400 about the method switches drafts off for the bot; another 400 only for that chat."""
     support = DraftSupport()
-    support.refused(1, BadRequest("method is not available"))
+    support.refused(1, BadRequest("TEXTDRAFT_PEER_INVALID"))
     assert not support.allowed(1) and support.allowed(2)
     support.refused(2, InvalidToken("Not Found"))
     assert not support.allowed(2) and not support.allowed(3)
+    other = DraftSupport()
+    other.refused(1, BadRequest("Method is not available"))
+    assert not other.allowed(2)
     assert not DraftSupport(enabled=False).allowed(5)
 
 
