@@ -168,23 +168,32 @@ async def test_page_renders_the_answer_progressively(site: Site, browser_context
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto(site.url + "/")
-    await page.locator("#chat-input").wait_for()
+    await page.get_by_text("Задайте вопрос ассистенту").wait_for()  # the (empty) history has loaded
+    # The page records every text its streaming bubble shows (a MutationObserver), so no state is missed.
+    await page.evaluate(
+        """() => {
+            window.__shown = [];
+            new MutationObserver(() => {
+                const live = document.querySelector('.bubble-bot.streaming .bubble-text');
+                if (live && live.textContent !== window.__shown.at(-1)) window.__shown.push(live.textContent);
+            }).observe(document.getElementById('chat-log'), {subtree: true, childList: true, characterData: true});
+        }"""
+    )
     await page.fill("#chat-input", "Какая комиссия партнёра?")
     await page.click("#chat-send")
-    live = page.locator(".bubble-bot.streaming .bubble-text")
-    await live.wait_for()
-    seen: list[str] = []
-    shot = False
-    while await page.locator(".bubble-bot.streaming").count():
-        text = await live.inner_text() if await live.count() else ""
-        if text and (not seen or text != seen[-1]):
-            seen.append(text)
-        if not shot and len(text) > len(ANSWER) // 2:
-            await shoot(page, artifacts, "miniapp-streaming.png", docs=True)
-            shot = True
-        await page.wait_for_timeout(100)
+    await page.wait_for_function(
+        "n => { const b = document.querySelector('.bubble-bot.streaming .bubble-text');"
+        " return b && b.textContent.length > n; }",
+        arg=len(ANSWER) // 2,
+        polling="raf",
+    )
+    await shoot(page, artifacts, "miniapp-streaming.png", docs=True)
+    await page.locator(".bubble-bot.streaming").wait_for(state="detached")
     final = page.locator(".bubble-bot").last.locator(".bubble-text")
     assert await final.inner_text() == ANSWER
+    assert await page.locator(".bubble-me").last.inner_text() == "Какая комиссия партнёра?"
+    seen: list[str] = [t for t in await page.evaluate("() => window.__shown") if t]
     lengths = [len(t) for t in seen]
     assert len(seen) >= 3 and lengths == sorted(lengths) and lengths[0] < len(ANSWER)
-    assert shot and errors == []
+    assert all(ANSWER.startswith(t) for t in seen)
+    assert errors == []
