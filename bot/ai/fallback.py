@@ -11,7 +11,6 @@ from bot.ai.offline import OfflineResponder
 log = logging.getLogger(__name__)
 
 OPERATOR_NOTIFIED = "Оператор уведомлён и ответит вам здесь, в этом чате."
-STREAM_BROKEN = "⚠️ Ответ прервался: ИИ сейчас недоступен."
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class FallbackAI:
             return AIAnswer(text, self.primary.name, from_model=True)
         except AIStreamBroken as exc:
             log.warning("%s stream broke after %d chars (%s)", self.primary.name, len(exc.received), exc)
-            note = f"\n\n{STREAM_BROKEN} {OPERATOR_NOTIFIED}"
+            note = f"\n\n{OPERATOR_NOTIFIED}"  # the usual fallback note, after what the partner already saw
             if on_delta is not None:
                 on_delta(note)
             text = exc.received.strip() + note

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.ai.base import AIStreamBroken, StreamingAIProvider
-from bot.ai.fallback import OPERATOR_NOTIFIED, STREAM_BROKEN, FallbackAI
+from bot.ai.fallback import OPERATOR_NOTIFIED, FallbackAI
 from bot.ai.gemini import GeminiProvider
 from bot.ai.offline import OfflineResponder
 from bot.ai.openai_compat import OpenAICompatProvider
@@ -98,9 +98,9 @@ async def test_fallback_keeps_received_text_and_adds_the_note(
     assert answer.failed and not answer.from_model and "AIStreamBroken" in answer.error
     received = answer.text.split("\n\n")[0]
     assert received and ANSWER.startswith(received) and received != ANSWER
-    assert answer.text.endswith(f"{STREAM_BROKEN} {OPERATOR_NOTIFIED}")
+    assert answer.text.endswith(f"\n\n{OPERATOR_NOTIFIED}")
     streamed = "".join(deltas)
-    assert streamed.startswith(received) and streamed.endswith(f"{STREAM_BROKEN} {OPERATOR_NOTIFIED}")
+    assert streamed.startswith(received) and streamed.endswith(f"\n\n{OPERATOR_NOTIFIED}")
 
 
 async def test_fallback_streams_a_complete_answer(

@@ -10,7 +10,7 @@ import pytest
 from telegram.error import BadRequest, InvalidToken
 
 from bot.ai.base import AIUnavailable, Turn
-from bot.ai.fallback import OPERATOR_NOTIFIED, STREAM_BROKEN, FallbackAI
+from bot.ai.fallback import OPERATOR_NOTIFIED, FallbackAI
 from bot.ai.offline import OFFLINE_INTRO
 from bot.handlers.chat import _unsent_rest
 from bot.services.appeals import AppealsService, ReplyKind, WorkingHours
@@ -101,7 +101,7 @@ async def test_a_broken_stream_is_logged_with_the_note_and_staff_told(gw: AsyncS
     pieces: list[str] = []
     reply = await appeals.handle_text(PARTNER, "Какая комиссия?", pieces.append)
     assert reply.kind == ReplyKind.FALLBACK
-    assert reply.text == f"Половина комис\n\n{STREAM_BROKEN} {OPERATOR_NOTIFIED}"
+    assert reply.text == f"Половина комис\n\n{OPERATOR_NOTIFIED}"
     assert "".join(pieces).endswith(OPERATOR_NOTIFIED)
     assert len(messenger.staff) == 1 and "connection reset" in messenger.staff[0]
 
