@@ -28,7 +28,7 @@ from bot.telegram_messenger import split_message
 
 log = logging.getLogger(__name__)
 
-DRAFT_INTERVAL = 0.6  # seconds between two drafts to one chat: smooth to read, far inside Telegram's limits
+DRAFT_INTERVAL = 0.5  # seconds between two drafts to one chat: smooth to read, far inside Telegram's limits
 
 
 class DraftSupport:
