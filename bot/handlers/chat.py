@@ -11,8 +11,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from telegram import KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
-from telegram.constants import ChatAction
+from telegram import KeyboardButton, Message, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
+from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
@@ -21,6 +21,8 @@ from bot.services.auth import Partner
 from bot.services.container import BOT_DATA_KEY, Services, services_from
 from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter, rate_limited_text
 from bot.services.ports import DeliveryError, InlineButton
+from bot.telegram_drafts import DraftStreamer
+from bot.telegram_messenger import split_message
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
@@ -126,23 +128,34 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     services = services_from(context.bot_data)
     if await _refused_by_rate(services, context, user.id, message.chat_id):
         return
+    drafts = _draft_streamer(services, context, message)
     try:
         async with _typing(context, message.chat_id):
             # Authorization and the partner's row are read together: one batched sheet call, not two in a row.
-            partner, reply = await services.appeals.handle_message(user.id, message.text, services.auth.check)
+            partner, reply = await services.appeals.handle_message(
+                user.id, message.text, services.auth.check, drafts.feed if drafts else None
+            )
     except GatewayError as exc:
         log.warning("authorization check of %s failed: %s", user.id, exc)
+        await _finish_drafts(drafts)
         await _send(services, message.chat_id, TEXT_UNAVAILABLE)
         return
     except Exception:  # never leave the partner without an answer
         log.exception("turn of %s failed", user.id)
+        await _finish_drafts(drafts)
         await _send(services, message.chat_id, TEXT_ERROR)
         return
+    except BaseException:  # cancelled (shutdown): no draft task may outlive the turn
+        if drafts is not None:
+            drafts.cancel()
+        raise
+    sent = await _finish_drafts(drafts)
     if partner is None or reply is None:
         await _explain_unauthorized(services, update)
         return
     if reply.text:
-        await _send(services, message.chat_id, reply.text, with_operator_button=reply.offer_operator)
+        text = _unsent_rest(reply.text, sent)
+        await _send(services, message.chat_id, text, with_operator_button=reply.offer_operator)
 
 
 async def on_call_operator(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -217,6 +230,35 @@ async def _send(services: Services, chat_id: int, text: str, *, with_operator_bu
         await services.messenger.send_text(chat_id, text, buttons=[OPERATOR_BUTTON] if with_operator_button else None)
     except DeliveryError as exc:
         log.warning("reply to %s not delivered: %s", chat_id, exc)
+
+
+def _draft_streamer(services: Services, context: ContextTypes.DEFAULT_TYPE, message: Message) -> DraftStreamer | None:
+    """A draft streamer for this answer, when it is worth one: a private chat where Telegram has not refused
+    drafts, and a provider that writes piece by piece (an offline answer comes whole: it is just sent)."""
+    if message.chat.type != ChatType.PRIVATE or not services.appeals.streams:
+        return None
+    if services.drafts is None or not services.drafts.allowed(message.chat_id):
+        return None
+
+    async def send_part(part: str) -> None:
+        await services.messenger.send_text(message.chat_id, part)
+
+    return DraftStreamer(context.bot, message.chat_id, services.drafts, send_part)
+
+
+async def _finish_drafts(drafts: DraftStreamer | None) -> list[str]:
+    """Stop drafting before the final message goes out; the parts of a long answer already sent."""
+    return await drafts.finish() if drafts is not None else []
+
+
+def _unsent_rest(text: str, sent: list[str]) -> str:
+    """What is left of `text` after the parts a long streamed answer already sent (all of it if they differ)."""
+    if not sent:
+        return text
+    pieces = split_message(text)
+    if pieces[: len(sent)] != sent:
+        return text  # the final text does not continue what was streamed: better twice than missing
+    return "\n\n".join(pieces[len(sent) :])
 
 
 @contextlib.asynccontextmanager

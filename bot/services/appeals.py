@@ -30,6 +30,7 @@ from datetime import time as dtime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bot.ai.base import DeltaSink
 from bot.ai.fallback import AIAnswer, FallbackAI
 from bot.ai.prompt import SystemPrompt
 from bot.services import chatlog
@@ -173,13 +174,23 @@ class AppealsService:
         except GatewayError as exc:
             log.error("could not open the Обращения row of %s: %s", partner.telegram_id, exc)
 
-    async def handle_text(self, partner: Partner, text: str) -> ChatReply:
-        """Answer one message from an authorized partner (or stay silent while a human has the conversation)."""
+    @property
+    def streams(self) -> bool:
+        """Whether the AI's answers arrive piece by piece (worth showing as they are written)."""
+        return self._ai.can_stream
+
+    async def handle_text(self, partner: Partner, text: str, on_delta: DeltaSink | None = None) -> ChatReply:
+        """Answer one message from an authorized partner (or stay silent while a human has the conversation).
+        `on_delta` receives the AI's answer as it is written (nothing for canned replies)."""
         async with self._locks(partner.telegram_id):
-            return await self._turn(partner, text, *await self._load(partner.telegram_id))
+            return await self._turn(partner, text, *await self._load(partner.telegram_id), on_delta)
 
     async def handle_message(
-        self, telegram_id: int, text: str, authorize: Callable[[int], Awaitable[Partner | None]]
+        self,
+        telegram_id: int,
+        text: str,
+        authorize: Callable[[int], Awaitable[Partner | None]],
+        on_delta: DeltaSink | None = None,
     ) -> tuple[Partner | None, ChatReply | None]:
         """Authorize and answer in one step: the Auth and Обращения reads go out together, so the gateway
         sends them as one batched call instead of two in a row. (None, None) when not authorized."""
@@ -187,9 +198,11 @@ class AppealsService:
             partner, (row, readable) = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
             if partner is None:
                 return None, None
-            return partner, await self._turn(partner, text, row, readable)
+            return partner, await self._turn(partner, text, row, readable, on_delta)
 
-    async def _turn(self, partner: Partner, text: str, row: Record | None, readable: bool) -> ChatReply:
+    async def _turn(
+        self, partner: Partner, text: str, row: Record | None, readable: bool, on_delta: DeltaSink | None = None
+    ) -> ChatReply:
         text = text.strip()
         now = self._clock()
         status = canonical_status(row[AppealCol.STATUS]) if row else ""
@@ -203,7 +216,7 @@ class AppealsService:
             # Not stored: a partner over the limit must not be able to fill the sheet (and its write quota).
             return ChatReply(limit_text(self.daily_limit), status or AppealStatus.NEW, kind=ReplyKind.LIMIT)
         # An unreadable row's status is unknown: the turn must not overwrite it (e.g. staff's В работе).
-        return await self._answer(partner, text, entries, user_block, now, status if readable else None)
+        return await self._answer(partner, text, entries, user_block, now, status if readable else None, on_delta)
 
     async def request_human(self, partner: Partner) -> ChatReply:
         """The «Позвать оператора» button: hand the conversation to a human."""
@@ -246,11 +259,12 @@ class AppealsService:
         user_block: str,
         now: datetime,
         status: str | None,
+        on_delta: DeltaSink | None = None,
     ) -> ChatReply:
         """The model's answer; `status` None means unknown (unreadable row): it is then left as it is."""
         history = chatlog.to_turns(entries, self._history_turns, self._history_chars)
         context = await self._context(text)
-        answer = await self._ai.answer(self._prompt.text, history, text, context)
+        answer = await self._ai.answer(self._prompt.text, history, text, context, on_delta)
         if answer.from_model and self.daily_limit:
             await self._gw.state.counter_add(self._counter(partner), self._today())
         ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -33,6 +33,7 @@ from bot.services.analytics import (
 from bot.services.live import EventHub, LiveWatcher
 from bot.services.partner_limits import PartnerRateLimiter, rate_limited_text
 from bot.staff_console import dropdowns
+from bot.web.chat_stream import ChatStreams
 from bot.web.errors import (
     MSG_FORBIDDEN,
     MSG_OPEN_FROM_TELEGRAM,
@@ -274,8 +275,14 @@ def create_web_app(
     async def index() -> HTMLResponse:
         return HTMLResponse(index_html)
 
-    @app.post("/api/chat")
-    async def post_chat(body: ChatIn, who: CallerDep) -> dict[str, Any]:
+    chat_streams = ChatStreams(chat)
+
+    @app.post("/api/chat", response_model=None)
+    async def post_chat(
+        body: ChatIn, who: CallerDep, accept: Annotated[str, Header()] = ""
+    ) -> dict[str, Any] | StreamingResponse:
+        if "text/event-stream" in accept.lower():
+            return await chat_streams.respond(who.partner, body.text)
         reply = await chat.handle_text(who.partner, body.text)
         if reply.kind == "limit":
             raise ApiError(429, "daily_limit", reply.text)

@@ -59,8 +59,11 @@ RECORDED_METHODS = frozenset(
         "editMessageReplyMarkup",
         "answerCallbackQuery",
         "deleteMessage",
+        "sendMessageDraft",
     }
 )
+#: How long Telegram shows a draft that no message or newer draft replaced (the Bot API's "30-second preview").
+DRAFT_LIFETIME = 30.0
 # Telegram's flood control counts messages, edits included, but not chat actions.
 _FLOOD_METHODS = frozenset({"sendMessage", "sendDocument", "sendPhoto", "editMessageText", "editMessageReplyMarkup"})
 _CHAT_METHODS = _FLOOD_METHODS | {"sendChatAction", "deleteMessage"}
@@ -127,6 +130,12 @@ class SentMessage:
         """The chat action of a sendChatAction record."""
         value = self.params.get("action")
         return str(value) if value is not None else None
+
+    @property
+    def draft_id(self) -> int | None:
+        """The draft_id of a sendMessageDraft record."""
+        value = self.params.get("draft_id")
+        return int(value) if value is not None else None
 
     @property
     def callback_query_id(self) -> str | None:
@@ -755,6 +764,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
         self._commands: dict[str, list[JSON]] = {}
         self._menu_buttons: dict[ChatId | None, JSON] = {}
         self._members: dict[tuple[int, int], str] = {}  # (group chat, user) → ChatMember status
+        self._draft_refusal: tuple[int, str] | None = None
         self._methods: dict[str, Callable[[dict[str, Any], dict[str, _UploadedFile]], Any]] = {
             name.lower(): getattr(self, f"_api_{name}")
             for name in (
@@ -771,6 +781,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
                 "sendChatAction",
                 "getChat",
                 "getChatMember",
+                "sendMessageDraft",
                 "editMessageText",
                 "editMessageReplyMarkup",
                 "deleteMessage",
@@ -870,6 +881,18 @@ class FakeTelegramServer(LoopbackHTTPServer):
             self._global_rate = global_per_second
             self._chat_sends.clear()
             self._global_sends.clear()
+
+    def refuse_drafts(self, status: int = 400, description: str | None = None) -> None:
+        """Refuse every sendMessageDraft from now on, as an older server or client does: 400 (e.g. "method is
+        not available") or 404 Not Found (a Bot API server without the method); ``accept_drafts`` undoes it."""
+        default = "Not Found" if status == 404 else "Bad Request: method is not available"
+        with self._cond:
+            self._draft_refusal = (status, description or default)
+
+    def accept_drafts(self) -> None:
+        """Undo ``refuse_drafts``."""
+        with self._cond:
+            self._draft_refusal = None
 
     def reset(self) -> None:
         """Forget sent records, calls, counters and pending faults; keep users, messages and updates."""
@@ -1051,6 +1074,22 @@ class FakeTelegramServer(LoopbackHTTPServer):
         key = _chat_key(chat_id)
         with self._cond:
             return [s for s in self._sent if s.chat_id == key and (methods is None or s.method in methods)]
+
+    def drafts_to(self, chat_id: ChatId) -> list[SentMessage]:
+        """Every draft shown in ``chat_id``, oldest first (``params["draft_id"]`` tells the parts apart)."""
+        return self.sent_to(chat_id, ("sendMessageDraft",))
+
+    def open_draft(self, chat_id: ChatId) -> SentMessage | None:
+        """The draft the user sees in ``chat_id`` now: the newest draft sent after the bot's last message there
+        and less than DRAFT_LIFETIME ago; None when no draft hangs in the chat."""
+        with self._cond:
+            for record in reversed(self._sent):
+                if record.chat_id != _chat_key(chat_id) or record.method not in ("sendMessage", "sendMessageDraft"):
+                    continue
+                if record.method == "sendMessage" or time.time() - record.timestamp > DRAFT_LIFETIME:
+                    return None
+                return record if record.plain_text else None
+        return None
 
     def texts_to(self, chat_id: ChatId) -> list[str]:
         """Plain texts (as the user sees them) of messages sent to ``chat_id``."""
@@ -1252,6 +1291,8 @@ class FakeTelegramServer(LoopbackHTTPServer):
             "flood_next": self.flood_next,
             "set_flood_limits": self.set_flood_limits,
             "set_latency": self.set_latency,
+            "refuse_drafts": self.refuse_drafts,
+            "accept_drafts": self.accept_drafts,
             "reset": self.reset,
             "sent": lambda since=0: self.sent[since:],
             "counters": lambda: self.counters,
@@ -1658,6 +1699,30 @@ class FakeTelegramServer(LoopbackHTTPServer):
         if _str_param(params, "action") not in _CHAT_ACTIONS:
             raise _bad_request("wrong parameter action in request")
         self._record_sent("sendChatAction", chat, params)
+        return True
+
+    def _api_sendMessageDraft(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
+        with self._cond:
+            refusal = self._draft_refusal
+        if refusal is not None:
+            raise _ApiError(*refusal)
+        chat = self._target_chat(params, "sendMessageDraft")
+        if not isinstance(chat, int) or chat <= 0:
+            raise _bad_request("message drafts can be sent only to private chats")
+        draft_id = _int_param(params, "draft_id")
+        if not draft_id:
+            raise _bad_request("draft_id must be non-zero")
+        raw, parsed = self._parsed_text(params, "text", 2 * MAX_MESSAGE_LENGTH, required=False)
+        if parsed is not None and _utf16_len(parsed.text) > MAX_MESSAGE_LENGTH:
+            raise _bad_request("message is too long")
+        self._record_sent(
+            "sendMessageDraft",
+            chat,
+            params,
+            text=raw,
+            plain_text=parsed.text if parsed else "",
+            entities=parsed.entities if parsed else (),
+        )
         return True
 
     def _edit_target(self, params: Mapping[str, Any], method: str) -> tuple[ChatId, int, JSON]:

@@ -77,6 +77,87 @@ async function api(path, { method = 'GET', body, retried = false } = {}) {
   );
 }
 
+// POST a chat message asking for server-sent events: `onDelta(text)` for each piece of the answer as the
+// assistant writes it, then the `done` event's data is returned ({reply, status, escalated}). Errors that
+// come before the stream (401, 429 daily limit, 503) are JSON, exactly as from api().
+async function apiChatStream(body, onDelta, retried = false) {
+  const headers = {
+    Authorization: `tma ${initData}`,
+    'Content-Type': 'application/json',
+    Accept: 'text/event-stream',
+  };
+  let res;
+  try {
+    res = await fetch('api/chat', { method: 'POST', headers, body: JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, 'network', 'Нет связи с сервером. Проверьте интернет и попробуйте ещё раз.');
+  }
+  if (res.status === 401 && devMode && !retried) {
+    await ensureInitData(true);
+    return apiChatStream(body, onDelta, true);
+  }
+  const type = res.headers.get('Content-Type') || '';
+  if (!res.ok || !type.startsWith('text/event-stream')) {
+    let data = null;
+    try {
+      data = await res.json();
+    } catch {
+      data = null;
+    }
+    if (res.ok) return data;
+    const err = data && data.error;
+    throw new ApiError(
+      res.status,
+      err?.code ?? `http_${res.status}`,
+      err?.message ?? 'Сервер ответил ошибкой. Попробуйте чуть позже.',
+    );
+  }
+  let done = null;
+  const handle = (block) => {
+    let event = 'message';
+    const lines = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) event = line.slice(6).trim();
+      else if (line.startsWith('data:')) lines.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (!lines.length) return;
+    const data = JSON.parse(lines.join('\n'));
+    if (event === 'delta') onDelta(data.text ?? '');
+    else if (event === 'done') done = data;
+    else if (event === 'error') {
+      throw new ApiError(500, data.error?.code ?? 'internal', data.error?.message ?? 'Ответ прервался.');
+    }
+  };
+  let buffer = '';
+  if (!res.body || !res.body.getReader) {
+    // An old WebView without fetch streaming: the answer arrives whole, the events are still in order.
+    (await res.text()).replace(/\r\n?/g, '\n').split('\n\n').forEach((block) => handle(block));
+    if (!done) throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+    return done;
+  }
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  try {
+    for (;;) {
+      const { value, done: finished } = await reader.read();
+      buffer += decoder.decode(value ?? new Uint8Array(), { stream: !finished });
+      buffer = buffer.replace(/\r\n?/g, '\n');
+      let cut;
+      while ((cut = buffer.indexOf('\n\n')) >= 0) {
+        handle(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+      }
+      if (finished) break;
+    }
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+  }
+  if (buffer.trim()) handle(buffer);
+  if (!done) throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+  return done;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Small UI helpers
 
@@ -420,19 +501,49 @@ async function sendMessage() {
   autosize();
   scrollChatToEnd();
   setBusy(true);
+  let live = null; // the assistant's bubble, filled in as the answer streams
   try {
-    const data = await api('api/chat', { method: 'POST', body: { text } });
+    const data = await apiChatStream({ text }, (piece) => {
+      if (!live) {
+        mine.classList.remove('pending');
+        typing.remove();
+        live = bubble('bot', '');
+        live.classList.add('streaming');
+        log.append(live);
+      }
+      const body = live.querySelector('.bubble-text');
+      body.textContent += piece;
+      scrollChatToEnd();
+    });
     mine.classList.remove('pending');
     typing.remove();
     state.seen.add(entryKey('me', text));
-    if (data.reply && ![...log.querySelectorAll('.bubble-bot')].some((b) => b.dataset.key === entryKey('bot', data.reply))) {
+    if (live) {
+      live.classList.remove('streaming');
+      // The final text wins over what streamed (after a broken stream it carries the operator note).
+      if (data.reply) {
+        live.querySelector('.bubble-text').textContent = data.reply;
+        live.dataset.key = entryKey('bot', data.reply);
+        // The live event stream may have brought the same answer first: keep one bubble, with the log's time.
+        const twin = [...log.querySelectorAll('.bubble-bot.live')].find(
+          (b) => b !== live && b.dataset.key === live.dataset.key && mine.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING,
+        );
+        if (twin) {
+          Object.assign(live.dataset, { at: twin.dataset.at, n: twin.dataset.n });
+          const time = twin.querySelector('time');
+          if (time) live.querySelector('time').replaceWith(time);
+          twin.remove();
+        }
+      } else live.remove();
+    } else if (data.reply && ![...log.querySelectorAll('.bubble-bot')].some((b) => b.dataset.key === entryKey('bot', data.reply))) {
       log.append(bubble('bot', data.reply)); // unless the live stream showed the answer already
-      state.seen.add(entryKey('bot', data.reply));
     }
+    if (data.reply) state.seen.add(entryKey('bot', data.reply));
     setChatStatus(data.status);
     haptic('success');
   } catch (err) {
     typing.remove();
+    if (live) live.remove();
     if (!fatal(err)) {
       if (err.code === 'daily_limit') {
         mine.classList.remove('pending'); // the message is in the log; only the assistant is out of answers
