@@ -163,6 +163,7 @@ class Runtime:
     promotions: PromotionService | None = None
     admin: AdminService | None = None
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
+    inbox_poller: Any = None  # bot.telegram_inbox.InboxPoller while long polling
     web: Any = None
     jobs: list[Periodic] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
@@ -217,7 +218,12 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         daily_limit=settings.daily_ai_limit,
         escalation_keywords=settings.escalation_keywords,
         working_hours=_working_hours(settings),
+        reply_first=True,
     )
+    if telegram_app is not None:
+        from bot.handlers.chat import OPERATOR_BUTTON
+
+        telegram_app.update_processor.attach(gw.inbox, gw.turns, messenger, OPERATOR_BUTTON)
     rdir = reports_dir(settings)
     base = public_base_url(settings)
     runtime = Runtime(
@@ -266,14 +272,15 @@ def _telegram_application(settings: Settings) -> Any:
     if settings.telegram_api_base_url:
         base = settings.telegram_api_base_url.rstrip("/")
         builder = builder.base_url(base).base_file_url(base.removesuffix("/bot") + "/file/bot")
-    if settings.webhook_url:
-        builder = builder.updater(None)  # updates arrive through our own web server (see _install_webhook)
+    # Updates arrive through the durable inbox: our own long polling (bot.telegram_inbox.InboxPoller) or
+    # our own web server (see _install_webhook), each journaling an update before Telegram learns it arrived.
+    builder = builder.updater(None)
     # PTB's rate limiter paces every call under Telegram's limits and honours RetryAfter.
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
-    from bot.handlers.ordering import PerChatUpdateProcessor
+    from bot.telegram_inbox import DurableUpdateProcessor
 
     builder = builder.rate_limiter(RepliesFirstRateLimiter(max_retries=3)).concurrent_updates(
-        PerChatUpdateProcessor(256)
+        DurableUpdateProcessor(256)
     )
     return builder.build()
 
@@ -298,6 +305,8 @@ def _install_webhook(runtime: Runtime) -> None:
     from fastapi.responses import JSONResponse, Response
     from telegram import Update
 
+    from bot.telegram_inbox import journal_update
+
     app = runtime.telegram
     secret = webhook_secret(runtime.settings)
 
@@ -305,7 +314,10 @@ def _install_webhook(runtime: Runtime) -> None:
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not hmac.compare_digest(given, secret):
             return JSONResponse({"error": {"code": "unauthorized", "message": "bad secret"}}, status_code=401)
-        await app.update_queue.put(Update.de_json(await request.json(), app.bot))
+        update = Update.de_json(await request.json(), app.bot)
+        if update is not None:
+            # Journaled before the 200: an update Telegram considers delivered is never lost.
+            await journal_update(app, runtime.gateway.inbox, update)
         return Response(status_code=200)
 
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
@@ -427,11 +439,14 @@ async def run_application(settings: Settings, *, local: bool) -> None:
 
 async def _start_telegram(runtime: Runtime) -> None:
     from bot.handlers.webapp import set_menu_button
+    from bot.telegram_inbox import InboxPoller, resume_unfinished
 
     app = runtime.telegram
     if app is None:
         return
     await app.initialize()
+    # Updates an earlier run left unfinished go first, before any new one (per-chat order).
+    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
     await app.start()
     settings = runtime.settings
     from telegram.error import TelegramError
@@ -448,19 +463,23 @@ async def _start_telegram(runtime: Runtime) -> None:
         # releases of a blue-green switch accept it, so the proxy can move over with zero downtime.
         await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
         return
-    assert app.updater is not None
     # Long polling: only one process may poll a token (Telegram answers 409 to the second), so the old
     # release is stopped before this one starts polling; the downtime is the restart time.
     await app.bot.delete_webhook()
-    await app.updater.start_polling(drop_pending_updates=False)
+    runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox)
+    await runtime.inbox_poller.start()
 
 
 async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
     runtime.phase = "stopping"
     app = runtime.telegram
-    if app is not None and app.updater is not None and app.updater.running:
+    if runtime.inbox_poller is not None:
         with contextlib.suppress(Exception):
-            await app.updater.stop()  # no new updates; in-flight handlers keep running
+            await runtime.inbox_poller.stop()  # no new updates; in-flight handlers keep running
+    from bot.telegram_inbox import DurableUpdateProcessor
+
+    if app is not None and isinstance(app.update_processor, DurableUpdateProcessor):
+        app.update_processor.stopping.set()  # a message waiting for Auth stays in the inbox for the next start
     # Everything that sends through the bot stops while the bot can still send: a send after app.shutdown()
     # fails, and a broadcast would record those partners as failed and never reach them.
     if runtime.promotions is not None:

@@ -23,6 +23,7 @@ from gateway import a1
 from gateway.backend import Rows
 from gateway.coalesce import Batcher
 from gateway.errors import BadRequest, SchemaError
+from gateway.journal import JournalFile, TurnJournal, UpdateInbox
 from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
@@ -59,18 +60,26 @@ class AsyncSheetsGateway:
             BatchApplier(backend, self.locator), state, metrics, window=write_window, replay_interval=replay_interval
         )
         self._tables: dict[str, Table] = {}
+        self._journal_file = JournalFile(state.path)
+        self.turns = TurnJournal(self._journal_file, self.write)
+        self.inbox = UpdateInbox(self._journal_file)
 
     async def start(self) -> None:
-        """Open the backend and the state file, and start replaying any journaled writes."""
+        """Open the backend and the state file, and start replaying any journaled writes (turns journaled
+        before a crash and not confirmed written go to the outbox first)."""
         await self.backend.open()
         await self.state.open()
+        await self._journal_file.open()
+        await self.turns.recover()
         await self.writer.start()
 
     async def close(self) -> None:
         """Flush in-flight writes (to the sheet or the outbox) and close everything."""
         try:
+            await self.turns.drain()
             await self.writer.stop()
         finally:
+            await self._journal_file.close()
             await self.state.close()
             await self.backend.close()
 

@@ -55,6 +55,7 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
     runtime = SimpleNamespace(
         phase="running",
         telegram=app,
+        inbox_poller=None,
         promotions=promotions,
         jobs=[job],
         ai=FallbackAI(OfflineResponder()),

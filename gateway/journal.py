@@ -1,0 +1,290 @@
+"""Local journals that make a turn durable before the sheet has it: the turn journal and the update inbox.
+
+Reply first, write after. A chat turn (the partner's text and the answer, as ONE write op) is recorded here,
+durably, before the reply goes out; the write to the sheet then runs in the background, off the reply's
+path. Until the sheet (or the outbox) holds the write, reads of that row overlay it, so the next turn's
+history never misses a turn. A crash between the reply and the write loses nothing: on start the journal
+hands every unconfirmed turn to the outbox, which replays it once, idempotently.
+
+The update inbox records every Telegram update before Telegram is told it was received (the next
+getUpdates offset, or the webhook's 200), and marks it done only when its turn is finished. On start the
+unfinished ones are processed again; a turn already journaled is not asked of the model again, its logged
+reply is sent.
+
+Both live in the state file (`chat_memory.db`) beside the outbox, on their own connection so their commits
+never ride on an outbox transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import GatewayError
+from gateway.ops import OpKind, WriteOp
+from gateway.sqlite import SqliteFile
+from gateway.table import Record
+from gateway.writer import _holds_entry, _join
+
+log = logging.getLogger(__name__)
+
+WriteFn = Callable[[Sequence[WriteOp]], Awaitable[None]]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS turn_journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, turn_id TEXT NOT NULL UNIQUE, sheet TEXT NOT NULL, key TEXT NOT NULL,
+    op TEXT NOT NULL, reply TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turn_journal_row ON turn_journal(sheet, key, state);
+CREATE TABLE IF NOT EXISTS update_inbox (
+    update_id INTEGER PRIMARY KEY, chat_id INTEGER, payload TEXT NOT NULL, state TEXT NOT NULL,
+    created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS update_inbox_state ON update_inbox(state, update_id);
+"""
+
+PENDING = "pending"  # journaled; neither the sheet nor the outbox confirmed it yet
+WRITTEN = "written"  # in the sheet or in the outbox
+REJECTED = "rejected"  # the sheet refused it for good (bad data): nothing to overlay or replay
+UNFINISHED = "unfinished"
+DONE = "done"
+KEEP_SECONDS = 2 * 86_400.0  # finished entries are kept this long (a resumed update may still look its reply up)
+
+
+class JournalFile:
+    """One connection to the state file for the journals (WAL lets it share the file with the StateStore,
+    which must be opened first: it creates the outbox table the journal hands turns to)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._file = SqliteFile(path, _SCHEMA, synchronous="FULL")
+
+    async def open(self) -> None:
+        """Open (and create) the tables."""
+        await self._file.open()
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._file.close()
+
+    async def execute(self, sql: str, args: Sequence[object] = ()) -> int:
+        """Run one statement (autocommit: durable when this returns); returns the rows changed."""
+        cur = await self._file.db.execute(sql, tuple(args))
+        count = cur.rowcount
+        await cur.close()
+        return count
+
+    async def fetch(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Rows of one query."""
+        async with self._file.db.execute(sql, tuple(args)) as cur:
+            return [tuple(r) async for r in cur]
+
+    async def transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> None:
+        """Several statements (each with its parameter rows) in one durable transaction."""
+        db = self._file.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in statements:
+                await db.executemany(sql, [tuple(r) for r in rows])
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")
+
+
+@dataclass(frozen=True)
+class JournaledTurn:
+    """A turn recorded before its reply went out."""
+
+    turn_id: str
+    op: WriteOp
+    reply: str
+    state: str
+
+
+class TurnJournal:
+    """Turns journaled before their reply, written to the sheet after it, overlaid on reads until then."""
+
+    def __init__(self, file: JournalFile, write: WriteFn) -> None:
+        self._file = file
+        self._write = write
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def record(self, turn_id: str, op: WriteOp, reply: str) -> None:
+        """Journal a turn's write and its reply (durable when this returns); a turn id is recorded once."""
+        await self._file.execute(
+            "INSERT OR IGNORE INTO turn_journal(turn_id, sheet, key, op, reply, state, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (turn_id, op.sheet, _key(op.key), op.to_json(), reply, PENDING, time.time()),
+        )
+
+    def write_later(self, turn_id: str, op: WriteOp) -> None:
+        """Write the journaled turn to the sheet in the background (the sheet or the outbox takes it)."""
+        task = asyncio.create_task(self._deliver(turn_id, op), name=f"turn-write:{turn_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def commit(self, turn_id: str, op: WriteOp, reply: str) -> None:
+        """Journal, then write in the background: what a turn calls right before sending its reply."""
+        await self.record(turn_id, op, reply)
+        self.write_later(turn_id, op)
+
+    async def _deliver(self, turn_id: str, op: WriteOp) -> None:
+        state = WRITTEN
+        try:
+            await self._write([op])  # returns once the write is in the sheet or durably in the outbox
+        except GatewayError as exc:  # not an outage (those go to the outbox): bad data or a broken sheet
+            log.error("could not write journaled turn %s to %s: %s", turn_id, op.sheet, exc)
+            state = REJECTED
+        except asyncio.CancelledError:
+            return  # stays pending: the next start hands it to the outbox
+        await self._file.execute("UPDATE turn_journal SET state = ? WHERE turn_id = ?", (state, turn_id))
+
+    async def drain(self) -> None:
+        """Wait for the background writes in flight (shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        """Background writes not finished yet."""
+        return len(self._tasks)
+
+    async def reply_of(self, turn_id: str) -> str | None:
+        """The logged reply of a journaled turn (None when the turn was never journaled)."""
+        rows = await self._file.fetch("SELECT reply FROM turn_journal WHERE turn_id = ?", (turn_id,))
+        return str(rows[0][0]) if rows else None
+
+    async def pending(self, sheet: str, key: str) -> list[WriteOp]:
+        """Writes of one row the sheet may not hold yet, oldest first: the outbox's, then the journal's."""
+        # The outbox first: a journaled turn that went to the outbox is marked written, so no op is listed twice.
+        like_sheet = f'%"sheet": {json.dumps(sheet, ensure_ascii=False)}%'
+        like_key = f'%"key": {json.dumps([key], ensure_ascii=False)}%'
+        boxed = await self._file.fetch(
+            "SELECT op FROM outbox WHERE op LIKE ? AND op LIKE ? ORDER BY seq", (like_sheet, like_key)
+        )
+        journaled = await self._file.fetch(
+            "SELECT op FROM turn_journal WHERE sheet = ? AND key = ? AND state = ? ORDER BY seq",
+            (sheet, _key((key,)), PENDING),
+        )
+        ops = [WriteOp.from_json(str(r[0])) for r in boxed + journaled]
+        return [op for op in ops if op.sheet == sheet and op.key == (key,)]
+
+    async def overlay(self, sheet: str, key: str, record: Record | None, text_columns: Sequence[str]) -> Record | None:
+        """`record` as the sheet will hold it once the pending writes of its row land (None stays None when
+        nothing is pending)."""
+        ops = await self.pending(sheet, key)
+        return overlay(record, ops, text_columns)
+
+    async def recover(self) -> int:
+        """Hand every turn not confirmed written to the outbox (to be replayed idempotently); returns how many."""
+        rows = await self._file.fetch("SELECT seq, op FROM turn_journal WHERE state = ? ORDER BY seq", (PENDING,))
+        now = time.time()
+        await self._file.transaction(
+            [
+                ("INSERT INTO outbox(op, maybe_applied, created) VALUES (?, 1, ?)", [(str(op), now) for _, op in rows]),
+                ("UPDATE turn_journal SET state = ? WHERE seq = ?", [(WRITTEN, seq) for seq, _ in rows]),
+                ("DELETE FROM turn_journal WHERE state != ? AND created < ?", [(PENDING, now - KEEP_SECONDS)]),
+            ]
+        )
+        if rows:
+            log.warning("%d turns journaled before a crash were not confirmed written: replaying them", len(rows))
+        return len(rows)
+
+
+def overlay(record: Record | None, ops: Sequence[WriteOp], text_columns: Sequence[str]) -> Record | None:
+    """Apply pending ops to a row as read (text appended unless the cell already holds it, values set)."""
+    if not ops:
+        return record
+    data = dict(record.data) if record is not None else {}
+    if record is None:
+        first = ops[0]
+        data.update(first.insert_defaults)
+        for column, value in zip(first.key_columns, first.key, strict=True):
+            data.setdefault(column, value)
+    for op in ops:
+        data.update(op.values)
+        if op.kind is OpKind.APPEND_TEXT and op.text_column is not None and op.text:
+            column = next((c for c in text_columns if c.casefold() == op.text_column.casefold()), op.text_column)
+            current = data.get(column, "")
+            if not _holds_entry(current, op.text):
+                data[column] = _join(current, op.text)
+    return Record(record.row if record is not None else 0, data)
+
+
+@dataclass(frozen=True)
+class InboxUpdate:
+    """An update journaled in the inbox."""
+
+    update_id: int
+    chat_id: int | None
+    payload: dict[str, object]
+
+
+class UpdateInbox:
+    """Telegram updates, journaled before they are acknowledged, done when their turn is finished."""
+
+    def __init__(self, file: JournalFile) -> None:
+        self._file = file
+
+    async def put(self, updates: Sequence[InboxUpdate]) -> list[InboxUpdate]:
+        """Journal updates (durable when this returns); returns the ones not journaled before, in order."""
+        if not updates:
+            return []
+        ids = [u.update_id for u in updates]
+        marks = ",".join("?" * len(ids))
+        known = {
+            int(str(r[0]))
+            for r in await self._file.fetch(f"SELECT update_id FROM update_inbox WHERE update_id IN ({marks})", ids)
+        }
+        fresh = [u for u in updates if u.update_id not in known]
+        now = time.time()
+        await self._file.transaction(
+            [
+                (
+                    "INSERT OR IGNORE INTO update_inbox(update_id, chat_id, payload, state, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (u.update_id, u.chat_id, json.dumps(u.payload, ensure_ascii=False), UNFINISHED, now, now)
+                        for u in fresh
+                    ],
+                )
+            ]
+        )
+        return fresh
+
+    async def done(self, update_id: int) -> None:
+        """Mark an update's turn finished."""
+        await self._file.execute(
+            "UPDATE update_inbox SET state = ?, updated = ? WHERE update_id = ?", (DONE, time.time(), update_id)
+        )
+
+    async def unfinished(self) -> list[InboxUpdate]:
+        """Updates whose turn did not finish, in arrival order."""
+        rows = await self._file.fetch(
+            "SELECT update_id, chat_id, payload FROM update_inbox WHERE state = ? ORDER BY update_id", (UNFINISHED,)
+        )
+        return [
+            InboxUpdate(int(str(u)), int(str(c)) if c is not None else None, json.loads(str(p))) for u, c, p in rows
+        ]
+
+    async def last_update_id(self) -> int | None:
+        """The highest update id ever journaled (the next getUpdates offset is one more)."""
+        rows = await self._file.fetch("SELECT MAX(update_id) FROM update_inbox")
+        return int(str(rows[0][0])) if rows and rows[0][0] is not None else None
+
+    async def prune(self, older_than: float = KEEP_SECONDS) -> int:
+        """Forget finished updates older than `older_than` seconds, keeping the newest (it carries the offset)."""
+        return await self._file.execute(
+            "DELETE FROM update_inbox WHERE state = ? AND updated < ? "
+            "AND update_id < (SELECT MAX(update_id) FROM update_inbox)",
+            (DONE, time.time() - older_than),
+        )
+
+
+def _key(key: Sequence[str]) -> str:
+    return "\x1f".join(k.strip() for k in key)
