@@ -170,7 +170,13 @@ class InboxPoller:
             if not updates:
                 continue
             # Journaled first; only then may the next getUpdates (offset past them) acknowledge them.
-            fresh = {u.update_id for u in await self._inbox.put([inbox_entry(u) for u in updates])}
+            try:
+                fresh = {u.update_id for u in await self._inbox.put([inbox_entry(u) for u in updates])}
+            except Exception:  # the local disk: keep the offset, so Telegram keeps the updates for the retry
+                log.exception("could not journal %d updates; fetching them again in %.0f s", len(updates), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, POLL_RETRY_MAX)
+                continue
             self._offset = updates[-1].update_id + 1
             for update in updates:
                 if update.update_id in fresh:

@@ -269,6 +269,7 @@ def build_kit(
     ai: ScriptedAI | None = None,
     messenger: FakeMessenger | None = None,
     daily_limit: int = 30,
+    reply_first: bool = False,
 ) -> ChatKit:
     """The chat services over `gw` with fakes for the model and Telegram."""
     clock = clock or ManualClock(moscow(2026, 11, 23, 14, 5))
@@ -287,6 +288,7 @@ def build_kit(
         working_hours=WorkingHours(),
         clock=clock,
         monotonic=clock.monotonic,
+        reply_first=reply_first,
     )
     replies = OperatorReplyService(gw, messenger, clock=clock)
     return ChatKit(gw, ai, messenger, clock, prompt, knowledge, auth, appeals, replies)
