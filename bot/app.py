@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=20)
 WORKER_POLL_SECONDS = 5.0
 PROMOTIONS_POLL_SECONDS = 30.0
+TURN_WRITE_INTERVAL = 5.0  # seconds between batches of journaled chat turns written to Google Sheets
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -59,6 +60,8 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         sheets_api_base_url=settings.sheets_api_base_url,
         reads_per_minute=settings.sheets_reads_per_minute,
         writes_per_minute=settings.sheets_writes_per_minute,
+        # Google's quota makes every write batch (and its verify-read) count: batch journaled turns under load.
+        turn_write_interval=TURN_WRITE_INTERVAL if settings.sheets_backend == "google" else 0.0,
     )
 
 

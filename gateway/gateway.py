@@ -50,18 +50,21 @@ class AsyncSheetsGateway:
         read_window: float = 0.005,
         write_window: float = 0.005,
         replay_interval: float = 5.0,
+        turn_write_interval: float = 0.0,
     ) -> None:
         self.backend = backend
         self.state = state
         self.metrics = metrics
-        self._reads: Batcher[tuple[str, ...], list[Rows]] = Batcher(self._flush_reads, window=read_window)
+        self._reads: Batcher[tuple[str, ...], list[Rows]] = Batcher(
+            self._flush_reads, window=read_window, gate=backend.read_ready
+        )
         self.locator = RowLocator(self.read_ranges)
         self.writer = Writer(
             BatchApplier(backend, self.locator), state, metrics, window=write_window, replay_interval=replay_interval
         )
         self._tables: dict[str, Table] = {}
-        self._journal_file = JournalFile(state.path)
-        self.turns = TurnJournal(self._journal_file, self.write)
+        self._journal_file = JournalFile(state)
+        self.turns = TurnJournal(self._journal_file, self.write, write_interval=turn_write_interval)
         self.inbox = UpdateInbox(self._journal_file)
 
     async def start(self) -> None:

@@ -92,6 +92,11 @@ class ResilientBackend:
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(initial=self.retry.initial_backoff, max=self.retry.max_backoff)
 
+    async def read_ready(self) -> None:
+        """Return once a read may go out without waiting for the quota limiter."""
+        if self._read_limiter is not None:
+            await self._read_limiter.wait_ready()
+
     @property
     def breaker_state(self) -> str:
         """'closed', 'open' or 'half-open'."""
