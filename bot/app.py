@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=20)
 WORKER_POLL_SECONDS = 5.0
 PROMOTIONS_POLL_SECONDS = 30.0
+JOURNAL_PRUNE_SECONDS = 3600.0
 TURN_WRITE_INTERVAL = 5.0  # seconds between batches of journaled chat turns written to Google Sheets
 
 
@@ -400,6 +401,7 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
         jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, runtime.worker.run_once, first=0.5))
     if runtime.promotions is not None:
         jobs.append(Periodic("promotions", PROMOTIONS_POLL_SECONDS, runtime.promotions.poll_once))
+    jobs.append(Periodic("journal-prune", JOURNAL_PRUNE_SECONDS, runtime.gateway.prune_journals))
     return jobs
 
 

@@ -106,6 +106,11 @@ class AsyncSheetsGateway:
         """Raw write of a range (the CLI's `sheets set`); bypasses keys, so not for services."""
         await self.backend.batch_update([(rng, rows)])
 
+    async def prune_journals(self) -> None:
+        """Forget finished turns and updates past their use (the journals stay bounded)."""
+        await self.turns.prune()
+        await self.inbox.prune()
+
     # -- health --------------------------------------------------------------------------------
 
     @property

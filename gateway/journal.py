@@ -239,6 +239,12 @@ class TurnJournal:
         ops = await self.pending(sheet, key)
         return overlay(record, ops, text_columns)
 
+    async def prune(self, older_than: float = KEEP_SECONDS) -> int:
+        """Forget turns written (or rejected) more than `older_than` seconds ago; returns how many."""
+        return await self._file.execute(
+            "DELETE FROM turn_journal WHERE state != ? AND created < ?", (PENDING, time.time() - older_than)
+        )
+
     async def recover(self) -> int:
         """Hand every turn not confirmed written to the outbox (to be replayed idempotently); returns how many."""
         rows = await self._file.fetch("SELECT seq, op FROM turn_journal WHERE state = ? ORDER BY seq", (PENDING,))

@@ -14,7 +14,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageH
 from bot.handlers.chat import OPERATOR_BUTTON
 from bot.services.appeals import ChatReply, encode_reply
 from bot.services.turn_context import current_turn
-from bot.telegram_inbox import DurableUpdateProcessor, InboxPoller, inbox_entry, resume_unfinished
+from bot.telegram_inbox import DurableUpdateProcessor, InboxPoller, inbox_entry, journal_update, resume_unfinished
 from bot.telegram_messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from gateway.journal import InboxUpdate
@@ -124,3 +124,21 @@ async def test_a_resumed_update_sends_its_logged_reply_without_running_the_handl
     await app.stop()
     assert seen == []
     assert await gw.inbox.unfinished() == []
+
+
+async def test_a_webhook_update_delivered_twice_is_journaled_and_handled_once(
+    app: App, telegram_server: FakeTelegramServer, local_gateway: AsyncSheetsGateway
+) -> None:
+    """The webhook path journals an update before answering; Telegram re-posting it does not handle it twice."""
+    tg, gw = telegram_server, local_gateway
+    seen: list[tuple[str, str | None]] = []
+    app.add_handler(_echo(seen))
+    await app.start()
+    update = Update.de_json(tg.user_sends_text(504, "по вебхуку"), app.bot)
+    assert update is not None
+    await journal_update(app, gw.inbox, update)
+    assert await gw.inbox.last_update_id() == update.update_id  # journaled when journal_update returns
+    await journal_update(app, gw.inbox, update)  # Telegram did not see the 200 and posts it again
+    await tg.wait_for_sent(lambda s: s.chat_id == 504, timeout=10)
+    await app.stop()
+    assert seen == [("по вебхуку", f"update:{update.update_id}")]

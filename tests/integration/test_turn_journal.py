@@ -245,3 +245,17 @@ async def test_a_waiting_message_is_left_in_the_inbox_at_shutdown(tmp_path: Path
     finally:
         flaky.down = False
         await gw.close()
+
+
+async def test_written_turns_are_pruned_pending_ones_kept(gated: tuple[AsyncSheetsGateway, GatedBackend]) -> None:
+    """Pruning forgets turns the sheet has, never a turn still waiting for its write."""
+    gw, gate = gated
+    kit = build_kit(gw, reply_first=True)
+    op = kit.appeals._table.op_append_text("42", AppealCol.LOG, "[2026-11-23 14:05] Пользователь: раз")
+    await gw.turns.commit("update:1", op, "")
+    await gw.turns.drain()
+    gate.open_gate.clear()
+    await gw.turns.commit("update:2", op, "")
+    assert await gw.turns.prune(older_than=-1) == 1
+    assert await gw.turns.reply_of("update:1") is None and await gw.turns.reply_of("update:2") == ""
+    gate.open_gate.set()
