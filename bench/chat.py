@@ -839,7 +839,10 @@ async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
         seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
         sheets.set_latency(args.sheet_latency)
         sheets.quota_per_minute(reads=args.quota, writes=args.quota)
-        runtime = await build_runtime(bench_settings(tg, sheets, gemini, tmp), local=False)
+        # A partner sends dozens of messages in these minutes: a limit high enough never to answer «лимит»,
+        # still counted per answer as in production.
+        settings = bench_settings(tg, sheets, gemini, tmp).model_copy(update={"daily_ai_limit": 100_000})
+        runtime = await build_runtime(settings, local=False)
         instrument_runtime(runtime, turns)
         try:
             await start_telegram(runtime)
