@@ -824,6 +824,8 @@ class SustainedResult:
     writes: int
     responses_429: int
     lost: list[str]
+    loop_lag: list[float]
+    cpu_process: float
 
 
 async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
@@ -850,13 +852,23 @@ async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
                 await warm_up(runtime, tids)
             sheets.reset_counters()
             tg.reset()
-            started = time.perf_counter()
+            lag = LoopLag()
+            lag.start()
+            cpu, started = time.process_time(), time.perf_counter()
             sent = await drive_sustained(tg, tids, turns, args.sustained, args.timeout)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            await lag.stop()
         finally:
             await stop_all(runtime)
         return SustainedResult(
-            sent, seconds, sheets.reads, sheets.writes, sheets.responses[429], lost_turns(sheets, sent)
+            sent,
+            seconds,
+            sheets.reads,
+            sheets.writes,
+            sheets.responses[429],
+            lost_turns(sheets, sent),
+            lag.samples,
+            cpu,
         )
 
 
@@ -898,6 +910,10 @@ def report_sustained(args: argparse.Namespace, res: SustainedResult) -> None:
     print(f"lost: {len(res.lost)} of {len(res.turns)} (target 0)")
     for problem in res.lost[:10]:
         print(f"  {problem}")
+    print(
+        f"process (bot + fakes): CPU {res.cpu_process:.0f} s in {res.seconds:.0f} s; event-loop lag p50 "
+        f"{ms(pct(res.loop_lag, 50))}, p95 {ms(pct(res.loop_lag, 95))} (CPU starvation shows here and in model time)"
+    )
 
 
 def main() -> None:
