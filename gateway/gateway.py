@@ -64,7 +64,9 @@ class AsyncSheetsGateway:
         )
         self._tables: dict[str, Table] = {}
         self._journal_file = JournalFile(state)
-        self.turns = TurnJournal(self._journal_file, self.write, write_interval=turn_write_interval)
+        self.turns = TurnJournal(
+            self._journal_file, self.write, write_interval=turn_write_interval, outbox_depth=lambda: self.writer.depth
+        )
         self.inbox = UpdateInbox(self._journal_file)
 
     async def start(self) -> None:

@@ -120,9 +120,20 @@ class JournaledTurn:
 class TurnJournal:
     """Turns journaled before their reply, written to the sheet after it, overlaid on reads until then."""
 
-    def __init__(self, file: JournalFile, write: WriteFn, *, write_interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        file: JournalFile,
+        write: WriteFn,
+        *,
+        write_interval: float = 0.0,
+        outbox_depth: Callable[[], int] = lambda: 1,
+    ) -> None:
         self._file = file
         self._write = write
+        self._outbox_depth = outbox_depth
+        # This run's journaled turns not yet confirmed, by row: overlays read them without a query on the
+        # turn's path (a previous run's are in the outbox by then: `recover`).
+        self._pending: dict[tuple[str, str], dict[str, WriteOp]] = {}
         # Under load, journaled writes go out together at most once per interval: every write batch costs a
         # verify-read, and the read quota is better spent on the loads partners wait for.
         self._interval = write_interval
@@ -134,11 +145,13 @@ class TurnJournal:
 
     async def record(self, turn_id: str, op: WriteOp, reply: str) -> None:
         """Journal a turn's write and its reply (durable when this returns); a turn id is recorded once."""
-        await self._file.execute(
+        added = await self._file.execute(
             "INSERT OR IGNORE INTO turn_journal(turn_id, sheet, key, op, reply, state, created) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (turn_id, op.sheet, _key(op.key), op.to_json(), reply, PENDING, time.time()),
         )
+        if added:
+            self._pending.setdefault((op.sheet, _key(op.key)), {})[turn_id] = op
 
     def write_later(self, turn_id: str, op: WriteOp) -> None:
         """Write the journaled turn to the sheet in the background (the sheet or the outbox takes it)."""
@@ -194,6 +207,13 @@ class TurnJournal:
 
     async def _mark(self, outcomes: Sequence[tuple[str, str | None]]) -> None:
         """Record the outcomes, one statement per state (each statement is one commit: one fsync)."""
+        done = {turn_id for turn_id, state in outcomes if state is not None}
+        for row in list(self._pending):
+            ops = self._pending[row]
+            for turn_id in done & ops.keys():
+                del ops[turn_id]
+            if not ops:
+                del self._pending[row]
         for state in (WRITTEN, REJECTED):
             ids = [turn_id for turn_id, s in outcomes if s == state]
             if ids:
@@ -220,18 +240,19 @@ class TurnJournal:
 
     async def pending(self, sheet: str, key: str) -> list[WriteOp]:
         """Writes of one row the sheet may not hold yet, oldest first: the outbox's, then the journal's."""
-        # The outbox first: a journaled turn that went to the outbox is marked written, so no op is listed twice.
-        like_sheet = f'%"sheet": {json.dumps(sheet, ensure_ascii=False)}%'
-        like_key = f'%"key": {json.dumps([key], ensure_ascii=False)}%'
-        boxed = await self._file.fetch(
-            "SELECT op FROM outbox WHERE op LIKE ? AND op LIKE ? ORDER BY seq", (like_sheet, like_key)
-        )
-        journaled = await self._file.fetch(
-            "SELECT op FROM turn_journal WHERE sheet = ? AND key = ? AND state = ? ORDER BY seq",
-            (sheet, _key((key,)), PENDING),
-        )
-        ops = [WriteOp.from_json(str(r[0])) for r in boxed + journaled]
-        return [op for op in ops if op.sheet == sheet and op.key == (key,)]
+        # The outbox holds older writes than the journal's unconfirmed ones; a turn on its way into the outbox
+        # may be in both for a moment, hence the dedup by op id.
+        ops: list[WriteOp] = []
+        if self._outbox_depth():
+            like_sheet = f'%"sheet": {json.dumps(sheet, ensure_ascii=False)}%'
+            like_key = f'%"key": {json.dumps([key], ensure_ascii=False)}%'
+            boxed = await self._file.fetch(
+                "SELECT op FROM outbox WHERE op LIKE ? AND op LIKE ? ORDER BY seq", (like_sheet, like_key)
+            )
+            ops = [op for r in boxed if (op := WriteOp.from_json(str(r[0]))).sheet == sheet and op.key == (key,)]
+        seen = {op.op_id for op in ops}
+        ops += [op for op in self._pending.get((sheet, _key((key,))), {}).values() if op.op_id not in seen]
+        return ops
 
     async def overlay(self, sheet: str, key: str, record: Record | None, text_columns: Sequence[str]) -> Record | None:
         """`record` as the sheet will hold it once the pending writes of its row land (None stays None when
