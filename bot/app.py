@@ -197,7 +197,7 @@ class Runtime:
 async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     """Build every part (not started except the gateway, which seeds and checks the sheets)."""
     gw = build_gateway(gateway_config(settings))
-    await gw.start()
+    await gw.start(recover_turns=True)  # this process answers the partners: it replays their unconfirmed turns
     if local:
         await gw.ensure_sheets(fmt=False)
         await _seed_demo(gw)

@@ -69,13 +69,17 @@ class AsyncSheetsGateway:
         )
         self.inbox = UpdateInbox(self._journal_file)
 
-    async def start(self) -> None:
-        """Open the backend and the state file, and start replaying any journaled writes (turns journaled
-        before a crash and not confirmed written go to the outbox first)."""
+    async def start(self, *, recover_turns: bool = False) -> None:
+        """Open the backend and the state file, and start replaying any journaled writes.
+
+        `recover_turns` (the bot process only, never a CLI command running beside it): chat turns journaled
+        before a crash and not confirmed written go to the outbox first, to be replayed once.
+        """
         await self.backend.open()
         await self.state.open()
         await self._journal_file.open()
-        await self.turns.recover()
+        if recover_turns:
+            await self.turns.recover()
         await self.writer.start()
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ connection never contends for SQLite's write lock with itself (two connections d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -140,6 +141,7 @@ class TurnJournal:
         self._queue: list[tuple[str, WriteOp]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._last_flush = -float("inf")
+        self._hurry = asyncio.Event()  # set by drain(): shutdown does not wait out the pacing
         self._tasks: set[asyncio.Task[None]] = set()
         self._unfinished = 0
 
@@ -172,8 +174,9 @@ class TurnJournal:
         loop = asyncio.get_running_loop()
         while self._queue:
             wait = self._last_flush + self._interval - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if wait > 0 and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), wait)
             batch, self._queue = self._queue, []
             self._last_flush = loop.time()
             try:
@@ -224,7 +227,8 @@ class TurnJournal:
                 )
 
     async def drain(self) -> None:
-        """Wait for the background writes in flight (shutdown)."""
+        """Write what is queued now and wait for the background writes in flight (shutdown)."""
+        self._hurry.set()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

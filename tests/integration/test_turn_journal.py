@@ -16,6 +16,7 @@ from bot.services.container import Services
 from bot.services.turn_context import TurnContext, enter_turn, leave_turn
 from gateway import AsyncSheetsGateway, SheetUnavailable
 from gateway.backend import Rows
+from gateway.factory import build_gateway
 from gateway.journal import InboxUpdate
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 from tests.chat_support import (
@@ -145,7 +146,8 @@ async def test_a_turn_journaled_before_a_crash_is_written_exactly_once_after_res
     await gw.state.close()
     await gw.backend.close()
 
-    restarted, _ = await start_flaky_gateway(cfg)
+    restarted = build_gateway(cfg)
+    await restarted.start(recover_turns=True)  # as the bot process starts it
     try:
         assert await restarted.writer.wait_empty(5)
         assert (await _log(restarted)).count("Пользователь: до сбоя") == 1
@@ -259,3 +261,23 @@ async def test_written_turns_are_pruned_pending_ones_kept(gated: tuple[AsyncShee
     assert await gw.turns.prune(older_than=-1) == 1
     assert await gw.turns.reply_of("update:1") is None and await gw.turns.reply_of("update:2") == ""
     gate.open_gate.set()
+
+
+async def test_a_cli_command_beside_the_bot_leaves_its_journaled_turns_alone(tmp_path: Path) -> None:
+    """Only the bot process hands journaled turns to the outbox: a gateway started without recover_turns (a CLI
+    command) neither moves nor replays them."""
+    cfg = chat_gateway_config(tmp_path)
+    bot_gw = build_gateway(cfg)
+    await bot_gw.start(recover_turns=True)
+    try:
+        op = bot_gw.table(APPEALS).op_append_text("42", AppealCol.LOG, "[2026-11-23 14:05] Пользователь: в пути")
+        await bot_gw.turns.record("update:9", op, "")
+        cli = build_gateway(cfg)
+        await cli.start()
+        try:
+            assert cli.outbox_depth == 0
+        finally:
+            await cli.close()
+        assert [o.op_id for o in await bot_gw.turns.pending(APPEALS.title, "42")] == [op.op_id]
+    finally:
+        await bot_gw.close()
