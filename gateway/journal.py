@@ -108,16 +108,6 @@ class JournalFile:
         await db.execute("COMMIT")
 
 
-@dataclass(frozen=True)
-class JournaledTurn:
-    """A turn recorded before its reply went out."""
-
-    turn_id: str
-    op: WriteOp
-    reply: str
-    state: str
-
-
 class TurnJournal:
     """Turns journaled before their reply, written to the sheet after it, overlaid on reads until then."""
 
