@@ -38,6 +38,9 @@ Run: `.venv/bin/python bench/chat.py [--partners 50] [--messages 2] [--cold] [--
 pieces) and the private chats get drafts (`--no-drafts`: answers sent whole, for comparison); the extra section
 prints the time to the first visible text (the first draft the fake Telegram recorded for the turn) against the
 model's first token, the full answer, and our share.
+Sustained mode (`--sustained 180 --model-latency 0.3`): every partner sends the next message as soon as the
+previous one is answered, for that many seconds; prints turns/min, p50/p95, sheet calls per turn and lost
+turns beside a straightforward bot's quota ceiling (2 reads + 1 write per turn: quota / 2 turns per minute).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ from bot.app import Runtime, build_runtime  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.services.container import services_from  # noqa: E402
 from bot.services.knowledge import demo_knowledge  # noqa: E402
+from bot.telegram_inbox import InboxPoller, resume_unfinished  # noqa: E402
 from gateway import a1  # noqa: E402
 from gateway.backend import Rows, SheetsBackend  # noqa: E402
 from gateway.backends.google import RebasedSession  # noqa: E402
@@ -420,20 +424,23 @@ async def warm_up(runtime: Runtime, tids: Sequence[int]) -> None:
 
 
 async def start_telegram(runtime: Runtime) -> None:
-    """Start PTB long polling, as `bot.app` does in production."""
+    """Start long polling through the durable inbox, as `bot.app` does in production."""
     app = runtime.telegram
     await app.initialize()
+    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
     await app.start()
     await app.bot.delete_webhook()
-    await app.updater.start_polling(drop_pending_updates=False)
+    runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox, timeout=1)
+    await runtime.inbox_poller.start()
 
 
 async def stop_all(runtime: Runtime) -> None:
     """Stop taking updates, let in-flight turns finish, close the AI client and the gateway (outbox flushed)."""
     app = runtime.telegram
     with contextlib.suppress(Exception):
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        if runtime.inbox_poller is not None:
+            await runtime.inbox_poller.stop()
+        app.update_processor.stopping.set()
         if app.running:
             await app.stop()
         await app.shutdown()
@@ -862,6 +869,151 @@ def report_streaming(args: argparse.Namespace, res: RunResult) -> None:
     print(f"our overhead share of the full answer: {share:.1%} (target < 10%)")
 
 
+# -- sustained throughput -------------------------------------------------------------------------
+
+
+async def drive_sustained(
+    tg: FakeTelegramServer,
+    tids: Sequence[int],
+    turns: dict[tuple[int, str], TurnRecord],
+    duration: float,
+    reply_timeout: float,
+) -> list[TurnRecord]:
+    """Every partner sends the next message as soon as the previous is answered, for `duration` seconds."""
+    count = dict.fromkeys(tids, 0)
+    codes = {tid: partner_code(i + 1) for i, tid in enumerate(tids)}
+    in_flight: dict[int, TurnRecord] = {}
+    sent: list[TurnRecord] = []
+    end = time.time() + duration
+
+    def send(tid: int) -> None:
+        count[tid] += 1
+        turn = TurnRecord(tid, count[tid], f"Вопрос {count[tid]} от партнёра {codes[tid]}: какая комиссия?")
+        turns[(tid, turn.text)] = turn
+        sent.append(turn)
+        in_flight[tid] = turn
+        turn.sent_at = time.time()
+        tg.user_sends_text(tid, turn.text)
+
+    for tid in tids:
+        send(tid)
+    while in_flight:
+        try:
+            msg = await tg.wait_for_sent(method="sendMessage", timeout=reply_timeout)
+        except FakeTimeout:
+            break  # whatever is still in flight never got its reply: counted as lost
+        turn = in_flight.pop(int(msg.chat_id or 0), None)
+        if turn is None:
+            continue
+        turn.replied_at = msg.timestamp
+        turn.reply = msg.plain_text or msg.text
+        if time.time() < end:
+            send(turn.tid)
+    return sent
+
+
+@dataclass
+class SustainedResult:
+    """What one sustained run measured."""
+
+    turns: list[TurnRecord]
+    seconds: float
+    reads: int
+    writes: int
+    responses_429: int
+    lost: list[str]
+    loop_lag: list[float]
+    cpu_process: float
+
+
+async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
+    """The production bot under continuous load for `args.sustained` seconds, then shut down and checked."""
+    tids = [FIRST_TID + i for i in range(args.partners)]
+    turns: dict[tuple[int, str], TurnRecord] = {}
+    with contextlib.ExitStack() as stack:
+        sheets = stack.enter_context(FakeSheetsServer(sheets=()))
+        gemini = stack.enter_context(
+            FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
+        )
+        tg = stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
+        seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
+        sheets.set_latency(args.sheet_latency)
+        sheets.quota_per_minute(reads=args.quota, writes=args.quota)
+        # A partner sends dozens of messages in these minutes: a limit high enough never to answer «лимит»,
+        # still counted per answer as in production.
+        settings = bench_settings(tg, sheets, gemini, tmp).model_copy(update={"daily_ai_limit": 100_000})
+        runtime = await build_runtime(settings, local=False)
+        instrument_runtime(runtime, turns)
+        try:
+            await start_telegram(runtime)
+            if not args.cold:
+                await warm_up(runtime, tids)
+            sheets.reset_counters()
+            tg.reset()
+            lag = LoopLag()
+            lag.start()
+            cpu, started = time.process_time(), time.perf_counter()
+            sent = await drive_sustained(tg, tids, turns, args.sustained, args.timeout)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            await lag.stop()
+        finally:
+            await stop_all(runtime)
+        return SustainedResult(
+            sent,
+            seconds,
+            sheets.reads,
+            sheets.writes,
+            sheets.responses[429],
+            lost_turns(sheets, sent),
+            lag.samples,
+            cpu,
+        )
+
+
+def report_sustained(args: argparse.Namespace, res: SustainedResult) -> None:
+    """Print the sustained-throughput figures beside the straightforward bot's quota ceiling."""
+    answered = [t for t in res.turns if t.replied_at is not None]
+    lat = [t.latency for t in answered]
+    minutes = res.seconds / 60 or 1.0
+    calls = res.reads + res.writes
+    # A straightforward bot reads Auth and Обращения and writes once per turn: reads run out first.
+    ceiling = args.quota / 2
+    print(
+        f"== sustained: {args.partners} partners, each sending the next message as soon as the previous is answered, "
+        f"for {args.sustained:g} s; sheet {ms(args.sheet_latency)}/call, quota {args.quota} reads + {args.quota} "
+        f"writes/min; model {ms(args.model_latency)}"
+    )
+    print(
+        f"throughput: {len(answered) / minutes:.0f} turns/min ({len(answered)} answered in {res.seconds:.1f} s; "
+        f"goal >= 600); a straightforward bot's quota ceiling: {ceiling:.0f} turns/min (2 reads + 1 write per turn)"
+    )
+    print(
+        f"turn latency: p50 {ms(pct(lat, 50))}, p95 {ms(pct(lat, 95))}, max {ms(max(lat, default=0))} (goal p95 < 3 s)"
+    )
+    print(
+        f"sheet calls per turn: {calls / max(1, len(res.turns)):.3f} ({res.reads} reads + {res.writes} writes, "
+        f"{res.reads / minutes:.0f} + {res.writes / minutes:.0f}/min; target <= 0.2); 429s: {res.responses_429}"
+    )
+    parts = {
+        "pickup": [t.handled_at - t.sent_at for t in answered if t.handled_at is not None],
+        "sheet": [t.spent("sheet") for t in answered],
+        "model": [t.spent("model") for t in answered],
+        "state": [t.spent("state") for t in answered],
+        "send": [t.replied_at - s.start for t in answered for s in t.spans[-1:] if s.kind == "send"],
+    }
+    print(
+        "  where a turn waits, mean / p95: "
+        + ", ".join(f"{name} {ms(statistics.fmean(v) if v else 0.0)} / {ms(pct(v, 95))}" for name, v in parts.items())
+    )
+    print(f"lost: {len(res.lost)} of {len(res.turns)} (target 0)")
+    for problem in res.lost[:10]:
+        print(f"  {problem}")
+    print(
+        f"process (bot + fakes): CPU {res.cpu_process:.0f} s in {res.seconds:.0f} s; event-loop lag p50 "
+        f"{ms(pct(res.loop_lag, 50))}, p95 {ms(pct(res.loop_lag, 95))} (CPU starvation shows here and in model time)"
+    )
+
+
 def main() -> None:
     """Parse flags, run, print."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -882,8 +1034,16 @@ def main() -> None:
     parser.add_argument("--stream-duration", type=float, default=2.0, help="streaming: seconds for the rest")
     parser.add_argument("--chunks", type=int, default=20, help="streaming: chunks per answer")
     parser.add_argument("--no-drafts", action="store_true", help="streaming: send answers whole (for comparison)")
+    parser.add_argument(
+        "--sustained", type=float, default=0.0, help="sustained-throughput mode: seconds of continuous load"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.sustained:
+        with tempfile.TemporaryDirectory() as tmp:
+            sustained = asyncio.run(run_sustained(args, Path(tmp)))
+        report_sustained(args, sustained)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run(args, Path(tmp)))
     report(args, result)

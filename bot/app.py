@@ -61,6 +61,8 @@ LOCAL_OPERATOR_POLL_SECONDS = 1.0  # a reply typed in the console reaches the op
 STAFF_REPLIES_RESUME_SECONDS = 2.0  # a look at the local state store only: cheap, so often
 HEALTH_CHECK_SECONDS = 5.0
 RETENTION_SECONDS = 3600.0
+JOURNAL_PRUNE_SECONDS = 3600.0
+TURN_WRITE_INTERVAL = 5.0  # seconds between batches of journaled chat turns written to Google Sheets
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -73,6 +75,8 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         sheets_api_base_url=settings.sheets_api_base_url,
         reads_per_minute=settings.sheets_reads_per_minute,
         writes_per_minute=settings.sheets_writes_per_minute,
+        # Google's quota makes every write batch (and its verify-read) count: batch journaled turns under load.
+        turn_write_interval=TURN_WRITE_INTERVAL if settings.sheets_backend == "google" else 0.0,
     )
 
 
@@ -203,6 +207,7 @@ class Runtime:
     staff_desk: StaffDesk | None = None  # staff answer from the staff chat (Telegram and STAFF_CHAT_ID set)
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
     rate_limiter: PartnerRateLimiter | None = None  # one budget per partner for Telegram and the API alike
+    inbox_poller: Any = None  # bot.telegram_inbox.InboxPoller while long polling
     web: Any = None
     jobs: list[Periodic] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
@@ -221,7 +226,7 @@ class Runtime:
 async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     """Build every part (not started except the gateway, which seeds and checks the sheets)."""
     gw = build_gateway(gateway_config(settings))
-    await gw.start()
+    await gw.start(recover_turns=True)  # this process answers the partners: it replays their unconfirmed turns
     if local:
         await gw.ensure_sheets(fmt=False)
         await _seed_demo(gw, _working_hours(settings).describe())
@@ -254,7 +259,12 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
         staff_notice_interval=settings.staff_notice_interval,
         live=events,
         staff_notices=staff_desk,
+        reply_first=True,
     )
+    if telegram_app is not None:
+        from bot.handlers.chat import OPERATOR_BUTTON
+
+        telegram_app.update_processor.attach(gw.inbox, gw.turns, messenger, OPERATOR_BUTTON)
     rdir = reports_dir(settings)
     base = public_base_url(settings)
     narrator = analysis_narrator(settings) if local else None
@@ -328,14 +338,15 @@ def _telegram_application(settings: Settings) -> Any:
     if settings.telegram_api_base_url:
         base = settings.telegram_api_base_url.rstrip("/")
         builder = builder.base_url(base).base_file_url(base.removesuffix("/bot") + "/file/bot")
-    if settings.webhook_url:
-        builder = builder.updater(None)  # updates arrive through our own web server (see _install_webhook)
+    # Updates arrive through the durable inbox: our own long polling (bot.telegram_inbox.InboxPoller) or
+    # our own web server (see _install_webhook), each journaling an update before Telegram learns it arrived.
+    builder = builder.updater(None)
     # PTB's rate limiter paces every call under Telegram's limits and honours RetryAfter.
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
-    from bot.handlers.ordering import PerChatUpdateProcessor
+    from bot.telegram_inbox import DurableUpdateProcessor
 
     builder = builder.rate_limiter(RepliesFirstRateLimiter(max_retries=3)).concurrent_updates(
-        PerChatUpdateProcessor(256)
+        DurableUpdateProcessor(256)
     )
     return builder.build()
 
@@ -356,6 +367,7 @@ def _install_webhook(runtime: Runtime) -> None:
     """POST /telegram/webhook: verified updates go into PTB's update queue (PTB's custom-webhook pattern)."""
     from telegram import Update
 
+    from bot.telegram_inbox import journal_update
     from bot.web.webhook import webhook_endpoint
 
     app = runtime.telegram
@@ -365,7 +377,9 @@ def _install_webhook(runtime: Runtime) -> None:
             update = Update.de_json(data, app.bot)
         except (TypeError, KeyError, AttributeError, ValueError) as exc:  # a malformed object: 400, not 500
             raise ValueError(f"unusable update: {type(exc).__name__}") from None
-        await app.update_queue.put(update)
+        if update is not None:
+            # Journaled before the 200: an update Telegram considers delivered is never lost.
+            await journal_update(app, runtime.gateway.inbox, update)
 
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
     endpoint = webhook_endpoint(webhook_secret(runtime.settings), deliver)
@@ -522,6 +536,7 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
         jobs.append(Periodic("health", HEALTH_CHECK_SECONDS, runtime.monitor.check_once))
     retention = RetentionService(runtime.gateway, queue_retention_days=s.queue_retention_days)
     jobs.append(Periodic("retention", RETENTION_SECONDS, retention.run_once, first=60.0))
+    jobs.append(Periodic("journal-prune", JOURNAL_PRUNE_SECONDS, runtime.gateway.prune_journals))
     return jobs
 
 
@@ -590,11 +605,14 @@ async def _serve(server: _Server) -> None:
 
 async def _start_telegram(runtime: Runtime) -> None:
     from bot.handlers.webapp import set_menu_button
+    from bot.telegram_inbox import InboxPoller, resume_unfinished
 
     app = runtime.telegram
     if app is None:
         return
     await app.initialize()
+    # Updates an earlier run left unfinished go first, before any new one (per-chat order).
+    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
     await app.start()
     settings = runtime.settings
     from telegram.error import TelegramError
@@ -611,19 +629,23 @@ async def _start_telegram(runtime: Runtime) -> None:
         # releases of a blue-green switch accept it, so the proxy can move over with zero downtime.
         await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
         return
-    assert app.updater is not None
     # Long polling: only one process may poll a token (Telegram answers 409 to the second), so the old
     # release is stopped before this one starts polling; the downtime is the restart time.
     await app.bot.delete_webhook()
-    await app.updater.start_polling(drop_pending_updates=False)
+    runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox)
+    await runtime.inbox_poller.start()
 
 
 async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
     runtime.phase = "stopping"
     app = runtime.telegram
-    if app is not None and app.updater is not None and app.updater.running:
+    if runtime.inbox_poller is not None:
         with contextlib.suppress(Exception):
-            await app.updater.stop()  # no new updates; in-flight handlers keep running
+            await runtime.inbox_poller.stop()  # no new updates; in-flight handlers keep running
+    from bot.telegram_inbox import DurableUpdateProcessor
+
+    if app is not None and isinstance(app.update_processor, DurableUpdateProcessor):
+        app.update_processor.stopping.set()  # a message waiting for Auth stays in the inbox for the next start
     # Everything that sends through the bot stops while the bot can still send: a send after app.shutdown()
     # fails, and a broadcast would record those partners as failed and never reach them.
     if runtime.promotions is not None:

@@ -26,6 +26,7 @@ from gateway import a1
 from gateway.backend import Rows
 from gateway.coalesce import Batcher
 from gateway.errors import BadRequest, SchemaError, SheetMissing, StructureFault
+from gateway.journal import JournalFile, TurnJournal, UpdateInbox
 from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
@@ -56,11 +57,14 @@ class AsyncSheetsGateway:
         write_window: float = 0.005,
         replay_interval: float = 5.0,
         heartbeat: float = 5.0,
+        turn_write_interval: float = 0.0,
     ) -> None:
         self.backend = backend
         self.state = state
         self.metrics = metrics
-        self._reads: Batcher[tuple[str, ...], list[Rows]] = Batcher(self._flush_reads, window=read_window)
+        self._reads: Batcher[tuple[str, ...], list[Rows]] = Batcher(
+            self._flush_reads, window=read_window, gate=backend.read_ready
+        )
         self.locator = RowLocator(self.read_ranges)
         self.writer = Writer(
             BatchApplier(backend, self.locator), state, metrics, window=write_window, replay_interval=replay_interval
@@ -69,18 +73,31 @@ class AsyncSheetsGateway:
         self._heartbeat = heartbeat
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._saved_call_at: float | None = None
+        self._journal_file = JournalFile(state)
+        self.turns = TurnJournal(
+            self._journal_file, self.write, write_interval=turn_write_interval, outbox_depth=lambda: self.writer.depth
+        )
+        self.inbox = UpdateInbox(self._journal_file)
 
-    async def start(self) -> None:
-        """Open the backend and the state file, and start replaying any journaled writes."""
+    async def start(self, *, recover_turns: bool = False) -> None:
+        """Open the backend and the state file, and start replaying any journaled writes.
+
+        `recover_turns` (the bot process only, never a CLI command running beside it): chat turns journaled
+        before a crash and not confirmed written go to the outbox first, to be replayed once.
+        """
         await self.backend.open()
         await self.state.open()
         await self._restore_quota()
+        await self._journal_file.open()
+        if recover_turns:
+            await self.turns.recover()
         await self.writer.start()
         self._heartbeat_task = asyncio.create_task(self._save_quota_loop(), name="quota-heartbeat")
 
     async def close(self) -> None:
         """Flush in-flight writes (to the sheet or the outbox) and close everything."""
         try:
+            await self.turns.drain()
             await self.writer.stop()
         finally:
             if self._heartbeat_task is not None:
@@ -89,6 +106,7 @@ class AsyncSheetsGateway:
                     await self._heartbeat_task
             with contextlib.suppress(Exception):
                 await self._save_quota()
+            await self._journal_file.close()
             await self.state.close()
             await self.backend.close()
 
@@ -139,6 +157,11 @@ class AsyncSheetsGateway:
     async def write_range(self, rng: str, rows: Rows) -> None:
         """Raw write of a range (the CLI's `sheets set`); bypasses keys, so not for services."""
         await self.backend.batch_update([(rng, rows)])
+
+    async def prune_journals(self) -> None:
+        """Forget finished turns and updates past their use (the journals stay bounded)."""
+        await self.turns.prune()
+        await self.inbox.prune()
 
     # -- health --------------------------------------------------------------------------------
 

@@ -103,6 +103,11 @@ class ResilientBackend:
             if limiter is not None:
                 limiter.drain()
 
+    async def read_ready(self) -> None:
+        """Return once a read may go out without waiting for the quota limiter."""
+        if self._read_limiter is not None:
+            await self._read_limiter.wait_ready()
+
     @property
     def breaker_state(self) -> str:
         """'closed', 'open' or 'half-open'."""

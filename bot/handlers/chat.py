@@ -16,20 +16,25 @@ from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
+from bot.ai.base import DeltaSink
 from bot.handlers.webapp import offer_webapp
+from bot.services.appeals import ChatReply
 from bot.services.auth import Partner
 from bot.services.container import BOT_DATA_KEY, Services, services_from
 from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter, rate_limited_text
 from bot.services.ports import DeliveryError, InlineButton
+from bot.services.turn_context import current_turn
 from bot.telegram_drafts import DraftStreamer
 from bot.telegram_messenger import split_message
-from gateway import GatewayError
+from gateway import GatewayError, SheetUnavailable
 
 log = logging.getLogger(__name__)
 
 CALLBACK_HUMAN = "appeal:human"
 OPERATOR_BUTTON = InlineButton("Позвать оператора", callback_data=CALLBACK_HUMAN)
 TYPING_REFRESH = 4.0  # Telegram shows "typing…" for 5 s per action
+AUTH_RETRY_FIRST, AUTH_RETRY_MAX = 1.0, 30.0  # seconds between authorization attempts while Auth is unreadable
+AUTH_WAIT_LIMIT = 600.0  # without the durable inbox (which keeps the update for later), wait at most this long
 
 TEXT_GREETING = (
     "Здравствуйте! Это ассистент партнёрской программы агентства недвижимости.\n\n"
@@ -132,9 +137,14 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         async with _typing(context, message.chat_id):
             # Authorization and the partner's row are read together: one batched sheet call, not two in a row.
-            partner, reply = await services.appeals.handle_message(
-                user.id, message.text, services.auth.check, drafts.feed if drafts else None
+            partner, reply = await _handle_when_authorizable(
+                services, user.id, message.text, drafts.feed if drafts else None
             )
+    except _Postponed:
+        log.warning("message of %s left for the next start: Auth still unreadable at shutdown", user.id)
+        if drafts is not None:
+            drafts.cancel()
+        return
     except GatewayError as exc:
         log.warning("authorization check of %s failed: %s", user.id, exc)
         await _finish_drafts(drafts)
@@ -198,6 +208,36 @@ async def _refused_by_rate(services: Services, context: ContextTypes.DEFAULT_TYP
     log.info("message of %s refused by the rate limit (retry in %.0f s)", user_id, retry)
     await _send(services, chat_id, rate_limited_text(retry))
     return True
+
+
+class _Postponed(Exception):
+    """The sender's authorization could not be checked before shutdown: the update is left for the next start."""
+
+
+async def _handle_when_authorizable(
+    services: Services, telegram_id: int, text: str, on_delta: DeltaSink | None = None
+) -> tuple[Partner | None, ChatReply | None]:
+    """Answer the message once the sender's authorization can be checked: a message is never dropped because
+    Auth is unreadable (a remembered authorization answers at once; otherwise it waits for the sheet)."""
+    delay, waited = AUTH_RETRY_FIRST, 0.0
+    turn = current_turn()
+    while True:
+        try:
+            return await services.appeals.handle_message(telegram_id, text, services.auth.check, on_delta)
+        except SheetUnavailable as exc:
+            if turn is None and waited >= AUTH_WAIT_LIMIT:
+                raise
+            log.warning("authorization of %s waits for the sheet (%s); next try in %.0f s", telegram_id, exc, delay)
+        if turn is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(turn.stopping.wait(), delay)
+            if turn.stopping.is_set():
+                turn.postponed = True
+                raise _Postponed
+        else:
+            await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, AUTH_RETRY_MAX)
 
 
 async def _partner_or_explain(services: Services, update: Update) -> Partner | None:

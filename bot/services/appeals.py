@@ -13,6 +13,11 @@ Status rules (column «Статус»):
 - Staff setting `Ответ ИИ` or `Решено` hands the partner back to the AI; a message after `Решено` reopens
   the conversation as `Ответ ИИ`.
 
+Reply first, write after (`reply_first`, on in production): the turn's write is journaled durably in local
+state before the reply goes out and lands in the sheet right after, off the reply's path. Every load overlays
+the journaled and outboxed writes the sheet does not hold yet, so the next turn's history is never missing a
+turn (during an outage too), while the sheet is still read, so staff edits are seen.
+
 Only the partner's messages and what the assistant actually answered go into the log; canned notices (the
 daily limit, "an operator will answer") are not written, so they never become part of the model's history.
 A message refused for the daily limit is not written either (the partner is told so).
@@ -21,6 +26,7 @@ A message refused for the daily limit is not written either (the partner is told
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,7 +48,9 @@ from bot.services.live import LiveSink
 from bot.services.locks import KeyedLock
 from bot.services.partner_limits import StaffNoticeBatcher
 from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
+from bot.services.turn_context import current_turn
 from gateway import AsyncSheetsGateway, GatewayError, Record
+from gateway.ops import WriteOp
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
 log = logging.getLogger(__name__)
@@ -138,10 +146,12 @@ class AppealsService:
         monotonic: Callable[[], float] = time.monotonic,
         live: LiveSink | None = None,
         staff_notices: StaffNotices | None = None,
+        reply_first: bool = False,
     ) -> None:
         self._gw = gw
         self._live = live  # open Mini Apps hear about each written turn at once
         self._staff_notices = staff_notices  # notices staff can act on from Telegram (buttons, replies)
+        self._reply_first = reply_first
         self._table = gw.table(APPEALS)
         self._ai = ai
         self._prompt = prompt
@@ -237,6 +247,7 @@ class AppealsService:
         """The partner's, assistant's and operator's entries of the log, oldest first (read fresh; raises
         SheetUnavailable when down). Staff notes (untagged text, other authors) are not the partner's to read."""
         row = await self._table.get(str(telegram_id))
+        row = await self._gw.turns.overlay(APPEALS.title, str(telegram_id), row, APPEALS.headers)
         entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
         return [e for e in entries if e.known_author is not None]
 
@@ -245,11 +256,13 @@ class AppealsService:
     async def _load(self, telegram_id: int) -> tuple[Record | None, bool]:
         """The partner's row (None when absent), and whether the sheet could be read at all."""
         try:
-            return await self._table.get(str(telegram_id)), True
+            row, readable = await self._table.get(str(telegram_id)), True
         except GatewayError as exc:
-            # Answer anyway, from an empty history: the write still lands, later, through the outbox.
-            log.warning("Обращения unreadable for %s (%s); answering without history", telegram_id, exc)
-            return None, False
+            # Answer anyway, from the journaled history: the write still lands, later, through the outbox.
+            log.warning("Обращения unreadable for %s (%s); answering from the local journal", telegram_id, exc)
+            row, readable = None, False
+        # Writes the sheet does not hold yet (journaled turns, the outbox) complete the history.
+        return await self._gw.turns.overlay(APPEALS.title, str(telegram_id), row, APPEALS.headers), readable
 
     async def _answer(
         self,
@@ -269,16 +282,18 @@ class AppealsService:
             await self._gw.state.counter_add(self._counter(partner), self._today())
         ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)
         new_status = None if status is None or status == AppealStatus.AI else AppealStatus.AI
-        await self._append(partner, [user_block, ai_block], now, new_status)
+        kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
+        reply = ChatReply(answer.text, AppealStatus.AI, kind=kind)
+        await self._append(partner, [user_block, ai_block], now, new_status, reply)
         if answer.failed:
             await self._notify_failure(partner, text, answer)
-        kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
-        return ChatReply(answer.text, AppealStatus.AI, kind=kind)
+        return reply
 
     async def _escalate(
         self, partner: Partner, entries: list[ChatEntry], blocks: list[str], now: datetime, status: str
     ) -> ChatReply:
-        await self._append(partner, blocks, now, AppealStatus.IN_WORK)
+        reply = ChatReply(self._escalation_text(now), AppealStatus.IN_WORK, escalated=True, kind=ReplyKind.ESCALATED)
+        await self._append(partner, blocks, now, AppealStatus.IN_WORK, reply)
         recent = entries[-STAFF_HISTORY_ENTRIES:] + chatlog.parse("\n".join(blocks), self._tz)
         await self._notify(
             "🔔 Партнёр просит оператора\n"
@@ -290,16 +305,17 @@ class AppealsService:
             actions=True,
         )
         log.info("partner %s escalated (status was %r)", partner.telegram_id, status)
-        return ChatReply(self._escalation_text(now), AppealStatus.IN_WORK, escalated=True, kind=ReplyKind.ESCALATED)
+        return reply
 
     async def _while_in_work(self, partner: Partner, user_block: str, text: str, now: datetime) -> ChatReply:
-        await self._append(partner, [user_block], now, None)
+        reply = ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
+        await self._append(partner, [user_block], now, None, reply)
         header = (
             f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}\n"
             "Ответить партнёру: ответьте на это сообщение (Reply)."
         )
         await self._in_work_notices.add(partner.telegram_id, header, text)
-        return ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
+        return reply
 
     async def _limit_reached(self, partner: Partner) -> bool:
         if not self.daily_limit:
@@ -314,8 +330,11 @@ class AppealsService:
             log.exception("knowledge base search failed")
             return []
 
-    async def _append(self, partner: Partner, blocks: list[str], now: datetime, status: str | None) -> None:
-        """ONE write: the blocks appended to the log, «Обновлено», and the status when it changes."""
+    async def _append(
+        self, partner: Partner, blocks: list[str], now: datetime, status: str | None, reply: ChatReply | None = None
+    ) -> None:
+        """ONE write: the blocks appended to the log, «Обновлено», and the status when it changes. With
+        reply_first, the write (and the reply it goes with) is journaled and lands in the sheet after the reply."""
         values: dict[str, str] = {AppealCol.UPDATED: stamp(now, self._tz)}
         if status is not None:
             values[AppealCol.STATUS] = status
@@ -327,15 +346,24 @@ class AppealsService:
             insert_defaults=self._row_defaults(partner, now),
             archive_overflow=True,
         )
-        try:
-            await self._gw.write([op])
-        except GatewayError as exc:  # not an outage (those go to the outbox): bad data or a broken sheet
-            log.error("could not write the turn of %s to Обращения: %s", partner.telegram_id, exc)
-            return
+        if self._reply_first:
+            await self._journal(op, reply)  # reads overlay it from now on, so open Mini Apps may hear of it
+        else:
+            try:
+                await self._gw.write([op])
+            except GatewayError as exc:  # not an outage (those go to the outbox): bad data or a broken sheet
+                log.error("could not write the turn of %s to Обращения: %s", partner.telegram_id, exc)
+                return
         if self._live is not None:
             self._live.entries_added(partner.telegram_id, chatlog.parse("\n".join(b for b in blocks if b), self._tz))
             if status is not None:
                 self._live.status_changed(partner.telegram_id, status)
+
+    async def _journal(self, op: WriteOp, reply: ChatReply | None) -> None:
+        """Journal the turn durably (with its reply, for a resumed update), then write it in the background."""
+        turn = current_turn()
+        turn_id = turn.turn_id if turn is not None and turn.turn_id else f"op:{op.op_id}"
+        await self._gw.turns.commit(turn_id, op, encode_reply(reply) if reply is not None else "")
 
     def _row_defaults(self, partner: Partner, now: datetime) -> dict[str, str]:
         return {
@@ -393,6 +421,23 @@ class AppealsService:
 def _who(partner: Partner) -> str:
     code = f", код {partner.code}" if partner.code else ""
     return f"{partner.display_name}{code}, Telegram ID {partner.telegram_id}"
+
+
+def encode_reply(reply: ChatReply) -> str:
+    """A reply as journaled with its turn (what a resumed update sends instead of asking the model again)."""
+    return json.dumps(
+        {"text": reply.text, "status": reply.status, "escalated": reply.escalated, "kind": reply.kind.value},
+        ensure_ascii=False,
+    )
+
+
+def decode_reply(raw: str) -> ChatReply | None:
+    """Inverse of encode_reply (None for an empty or unreadable record)."""
+    try:
+        data = json.loads(raw)
+        return ChatReply(str(data["text"]), str(data["status"]), bool(data["escalated"]), ReplyKind(data["kind"]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def limit_text(limit: int) -> str:

@@ -3,7 +3,9 @@
 Unlike conversations, the knowledge base is read at most every `refresh_seconds` (default 60) rather than on
 every message. It is reference material, not state: a staff edit showing up a minute later is fine, while
 reading the whole sheet for every message would double the Sheets calls per turn and eat the quota the
-conversations need. When the sheet cannot be read, the last good copy keeps serving.
+conversations need. When the sheet cannot be read, the last good copy keeps serving. A message never waits
+long for a refresh either: once a copy is loaded, a due refresh runs in the background and a search waits for
+it at most `stale_wait` seconds (under load a read can wait over a second for the quota) before using the copy.
 """
 
 from __future__ import annotations
@@ -54,8 +56,11 @@ class KnowledgeBase:
         *,
         refresh_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        stale_wait: float = 0.3,
     ) -> None:
         self._table = gw.table(KNOWLEDGE)
+        self._stale_wait = stale_wait
+        self._refreshing: asyncio.Task[None] | None = None
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._tokenize = Tokenizer()
@@ -71,7 +76,12 @@ class KnowledgeBase:
 
     async def search(self, text: str, k: int = 3) -> list[Entry]:
         """The `k` active entries most relevant to `text`, best first (none when nothing matches)."""
-        await self._refresh()
+        if self._loaded_at is None:
+            await self._refresh()
+        elif not self._fresh():
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.create_task(self._refresh(), name="knowledge-refresh")
+            await asyncio.wait({self._refreshing}, timeout=self._stale_wait)
         query = self._tokenize(text)
         if not query or not self._entries:
             return []

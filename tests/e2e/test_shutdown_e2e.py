@@ -64,6 +64,7 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
         phase="running",
         monitor=None,
         telegram=app,
+        inbox_poller=None,
         promotions=promotions,
         jobs=[job],
         ai=FallbackAI(OfflineResponder()),
