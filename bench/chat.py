@@ -382,6 +382,7 @@ def bench_settings(tg: FakeTelegramServer, sheets: FakeSheetsServer, gemini: Fak
         gemini_base_url=gemini.url,
         webhook_url=None,
         daily_ai_limit=30,
+        partner_rate_per_minute=0,  # the load is partners answered at once, not a flood: no per-partner refusal
     )
 
 

@@ -130,6 +130,7 @@ class Bot:
             LOCAL_DB_PATH=str(tmp / "data" / "sheets.db"),
             WEB_PORT=str(self.port),
             DAILY_AI_LIMIT="0",
+            PARTNER_RATE_PER_MINUTE="0",  # the load sends faster than a person types: durability, not the rate limit
             SHEETS_READS_PER_MINUTE="6000",
             SHEETS_WRITES_PER_MINUTE="6000",
             LOG_LEVEL="WARNING",
@@ -189,6 +190,7 @@ def _wait(condition: object, load: Load, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.timeout(300)  # 20 kills and restarts of a real process: about a minute, more on a busy machine
 def test_sigkill_at_random_moments_loses_no_message(
     tmp_path: Path, fakes: tuple[FakeTelegramServer, FakeSheetsServer, FakeGeminiServer]
 ) -> None:
