@@ -25,6 +25,9 @@ from bot.ai.fallback import FallbackAI
 from bot.ai.prompt import SystemPrompt
 from bot.config import Settings, parse_working_hours
 from bot.jobs import Periodic
+from bot.leadership import Leadership
+from bot.lease import LeaderLease
+from bot.listen import bind_slot_socket, inherited_sockets
 from bot.log_messenger import LogMessenger
 from bot.logging_setup import setup_logging
 from bot.services.admin import AdminService
@@ -167,6 +170,8 @@ class Runtime:
     jobs: list[Periodic] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
     phase: str = "starting"  # "starting" → "running" → "stopping"
+    leadership: Leadership | None = None  # who takes Telegram updates and runs the jobs (bot/leadership.py)
+    updates_open: bool = False  # the leader accepts webhook updates (closed first when it steps down)
 
     async def health(self) -> dict[str, Any]:
         """The /healthz body: ok, or degraded with the reason visible."""
@@ -181,7 +186,10 @@ class Runtime:
             "ai": "offline" if self.ai.is_offline else self.ai.primary.name,
             "telegram": "on" if self.telegram is not None else "off",
             "uptime_seconds": round(time.monotonic() - self.started_at, 1),
+            "role": self.leadership.role if self.leadership is not None else "standby",
         }
+        if self.settings.slot:
+            body["slot"] = self.settings.slot
         if self.phase != "running":
             body["status"] = self.phase  # answered with 503: not ready for traffic (deploy.sh waits for ok)
         elif self.gateway.breaker_state != "closed" or self.gateway.outbox_depth:
@@ -305,7 +313,18 @@ def _install_webhook(runtime: Runtime) -> None:
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not hmac.compare_digest(given, secret):
             return JSONResponse({"error": {"code": "unauthorized", "message": "bad secret"}}, status_code=401)
-        await app.update_queue.put(Update.de_json(await request.json(), app.bot))
+        update = Update.de_json(await request.json(), app.bot)
+        # Only the leader takes updates, and only until it steps down: checked and queued with no await in
+        # between, so an update is either in this leader's queue (handled before the lease moves) or refused.
+        # A refusal (a standby, or a leader handing over) is a 503: Telegram delivers it again later.
+        leadership = runtime.leadership
+        if leadership is None or leadership.role != "leader" or not runtime.updates_open:
+            return JSONResponse(
+                {"error": {"code": "not_leader", "message": "standby: retry"}},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        app.update_queue.put_nowait(update)
         return Response(status_code=200)
 
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
@@ -396,22 +415,24 @@ async def run_application(settings: Settings, *, local: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = _Server(
-        uvicorn.Config(runtime.web, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        runtime.web, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
     )
-    serve = asyncio.create_task(server.serve(), name="web")
+    server = _Server(config)
+    serve = asyncio.create_task(server.serve(sockets=_listen_sockets(settings, config)), name="web")
+    runtime.leadership = _leadership(runtime)
     try:
-        await _start_telegram(runtime)
-        for job in runtime.jobs:
-            job.start()
+        await _prepare_telegram(runtime)
         while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         if serve.done():
             serve.result()  # the port was taken, say so
         runtime.phase = "running"
+        # HTTP is served from here on; Telegram updates and the jobs wait for the leader lease.
+        runtime.leadership.start()
         log.info(
             "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
-        ) if local else log.info("MarketingBot is up")
+        ) if local else log.info("MarketingBot is up%s", f" in slot {settings.slot}" if settings.slot else "")
         if local:
             print(
                 f"MarketingBot local is running: open {public_base_url(settings)}/  (staff console: "
@@ -425,60 +446,120 @@ async def run_application(settings: Settings, *, local: bool) -> None:
         await _shutdown(runtime, server, serve)
 
 
-async def _start_telegram(runtime: Runtime) -> None:
-    from bot.handlers.webapp import set_menu_button
+def _listen_sockets(settings: Settings, config: uvicorn.Config) -> list[Any] | None:
+    """The sockets to serve on: systemd's (socket activation) or our own port, plus the slot's probe socket.
 
+    None lets uvicorn bind WEB_HOST:WEB_PORT itself (no socket unit, no slot: the single-unit layout).
+    """
+    inherited = inherited_sockets()
+    if inherited:
+        log.info("serving on %d socket(s) inherited from the service manager", len(inherited))
+    if not inherited and settings.slot_socket is None:
+        return None
+    sockets = inherited or [config.bind_socket()]
+    if settings.slot_socket is not None:
+        sockets.append(bind_slot_socket(settings.slot_socket))
+    return sockets
+
+
+def _leadership(runtime: Runtime) -> Leadership:
+    settings = runtime.settings
+    holder = {"slot": settings.slot, "socket": str(settings.slot_socket or "")}
+    lease = LeaderLease(settings.leader_lock_path, holder=holder)
+
+    async def take() -> None:
+        await _take_updates(runtime)
+        for job in runtime.jobs:
+            job.start()
+
+    return Leadership(lease, take, lambda: _give_updates(runtime), retry=settings.leader_retry_seconds)
+
+
+async def _prepare_telegram(runtime: Runtime) -> None:
+    """Initializes and starts the bot so it can send (Mini App replies), without taking updates yet."""
     app = runtime.telegram
     if app is None:
         return
     await app.initialize()
     await app.start()
+
+
+async def _take_updates(runtime: Runtime) -> None:
+    """The leader's half of the start: take Telegram updates (webhook or long polling), publish the menus."""
+    from bot.handlers.webapp import set_menu_button
+
+    app = runtime.telegram
+    if app is None:
+        return
     settings = runtime.settings
     from telegram.error import TelegramError
 
     from bot.handlers.commands import publish_commands
 
+    if settings.webhook_url:
+        # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook, or the
+        # held socket). Registration is idempotent and stepping down never deletes it: the next leader, on
+        # the same socket, accepts from the moment it holds the lease.
+        runtime.updates_open = True
+        await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
+    else:
+        assert app.updater is not None
+        # Long polling: only one process may poll a token (Telegram answers 409 to the second); the lease
+        # makes this the only one. Updates the previous leader did not confirm are fetched again here.
+        await app.bot.delete_webhook()
+        await app.updater.start_polling(drop_pending_updates=False)
     try:
         await publish_commands(app.bot, settings.admin_telegram_ids)
     except TelegramError as exc:  # the menu is a convenience: never a reason not to start
         log.warning("could not publish the command menu: %s", exc)
     await set_menu_button(app.bot, settings.webapp_url)  # the Mini App in every chat's menu (when https)
-    if settings.webhook_url:
-        # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook). Both
-        # releases of a blue-green switch accept it, so the proxy can move over with zero downtime.
-        await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
-        return
-    assert app.updater is not None
-    # Long polling: only one process may poll a token (Telegram answers 409 to the second), so the old
-    # release is stopped before this one starts polling; the downtime is the restart time.
-    await app.bot.delete_webhook()
-    await app.updater.start_polling(drop_pending_updates=False)
 
 
-async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
-    runtime.phase = "stopping"
+async def _give_updates(runtime: Runtime) -> None:
+    """The leader's half of the stop: no new updates, the jobs and in-flight turns finish."""
+    runtime.updates_open = False
     app = runtime.telegram
     if app is not None and app.updater is not None and app.updater.running:
         with contextlib.suppress(Exception):
-            await app.updater.stop()  # no new updates; in-flight handlers keep running
+            await app.updater.stop()  # no new updates (confirms the fetched ones); in-flight handlers keep running
     # Everything that sends through the bot stops while the bot can still send: a send after app.shutdown()
     # fails, and a broadcast would record those partners as failed and never reach them.
     if runtime.promotions is not None:
         await runtime.promotions.stop()  # finishes the sends in flight; the broadcast resumes on next start
     for job in runtime.jobs:
         await job.stop()
-    server.should_exit = True
+    if app is not None and app.running:
+        with contextlib.suppress(Exception):
+            await app.stop()  # handles every update already taken, waits for in-flight handlers
+
+
+async def _drain_http(server: _Server, serve: asyncio.Task[None]) -> None:
+    server.should_exit = True  # stops accepting; a connection still queued on a shared socket goes to the peer
     with contextlib.suppress(Exception):
         await asyncio.wait_for(serve, 10)
+
+
+async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
+    runtime.phase = "stopping"
+    leadership = getattr(runtime, "leadership", None)
+    if leadership is not None:
+        # Telegram and HTTP drain side by side: the lease moves only after both, and the gateway's flush.
+        await asyncio.gather(leadership.stop(), _drain_http(server, serve))
+    else:
+        await _give_updates(runtime)
+        await _drain_http(server, serve)
+    app = runtime.telegram
     if app is not None:
         with contextlib.suppress(Exception):
             if app.running:
-                await app.stop()  # waits for in-flight handlers
+                await app.stop()
             await app.shutdown()
     from bot.ai.factory import close_ai
 
     await close_ai(runtime.ai)
     await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
+    if leadership is not None:
+        leadership.release()  # after the flush: the next leader reads what this one wrote
     log.info("MarketingBot stopped")
 
 
