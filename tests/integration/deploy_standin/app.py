@@ -92,6 +92,12 @@ def main() -> None:
     """Entry point of the `marketingbot` console script."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     behaviour = load_behaviour()
+    real = behaviour.get("exec_python")
+    if real:
+        # The real app of the worktree under test, in the release directory, with the unit's environment and
+        # fds (the held socket stays fd 3, LISTEN_PID stays right: exec keeps the pid). -I: never import the
+        # stand-in `bot` from the working directory.
+        os.execv(real, [real, "-u", "-I", "-m", "bot", *sys.argv[1:]])
     if command == "check":
         sys.exit(check(behaviour))
     if command == "run":

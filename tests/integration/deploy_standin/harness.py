@@ -59,6 +59,10 @@ SCRIPT_SETTINGS = (
     "SMOKE_TIMEOUT",
     "VENV_OPTS",
     "DEPLOY_PIP_OPTS",
+    "DEPLOY_LAYOUT",
+    "SLOT_SERVICE",
+    "SLOT_SOCKET_DIR",
+    "LEASE_TIMEOUT",
 )
 
 
@@ -148,9 +152,16 @@ class StandinRepo:
         (self.path / "stray.txt").write_text("not tracked\n")
         (self.path / ".env").write_text("SECRET=from-the-developer-laptop\n")
 
-    def commit_release(self, version: str, *, check_ok: bool = True, healthy: bool = True) -> str:
-        """Commits a release with the given behaviour and a releases.md entry; returns the commit hash."""
-        behaviour = {"version": version, "check_ok": check_ok, "healthy": healthy}
+    def commit_release(
+        self, version: str, *, check_ok: bool = True, healthy: bool = True, exec_python: str | None = None
+    ) -> str:
+        """Commits a release with the given behaviour and a releases.md entry; returns the commit hash.
+
+        With `exec_python`, the release's `marketingbot` runs the real app with that interpreter instead.
+        """
+        behaviour: dict[str, object] = {"version": version, "check_ok": check_ok, "healthy": healthy}
+        if exec_python:
+            behaviour["exec_python"] = exec_python
         (self.path / "bot" / "behaviour.json").write_text(json.dumps(behaviour))
         notes = self.path / "releases.md"
         head, rest = notes.read_text().split("## [Unreleased]\n\n", 1)
@@ -196,6 +207,7 @@ class Site:
             FAKE_SYSTEMCTL_UNIT=str(UNIT_FILE),
             FAKE_SYSTEMCTL_ROOT=str(self.base),
             FAKE_SYSTEMCTL_STATE=str(self.state),
+            FAKE_SYSTEMCTL_LISTEN=f"127.0.0.1:{self.port}",
         )
         env.update(overrides)
         return env
