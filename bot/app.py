@@ -200,6 +200,7 @@ class Runtime:
 async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     """Build every part (not started except the gateway, which seeds and checks the sheets)."""
     gw = build_gateway(gateway_config(settings))
+    gw.pause_outbox_replay()  # the leader replays (bot/leadership.py): a standby shares the state file
     await gw.start()
     if local:
         await gw.ensure_sheets(fmt=False)
@@ -427,9 +428,10 @@ async def run_application(settings: Settings, *, local: bool) -> None:
             await asyncio.sleep(0.02)
         if serve.done():
             serve.result()  # the port was taken, say so
+        # HTTP is served from here on; Telegram updates and the jobs wait for the leader lease (a free lease is
+        # taken before /healthz says ok, so "ok" means "doing its job": leading, or standing by).
+        await runtime.leadership.start()
         runtime.phase = "running"
-        # HTTP is served from here on; Telegram updates and the jobs wait for the leader lease.
-        runtime.leadership.start()
         log.info(
             "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
         ) if local else log.info("MarketingBot is up%s", f" in slot {settings.slot}" if settings.slot else "")
@@ -468,6 +470,7 @@ def _leadership(runtime: Runtime) -> Leadership:
     lease = LeaderLease(settings.leader_lock_path, holder=holder)
 
     async def take() -> None:
+        await runtime.gateway.resume_outbox_replay()  # also what a crashed leader left journaled
         await _take_updates(runtime)
         for job in runtime.jobs:
             job.start()

@@ -19,6 +19,8 @@ from bot.lease import DEFAULT_RETRY_SECONDS, LeaderLease
 
 log = logging.getLogger(__name__)
 
+TAKE_RETRY_SECONDS = 1.0  # after taking the leadership failed (e.g. Telegram unreachable)
+
 Role = Literal["standby", "leader", "stepping-down", "stopped"]
 
 
@@ -40,23 +42,30 @@ class Leadership:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.role: Role = "standby"
-        self.leader_since: float | None = None  # monotonic, for /healthz
         self._drain_started: float | None = None
 
-    def start(self) -> None:
-        """Begins competing for the lease in the background."""
-        self._task = asyncio.create_task(self._run(), name="leadership")
-
-    async def _run(self) -> None:
+    async def start(self) -> None:
+        """Leads at once when the lease is free (returning once updates are taken), else waits in the background."""
         holder = self.lease.read_holder()
-        if not self.lease.try_acquire():
-            log.info("standby: serving HTTP; %s holds the leader lease %s", _who(holder), self.lease.path)
-            if not await self.lease.acquire(self._stop, self._retry):
+        if self.lease.try_acquire():
+            await self._lead()
+            return
+        log.info("standby: serving HTTP; %s holds the leader lease %s", _who(holder), self.lease.path)
+        self._task = asyncio.create_task(self._wait_and_lead(), name="leadership")
+
+    async def _wait_and_lead(self) -> None:
+        while await self.lease.acquire(self._stop, self._retry):
+            try:
+                await self._lead()
                 return
+            except Exception:  # logged by _lead; the lease is free again: the other process may do better
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), TAKE_RETRY_SECONDS)
+
+    async def _lead(self) -> None:
         waited_from = time.monotonic()
         log.info("leader lease %s acquired: taking Telegram updates and starting the periodic jobs", self.lease.path)
         self.role = "leader"
-        self.leader_since = waited_from
         try:
             await self._take()
         except Exception:
@@ -64,6 +73,7 @@ class Leadership:
             log.exception("taking the leadership failed; giving the lease up")
             await self._step_down()
             self.release()
+            self.role = "standby"
             raise
         log.info("leader: ready (took over in %.0f ms)", (time.monotonic() - waited_from) * 1000)
 

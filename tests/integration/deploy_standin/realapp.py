@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import re
@@ -278,7 +279,7 @@ def processing_gaps(tg: FakeTelegramServer, windows: list[tuple[float, float]]) 
     gaps = []
     for start, end in windows:
         inside = [start, *[t for t in times if start <= t <= end], end]
-        gaps.append(max(b - a for a, b in zip(inside, inside[1:], strict=False)))
+        gaps.append(max(b - a for a, b in itertools.pairwise(inside)))
     return gaps
 
 
