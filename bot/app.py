@@ -319,7 +319,7 @@ def _install_webhook(runtime: Runtime) -> None:
         # between, so an update is either in this leader's queue (handled before the lease moves) or refused.
         # A refusal (a standby, or a leader handing over) is a 503: Telegram delivers it again later.
         leadership = runtime.leadership
-        if leadership is None or leadership.role != "leader" or not runtime.updates_open:
+        if leadership is None or leadership.role not in ("taking-over", "leader") or not runtime.updates_open:
             return JSONResponse(
                 {"error": {"code": "not_leader", "message": "standby: retry"}},
                 status_code=503,

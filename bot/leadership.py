@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 TAKE_RETRY_SECONDS = 1.0  # after taking the leadership failed (e.g. Telegram unreachable)
 
-Role = Literal["standby", "leader", "stepping-down", "stopped"]
+Role = Literal["standby", "taking-over", "leader", "stepping-down", "stopped"]
 
 
 class Leadership:
@@ -65,7 +65,7 @@ class Leadership:
     async def _lead(self) -> None:
         waited_from = time.monotonic()
         log.info("leader lease %s acquired: taking Telegram updates and starting the periodic jobs", self.lease.path)
-        self.role = "leader"
+        self.role = "taking-over"
         try:
             await self._take()
         except Exception:
@@ -75,6 +75,7 @@ class Leadership:
             self.release()
             self.role = "standby"
             raise
+        self.role = "leader"
         log.info("leader: ready (took over in %.0f ms)", (time.monotonic() - waited_from) * 1000)
 
     async def stop(self) -> None:

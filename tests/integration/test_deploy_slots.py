@@ -9,9 +9,10 @@ like marketingbot.socket and passes it to each slot as fd 3 (LISTEN_FDS).
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -128,3 +129,62 @@ def test_webhook_handovers_under_load_lose_and_refuse_nothing(
     tg, sheets, ai = fakes
     realapp.prepare_site(slot_site, tg, sheets, ai, webhook=True)
     run_handovers(slot_site, tg, sheets, cycles=1)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Polls every 20 ms until `condition()` holds; returns the seconds it took (AssertionError at the deadline)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def role_of(site: Site, slot: str) -> str | None:
+    """The slot's role from /healthz on its own socket (None when it does not answer)."""
+    body = realapp.slot_health(site.base, slot)
+    return None if body is None else str(body.get("role"))
+
+
+@pytest.mark.timeout(180)
+def test_killed_leader_the_standby_takes_the_lease_and_replays_the_outbox_once(
+    slot_site: Site, fakes: tuple[FakeTelegramServer, FakeSheetsServer, FakeGeminiServer]
+) -> None:
+    """A leader SIGKILLed with a turn journaled in the outbox (the sheet went down mid-turn): the standby takes
+    the lease at once and replays the dead leader's journal, so the write reaches the sheet exactly once."""
+    tg, sheets, ai = fakes
+    site = slot_site
+    realapp.prepare_site(site, tg, sheets, ai, webhook=False)
+    deploy(site, "1.0")
+    deploy(site, "1.1")  # green leads; blue (1.0) is stopped
+    assert (role_of(site, "green"), role_of(site, "blue")) == ("leader", None)
+    started = realapp.systemctl(site, "start", "marketingbot@blue")  # a standby beside the leader
+    assert started.returncode == 0, started.stdout
+    wait_for(lambda: role_of(site, "blue") == "standby", 60, "the blue standby")
+
+    partner = realapp.FIRST_PARTNER
+    ai.set_latency(1.0)
+    asked = len(ai.requests)
+    tg.user_sends_text(partner, "вопрос 1 от сбоя")
+    wait_for(lambda: len(ai.requests) > asked, 30, "the turn to reach the AI")
+    sheets.set_outage(True)  # the turn read its history; its write now finds the sheet down
+
+    def outbox(slot: str) -> int:
+        return int((realapp.slot_health(site.base, slot) or {}).get("outbox_depth") or 0)
+
+    wait_for(lambda: outbox("green") >= 1, 60, "the turn to be journaled in the outbox")
+    assert outbox("blue") == 0  # the standby sees none of it: it neither counts nor replays the leader's writes
+    # The sheet is back, but the leader dies before its breaker lets it replay: the journal outlives it.
+    sheets.set_outage(False)
+
+    pid = realapp.kill_slot(site.state, "green")
+    took = wait_for(lambda: role_of(site, "blue") == "leader", 10, "the standby to take the lease")
+    assert took < 2.0, took
+    holder = json.loads((site.base / "shared" / "data" / "leader.lock").read_text())
+    assert holder["slot"] == "blue" and holder["pid"] != pid
+    wait_for(lambda: realapp.user_entries(sheets, partner) != [], 60, "the outbox to be replayed")
+    wait_for(lambda: outbox("blue") == 0, 30, "the outbox to be empty")
+    time.sleep(1.0)  # a second replay, had there been one, would have landed by now
+    assert realapp.user_entries(sheets, partner) == ["вопрос 1 от сбоя"]
+    journal = (site.state / "journal-marketingbot@blue.log").read_text(errors="replace")
+    assert "outbox holds 1 writes (some from another process); replaying" in journal  # the new leader did it

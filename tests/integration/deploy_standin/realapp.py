@@ -269,7 +269,7 @@ def user_entries(sheets: FakeSheetsServer, user_id: int) -> list[str]:
     found: list[str] = []
     for row in rows[1:]:
         if len(row) > log_col and row[tid] == str(user_id):
-            found += re.findall(r"Пользователь: (вопрос \d+ от \d+)", row[log_col])
+            found += re.findall(r"Пользователь: (вопрос \d+ от \S+)", row[log_col])
     return found
 
 
