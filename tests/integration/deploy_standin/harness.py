@@ -153,13 +153,20 @@ class StandinRepo:
         (self.path / ".env").write_text("SECRET=from-the-developer-laptop\n")
 
     def commit_release(
-        self, version: str, *, check_ok: bool = True, healthy: bool = True, exec_python: str | None = None
+        self,
+        version: str,
+        *,
+        check_ok: bool = True,
+        healthy: bool = True,
+        leads: bool = True,
+        exec_python: str | None = None,
     ) -> str:
         """Commits a release with the given behaviour and a releases.md entry; returns the commit hash.
 
-        With `exec_python`, the release's `marketingbot` runs the real app with that interpreter instead.
+        `leads=False`: in a slot, it never takes the leader lease. With `exec_python`, the release's
+        `marketingbot` runs the real app with that interpreter instead.
         """
-        behaviour: dict[str, object] = {"version": version, "check_ok": check_ok, "healthy": healthy}
+        behaviour: dict[str, object] = {"version": version, "check_ok": check_ok, "healthy": healthy, "leads": leads}
         if exec_python:
             behaviour["exec_python"] = exec_python
         (self.path / "bot" / "behaviour.json").write_text(json.dumps(behaviour))
