@@ -159,9 +159,10 @@ class Load:
     clients: int = 20
     partners: int = 20
     request_pause: float = 0.2
-    message_pause: float = 1.0
+    message_pause: float = 2.0
     requests: list[Request] = field(default_factory=list)
     sent: dict[int, list[str]] = field(default_factory=dict)
+    sent_at: dict[int, list[float]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -173,6 +174,7 @@ class Load:
             self._threads.append(threading.Thread(target=self._client, args=(ids[i],), daemon=True))
         for i in range(self.partners):
             self.sent[ids[i]] = []
+            self.sent_at[ids[i]] = []
             self._threads.append(threading.Thread(target=self._partner, args=(ids[i], i), daemon=True))
         for thread in self._threads:
             thread.start()
@@ -209,9 +211,11 @@ class Load:
         while not self._stop.is_set():
             n += 1
             text = f"вопрос {n} от {user_id}"
+            at = time.time()
             self.tg.user_sends_text(user_id, text)
             with self._lock:
                 self.sent[user_id].append(text)
+                self.sent_at[user_id].append(at)
             self._stop.wait(self.message_pause)
 
     def failures(self) -> list[Request]:
@@ -281,6 +285,16 @@ def processing_gaps(tg: FakeTelegramServer, windows: list[tuple[float, float]]) 
         inside = [start, *[t for t in times if start <= t <= end], end]
         gaps.append(max(b - a for a, b in itertools.pairwise(inside)))
     return gaps
+
+
+def reply_latencies(tg: FakeTelegramServer, load: Load, window: tuple[float, float]) -> list[float]:
+    """Seconds from a partner's message to its reply, for messages sent within the window (the i-th reply to a
+    chat answers its i-th message: each message gets exactly one)."""
+    out = []
+    for user_id, times in load.sent_at.items():
+        replies = sorted(s.timestamp for s in tg.sent_to(user_id, methods=("sendMessage",)))
+        out += [replies[i] - at for i, at in enumerate(times) if window[0] <= at <= window[1] and i < len(replies)]
+    return out
 
 
 def slowest_request(requests: list[Request], window: tuple[float, float]) -> float:
