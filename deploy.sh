@@ -571,7 +571,7 @@ slot_handover() {
 slot_revert() {
     local old=$1 new=$2 from=$3 to
     PHASE=reverting
-    to=$(active_slot)
+    to=$(idle_slot "$from") # the new release's slot (releases/.slot may or may not name it yet)
     if [[ -z $old || -z $from ]]; then
         log "no earlier release to return to: stopping $SLOT_SERVICE$to and removing current"
         stop_slot "$to" || log "warning: stopping $SLOT_SERVICE$to failed"
