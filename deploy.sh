@@ -240,8 +240,10 @@ revert() {
     local old=$1 new=$2
     PHASE=reverting
     if [[ $DEPLOY_LAYOUT == slots ]]; then
-        slot_revert "$old" "$new" "$PENDING_FROM_SLOT"
-        return
+        # An explicit status: a bare `return` in a trap handler (on_exit) returns the status from before the trap.
+        local rc=0
+        slot_revert "$old" "$new" "$PENDING_FROM_SLOT" || rc=$?
+        return "$rc"
     fi
     if [[ -z $old ]]; then
         log "no earlier release to return to: stopping $SERVICE and removing current"
@@ -554,13 +556,13 @@ slot_handover() {
     fi
     if [[ -n $from ]] && ! stop_slot "$from"; then
         log "ERROR: stopping slot $from failed"
-        slot_revert "$old" "$name" "$from"
-        return
+        slot_revert "$old" "$name" "$from" || return $?
+        return 0
     fi
     if ! wait_slot "$to" leader "$LEASE_TIMEOUT"; then
         log "ERROR: slot $to did not take the leader lease within ${LEASE_TIMEOUT}s (last: $HEALTH_RESULT)"
-        slot_revert "$old" "$name" "$from"
-        return
+        slot_revert "$old" "$name" "$from" || return $?
+        return 0
     fi
     now_us
     PHASE=finished

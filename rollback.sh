@@ -74,7 +74,7 @@ rollback_main() {
     log "rolling back from $cur to $target"
     if [[ $DEPLOY_LAYOUT == slots ]]; then
         rollback_slots "$cur" "$target" "$t0"
-        return
+        return 0
     fi
     switch_logged "$target"
     history_append rollback "$target" "$cur"

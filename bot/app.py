@@ -197,10 +197,15 @@ class Runtime:
         return body
 
 
-async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
-    """Build every part (not started except the gateway, which seeds and checks the sheets)."""
+async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool = True) -> Runtime:
+    """Build every part (not started except the gateway, which seeds and checks the sheets).
+
+    `replay_outbox=False`: the outbox is replayed only once this process leads (bot/leadership.py), since a
+    standby shares the state file with the leader.
+    """
     gw = build_gateway(gateway_config(settings))
-    gw.pause_outbox_replay()  # the leader replays (bot/leadership.py): a standby shares the state file
+    if not replay_outbox:
+        gw.pause_outbox_replay()
     await gw.start()
     if local:
         await gw.ensure_sheets(fmt=False)
@@ -411,7 +416,7 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
 async def run_application(settings: Settings, *, local: bool) -> None:
     """`marketingbot local|run`: start everything, serve until SIGTERM/SIGINT, stop cleanly."""
     setup_logging(settings.log_level, settings.log_format, _secrets(settings))
-    runtime = await build_runtime(settings, local=local)
+    runtime = await build_runtime(settings, local=local, replay_outbox=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -567,3 +567,36 @@ def test_slot_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         "ReadWritePaths=/home/marketing/shared",
     ):
         assert expected in lines, expected
+
+
+def test_slots_deploy_interrupted_after_switch_hands_back(slot_site: Site) -> None:
+    """Ctrl-C while deploy.sh waits for the lease to move hands over back to the old release before exiting."""
+    site = slot_site
+    good = slot_deploy(site, "1.0")
+    assert good.returncode == 0, good.stdout
+    live = site.current()
+    site.repo.commit_release("1.1-no-lease", leads=False)
+    deploy = subprocess.Popen(
+        [str(harness.DEPLOY_SH)],
+        env=site.env(DEPLOY_LAYOUT="slots", HEALTH_TIMEOUT="5", LEASE_TIMEOUT="60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while site.current() == live or slot_healthz(site, "blue") is not None:
+            assert deploy.poll() is None and time.monotonic() < deadline, "the old slot was never stopped"
+            time.sleep(0.05)
+        os.killpg(deploy.pid, signal.SIGINT)
+        output, _ = deploy.communicate(timeout=harness.SCRIPT_TIMEOUT)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert deploy.returncode == 2, output
+    assert "stopped after the switch" in output and "switched back" in output
+    assert site.current() == live
+    blue = slot_healthz(site, "blue")
+    assert blue is not None and blue["role"] == "leader" and blue["version"] == "1.0"
+    assert slot_healthz(site, "green") is None
