@@ -378,7 +378,7 @@ print_release_notes() {
 log_polling_mode() {
     if [[ $DEPLOY_LAYOUT == slots ]]; then
         if [[ -n $(env_value WEBHOOK_URL) ]]; then
-            log "mode: webhook, slots: the leader takes updates; a standby answers 503 and Telegram re-delivers to the leader"
+            log "mode: webhook, slots: the leader takes updates; a standby hands them to the leader (503 if none is reachable)"
         else
             log "mode: long polling, slots: the old leader stops polling and drains, then the new one takes the lease and polls"
         fi

@@ -307,10 +307,13 @@ def webhook_secret(settings: Settings) -> str:
 def _install_webhook(runtime: Runtime) -> None:
     """POST /telegram/webhook: verified updates go into PTB's update queue (PTB's custom-webhook pattern)."""
     import hmac
+    import json
 
     from fastapi import Request
     from fastapi.responses import JSONResponse, Response
     from telegram import Update
+
+    from bot.handoff import FORWARDED_HEADER, forward_to_leader
 
     app = runtime.telegram
     secret = webhook_secret(runtime.settings)
@@ -319,19 +322,30 @@ def _install_webhook(runtime: Runtime) -> None:
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not hmac.compare_digest(given, secret):
             return JSONResponse({"error": {"code": "unauthorized", "message": "bad secret"}}, status_code=401)
-        update = Update.de_json(await request.json(), app.bot)
+        body = await request.body()
+        update = Update.de_json(json.loads(body), app.bot)
         # Only the leader takes updates, and only until it steps down: checked and queued with no await in
-        # between, so an update is either in this leader's queue (handled before the lease moves) or refused.
-        # A refusal (a standby, or a leader handing over) is a 503: Telegram delivers it again later.
+        # between, so an update is either in this leader's queue (handled before the lease moves) or not taken.
         leadership = runtime.leadership
-        if leadership is None or leadership.role not in ("taking-over", "leader") or not runtime.updates_open:
-            return JSONResponse(
-                {"error": {"code": "not_leader", "message": "standby: retry"}},
-                status_code=503,
-                headers={"Retry-After": "1"},
+        if leadership is not None and leadership.role in ("taking-over", "leader") and runtime.updates_open:
+            app.update_queue.put_nowait(update)
+            return Response(status_code=200)
+        if leadership is not None and leadership.role == "standby" and not request.headers.get(FORWARDED_HEADER):
+            status = await forward_to_leader(
+                leadership.lease,
+                WEBHOOK_PATH,
+                body,
+                {"X-Telegram-Bot-Api-Secret-Token": given, "Content-Type": "application/json"},
+                runtime.settings.slot_socket,
             )
-        app.update_queue.put_nowait(update)
-        return Response(status_code=200)
+            if status is not None:
+                return Response(status_code=status)
+        # No leader to take it here (one stepping down, none reachable): Telegram delivers it again later.
+        return JSONResponse(
+            {"error": {"code": "not_leader", "message": "no leader: retry"}},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
     runtime.web.add_route(WEBHOOK_PATH, telegram_webhook, methods=["POST"], include_in_schema=False)

@@ -124,8 +124,8 @@ def test_polling_handovers_under_load_lose_and_refuse_nothing(
 def test_webhook_handovers_under_load_lose_and_refuse_nothing(
     slot_site: Site, fakes: tuple[FakeTelegramServer, FakeSheetsServer, FakeGeminiServer]
 ) -> None:
-    """Webhook mode: the same hand-overs; an update reaching the standby is refused (503) and re-delivered
-    to the leader, so each is handled once and in order."""
+    """Webhook mode: the same hand-overs; an update reaching the standby is handed to the leader (or, with
+    none reachable, answered 503 and re-delivered), so each is handled once and in order."""
     tg, sheets, ai = fakes
     realapp.prepare_site(slot_site, tg, sheets, ai, webhook=True)
     run_handovers(slot_site, tg, sheets, cycles=1)

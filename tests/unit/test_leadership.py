@@ -1,19 +1,23 @@
-"""The leader lease (bot/lease.py), leader/standby hand-over (bot/leadership.py) and socket inheritance
-(bot/listen.py)."""
+"""The leader lease (bot/lease.py), leader/standby hand-over (bot/leadership.py), socket inheritance
+(bot/listen.py) and the webhook hand-off from a standby to the leader (bot/handoff.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from bot.handoff import FORWARDED_HEADER, forward_to_leader
 from bot.leadership import Leadership
 from bot.lease import LeaderLease
 from bot.listen import ListenError, bind_slot_socket, inherited_sockets
@@ -207,3 +211,62 @@ def test_slot_socket_replaces_a_stale_file(tmp_path: Path) -> None:
             client.connect(str(path))
     finally:
         sock.close()
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """An HTTP server on a unix socket (the leader's slot socket) for the hand-off test."""
+
+    daemon_threads = True
+
+
+def _leader_socket(path: Path, received: list[tuple[str, dict[str, str], bytes]], status: int) -> _UnixHTTPServer:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, dict(self.headers), body))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def address_string(self) -> str:
+            return "unix"
+
+    server = _UnixHTTPServer(str(path), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+async def test_standby_hands_a_webhook_update_to_the_leader_named_by_the_lease(tmp_path: Path) -> None:
+    """The update goes to the leader's slot socket, marked as forwarded, and the leader's status comes back;
+    with no leader named, one that is this process, or one that does not answer, nothing is sent (None)."""
+    path = tmp_path / "leader.lock"
+    received: list[tuple[str, dict[str, str], bytes]] = []
+    green = tmp_path / "slot-green.sock"
+    server = _leader_socket(green, received, 200)
+    try:
+        update = b'{"update_id": 7}'
+        secret = {"X-Telegram-Bot-Api-Secret-Token": "s3cret", "Content-Type": "application/json"}
+        standby_view = LeaderLease(path)
+        assert await forward_to_leader(standby_view, "/telegram/webhook", update, secret, None) is None  # no leader
+
+        leader = LeaderLease(path, holder={"slot": "green", "socket": str(green)})
+        assert leader.try_acquire()
+        status = await forward_to_leader(standby_view, "/telegram/webhook", update, secret, tmp_path / "slot-blue.sock")
+        assert status == 200
+        (where, headers, body) = received[0]
+        assert (where, body) == ("/telegram/webhook", update)
+        assert headers[FORWARDED_HEADER] == "1" and headers["X-Telegram-Bot-Api-Secret-Token"] == "s3cret"
+
+        assert await forward_to_leader(standby_view, "/telegram/webhook", update, secret, green) is None  # itself
+        leader.release()
+        gone = LeaderLease(path, holder={"slot": "green", "socket": str(tmp_path / "nobody.sock")})
+        assert gone.try_acquire()
+        assert await forward_to_leader(standby_view, "/telegram/webhook", update, secret, None) is None
+        gone.release()
+        assert len(received) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
