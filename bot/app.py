@@ -293,6 +293,8 @@ def _telegram_application(settings: Settings) -> Any:
 
 
 WEBHOOK_PATH = "/telegram/webhook"
+HANDOFF_WAIT_SECONDS = 3.0  # how long a standby holds a webhook update while no leader answers
+HANDOFF_RETRY_SECONDS = 0.05
 
 
 def webhook_secret(settings: Settings) -> str:
@@ -327,10 +329,15 @@ def _install_webhook(runtime: Runtime) -> None:
         # Only the leader takes updates, and only until it steps down: checked and queued with no await in
         # between, so an update is either in this leader's queue (handled before the lease moves) or not taken.
         leadership = runtime.leadership
-        if leadership is not None and leadership.role in ("taking-over", "leader") and runtime.updates_open:
-            app.update_queue.put_nowait(update)
-            return Response(status_code=200)
-        if leadership is not None and leadership.role == "standby" and not request.headers.get(FORWARDED_HEADER):
+        deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
+        while leadership is not None:
+            if leadership.role in ("taking-over", "leader") and runtime.updates_open:
+                app.update_queue.put_nowait(update)
+                return Response(status_code=200)
+            if leadership.role != "standby" or request.headers.get(FORWARDED_HEADER):
+                break  # stepping down (its shutdown must not wait on this), or already forwarded once
+            # A standby hands the update to the leader; while none answers (the old one stepping down, the
+            # new one taking over: a few hundred ms), it holds it, and takes it itself once it leads.
             status = await forward_to_leader(
                 leadership.lease,
                 WEBHOOK_PATH,
@@ -338,9 +345,12 @@ def _install_webhook(runtime: Runtime) -> None:
                 {"X-Telegram-Bot-Api-Secret-Token": given, "Content-Type": "application/json"},
                 runtime.settings.slot_socket,
             )
-            if status is not None:
+            if status is not None and status < 500:
                 return Response(status_code=status)
-        # No leader to take it here (one stepping down, none reachable): Telegram delivers it again later.
+            if time.monotonic() >= deadline or runtime.phase != "running":
+                break
+            await asyncio.sleep(HANDOFF_RETRY_SECONDS)
+        # No leader took it: Telegram delivers it again later.
         return JSONResponse(
             {"error": {"code": "not_leader", "message": "no leader: retry"}},
             status_code=503,

@@ -37,7 +37,7 @@ async def forward_to_leader(
                 f"http://leader{path}", content=body, headers={**headers, FORWARDED_HEADER: "1"}
             )
         except httpx.HTTPError as exc:
-            log.info("webhook update not handed to the leader (%s): %s", target, type(exc).__name__)
+            log.debug("webhook update not handed to the leader (%s): %s", target, type(exc).__name__)
             return None
     log.info("webhook update handed to the leader (slot %s): %d", holder.get("slot") or "?", response.status_code)
     return response.status_code
