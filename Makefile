@@ -2,13 +2,19 @@
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
+# Production runs Python 3.12: `make test` also runs the unit + integration tests under it when this machine
+# has one (PATH, pyenv, /usr), in a second venv. Override with PYTHON312=/path/to/python3.12.
+VENV312   ?= .venv312
+PYTHON312 ?= $(shell for p in "$$(command -v python3.12)" $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 \
+	/usr/local/bin/python3.12 /usr/bin/python3.12; do [ -x "$$p" ] && "$$p" -c 'import sys; \
+	sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { echo "$$p"; break; }; done)
 # Debian packages the tests drive: headless Chromium (Mini App e2e), shellcheck (deploy scripts),
 # poppler-utils (renders the analytics PDF), fonts-dejavu-core (Cyrillic in the PDF), an emoji font
 # (screenshots), Node.js + npm (Apps Script tests; usually preinstalled).
 SYSTEM_PACKAGES := chromium chromium-driver shellcheck poppler-utils fonts-dejavu-core fonts-noto-color-emoji
 SYSTEM_COMMANDS := chromium chromedriver shellcheck pdftoppm
 
-.PHONY: run test lint typecheck system-deps gas-deps bench clean
+.PHONY: run test test312 lint typecheck system-deps gas-deps bench lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,9 +55,31 @@ typecheck: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev system-deps gas-deps lint typecheck
 	$(VENV)/bin/pytest
+	$(MAKE) --no-print-directory test312
+
+$(VENV312)/.installed-dev: pyproject.toml
+	$(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install -q --upgrade pip
+	$(VENV312)/bin/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# The unit and integration tests under 3.12 (the e2e/browser tests run once, under the first venv: CI time).
+test312:
+ifeq ($(strip $(PYTHON312)),)
+	@echo "python3.12 not found on this machine: the suite ran under $$($(PY) -V) only"
+else
+	$(MAKE) --no-print-directory $(VENV312)/.installed-dev
+	$(VENV312)/bin/pytest tests/unit tests/integration
+endif
+
+# requirements.lock: every runtime package pinned with its sha256, resolved for production's Python 3.12;
+# deploy.sh installs from it with --require-hashes. Re-run after changing a pin in pyproject.toml.
+lock: $(VENV312)/.installed-dev
+	$(VENV312)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --build-deps-for wheel \
+	  --no-emit-index-url --no-emit-trusted-host --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 bench: $(VENV)/.installed-dev
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache gas/node_modules
+	rm -rf $(VENV) $(VENV312) .pytest_cache .mypy_cache .ruff_cache gas/node_modules

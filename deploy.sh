@@ -33,6 +33,18 @@ DEPLOY_LAYOUT=${DEPLOY_LAYOUT:-}
 SLOT_SERVICE=${SLOT_SERVICE:-marketingbot@}
 SLOT_SOCKET_DIR=${SLOT_SOCKET_DIR:-}
 LEASE_TIMEOUT=${LEASE_TIMEOUT:-30}
+# The smoke test runs `marketingbot check` under the unit's own user and sandbox (read-only release, writable
+# shared/), so a release that would fail only under systemd fails here, before the switch. Tests substitute a
+# stub; SANDBOX_RUN="" runs the check without a sandbox (a machine without systemd).
+SANDBOX_RUN=${SANDBOX_RUN-sudo systemd-run --wait --pipe --collect --quiet --service-type=exec}
+UNIT_FILE=${UNIT_FILE:-}
+CHECK_OPTS=${CHECK_OPTS:-}
+# The unit's [Service] settings that shape what `check` can see and write; copied onto the smoke test.
+SANDBOX_PROPERTIES=" User Group Environment EnvironmentFile UMask NoNewPrivileges ProtectSystem ProtectHome \
+ReadWritePaths ReadOnlyPaths InaccessiblePaths PrivateTmp PrivateDevices PrivateUsers ProtectKernelTunables \
+ProtectKernelModules ProtectKernelLogs ProtectControlGroups ProtectClock ProtectHostname ProtectProc ProcSubset \
+RestrictNamespaces RestrictRealtime RestrictSUIDSGID LockPersonality MemoryDenyWriteExecute RemoveIPC \
+RestrictAddressFamilies CapabilityBoundingSet SystemCallArchitectures SystemCallFilter SystemCallErrorNumber "
 
 # Files every release shares with the others; the release holds relative links to BASE/shared/<item>.
 SHARED_ITEMS=(.env credentials.json chat_memory.db logs)
@@ -307,21 +319,35 @@ link_shared() {
 
 # Each step checks its own status: `set -e` does not apply inside a function called from `if`.
 build_release() {
-    local commit=$1 rel=$2 venv_opts=() pip_opts=()
+    local commit=$1 rel=$2 venv_opts=()
     read -r -a venv_opts <<<"$VENV_OPTS"
-    read -r -a pip_opts <<<"$DEPLOY_PIP_OPTS"
     mkdir "$rel" || return 1
     log "extracting $commit (git archive: tracked files only, no .git)"
     git -C "$REPO" archive --format=tar "$commit" | tar -x -C "$rel" || return 1
     link_shared "$rel" || return 1
     log "creating $rel/.venv"
     run_logged "$PYTHON" -m venv "${venv_opts[@]}" "$rel/.venv" || return 1
+    install_release "$rel"
+}
+
+# Installs the release into its venv: from the hashed lock file when the release has one (every package
+# checked against its sha256, nothing resolved at deploy time), then the project itself without dependencies.
+install_release() {
+    local rel=$1 pip=() pip_opts=()
+    read -r -a pip_opts <<<"$DEPLOY_PIP_OPTS"
+    pip=("$rel/.venv/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off)
+    if [[ -f $rel/requirements.lock ]]; then
+        log "installing the locked dependencies (requirements.lock, --require-hashes)"
+        run_logged "${pip[@]}" "${pip_opts[@]}" --require-hashes --no-deps -r "$rel/requirements.lock" || return 1
+        log "installing the release (--no-deps: everything it needs came from the lock)"
+        run_logged "${pip[@]}" "${pip_opts[@]}" --no-deps --no-build-isolation "$rel" || return 1
+        return 0
+    fi
     if [[ -f $rel/constraints.txt ]]; then
         pip_opts+=(-c "$rel/constraints.txt")
     fi
-    log "installing the release and its pinned dependencies"
-    run_logged "$rel/.venv/bin/python" -m pip install --disable-pip-version-check --no-input \
-        --progress-bar off "${pip_opts[@]}" "$rel" || return 1
+    log "installing the release and its pinned dependencies (no requirements.lock in this release)"
+    run_logged "${pip[@]}" "${pip_opts[@]}" "$rel" || return 1
 }
 
 smoke_test() {
@@ -345,9 +371,54 @@ sys.exit(failed)
         log "smoke test: a critical import failed"
         return 1
     fi
-    log "smoke test: marketingbot check"
+    smoke_check "$rel"
+}
+
+# Prints `-p Key=Value` for each sandbox setting of the unit file, paths moved to BASE and the working
+# directory set to the new release (`current` still points at the old one).
+sandbox_properties() {
+    local rel=$1 unit=${UNIT_FILE:-$1/$SERVICE.service} line key value section=""
+    if [[ ! -f $unit ]]; then
+        log "smoke test: no unit file $unit to take the sandbox from"
+        return 1
+    fi
+    printf '%s\n' -p "WorkingDirectory=$rel"
+    while IFS= read -r line || [[ -n $line ]]; do
+        line=${line%$'\r'}
+        case $line in '' | '#'* | ';'*) continue ;; '['*) section=$line && continue ;; esac
+        [[ $section == "[Service]" && $line == *=* ]] || continue
+        key=${line%%=*}
+        value=${line#*=}
+        if [[ $SANDBOX_PROPERTIES == *" $key "* ]]; then
+            printf '%s\n' -p "$key=${value//\/home\/marketing/$BASE}"
+        fi
+    done <"$unit"
+}
+
+# `marketingbot check` as the service will run: same user, environment and sandbox (see SANDBOX_RUN).
+smoke_check() {
+    local rel=$1 sandbox=() props=() check=()
+    read -r -a sandbox <<<"$SANDBOX_RUN"
+    read -r -a check <<<"$CHECK_OPTS"
+    if [[ -z $(current_release) ]]; then
+        # Nothing serves WEBAPP_URL before the first release starts; `marketingbot check` after it does.
+        check+=(--skip mini-app)
+    fi
+    if ((${#sandbox[@]})); then
+        mapfile -t props < <(sandbox_properties "$rel") || return 1
+        ((${#props[@]})) || return 1
+        log "smoke test: marketingbot check ${check[*]} (in the unit's sandbox: ${sandbox[*]})"
+        # 9>&-: the sandboxed check must not inherit the deploy lock.
+        if ! run_logged timeout "$SMOKE_TIMEOUT" "${sandbox[@]}" "${props[@]}" \
+            "$rel/.venv/bin/marketingbot" check "${check[@]}" 9>&-; then
+            log "smoke test: marketingbot check failed in the sandbox (exit 124 means it timed out after ${SMOKE_TIMEOUT}s)"
+            return 1
+        fi
+        return 0
+    fi
+    log "smoke test: marketingbot check ${check[*]} (SANDBOX_RUN is empty: not sandboxed)"
     # The working directory is the release, so the app reads its .env link (shared/.env) as under systemd.
-    if ! (cd "$rel" && run_logged timeout "$SMOKE_TIMEOUT" .venv/bin/marketingbot check); then
+    if ! (cd "$rel" && run_logged timeout "$SMOKE_TIMEOUT" .venv/bin/marketingbot check "${check[@]}"); then
         log "smoke test: marketingbot check failed (exit 124 means it timed out after ${SMOKE_TIMEOUT}s)"
         return 1
     fi

@@ -33,6 +33,14 @@ Figures:
   2 calls per turn and reads the whole sheet each time; measured for `--reference-turns` turns.
 
 Run: `.venv/bin/python bench/chat.py [--partners 50] [--messages 2] [--cold] [--spread 0]`.
+
+`--streaming` (issue 14): the model streams (`--first-token` 0.5 s, then `--stream-duration` 2 s in `--chunks`
+pieces) and the private chats get drafts (`--no-drafts`: answers sent whole, for comparison); the extra section
+prints the time to the first visible text (the first draft the fake Telegram recorded for the turn) against the
+model's first token, the full answer, and our share.
+Sustained mode (`--sustained 180 --model-latency 0.3`): every partner sends the next message as soon as the
+previous one is answered, for that many seconds; prints turns/min, p50/p95, sheet calls per turn and lost
+turns beside a straightforward bot's quota ceiling (2 reads + 1 write per turn: quota / 2 turns per minute).
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +75,7 @@ from bot.app import Runtime, build_runtime  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.services.container import services_from  # noqa: E402
 from bot.services.knowledge import demo_knowledge  # noqa: E402
+from bot.telegram_inbox import InboxPoller, resume_unfinished  # noqa: E402
 from gateway import a1  # noqa: E402
 from gateway.backend import Rows, SheetsBackend  # noqa: E402
 from gateway.backends.google import RebasedSession  # noqa: E402
@@ -106,6 +115,7 @@ class TurnRecord:
     text: str
     sent_at: float = 0.0
     handled_at: float | None = None
+    first_visible_at: float | None = None  # the first draft (or the reply itself) the partner saw
     replied_at: float | None = None
     reply: str | None = None
     spans: list[Span] = field(default_factory=list)
@@ -151,6 +161,28 @@ def instrument(obj: object, method: str, kind: str) -> None:
         finally:
             turn.spans.append(Span(kind, start, time.time()))
             IN_SPAN.reset(token)
+
+    setattr(obj, method, traced)
+
+
+def instrument_stream(obj: object, method: str) -> None:
+    """Wrap the async generator `obj.method` (a provider's `stream`): the current turn records the whole stream
+    as `model` and the wait for its first piece as `first-token`."""
+    original: Callable[..., AsyncIterator[Any]] = getattr(obj, method)
+
+    async def traced(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        turn = CURRENT_TURN.get()
+        start = time.time()
+        first = True
+        try:
+            async for item in original(*args, **kwargs):
+                if first and turn is not None:
+                    turn.spans.append(Span("first-token", start, time.time()))
+                    first = False
+                yield item
+        finally:
+            if turn is not None:
+                turn.spans.append(Span("model", start, time.time()))
 
     setattr(obj, method, traced)
 
@@ -366,6 +398,8 @@ def instrument_runtime(runtime: Runtime, turns: Mapping[tuple[int, str], TurnRec
     instrument(gw.state, "counter_get", "state")
     instrument(gw.state, "counter_add", "state")
     instrument(runtime.ai.primary, "generate", "model")
+    if hasattr(runtime.ai.primary, "stream"):  # answers stream (drafts in private chats): time the stream
+        instrument_stream(runtime.ai.primary, "stream")
     instrument(runtime.messenger, "send_text", "send")
 
     async def mark_turn(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -390,20 +424,23 @@ async def warm_up(runtime: Runtime, tids: Sequence[int]) -> None:
 
 
 async def start_telegram(runtime: Runtime) -> None:
-    """Start PTB long polling, as `bot.app` does in production."""
+    """Start long polling through the durable inbox, as `bot.app` does in production."""
     app = runtime.telegram
     await app.initialize()
+    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
     await app.start()
     await app.bot.delete_webhook()
-    await app.updater.start_polling(drop_pending_updates=False)
+    runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox, timeout=1)
+    await runtime.inbox_poller.start()
 
 
 async def stop_all(runtime: Runtime) -> None:
     """Stop taking updates, let in-flight turns finish, close the AI client and the gateway (outbox flushed)."""
     app = runtime.telegram
     with contextlib.suppress(Exception):
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        if runtime.inbox_poller is not None:
+            await runtime.inbox_poller.stop()
+        app.update_processor.stopping.set()
         if app.running:
             await app.stop()
         await app.shutdown()
@@ -625,6 +662,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
             FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
         )
         tg = stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
+        if getattr(args, "streaming", False):
+            gemini.set_latency(0.0)
+            gemini.set_streaming(first_token=args.first_token, duration=args.stream_duration, chunks=args.chunks)
         seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
         sheets.set_latency(args.sheet_latency)
         sheets.quota_per_minute(reads=args.quota, writes=args.quota)
@@ -632,6 +672,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
 
         runtime = await build_runtime(bench_settings(tg, sheets, gemini, tmp), local=False)
         tracer = instrument_runtime(runtime, by_key)
+        drafts = services_from(runtime.telegram.bot_data).drafts
+        if getattr(args, "no_drafts", False) and drafts is not None:
+            drafts.switch_off()  # the same streaming model, answers sent whole: the before of the comparison
         try:
             await start_telegram(runtime)
             if not args.cold:
@@ -646,6 +689,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
             cpu_loop, cpu_process, started = time.thread_time(), time.process_time(), time.perf_counter()
             await drive(tg, plan, args.spread, args.timeout)
             run_seconds = time.perf_counter() - started
+            mark_first_visible(tg, [t for ts in plan.values() for t in ts])
             cpu_loop, cpu_process = time.thread_time() - cpu_loop, time.process_time() - cpu_process
             await lag.stop()
         finally:
@@ -763,6 +807,213 @@ def report(args: argparse.Namespace, res: RunResult) -> None:
     )
 
 
+# -- streaming: time to the first visible text ---------------------------------------------------
+
+
+def mark_first_visible(tg: FakeTelegramServer, turns: Sequence[TurnRecord]) -> None:
+    """When each turn's partner first saw text: their first draft (or message) after the turn was sent."""
+    shown: dict[int, list[float]] = {}
+    for record in tg.sent:
+        if record.method in ("sendMessageDraft", "sendMessage") and record.plain_text:
+            shown.setdefault(int(record.chat_id or 0), []).append(record.timestamp)
+    for turn in turns:
+        if turn.replied_at is None:
+            continue
+        turn.first_visible_at = min(
+            (at for at in shown.get(turn.tid, []) if turn.sent_at <= at <= turn.replied_at), default=turn.replied_at
+        )
+
+
+def report_streaming(args: argparse.Namespace, res: RunResult) -> None:
+    """The streaming figures: time to the first visible text against the model's first token, the full answer,
+    and our share of the turn."""
+    answered = [t for t in res.turns if t.replied_at is not None and t.first_visible_at is not None]
+    parts = [breakdown(t, res.calls, res.own_rows[t.tid]) for t in answered]
+    first = [t.first_visible_at - t.sent_at for t in answered if t.first_visible_at is not None]
+    first_token = [t.spent("first-token") for t in answered]
+    before_first = [f - m for f, m in zip(first, first_token, strict=True)]
+    full = [p.latency for p in parts]
+    share = sum(p.overhead for p in parts) / sum(full) if full else 0.0
+    drafts = res.telegram_calls.get("sendMessageDraft", 0)
+    goal = args.first_token + 0.3
+    print(
+        f"== streaming: model {ms(args.first_token)} to the first token, then {args.stream_duration:g} s of "
+        f"streaming in {args.chunks} chunks; answers drafted in the private chats ({drafts} drafts, "
+        f"{drafts / max(1, len(answered)):.1f} per turn)"
+    )
+    if not any(first_token):  # --no-drafts: the model was asked for the whole answer; nothing streamed
+        print(
+            f"time to first visible text = the full answer (nothing is shown before it): p50 {ms(pct(first, 50))}, "
+            f"p95 {ms(pct(first, 95))}"
+        )
+        print(f"our overhead share of the full answer: {share:.1%} (target < 10%)")
+        return
+    print(
+        f"time to first visible text: p50 {ms(pct(first, 50))}, p95 {ms(pct(first, 95))} "
+        f"(goal <= first token + 300 ms = {ms(goal)}); model first token measured: p50 {ms(pct(first_token, 50))}"
+    )
+    starts = [next((sp for sp in t.spans if sp.kind == "first-token"), None) for t in answered]
+    to_model = [sp.start - t.sent_at for t, sp in zip(answered, starts, strict=True) if sp is not None]
+    to_draft = [
+        t.first_visible_at - sp.end
+        for t, sp in zip(answered, starts, strict=True)
+        if sp is not None and t.first_visible_at is not None
+    ]
+    print(
+        f"  before the first text, besides the model's first token: p50 {ms(pct(before_first, 50))}, "
+        f"p95 {ms(pct(before_first, 95))}; of which message → model asked (pickup, authorization + history "
+        f"reads, knowledge base) p50 {ms(pct(to_model, 50))}, p95 {ms(pct(to_model, 95))}; first piece → draft "
+        f"shown p50 {ms(pct(to_draft, 50))}, p95 {ms(pct(to_draft, 95))}"
+    )
+    print(f"full answer (sendMessage): p50 {ms(pct(full, 50))}, p95 {ms(pct(full, 95))}")
+    print(f"our overhead share of the full answer: {share:.1%} (target < 10%)")
+
+
+# -- sustained throughput -------------------------------------------------------------------------
+
+
+async def drive_sustained(
+    tg: FakeTelegramServer,
+    tids: Sequence[int],
+    turns: dict[tuple[int, str], TurnRecord],
+    duration: float,
+    reply_timeout: float,
+) -> list[TurnRecord]:
+    """Every partner sends the next message as soon as the previous is answered, for `duration` seconds."""
+    count = dict.fromkeys(tids, 0)
+    codes = {tid: partner_code(i + 1) for i, tid in enumerate(tids)}
+    in_flight: dict[int, TurnRecord] = {}
+    sent: list[TurnRecord] = []
+    end = time.time() + duration
+
+    def send(tid: int) -> None:
+        count[tid] += 1
+        turn = TurnRecord(tid, count[tid], f"Вопрос {count[tid]} от партнёра {codes[tid]}: какая комиссия?")
+        turns[(tid, turn.text)] = turn
+        sent.append(turn)
+        in_flight[tid] = turn
+        turn.sent_at = time.time()
+        tg.user_sends_text(tid, turn.text)
+
+    for tid in tids:
+        send(tid)
+    while in_flight:
+        try:
+            msg = await tg.wait_for_sent(method="sendMessage", timeout=reply_timeout)
+        except FakeTimeout:
+            break  # whatever is still in flight never got its reply: counted as lost
+        turn = in_flight.pop(int(msg.chat_id or 0), None)
+        if turn is None:
+            continue
+        turn.replied_at = msg.timestamp
+        turn.reply = msg.plain_text or msg.text
+        if time.time() < end:
+            send(turn.tid)
+    return sent
+
+
+@dataclass
+class SustainedResult:
+    """What one sustained run measured."""
+
+    turns: list[TurnRecord]
+    seconds: float
+    reads: int
+    writes: int
+    responses_429: int
+    lost: list[str]
+    loop_lag: list[float]
+    cpu_process: float
+
+
+async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
+    """The production bot under continuous load for `args.sustained` seconds, then shut down and checked."""
+    tids = [FIRST_TID + i for i in range(args.partners)]
+    turns: dict[tuple[int, str], TurnRecord] = {}
+    with contextlib.ExitStack() as stack:
+        sheets = stack.enter_context(FakeSheetsServer(sheets=()))
+        gemini = stack.enter_context(
+            FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
+        )
+        tg = stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
+        seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
+        sheets.set_latency(args.sheet_latency)
+        sheets.quota_per_minute(reads=args.quota, writes=args.quota)
+        # A partner sends dozens of messages in these minutes: a limit high enough never to answer «лимит»,
+        # still counted per answer as in production.
+        settings = bench_settings(tg, sheets, gemini, tmp).model_copy(update={"daily_ai_limit": 100_000})
+        runtime = await build_runtime(settings, local=False)
+        instrument_runtime(runtime, turns)
+        try:
+            await start_telegram(runtime)
+            if not args.cold:
+                await warm_up(runtime, tids)
+            sheets.reset_counters()
+            tg.reset()
+            lag = LoopLag()
+            lag.start()
+            cpu, started = time.process_time(), time.perf_counter()
+            sent = await drive_sustained(tg, tids, turns, args.sustained, args.timeout)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            await lag.stop()
+        finally:
+            await stop_all(runtime)
+        return SustainedResult(
+            sent,
+            seconds,
+            sheets.reads,
+            sheets.writes,
+            sheets.responses[429],
+            lost_turns(sheets, sent),
+            lag.samples,
+            cpu,
+        )
+
+
+def report_sustained(args: argparse.Namespace, res: SustainedResult) -> None:
+    """Print the sustained-throughput figures beside the straightforward bot's quota ceiling."""
+    answered = [t for t in res.turns if t.replied_at is not None]
+    lat = [t.latency for t in answered]
+    minutes = res.seconds / 60 or 1.0
+    calls = res.reads + res.writes
+    # A straightforward bot reads Auth and Обращения and writes once per turn: reads run out first.
+    ceiling = args.quota / 2
+    print(
+        f"== sustained: {args.partners} partners, each sending the next message as soon as the previous is answered, "
+        f"for {args.sustained:g} s; sheet {ms(args.sheet_latency)}/call, quota {args.quota} reads + {args.quota} "
+        f"writes/min; model {ms(args.model_latency)}"
+    )
+    print(
+        f"throughput: {len(answered) / minutes:.0f} turns/min ({len(answered)} answered in {res.seconds:.1f} s; "
+        f"goal >= 600); a straightforward bot's quota ceiling: {ceiling:.0f} turns/min (2 reads + 1 write per turn)"
+    )
+    print(
+        f"turn latency: p50 {ms(pct(lat, 50))}, p95 {ms(pct(lat, 95))}, max {ms(max(lat, default=0))} (goal p95 < 3 s)"
+    )
+    print(
+        f"sheet calls per turn: {calls / max(1, len(res.turns)):.3f} ({res.reads} reads + {res.writes} writes, "
+        f"{res.reads / minutes:.0f} + {res.writes / minutes:.0f}/min; target <= 0.2); 429s: {res.responses_429}"
+    )
+    parts = {
+        "pickup": [t.handled_at - t.sent_at for t in answered if t.handled_at is not None],
+        "sheet": [t.spent("sheet") for t in answered],
+        "model": [t.spent("model") for t in answered],
+        "state": [t.spent("state") for t in answered],
+        "send": [t.replied_at - s.start for t in answered for s in t.spans[-1:] if s.kind == "send"],
+    }
+    print(
+        "  where a turn waits, mean / p95: "
+        + ", ".join(f"{name} {ms(statistics.fmean(v) if v else 0.0)} / {ms(pct(v, 95))}" for name, v in parts.items())
+    )
+    print(f"lost: {len(res.lost)} of {len(res.turns)} (target 0)")
+    for problem in res.lost[:10]:
+        print(f"  {problem}")
+    print(
+        f"process (bot + fakes): CPU {res.cpu_process:.0f} s in {res.seconds:.0f} s; event-loop lag p50 "
+        f"{ms(pct(res.loop_lag, 50))}, p95 {ms(pct(res.loop_lag, 95))} (CPU starvation shows here and in model time)"
+    )
+
+
 def main() -> None:
     """Parse flags, run, print."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -778,11 +1029,26 @@ def main() -> None:
     parser.add_argument("--new-partners", action="store_true", help="no Обращения rows yet (first turns append)")
     parser.add_argument("--reference-turns", type=int, default=2, help="turns of the straightforward bot (0: skip)")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up waiting for a reply after this")
+    parser.add_argument("--streaming", action="store_true", help="the model streams; print the streaming figures")
+    parser.add_argument("--first-token", type=float, default=0.5, help="streaming: seconds to the first chunk")
+    parser.add_argument("--stream-duration", type=float, default=2.0, help="streaming: seconds for the rest")
+    parser.add_argument("--chunks", type=int, default=20, help="streaming: chunks per answer")
+    parser.add_argument("--no-drafts", action="store_true", help="streaming: send answers whole (for comparison)")
+    parser.add_argument(
+        "--sustained", type=float, default=0.0, help="sustained-throughput mode: seconds of continuous load"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.sustained:
+        with tempfile.TemporaryDirectory() as tmp:
+            sustained = asyncio.run(run_sustained(args, Path(tmp)))
+        report_sustained(args, sustained)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run(args, Path(tmp)))
     report(args, result)
+    if args.streaming:
+        report_streaming(args, result)
 
 
 if __name__ == "__main__":

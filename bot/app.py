@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,8 +23,10 @@ from typing import Any
 import uvicorn
 
 from bot.ai.fallback import FallbackAI
+from bot.ai.narrator import GeminiNarrator
 from bot.ai.prompt import SystemPrompt
 from bot.config import Settings, parse_working_hours
+from bot.health import HealthMonitor
 from bot.jobs import Periodic
 from bot.leadership import Leadership
 from bot.lease import LeaderLease
@@ -35,21 +38,35 @@ from bot.services.analytics import AnalyticsService
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
 from bot.services.knowledge import KnowledgeBase
+from bot.services.live import EventHub, LiveWatcher
 from bot.services.operator_replies import OperatorReplyService
+from bot.services.partner_limits import PartnerRateLimiter
 from bot.services.ports import Messenger
 from bot.services.promotions import PromotionService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
+from bot.services.retention import RetentionService
+from bot.services.staff_replies import StaffDesk
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
+from bot.web.server import ServerLimits, server_config
 from gateway import AsyncSheetsGateway
+from gateway.backends.drive import DriveFiles
 from gateway.factory import GatewayConfig, build_gateway
-from gateway.schemas import ALL_SCHEMAS, normalize_header
 
 log = logging.getLogger(__name__)
 
 STUCK_AFTER = timedelta(minutes=20)
 WORKER_POLL_SECONDS = 5.0
 PROMOTIONS_POLL_SECONDS = 30.0
+# The shared watcher of staff edits for open Mini Apps: one batched read per tick, only while one is open.
+LIVE_POLL_SECONDS = 5.0
+LOCAL_LIVE_POLL_SECONDS = 1.0  # the local store has no quota
+LOCAL_OPERATOR_POLL_SECONDS = 1.0  # a reply typed in the console reaches the open Mini App within seconds
+STAFF_REPLIES_RESUME_SECONDS = 2.0  # a look at the local state store only: cheap, so often
+HEALTH_CHECK_SECONDS = 5.0
+RETENTION_SECONDS = 3600.0
+JOURNAL_PRUNE_SECONDS = 3600.0
+TURN_WRITE_INTERVAL = 5.0  # seconds between batches of journaled chat turns written to Google Sheets
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -62,6 +79,8 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         sheets_api_base_url=settings.sheets_api_base_url,
         reads_per_minute=settings.sheets_reads_per_minute,
         writes_per_minute=settings.sheets_writes_per_minute,
+        # Google's quota makes every write batch (and its verify-read) count: batch journaled turns under load.
+        turn_write_interval=TURN_WRITE_INTERVAL if settings.sheets_backend == "google" else 0.0,
     )
 
 
@@ -131,6 +150,27 @@ def _ai(settings: Settings) -> FallbackAI:
     )
 
 
+def analysis_narrator(settings: Settings) -> GeminiNarrator | None:
+    """The analytics narrative from GEMINI_ANALYSIS_MODEL when a Gemini key is set and the AI is not offline."""
+    if settings.gemini_api_key is None or settings.effective_ai_provider == "offline":
+        return None
+    return GeminiNarrator(
+        api_key=settings.gemini_api_key.get_secret_value(),
+        model=settings.gemini_analysis_model,
+        base_url=settings.gemini_base_url,
+    )
+
+
+def prompt_values(settings: Settings) -> dict[str, str]:
+    """What the prompt's placeholders say (bot/ai/prompt.py): facts that are settings."""
+    return {"WORKING_HOURS": _working_hours(settings).describe()}
+
+
+def ai_for(settings: Settings) -> FallbackAI:
+    """The configured AI (the go-live checklist asks it one question)."""
+    return _ai(settings)
+
+
 def _working_hours(settings: Settings) -> WorkingHours:
     from zoneinfo import ZoneInfo
 
@@ -163,37 +203,36 @@ class Runtime:
     poller: QueuePoller
     messenger: Messenger
     worker: AnalyticsWorker | None = None
+    events: EventHub = field(default_factory=EventHub)
+    live_watcher: LiveWatcher | None = None
+    narrator: GeminiNarrator | None = None  # the worker's AI narrative (closed at shutdown)
     promotions: PromotionService | None = None
     admin: AdminService | None = None
+    staff_desk: StaffDesk | None = None  # staff answer from the staff chat (Telegram and STAFF_CHAT_ID set)
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
+    rate_limiter: PartnerRateLimiter | None = None  # one budget per partner for Telegram and the API alike
+    inbox_poller: Any = None  # bot.telegram_inbox.InboxPoller while long polling
     web: Any = None
-    jobs: list[Periodic] = field(default_factory=list)
+    jobs: list[Periodic] = field(default_factory=list)  # the leader's: pollers, worker, promotions, health
+    http_jobs: list[Periodic] = field(default_factory=list)  # every process serving the Mini App: the live watcher
     started_at: float = field(default_factory=time.monotonic)
     phase: str = "starting"  # "starting" → "running" → "stopping"
     leadership: Leadership | None = None  # who takes Telegram updates and runs the jobs (bot/leadership.py)
     updates_open: bool = False  # the leader accepts webhook updates (closed first when it steps down)
 
+    monitor: HealthMonitor | None = None
+
     async def health(self) -> dict[str, Any]:
-        """The /healthz body: ok, or degraded with the reason visible."""
-        stats = self.poller.last_stats
-        lag = stats.oldest_pending_seconds if stats else None
-        body: dict[str, Any] = {
-            "status": "ok",
-            "sheet_backend": self.gateway.backend.name,
-            "sheet_breaker": self.gateway.breaker_state,
-            "outbox_depth": self.gateway.outbox_depth,
-            "queue_lag_seconds": lag,
-            "ai": "offline" if self.ai.is_offline else self.ai.primary.name,
-            "telegram": "on" if self.telegram is not None else "off",
-            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
-            "role": self.leadership.role if self.leadership is not None else "standby",
-        }
+        """The /healthz and /readyz body (bot/health.py): ok, or degraded with the problems named; with the
+        process's role (leader or standby) and slot."""
+        if self.monitor is None:
+            body: dict[str, Any] = {"status": self.phase, "problems": []}
+        else:
+            self.monitor.phase = self.phase
+            body = await self.monitor.body()
+        body["role"] = self.leadership.role if self.leadership is not None else "standby"
         if self.settings.slot:
             body["slot"] = self.settings.slot
-        if self.phase != "running":
-            body["status"] = self.phase  # answered with 503: not ready for traffic (deploy.sh waits for ok)
-        elif self.gateway.breaker_state != "closed" or self.gateway.outbox_depth:
-            body["status"] = "degraded"
         return body
 
 
@@ -205,23 +244,29 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
     """
     gw = build_gateway(gateway_config(settings))
     if not replay_outbox:
-        gw.pause_outbox_replay()
-    await gw.start()
+        gw.pause_outbox_replay()  # a standby journals but never replays: the leader does (see _leadership)
+    # The process that answers the partners replays their unconfirmed turns; under a lease, the leader on taking it.
+    await gw.start(recover_turns=replay_outbox)
     if local:
         await gw.ensure_sheets(fmt=False)
-        await _seed_demo(gw)
-    prompt = SystemPrompt(settings.prompt_path)
+        await _seed_demo(gw, _working_hours(settings).describe())
+    prompt = SystemPrompt(settings.prompt_path, prompt_values(settings))
     knowledge = KnowledgeBase(gw)
     ai = _ai(settings)
     telegram_app = _telegram_application(settings) if settings.telegram_bot_token else None
     messenger: Messenger
+    staff_desk: StaffDesk | None = None
     if telegram_app is not None:
         from bot.telegram_messenger import TelegramMessenger
+        from bot.telegram_staff_chat import TelegramStaffChat
 
         messenger = TelegramMessenger(telegram_app.bot, settings.staff_chat_id)
+        if settings.staff_chat_id is not None:
+            staff_desk = StaffDesk(gw, messenger, TelegramStaffChat(telegram_app.bot, settings.staff_chat_id))
     else:
         messenger = LogMessenger()
     auth = AuthService(gw)
+    events = EventHub()
     appeals = AppealsService(
         gw,
         ai,
@@ -231,9 +276,18 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         daily_limit=settings.daily_ai_limit,
         escalation_keywords=settings.escalation_keywords,
         working_hours=_working_hours(settings),
+        staff_notice_interval=settings.staff_notice_interval,
+        live=events,
+        staff_notices=staff_desk,
+        reply_first=True,
     )
+    if telegram_app is not None:
+        from bot.handlers.chat import OPERATOR_BUTTON
+
+        telegram_app.update_processor.attach(gw.inbox, gw.turns, messenger, OPERATOR_BUTTON)
     rdir = reports_dir(settings)
     base = public_base_url(settings)
+    narrator = analysis_narrator(settings) if local else None
     runtime = Runtime(
         settings=settings,
         local=local,
@@ -243,12 +297,28 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         ai=ai,
         auth=auth,
         appeals=appeals,
-        operator_replies=OperatorReplyService(gw, messenger),
+        operator_replies=OperatorReplyService(gw, messenger, live=events),
         analytics=AnalyticsService(gw),
-        poller=QueuePoller(gw, messenger, stuck_after=STUCK_AFTER, pdf_loader=make_pdf_loader(rdir, base)),
+        poller=QueuePoller(
+            gw, messenger, stuck_after=STUCK_AFTER, pdf_loader=make_pdf_loader(rdir, base, drive=_drive(settings))
+        ),
         messenger=messenger,
-        worker=AnalyticsWorker(gw, rdir, base, settle=0.0) if local else None,  # the only worker: no race
+        # the only worker: no race
+        worker=AnalyticsWorker(gw, rdir, base, settle=0.0, ai_narrator=narrator) if local else None,
+        narrator=narrator,
         telegram=telegram_app,
+        rate_limiter=PartnerRateLimiter(settings.partner_rate_per_minute, settings.partner_rate_burst),
+        events=events,
+        live_watcher=LiveWatcher(gw, events, interval=LOCAL_LIVE_POLL_SECONDS if local else LIVE_POLL_SECONDS),
+        staff_desk=staff_desk,
+    )
+    runtime.monitor = HealthMonitor(
+        gw,
+        messenger,
+        queue_stats=lambda: runtime.poller.last_stats,
+        ai=ai,
+        ai_name="offline" if ai.is_offline else ai.primary.name,
+        telegram_probe=telegram_app.bot.get_me if telegram_app is not None else None,
     )
     if telegram_app is not None:
         # Broadcasts and the admin console only make sense with a Telegram bot to send through.
@@ -259,14 +329,24 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
     if telegram_app is not None and settings.webhook_url:
         _install_webhook(runtime)
     runtime.jobs = _jobs(runtime)
+    if runtime.live_watcher is not None:
+        runtime.http_jobs = [Periodic("live-events", runtime.live_watcher.interval, runtime.live_watcher.poll_once)]
     return runtime
 
 
-async def _seed_demo(gw: AsyncSheetsGateway) -> None:
+def _drive(settings: Settings) -> DriveFiles | None:
+    """Downloads of the private report PDFs Apps Script writes to Drive (google backend only)."""
+    if settings.sheets_backend != "google":
+        return None
+    credentials = str(settings.google_credentials_file) if settings.google_credentials_file else None
+    return DriveFiles(credentials, base_url=settings.drive_api_base_url)
+
+
+async def _seed_demo(gw: AsyncSheetsGateway, working_hours: str) -> None:
     from bot.analytics.seed import seed_demo_market
     from bot.services.demo import seed_demo_partner
 
-    await seed_demo_partner(gw)
+    await seed_demo_partner(gw, working_hours=working_hours)
     await seed_demo_market(gw, date.today())
 
 
@@ -280,14 +360,15 @@ def _telegram_application(settings: Settings) -> Any:
     if settings.telegram_api_base_url:
         base = settings.telegram_api_base_url.rstrip("/")
         builder = builder.base_url(base).base_file_url(base.removesuffix("/bot") + "/file/bot")
-    if settings.webhook_url:
-        builder = builder.updater(None)  # updates arrive through our own web server (see _install_webhook)
+    # Updates arrive through the durable inbox: our own long polling (bot.telegram_inbox.InboxPoller) or
+    # our own web server (see _install_webhook), each journaling an update before Telegram learns it arrived.
+    builder = builder.updater(None)
     # PTB's rate limiter paces every call under Telegram's limits and honours RetryAfter.
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
-    from bot.handlers.ordering import PerChatUpdateProcessor
+    from bot.telegram_inbox import DurableUpdateProcessor
 
     builder = builder.rate_limiter(RepliesFirstRateLimiter(max_retries=3)).concurrent_updates(
-        PerChatUpdateProcessor(256)
+        DurableUpdateProcessor(256)
     )
     return builder.build()
 
@@ -308,57 +389,51 @@ def webhook_secret(settings: Settings) -> str:
 
 def _install_webhook(runtime: Runtime) -> None:
     """POST /telegram/webhook: verified updates go into PTB's update queue (PTB's custom-webhook pattern)."""
-    import hmac
-    import json
-
-    from fastapi import Request
-    from fastapi.responses import JSONResponse, Response
     from telegram import Update
 
     from bot.handoff import FORWARDED_HEADER, forward_to_leader
+    from bot.telegram_inbox import journal_update
+    from bot.web.webhook import SECRET_HEADER, RetryLater, webhook_endpoint
 
     app = runtime.telegram
     secret = webhook_secret(runtime.settings)
 
-    async def telegram_webhook(request: Request) -> Response:
-        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-        if not hmac.compare_digest(given, secret):
-            return JSONResponse({"error": {"code": "unauthorized", "message": "bad secret"}}, status_code=401)
-        body = await request.body()
-        update = Update.de_json(json.loads(body), app.bot)
-        # Only the leader takes updates, and only until it steps down: checked and queued with no await in
-        # between, so an update is either in this leader's queue (handled before the lease moves) or not taken.
+    async def deliver(data: dict[str, Any], headers: Mapping[str, str]) -> int | None:
+        try:
+            update = Update.de_json(data, app.bot)
+        except (TypeError, KeyError, AttributeError, ValueError) as exc:  # a malformed object: 400, not 500
+            raise ValueError(f"unusable update: {type(exc).__name__}") from None
+        if update is None:
+            return None
+        # Only the leader takes updates, and only until it steps down (updates_open closes first).
         leadership = runtime.leadership
         deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
-        while leadership is not None:
-            if leadership.role in ("taking-over", "leader") and runtime.updates_open:
-                app.update_queue.put_nowait(update)
-                return Response(status_code=200)
-            if leadership.role != "standby" or request.headers.get(FORWARDED_HEADER):
+        while True:
+            if leadership is None or (leadership.role in ("taking-over", "leader") and runtime.updates_open):
+                # Journaled before the 200: an update Telegram considers delivered is never lost.
+                await journal_update(app, runtime.gateway.inbox, update)
+                return None
+            if leadership.role != "standby" or headers.get(FORWARDED_HEADER):
                 break  # stepping down (its shutdown must not wait on this), or already forwarded once
             # A standby hands the update to the leader; while none answers (the old one stepping down, the
             # new one taking over: a few hundred ms), it holds it, and takes it itself once it leads.
             status = await forward_to_leader(
                 leadership.lease,
                 WEBHOOK_PATH,
-                body,
-                {"X-Telegram-Bot-Api-Secret-Token": given, "Content-Type": "application/json"},
+                json.dumps(data).encode(),
+                {SECRET_HEADER: secret, "Content-Type": "application/json"},
                 runtime.settings.slot_socket,
             )
             if status is not None and status < 500:
-                return Response(status_code=status)
+                return status
             if time.monotonic() >= deadline or runtime.phase != "running":
                 break
             await asyncio.sleep(HANDOFF_RETRY_SECONDS)
-        # No leader took it: Telegram delivers it again later.
-        return JSONResponse(
-            {"error": {"code": "not_leader", "message": "no leader: retry"}},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+        raise RetryLater("no leader: retry")  # Telegram delivers it again later
 
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
-    runtime.web.add_route(WEBHOOK_PATH, telegram_webhook, methods=["POST"], include_in_schema=False)
+    endpoint = webhook_endpoint(secret, deliver)
+    runtime.web.add_route(WEBHOOK_PATH, endpoint, methods=["POST"], include_in_schema=False)
 
 
 def _register_telegram(runtime: Runtime) -> None:
@@ -393,24 +468,38 @@ def _register_telegram(runtime: Runtime) -> None:
     register_promotion_handlers(app)
     register_help_handler(app, admins)
     register_webapp_handlers(app, runtime.settings.webapp_url)
-    register_chat_handlers(app, services)
+    if runtime.staff_desk is not None and runtime.settings.staff_chat_id is not None:
+        from bot.handlers.staff import BOT_DATA_KEY as STAFF_KEY
+        from bot.handlers.staff import register_staff_handlers
+
+        app.bot_data[STAFF_KEY] = runtime.staff_desk
+        register_staff_handlers(app, runtime.settings.staff_chat_id)
+    register_chat_handlers(app, services, rate_limiter=runtime.rate_limiter)
     app.add_error_handler(on_error)
 
 
 def _web_app(runtime: Runtime) -> Any:
+    from bot.services.catalogue import CatalogueService
+    from bot.services.promo_history import sent_to
     from bot.web.app import create_web_app
     from bot.web.initdata import dev_init_data_factory
     from bot.web.metrics import MetricsExporter
 
     settings = runtime.settings
-    token = settings.webapp_signing_token
+    token = web_signing_token(settings, local=runtime.local)
 
     def queue_lag() -> float | None:
         stats = runtime.poller.last_stats
         return stats.oldest_pending_seconds if stats else None
 
     exporter = MetricsExporter(runtime.gateway, queue_lag=queue_lag)
-    dev = runtime.local and settings.telegram_bot_token is None
+    dev = runtime.local and settings.telegram_bot_token is None and token is not None
+    gw = runtime.gateway
+    assert runtime.live_watcher is not None
+
+    async def promotions_sent(telegram_id: int) -> Any:
+        return await sent_to(gw, telegram_id)
+
     return create_web_app(
         chat=runtime.appeals,
         analytics=runtime.analytics,
@@ -419,44 +508,114 @@ def _web_app(runtime: Runtime) -> Any:
         health=runtime.health,
         metrics_text=exporter.render,
         reports_dir=reports_dir(settings),
-        dev_init_data=dev_init_data_factory(token) if dev else None,
-        staff=GatewayStaffConsole(runtime.gateway) if runtime.local else None,
+        dev_init_data=dev_init_data_factory(token) if dev and token else None,
+        rate_limiter=runtime.rate_limiter,
+        staff=_LiveStaffConsole(runtime) if runtime.local else None,
+        live=(runtime.events, runtime.live_watcher),
+        catalogue=CatalogueService(gw),
+        escalate=runtime.appeals.request_human,
+        promotion_feed=promotions_sent,
     )
+
+
+def web_signing_token(settings: Settings, *, local: bool) -> str | None:
+    """The token initData and report links are checked with. Outside `local` only a real bot token: the dev
+    token is public, so without a real one nothing authenticates (every /api call is 401)."""
+    from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN
+
+    if local:
+        return settings.webapp_signing_token
+    if settings.telegram_bot_token is None:
+        return None
+    token = settings.telegram_bot_token.get_secret_value()
+    dev_tokens = {DEFAULT_LOCAL_DEV_BOT_TOKEN, settings.local_dev_bot_token.get_secret_value()}
+    return None if token in dev_tokens else token
+
+
+class _LiveStaffConsole(GatewayStaffConsole):
+    """The local console, which also starts the operator-reply poll and the live watcher after an edit, so
+    what staff type reaches an open Mini App at once instead of at the next tick."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime.gateway)
+        self._runtime = runtime
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def set_cell(self, sheet: str, a1: str, value: str) -> None:
+        """Write the cell, then poll what depends on it."""
+        await super().set_cell(sheet, a1, value)
+        task = asyncio.create_task(self._after_edit(), name="staff-edit-followup")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _after_edit(self) -> None:
+        try:
+            await self._runtime.operator_replies.poll_once()
+        except Exception:
+            log.exception("operator replies after a staff edit")
+        if self._runtime.live_watcher is not None:
+            self._runtime.live_watcher.kick()
 
 
 def _jobs(runtime: Runtime) -> list[Periodic]:
     s = runtime.settings
+    operator_poll = s.operator_poll_seconds
+    if runtime.local and "operator_poll_seconds" not in s.model_fields_set:
+        operator_poll = min(operator_poll, LOCAL_OPERATOR_POLL_SECONDS)  # `marketingbot sheets set` from a shell
     jobs = [
         Periodic("queue-poll", s.queue_poll_seconds, runtime.poller.poll_once),
-        Periodic("operator-replies", s.operator_poll_seconds, runtime.operator_replies.poll_once),
+        Periodic("operator-replies", operator_poll, runtime.operator_replies.poll_once),
     ]
+    watcher = runtime.live_watcher
+    if runtime.staff_desk is not None:
+        jobs.append(Periodic("staff-replies", STAFF_REPLIES_RESUME_SECONDS, runtime.staff_desk.resume_pending))
     if runtime.worker is not None:
-        jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, runtime.worker.run_once, first=0.5))
+        worker = runtime.worker
+
+        async def work() -> None:
+            run = await worker.run_once()
+            if watcher is not None and run.processed:
+                watcher.kick()  # a finished report shows in an open Mini App at once
+
+        jobs.append(Periodic("analytics-worker", WORKER_POLL_SECONDS, work, first=0.5))
     if runtime.promotions is not None:
         jobs.append(Periodic("promotions", PROMOTIONS_POLL_SECONDS, runtime.promotions.poll_once))
+    if runtime.monitor is not None:
+        jobs.append(Periodic("health", HEALTH_CHECK_SECONDS, runtime.monitor.check_once))
+    retention = RetentionService(runtime.gateway, queue_retention_days=s.queue_retention_days)
+    jobs.append(Periodic("retention", RETENTION_SECONDS, retention.run_once, first=60.0))
+    jobs.append(Periodic("journal-prune", JOURNAL_PRUNE_SECONDS, runtime.gateway.prune_journals))
     return jobs
 
 
 async def run_application(settings: Settings, *, local: bool) -> None:
     """`marketingbot local|run`: start everything, serve until SIGTERM/SIGINT, stop cleanly."""
-    setup_logging(settings.log_level, settings.log_format, _secrets(settings))
+    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
     runtime = await build_runtime(settings, local=local, replay_outbox=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    config = uvicorn.Config(
-        runtime.web, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
+    config = server_config(
+        runtime.web,
+        host=settings.web_host,
+        port=settings.web_port,
+        limits=ServerLimits(settings.web_header_timeout, settings.web_keep_alive_timeout, settings.web_max_concurrency),
+        log_config=None,  # no handlers of uvicorn's own: its lines go through the root's, masked
     )
     server = _Server(config)
-    serve = asyncio.create_task(server.serve(sockets=_listen_sockets(settings, config)), name="web")
+    serve = asyncio.create_task(_serve(server, _listen_sockets(settings, config)), name="web")
     runtime.leadership = _leadership(runtime)
     try:
         await _prepare_telegram(runtime)
+        if runtime.monitor is not None:
+            await runtime.monitor.start()  # after Telegram: a crash notice is sent through the bot
+        for job in runtime.http_jobs:
+            job.start()  # what every process serving the Mini App needs (the live watcher)
         while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         if serve.done():
-            serve.result()  # the port was taken, say so
+            serve.result()  # the port was taken after the CLI's preflight: PortUnavailable, after a clean stop
         # HTTP is served from here on; Telegram updates and the jobs wait for the leader lease (a free lease is
         # taken before /healthz says ok, so "ok" means "doing its job": leading, or standing by).
         await runtime.leadership.start()
@@ -475,6 +634,22 @@ async def run_application(settings: Settings, *, local: bool) -> None:
         waiter.cancel()
     finally:
         await _shutdown(runtime, server, serve)
+
+
+class PortUnavailable(RuntimeError):
+    """The web server could not listen on WEB_HOST:WEB_PORT (taken by another process)."""
+
+
+async def _serve(server: _Server, sockets: list[Any] | None) -> None:
+    # uvicorn answers a bind error with sys.exit(1) inside this task; a SystemExit escaping a task skips our
+    # shutdown and leaves the store's threads running (the process hung). Turn it into an ordinary error.
+    try:
+        await server.serve(sockets=sockets)
+    except SystemExit:
+        cfg = server.config
+        raise PortUnavailable(
+            f"WEB_PORT: cannot listen on {cfg.host}:{cfg.port} (is another marketingbot running?)"
+        ) from None
 
 
 def _listen_sockets(settings: Settings, config: uvicorn.Config) -> list[Any] | None:
@@ -499,7 +674,10 @@ def _leadership(runtime: Runtime) -> Leadership:
     lease = LeaderLease(settings.leader_lock_path, holder=holder)
 
     async def take() -> None:
-        await runtime.gateway.resume_outbox_replay()  # also what a crashed leader left journaled
+        # Turns a crashed leader journaled but never confirmed written go to the outbox; then the outbox replays
+        # (also what a crashed leader left there).
+        await runtime.gateway.turns.recover()
+        await runtime.gateway.resume_outbox_replay()
         await _take_updates(runtime)
         for job in runtime.jobs:
             job.start()
@@ -519,6 +697,7 @@ async def _prepare_telegram(runtime: Runtime) -> None:
 async def _take_updates(runtime: Runtime) -> None:
     """The leader's half of the start: take Telegram updates (webhook or long polling), publish the menus."""
     from bot.handlers.webapp import set_menu_button
+    from bot.telegram_inbox import InboxPoller, resume_unfinished
 
     app = runtime.telegram
     if app is None:
@@ -528,6 +707,8 @@ async def _take_updates(runtime: Runtime) -> None:
 
     from bot.handlers.commands import publish_commands
 
+    # Updates an earlier leader left unfinished go first, before any new one (per-chat order).
+    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
     if settings.webhook_url:
         # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook, or the
         # held socket). Registration is idempotent and stepping down never deletes it: the next leader, on
@@ -535,11 +716,11 @@ async def _take_updates(runtime: Runtime) -> None:
         runtime.updates_open = True
         await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
     else:
-        assert app.updater is not None
         # Long polling: only one process may poll a token (Telegram answers 409 to the second); the lease
-        # makes this the only one. Updates the previous leader did not confirm are fetched again here.
+        # makes this the only one. The offset moves past an update only once it is journaled (the inbox).
         await app.bot.delete_webhook()
-        await app.updater.start_polling(drop_pending_updates=False)
+        runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox)
+        await runtime.inbox_poller.start()
     try:
         await publish_commands(app.bot, settings.admin_telegram_ids)
     except TelegramError as exc:  # the menu is a convenience: never a reason not to start
@@ -551,21 +732,30 @@ async def _give_updates(runtime: Runtime) -> None:
     """The leader's half of the stop: no new updates, the jobs and in-flight turns finish."""
     runtime.updates_open = False
     app = runtime.telegram
-    if app is not None and app.updater is not None and app.updater.running:
+    if runtime.inbox_poller is not None:
         with contextlib.suppress(Exception):
-            await app.updater.stop()  # no new updates (confirms the fetched ones); in-flight handlers keep running
+            await runtime.inbox_poller.stop()  # no new updates; in-flight handlers keep running
+        runtime.inbox_poller = None
+    from bot.telegram_inbox import DurableUpdateProcessor
+
+    if app is not None and isinstance(app.update_processor, DurableUpdateProcessor):
+        app.update_processor.stopping.set()  # a message waiting for Auth stays in the inbox for the next start
     # Everything that sends through the bot stops while the bot can still send: a send after app.shutdown()
     # fails, and a broadcast would record those partners as failed and never reach them.
     if runtime.promotions is not None:
         await runtime.promotions.stop()  # finishes the sends in flight; the broadcast resumes on next start
     for job in runtime.jobs:
         await job.stop()
+    await runtime.appeals.aclose()  # staff notices still gathered go out while the bot can send
     if app is not None and app.running:
         with contextlib.suppress(Exception):
             await app.stop()  # handles every update already taken, waits for in-flight handlers
 
 
-async def _drain_http(server: _Server, serve: asyncio.Task[None]) -> None:
+async def _drain_http(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
+    for job in runtime.http_jobs:
+        await job.stop()
+    runtime.events.close_all()  # open Mini App streams end (the pages reconnect to the other slot / next start)
     server.should_exit = True  # stops accepting; a connection still queued on a shared socket goes to the peer
     with contextlib.suppress(Exception):
         await asyncio.wait_for(serve, 10)
@@ -576,10 +766,10 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     leadership = getattr(runtime, "leadership", None)
     if leadership is not None:
         # Telegram and HTTP drain side by side: the lease moves only after both, and the gateway's flush.
-        await asyncio.gather(leadership.stop(), _drain_http(server, serve))
+        await asyncio.gather(leadership.stop(), _drain_http(runtime, server, serve))
     else:
         await _give_updates(runtime)
-        await _drain_http(server, serve)
+        await _drain_http(runtime, server, serve)
     app = runtime.telegram
     if app is not None:
         with contextlib.suppress(Exception):
@@ -589,69 +779,42 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     from bot.ai.factory import close_ai
 
     await close_ai(runtime.ai)
+    narrator = getattr(runtime, "narrator", None)  # stand-in runtimes of tests may not carry one
+    if narrator is not None:
+        await narrator.aclose()
+    if runtime.monitor is not None:
+        await runtime.monitor.stop()  # a clean stop: the next start will not report a crash
     await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
     if leadership is not None:
         leadership.release()  # after the flush: the next leader reads what this one wrote
     log.info("MarketingBot stopped")
 
 
-def _secrets(settings: Settings) -> list[str]:
+def secrets_of(settings: Settings) -> list[str]:
+    """Every configured secret value (for masking)."""
     values = [settings.telegram_bot_token, settings.gemini_api_key, settings.openai_api_key]
     return [v.get_secret_value() for v in values if v is not None]
 
 
-# -- worker and check ---------------------------------------------------------------------------
+# -- worker -------------------------------------------------------------------------------------
 
 
 async def run_worker(settings: Settings, *, once: bool, interval: float) -> None:
     """`marketingbot worker`: the Python twin of the Apps Script worker against the configured backend."""
-    setup_logging(settings.log_level, settings.log_format, _secrets(settings))
-    async with open_gateway(settings) as gw:
-        worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings))
-        if once:
-            run = await worker.run_once()
-            print(run)
-            return
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await worker.run_forever(interval, stop)
-
-
-async def check_dependencies(settings: Settings) -> list[str]:
-    """Reach every configured dependency; returns the problems found (empty: all good)."""
-    problems: list[str] = []
-    checks: list[tuple[str, Callable[[], Awaitable[None]]]] = [("sheets", lambda: _check_sheets(settings))]
-    if settings.telegram_bot_token is not None:
-        checks.append(("telegram", lambda: _check_telegram(settings)))
-    checks.append(("prompt", lambda: _check_prompt(settings)))
-    for name, fn in checks:
-        try:
-            await asyncio.wait_for(fn(), 30)
-        except Exception as exc:  # every failure becomes one readable line
-            problems.append(f"{name}: {type(exc).__name__}: {exc}")
-    return problems
-
-
-async def _check_sheets(settings: Settings) -> None:
-    async with open_gateway(settings) as gw:
-        titles = {normalize_header(t) for t in await gw.backend.sheet_titles()}
-        missing = [s.title for s in ALL_SCHEMAS if normalize_header(s.title) not in titles]
-        if missing:
-            raise LookupError(f"missing sheets {missing}: run `marketingbot sheets init`")
-        for schema in ALL_SCHEMAS:
-            hm = await gw.table(schema).header()
-            lacking = [h for h in schema.headers if not hm.has(h)]
-            if lacking:
-                raise LookupError(f"sheet {schema.title!r} lacks columns {lacking}: run `marketingbot sheets init`")
-
-
-async def _check_telegram(settings: Settings) -> None:
-    app = _telegram_application(settings)
-    async with app.bot:
-        await app.bot.get_me()
-
-
-async def _check_prompt(settings: Settings) -> None:
-    SystemPrompt(settings.prompt_path)
+    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
+    narrator = analysis_narrator(settings)
+    try:
+        async with open_gateway(settings) as gw:
+            worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings), ai_narrator=narrator)
+            if once:
+                run = await worker.run_once()
+                print(run)
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await worker.run_forever(interval, stop)
+    finally:
+        if narrator is not None:
+            await narrator.aclose()

@@ -8,6 +8,10 @@ import re
 from collections.abc import Iterable
 
 _BOT_URL_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
+# A Bot API token anywhere in a line (PTB's InvalidToken message quotes it): digits, a colon, 30+ characters.
+_BARE_TOKEN = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}")
+# The record factory before ours, so that calling setup_logging again never stacks maskers.
+_ORIGINAL_FACTORY = logging.getLogRecordFactory()
 _PLAIN = logging.Formatter()  # formats tracebacks for masking; stateless
 
 
@@ -22,11 +26,15 @@ class SecretFilter(logging.Filter):
         """Text with secrets replaced."""
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return _BOT_URL_TOKEN.sub("/bot***", text)
+        return _BARE_TOKEN.sub("***", _BOT_URL_TOKEN.sub("/bot***", text))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = self.mask(record.getMessage())
-        record.msg, record.args = message, None
+        original = record.getMessage()
+        message = self.mask(original)
+        if message != original:
+            # Only a record that carried a secret loses its args: formatters that read them (uvicorn's access
+            # log unpacks its five) keep working for every other line.
+            record.msg, record.args = message, None
         # A traceback ends with the exception's message, which may carry a URL: format it now, masked
         # (formatters print a record's exc_text when it is set).
         if record.exc_info and not record.exc_text:
@@ -55,10 +63,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+def install_record_masking(secret_filter: SecretFilter) -> None:
+    """Mask every record as it is created, so every handler prints it masked: uvicorn's own (configured after
+    ours), a library's added later, ones on loggers that do not propagate."""
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = _ORIGINAL_FACTORY(*args, **kwargs)
+        secret_filter.filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
 def setup_logging(level: str, fmt: str, secrets: Iterable[str]) -> None:
-    """Configure the root logger once, with the secret filter on the handler (so every logger is covered)."""
+    """Configure the root logger once; every record is masked at creation (covers every handler), and the
+    root handler filters too (covers records made before this ran)."""
+    secret_filter = SecretFilter(secrets)
+    install_record_masking(secret_filter)
     handler = logging.StreamHandler()
-    handler.addFilter(SecretFilter(secrets))
+    handler.addFilter(secret_filter)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from gateway import AsyncSheetsGateway
 from gateway.a1 import A1Range, parse
-from gateway.schemas import normalize_header
+from gateway.schemas import ALL_SCHEMAS, normalize_header
+
+
+def dropdowns(sheet: str) -> dict[str, list[str]]:
+    """The allowed values per column header of a sheet: the same definition `sheets init` turns into the real
+    sheet's data validation, so the local console offers the same dropdowns."""
+    for schema in ALL_SCHEMAS:
+        if normalize_header(schema.title) == normalize_header(sheet):
+            return {str(header): [str(v) for v in values] for header, values in schema.dropdowns.items()}
+    return {}
 
 
 class GatewayStaffConsole:

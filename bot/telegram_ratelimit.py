@@ -1,4 +1,4 @@
-"""PTB's AIORateLimiter, except that chat actions ("typing…") skip its queue.
+"""PTB's AIORateLimiter, except that chat actions ("typing…") and message drafts skip its queue.
 
 Chat actions are not messages and are not what Telegram's 30 messages/s limit is about; pacing them made
 every reply wait behind the typing indicators of the next wave of turns (bench/chat.py measured ~700 ms
@@ -13,11 +13,13 @@ from typing import Any
 from telegram._utils.types import JSONDict
 from telegram.ext import AIORateLimiter
 
-UNPACED_ENDPOINTS = frozenset({"sendChatAction"})
+# Drafts too: a draft queued behind replies would show stale text late; they are paced per chat by
+# bot/telegram_drafts.py instead (one every DRAFT_INTERVAL at most).
+UNPACED_ENDPOINTS = frozenset({"sendChatAction", "sendMessageDraft"})
 
 
 class RepliesFirstRateLimiter(AIORateLimiter):
-    """Paces every Bot API call under Telegram's limits, except chat actions."""
+    """Paces every Bot API call under Telegram's limits, except chat actions and drafts."""
 
     async def process_request(
         self,
@@ -28,7 +30,7 @@ class RepliesFirstRateLimiter(AIORateLimiter):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> bool | JSONDict | list[JSONDict]:
-        """Send chat actions at once; everything else through the rate limiter."""
+        """Send chat actions and drafts at once; everything else through the rate limiter."""
         if endpoint in UNPACED_ENDPOINTS:
             return await callback(*args, **kwargs)
         return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)

@@ -8,9 +8,10 @@ from gateway.errors import (
     RowNotFound,
     SchemaError,
     SheetUnavailable,
+    StructureFault,
 )
 from gateway.gateway import AsyncSheetsGateway
-from gateway.table import Record
+from gateway.table import Record, normalize_key
 
 __all__ = [
     "AsyncSheetsGateway",
@@ -22,4 +23,6 @@ __all__ = [
     "RowNotFound",
     "SchemaError",
     "SheetUnavailable",
+    "StructureFault",
+    "normalize_key",
 ]

@@ -40,3 +40,6 @@ class SheetsBackend(Protocol):
 
     async def format_sheet(self, sheet: str, headers: Sequence[str], dropdowns: Mapping[str, Sequence[str]]) -> None:
         """Freeze the header row and add status dropdowns (a no-op where there is no UI)."""
+
+    async def delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        """Delete whole rows (1-based numbers) in one call; the rows below move up, the grid shrinks."""

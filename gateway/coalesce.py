@@ -21,8 +21,18 @@ FlushFn = Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]]
 class Batcher(Generic[Item, Result]):
     """Collects items for `window` seconds (or while a flush is in flight) and flushes them together."""
 
-    def __init__(self, flush: FlushFn[Item, Result], *, window: float = 0.005, max_items: int = 200) -> None:
+    def __init__(
+        self,
+        flush: FlushFn[Item, Result],
+        *,
+        window: float = 0.005,
+        max_items: int = 200,
+        gate: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._flush = flush
+        # Awaited before a batch is closed (e.g. until the quota allows the call): what arrives meanwhile
+        # joins this batch instead of waiting for the next one.
+        self._gate = gate
         self._window = window
         self._max_items = max_items
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
@@ -45,6 +55,8 @@ class Batcher(Generic[Item, Result]):
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._window)
+            if self._gate is not None:
+                await self._gate()
             batch, self._pending = self._pending[: self._max_items], self._pending[self._max_items :]
             live = [(item, fut) for item, fut in batch if not fut.done()]
             if not live:

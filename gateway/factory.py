@@ -33,6 +33,7 @@ class GatewayConfig:
     read_window: float = 0.005
     write_window: float = 0.005
     replay_interval: float = 5.0
+    turn_write_interval: float = 0.0  # journaled chat turns go to the sheet at most this often (0: at once)
 
     @property
     def state_path(self) -> Path:
@@ -76,4 +77,5 @@ def build_gateway(cfg: GatewayConfig, metrics: GatewayMetrics | None = None) -> 
         read_window=cfg.read_window,
         write_window=cfg.write_window,
         replay_interval=cfg.replay_interval,
+        turn_write_interval=cfg.turn_write_interval,
     )

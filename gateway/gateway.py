@@ -16,25 +16,32 @@ outbox, and `close()` waits for it. Ops of one write are all-or-nothing per op: 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from gateway import a1
 from gateway.backend import Rows
 from gateway.coalesce import Batcher
-from gateway.errors import BadRequest, SchemaError
+from gateway.errors import BadRequest, SchemaError, SheetMissing, StructureFault
+from gateway.journal import JournalFile, TurnJournal, UpdateInbox
 from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
 from gateway.outbox import Writer
 from gateway.resilience import ResilientBackend
-from gateway.schemas import ALL_SCHEMAS, SheetSchema, normalize_header
+from gateway.schemas import ALL_SCHEMAS, AUXILIARY_SCHEMAS, SheetSchema, normalize_header
 from gateway.state import StateStore
+from gateway.table import HeaderMap
 from gateway.tables import Table
 from gateway.writer import BatchApplier
 
 log = logging.getLogger(__name__)
 MAX_RANGES_PER_CALL = 100
+QUOTA_WINDOW = 60.0  # Google counts calls per minute
+LAST_CALL_KEY = "sheets-last-call"
 
 
 class AsyncSheetsGateway:
@@ -49,30 +56,87 @@ class AsyncSheetsGateway:
         read_window: float = 0.005,
         write_window: float = 0.005,
         replay_interval: float = 5.0,
+        heartbeat: float = 5.0,
+        turn_write_interval: float = 0.0,
     ) -> None:
         self.backend = backend
         self.state = state
         self.metrics = metrics
-        self._reads: Batcher[tuple[str, ...], list[Rows]] = Batcher(self._flush_reads, window=read_window)
+        self._reads: Batcher[tuple[str, ...], list[Rows]] = Batcher(
+            self._flush_reads, window=read_window, gate=backend.read_ready
+        )
         self.locator = RowLocator(self.read_ranges)
         self.writer = Writer(
             BatchApplier(backend, self.locator), state, metrics, window=write_window, replay_interval=replay_interval
         )
         self._tables: dict[str, Table] = {}
+        self._heartbeat = heartbeat
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._saved_call_at: float | None = None
+        self._journal_file = JournalFile(state)
+        self.turns = TurnJournal(
+            self._journal_file, self.write, write_interval=turn_write_interval, outbox_depth=lambda: self.writer.depth
+        )
+        self.inbox = UpdateInbox(self._journal_file)
 
-    async def start(self) -> None:
-        """Open the backend and the state file, and start replaying any journaled writes."""
+    async def start(self, *, recover_turns: bool = False) -> None:
+        """Open the backend and the state file, and start replaying any journaled writes.
+
+        `recover_turns` (the bot process only, never a CLI command running beside it): chat turns journaled
+        before a crash and not confirmed written go to the outbox first, to be replayed once.
+        """
         await self.backend.open()
         await self.state.open()
+        await self._restore_quota()
+        await self._journal_file.open()
+        if recover_turns:
+            await self.turns.recover()
         await self.writer.start()
+        self._heartbeat_task = asyncio.create_task(self._save_quota_loop(), name="quota-heartbeat")
 
     async def close(self) -> None:
         """Flush in-flight writes (to the sheet or the outbox) and close everything."""
         try:
+            await self.turns.drain()
             await self.writer.stop()
         finally:
+            if self._heartbeat_task is not None:
+                self._heartbeat_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._heartbeat_task
+            with contextlib.suppress(Exception):
+                await self._save_quota()
+            await self._journal_file.close()
             await self.state.close()
             await self.backend.close()
+
+    # -- the quota across restarts ---------------------------------------------------------------
+
+    async def _restore_quota(self) -> None:
+        """Google still counts a dead process's calls of the last minute: if any may fall in this window, the
+        limiters start empty instead of with a full burst (which met 429s right after a restart)."""
+        saved = await self.state.meta_get(LAST_CALL_KEY)
+        try:
+            last = float(saved) if saved else None
+        except ValueError:
+            last = None
+        if last is not None and time.time() - last < QUOTA_WINDOW + self._heartbeat:
+            log.info("sheet calls %.0f s before this start: the quota limiter starts empty", time.time() - last)
+            self.backend.drain_limiters()
+
+    async def _save_quota(self) -> None:
+        last = self.backend.last_call_at
+        if last is not None and last != self._saved_call_at:
+            await self.state.meta_set(LAST_CALL_KEY, repr(last))
+            self._saved_call_at = last
+
+    async def _save_quota_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await self._save_quota()
+            except Exception:  # a busy state file must not stop the heartbeat
+                log.exception("could not record the last sheet call")
 
     # -- access --------------------------------------------------------------------------------
 
@@ -93,6 +157,11 @@ class AsyncSheetsGateway:
     async def write_range(self, rng: str, rows: Rows) -> None:
         """Raw write of a range (the CLI's `sheets set`); bypasses keys, so not for services."""
         await self.backend.batch_update([(rng, rows)])
+
+    async def prune_journals(self) -> None:
+        """Forget finished turns and updates past their use (the journals stay bounded)."""
+        await self.turns.prune()
+        await self.inbox.prune()
 
     # -- health --------------------------------------------------------------------------------
 
@@ -117,9 +186,45 @@ class AsyncSheetsGateway:
         """Replay again (the process became the leader), including entries other processes journaled."""
         await self.writer.resume_replay()
 
+    @property
+    def structure_fault(self) -> StructureFault | None:
+        """What the outbox waits on when the spreadsheet's structure refuses writes (None: nothing)."""
+        return self.writer.fault
+
+    async def outbox_oldest_age(self) -> float | None:
+        """Seconds the oldest waiting write has waited (None when the outbox is empty)."""
+        created = await self.state.outbox_oldest()
+        return None if created is None else max(0.0, time.time() - created)
+
+    async def dead_letters(self) -> int:
+        """Writes that can never apply, kept for the admin (`marketingbot outbox list`)."""
+        return await self.state.dead_count()
+
+    async def structure_problems(self, schemas: Sequence[SheetSchema] = ALL_SCHEMAS) -> list[StructureFault]:
+        """Missing sheets and headers (two reads: the sheet titles, then every header row in one call)."""
+        titles = {normalize_header(t): t for t in await self.backend.sheet_titles()}
+        problems: list[StructureFault] = []
+        present = []
+        for schema in schemas:
+            title = titles.get(normalize_header(schema.title))
+            if title is None:
+                problems.append(SheetMissing(f"the spreadsheet has no sheet {schema.title!r}", sheet=schema.title))
+            else:
+                present.append((schema, title))
+        rows = await self.read_ranges([a1.row_range(title, 1) for _, title in present]) if present else []
+        for (schema, _), row in zip(present, rows, strict=True):
+            hm = HeaderMap.from_row(schema.title, row[0] if row else [])
+            lacking = [h for h in schema.headers if not hm.has(h)]
+            if lacking:
+                names = ", ".join(f"«{h}»" for h in lacking)
+                problems.append(SchemaError(f"sheet {schema.title!r} lacks columns {names}", sheet=schema.title))
+        return problems
+
     # -- setup ---------------------------------------------------------------------------------
 
-    async def ensure_sheets(self, schemas: Sequence[SheetSchema] = ALL_SCHEMAS, *, fmt: bool = True) -> list[str]:
+    async def ensure_sheets(
+        self, schemas: Sequence[SheetSchema] = ALL_SCHEMAS + AUXILIARY_SCHEMAS, *, fmt: bool = True
+    ) -> list[str]:
         """Create missing sheets with their headers (and dropdowns + frozen header on Google); returns created."""
         existing = {normalize_header(t) for t in await self.backend.sheet_titles()}
         created = []
@@ -131,7 +236,7 @@ class AsyncSheetsGateway:
                 hm = await self.locator.header(schema.title)
                 missing = [h for h in schema.headers if not hm.has(h)]
                 if missing and schema.key is not None and not hm.has(schema.key):
-                    raise SchemaError(f"sheet {schema.title!r} lacks its key column {schema.key!r}")
+                    raise SchemaError(f"sheet {schema.title!r} lacks its key column {schema.key!r}", sheet=schema.title)
                 if missing:
                     # Staff-made sheets may lack optional columns: add them at the right end.
                     start = hm.width + 1
@@ -148,16 +253,16 @@ class AsyncSheetsGateway:
     async def _flush_reads(self, items: list[tuple[str, ...]]) -> list[list[Rows] | BaseException]:
         try:
             return list(await self._batch_get(items))
-        except BadRequest:
+        except (BadRequest, StructureFault):
             if len(items) == 1:
                 raise
-        # One caller's range was refused (e.g. a stale row hint past the grid): ask again per caller,
-        # so the refusal reaches only the caller whose range it was.
+        # One caller's range was refused (a stale row hint past the grid, a sheet staff deleted): ask
+        # again per caller, so the refusal reaches only the caller whose range it was.
         out: list[list[Rows] | BaseException] = []
         for item in items:
             try:
                 out += await self._batch_get([item])
-            except BadRequest as exc:
+            except (BadRequest, StructureFault) as exc:
                 out.append(exc)
         return out
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from gateway import a1
 from gateway.backend import Rows
 from gateway.errors import BadRequest, SchemaError, TransientBackendError
-from gateway.table import HeaderMap, RowHints, scan_keys
+from gateway.table import HeaderMap, RowHints, normalize_key, scan_keys
 
 ReadFn = Callable[[Sequence[str]], Awaitable[list[Rows]]]
 MAX_ROUNDS = 5
@@ -87,7 +87,7 @@ class RowLocator:
             for sheet, res in zip(sheets, results[: len(sheets)], strict=True):
                 hm = HeaderMap.from_row(sheet, res[0] if res else [])
                 if not hm.headers:
-                    raise SchemaError(f"sheet {sheet!r} has no header row")
+                    raise SchemaError(f"sheet {sheet!r} has no header row", sheet=sheet)
                 old = self.headers.get(sheet)
                 if old is not None and old.headers != hm.headers:
                     self.hints.forget_sheet(sheet)
@@ -139,5 +139,5 @@ def _key_of(hm: HeaderMap, cells: Sequence[str], columns: tuple[str, ...]) -> tu
     out = []
     for c in columns:
         i = hm.col(c) - 1
-        out.append(cells[i].strip() if i < len(cells) else "")
+        out.append(normalize_key(cells[i]) if i < len(cells) else "")
     return tuple(out)

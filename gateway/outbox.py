@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 
 from gateway.coalesce import Batcher
-from gateway.errors import GatewayError, SheetUnavailable
+from gateway.errors import GatewayError, SheetUnavailable, StructureFault
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
 from gateway.resilience import BreakerOpen
@@ -54,6 +54,8 @@ class Writer:
         # two would replay the same entries. A paused writer still journals; it never replays.
         self._replay_enabled = True
         self._shared = False  # set by pause_replay: other processes may journal into the same file
+        # The structural fault the outbox is waiting on (a missing sheet, a protected range), for health.
+        self.fault: StructureFault | None = None
 
     async def start(self) -> None:
         """Load the outbox depth and start the replayer (journaled writes from a previous run go first)."""
@@ -91,6 +93,11 @@ class Writer:
                 await self._replayer
 
     @property
+    def apply_lock(self) -> asyncio.Lock:
+        """Held while a batch or a replay is applied: whatever moves rows (archiving) takes it too."""
+        return self._apply_lock
+
+    @property
     def depth(self) -> int:
         """Writes waiting in the outbox."""
         return self._depth
@@ -114,6 +121,11 @@ class Writer:
             await self._batcher.submit(batch)
         except BreakerOpen:
             await self._journal(batch, maybe_applied=False)
+        except StructureFault as exc:
+            # Staff can fix it (return the sheet, unprotect the range): the write waits, never dropped.
+            self.fault = exc
+            log.warning("write waits in the outbox: %s (fix: %s)", exc, exc.fix)
+            await self._journal(batch, maybe_applied=True)
         except SheetUnavailable:
             # A timeout or 5xx may hide a write that did land: replay it idempotently.
             await self._journal(batch, maybe_applied=True)
@@ -143,42 +155,63 @@ class Writer:
             out.append(first[0] if first else None)
         return out
 
-    async def _apply(self, groups: list[list[Job]]) -> list[list[GatewayError | None]]:
+    async def _apply(self, groups: list[list[Job]], *, stop_on_fault: bool = False) -> list[list[GatewayError | None]]:
         """Per-job errors of each group, applied as one batch (the caller holds the apply lock).
 
         When the sheet rejects the batch as a whole (a sheet without its key column, a deleted sheet),
         each group is applied alone, so the rejection reaches only the groups that cause it. If every
         group is rejected alone too (revoked access, a missing spreadsheet), the batch error is raised.
+        With `stop_on_fault` (replays), the groups after one refused by the sheet's structure are not
+        tried: they keep their place behind it.
         """
         try:
-            results = await self._applier.apply([job for group in groups for job in group])
+            results = await self._applier.apply([job for group in groups for job in group], stop_on_fault=stop_on_fault)
+        except StructureFault:
+            if len(groups) == 1:
+                raise
+            return await self._apply_alone(groups, stop_on_fault)
         except SheetUnavailable:
             raise
         except GatewayError as exc:
             if len(groups) == 1:
                 raise
-            log.warning("batch of %d writes rejected (%s); applying them one by one", len(groups), exc)
-            out: list[list[GatewayError | None]] = []
-            rejected = 0
-            try:
-                for group in groups:
-                    # Part of the batch may have landed before the rejection: redo each group idempotently.
-                    try:
-                        out += await self._apply([[dataclasses.replace(job, idempotent=True) for job in group]])
-                    except SheetUnavailable:
-                        raise
-                    except GatewayError as alone:
-                        rejected += 1
-                        out.append([alone] * len(group))
-            except BreakerOpen as unavailable:
-                raise SheetUnavailable(str(unavailable)) from unavailable  # earlier groups did land
-            if rejected == len(groups):
-                raise
-            return out
+            return await self._apply_alone(groups, stop_on_fault, exc)
         out, pos = [], 0
         for group in groups:
             out.append(results[pos : pos + len(group)])
             pos += len(group)
+        return out
+
+    async def _apply_alone(
+        self, groups: list[list[Job]], stop_on_fault: bool, batch_error: GatewayError | None = None
+    ) -> list[list[GatewayError | None]]:
+        log.warning("batch of %d writes rejected (%s); applying them one by one", len(groups), batch_error)
+        out: list[list[GatewayError | None]] = []
+        rejected = 0
+        fault: StructureFault | None = None
+        try:
+            for group in groups:
+                if fault is not None and stop_on_fault:
+                    out.append([fault] * len(group))
+                    continue
+                # Part of the batch may have landed before the rejection: redo each group idempotently.
+                try:
+                    out += await self._apply([[dataclasses.replace(job, idempotent=True) for job in group]])
+                except StructureFault as alone:
+                    rejected += 1
+                    fault = fault or alone
+                    out.append([alone] * len(group))
+                except SheetUnavailable:
+                    raise
+                except GatewayError as alone:
+                    rejected += 1
+                    out.append([alone] * len(group))
+        except BreakerOpen as unavailable:
+            raise SheetUnavailable(str(unavailable)) from unavailable  # earlier groups did land
+        if rejected == len(groups) and batch_error is not None:
+            raise batch_error
+        if rejected == len(groups) and fault is not None:
+            raise fault
         return out
 
     async def _journal(self, ops: list[WriteOp], *, maybe_applied: bool) -> None:
@@ -192,13 +225,22 @@ class Writer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._replay_interval)
             self._kick.clear()
-            if self._shared and self._replay_enabled and not self._depth:
-                # Entries a standby journaled into the shared file (it never replays them itself).
-                self._depth = await self._state.outbox_depth()
-            if not self._depth or not self._replay_enabled:
+            if not self._depth:
+                # `marketingbot outbox retry` may have put an entry back from another process, or a standby
+                # journaled into the shared file (it never replays them itself).
+                async with self._journal_lock:
+                    self._depth = await self._state.outbox_depth()
+                if not self._depth:
+                    continue
+            if not self._replay_enabled:
                 continue
             try:
                 await self._replay_once()
+            except StructureFault as exc:
+                self.fault = exc
+                log.warning("outbox waits for staff: %s (fix: %s; %d waiting)", exc, exc.fix, self._depth)
+                # Staff fix things in minutes, not seconds: probe less often, to spare the read quota.
+                await asyncio.sleep(self._replay_interval * 3)
             except SheetUnavailable as exc:
                 log.info("outbox replay deferred: %s (%d waiting)", exc, self._depth)
                 await asyncio.sleep(self._replay_interval)
@@ -217,18 +259,35 @@ class Writer:
                 async with self._journal_lock:  # a write may have been journaled since the peek
                     self._depth = await self._state.outbox_depth()
                 if not self._depth:
+                    self.fault = None
                     return
                 continue
             seqs = [e.seq for e in entries]
             await self._state.outbox_mark_attempted(seqs)
             groups = [[Job(e.op, idempotent=e.maybe_applied)] for e in entries]
-            results = [errs[0] for errs in await self._apply(groups)]
+            try:
+                results = [errs[0] for errs in await self._apply(groups, stop_on_fault=True)]
+            except StructureFault as exc:
+                await self._state.outbox_note_error(entries[0].seq, f"{type(exc).__name__}: {exc}")
+                raise
+            done: list[int] = []
             for entry, err in zip(entries, results, strict=True):
+                if isinstance(err, StructureFault):
+                    # It and everything behind it wait (in order) until staff fix the sheet.
+                    await self._state.outbox_note_error(entry.seq, f"{type(err).__name__}: {err}")
+                    async with self._journal_lock:
+                        await self._state.outbox_delete(done)
+                        self._depth = await self._state.outbox_depth()
+                    self._metrics.outbox_replayed += len(done)
+                    raise err
                 if err is not None:
-                    # Rejected for good (bad data): keep it visible to the admin instead of blocking the queue.
-                    log.error("outbox write %s dropped to dead letters: %s", entry.op.op_id, err)
-                    await self._state.ledger_set("outbox-dead", entry.op.op_id, type(err).__name__, entry.op.to_json())
+                    # Can never apply (a row that no longer exists, a text over the cell limit): keep it
+                    # for the admin (`marketingbot outbox list|retry|drop`, /stats) instead of blocking the queue.
+                    log.error("outbox write %s moved to dead letters: %s", entry.op.op_id, err)
+                    await self._state.outbox_kill(entry, f"{type(err).__name__}: {err}")
+                    continue
+                done.append(entry.seq)
             async with self._journal_lock:
-                await self._state.outbox_delete(seqs)
+                await self._state.outbox_delete(done)
                 self._depth = await self._state.outbox_depth()
             self._metrics.outbox_replayed += len(entries)

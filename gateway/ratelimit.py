@@ -64,6 +64,29 @@ class QuotaLimiter:
                 waited += delay
                 await self._sleep(delay)
 
+    def drain(self) -> None:
+        """Start from an empty bucket: a previous process may have spent this window's quota just before.
+
+        From empty, the calls of any window spanning the restart stay within `burst + rate × window`, the
+        same bound one process keeps, however the dead process spent its last minute."""
+        now = self._clock()
+        self._tokens = 0.0
+        self._updated = now
+
+    async def wait_ready(self) -> None:
+        """Wait until a token is available, without taking it (a batcher waits here, so everything that
+        arrives meanwhile rides in the call that then takes the token)."""
+        while True:
+            now = self._clock()
+            self._refill(now)
+            if now < self._blocked_until:
+                delay = self._blocked_until - now
+            elif self._tokens >= 1.0 - _EPSILON and not self._lock.locked():
+                return
+            else:
+                delay = max((1.0 - self._tokens) / self._rate, 0.01)
+            await self._sleep(delay)
+
     def penalize(self, seconds: float) -> None:
         """After a 429 with Retry-After, hold every caller for `seconds` and restart from an empty bucket."""
         now = self._clock()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -23,7 +24,7 @@ from tenacity import (
 )
 
 from gateway.backend import Rows, SheetsBackend
-from gateway.errors import BadRequest, QuotaExceeded, SheetUnavailable, TransientBackendError
+from gateway.errors import BadRequest, QuotaExceeded, SheetUnavailable, StructureFault, TransientBackendError
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import QuotaLimiter
 
@@ -56,8 +57,9 @@ def _is_retryable_append(exc: BaseException) -> bool:
 
 
 def _counts_as_failure(exc: BaseException) -> bool:
-    # A 429 or a malformed request proves Google is up: neither should open the breaker.
-    return not isinstance(exc, QuotaExceeded | BadRequest)
+    # A 429, a malformed request or a structural refusal (missing sheet, protected range) proves Google
+    # is up: none should open the breaker.
+    return not isinstance(exc, QuotaExceeded | BadRequest | StructureFault)
 
 
 class ResilientBackend:
@@ -91,6 +93,20 @@ class ResilientBackend:
         self._write_limiter = write_limiter
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(initial=self.retry.initial_backoff, max=self.retry.max_backoff)
+        self.last_call_at: float | None = None  # wall-clock time of the last call sent (persisted by the gateway)
+        # Why the last logical call could not reach the sheet (None once a call succeeds again), for health.
+        self.unreachable: str | None = None
+
+    def drain_limiters(self) -> None:
+        """Start both quota limiters empty (a restart within a quota window of the last process's calls)."""
+        for limiter in (self._read_limiter, self._write_limiter):
+            if limiter is not None:
+                limiter.drain()
+
+    async def read_ready(self) -> None:
+        """Return once a read may go out without waiting for the quota limiter."""
+        if self._read_limiter is not None:
+            await self._read_limiter.wait_ready()
 
     @property
     def breaker_state(self) -> str:
@@ -131,6 +147,12 @@ class ResilientBackend:
         """See SheetsBackend."""
         await self._call("format", lambda: self.inner.format_sheet(sheet, headers, dropdowns), write=True)
 
+    async def delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        """See SheetsBackend (not retried: a lost answer may hide a deletion that happened)."""
+        await self._call(
+            "delete_rows", lambda: self.inner.delete_rows(sheet, rows), write=True, retryable=_is_retryable_append
+        )
+
     # -- the one code path every call takes ----------------------------------------------------
 
     async def _call(
@@ -155,14 +177,23 @@ class ResilientBackend:
                 with attempt:
                     if limiter is not None:
                         await limiter.acquire()
-                    return await self._attempt(kind, fn, limiter)
-        except SheetUnavailable:
+                    result = await self._attempt(kind, fn, limiter)
+                    self.unreachable = None
+                    return result
+        except SheetUnavailable as exc:
             self.metrics.record_failure()
+            # A structural refusal or a 429 is an answer: the sheet is reachable.
+            reachable = isinstance(exc, StructureFault | QuotaExceeded)
+            self.unreachable = None if reachable else f"{type(exc).__name__}: {exc}"
+            raise
+        except BadRequest:
+            self.unreachable = None  # an answer, even a refusal, means the sheet is reachable
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     async def _attempt(self, kind: str, fn: Callable[[], Awaitable[T]], limiter: QuotaLimiter | None) -> T:
         self.metrics.record_call(kind)
+        self.last_call_at = time.time()
         try:
             with self.breaker.calling():
                 return await fn()

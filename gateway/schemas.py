@@ -144,6 +144,10 @@ KNOWLEDGE = SheetSchema("База знаний", tuple(KnowledgeCol), dropdowns=
 PROMOTIONS = SheetSchema("Акции", tuple(PromoCol), key=PromoCol.ID, dropdowns={PromoCol.STATUS: tuple(PromoStatus)})
 
 ALL_SCHEMAS: tuple[SheetSchema, ...] = (AUTH, APPEALS, ARCHIVE, QUEUE, OBJECTS, MARKET, KNOWLEDGE, PROMOTIONS)
+# Delivered analytics requests older than QUEUE_RETENTION_DAYS, moved out of Очередь. `sheets init` creates it,
+# the archiver creates it on demand; the bot does not need it to run.
+QUEUE_ARCHIVE = SheetSchema("Очередь архив", tuple(QueueCol), key=QueueCol.ID)
+AUXILIARY_SCHEMAS: tuple[SheetSchema, ...] = (QUEUE_ARCHIVE,)
 
 
 def schema_by_title(title: str) -> SheetSchema | None:

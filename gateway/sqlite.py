@@ -8,6 +8,7 @@ from typing import Literal
 import aiosqlite
 
 from gateway.errors import GatewayError
+from gateway.private import private_dir, private_file
 
 
 class SqliteFile:
@@ -24,7 +25,9 @@ class SqliteFile:
 
     async def open(self) -> None:
         """Open (and create) the file in WAL mode, so another process can read and write it too."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Conversations and phones: 0600 in a 0700 folder; SQLite gives its -wal/-shm files the same mode.
+        private_dir(self.path.parent)
+        private_file(self.path)
         db = await aiosqlite.connect(self.path, isolation_level=None)
         await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         await db.execute("PRAGMA journal_mode = WAL")

@@ -7,7 +7,8 @@ the gateway's small methods, never directly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import aiosqlite
@@ -27,7 +28,40 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT NOT NULL, period TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, period)
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY, op TEXT NOT NULL, error TEXT NOT NULL, created REAL NOT NULL, dead_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# One typed row per delivery (bot/services/delivery.py), kept apart from the string-keyed ledger.
+_DELIVERY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS delivery (
+    kind TEXT NOT NULL, key TEXT NOT NULL, phase TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    next_part INTEGER NOT NULL, failures INTEGER NOT NULL, note TEXT NOT NULL, updated REAL NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+"""
+
+
+class DeliveryPhase(StrEnum):
+    """Where one delivery stands."""
+
+    SENDING = "sending"  # parts before `next_part` were accepted; `next_part` may be in flight
+    SENT = "sent"  # every part accepted; the bookkeeping after it (e.g. a sheet write) may still be due
+    SETTLED = "settled"  # delivered and its bookkeeping done
+    FAILED = "failed"  # given up (permanent error or too many failures); `note` says why
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """The durable state of one delivery: what is delivered (`fingerprint`) and how far it got."""
+
+    phase: DeliveryPhase
+    fingerprint: str = ""
+    next_part: int = 0
+    failures: int = 0
+    note: str = ""
+    updated: float = field(default=0.0, compare=False)  # when it was last recorded (epoch seconds), as read
 
 
 @dataclass(frozen=True)
@@ -37,6 +71,17 @@ class OutboxEntry:
     seq: int
     op: WriteOp
     maybe_applied: bool
+
+
+@dataclass(frozen=True)
+class QueuedWrite:
+    """An outbox entry or a dead letter as the admin sees it (`marketingbot outbox list`)."""
+
+    seq: int
+    op: WriteOp
+    created: float
+    error: str
+    dead: bool
 
 
 @dataclass(frozen=True)
@@ -55,12 +100,50 @@ class StateStore:
 
     def __init__(self, path: str | Path) -> None:
         # FULL: an acknowledged outbox entry must survive a power cut, not only a process kill.
-        self._file = SqliteFile(path, _SCHEMA, synchronous="FULL")
+        self._file = SqliteFile(path, _SCHEMA + _DELIVERY_SCHEMA, synchronous="FULL")
         self.path = self._file.path
 
     async def open(self) -> None:
         """Open (and create) the file in WAL mode."""
         await self._file.open()
+        async with self.db.execute("PRAGMA table_info(outbox)") as cur:
+            columns = {str(r[1]) async for r in cur}
+        if "last_error" not in columns:  # state files written before the column existed
+            await self.db.execute("ALTER TABLE outbox ADD COLUMN last_error TEXT NOT NULL DEFAULT ''")
+        await self._adopt_old_dead_letters()
+
+    async def _adopt_old_dead_letters(self) -> None:
+        """Earlier versions kept dead letters as 'outbox-dead' ledger rows: move them to the dead-letter table,
+        with ids after every outbox id (so `marketingbot outbox` shows and handles them too)."""
+        async with self.db.execute(
+            "SELECT key, state, payload, updated FROM ledger WHERE kind = 'outbox-dead' ORDER BY updated"
+        ) as cur:
+            old = [(str(k), str(s), str(p), float(u)) async for k, s, p, u in cur]
+        if not old:
+            return
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0), "
+                "COALESCE((SELECT MAX(seq) FROM dead_letters), 0))"
+            ) as cur:
+                row = await cur.fetchone()
+            base = int(row[0]) if row else 0
+            await self.db.executemany(
+                "INSERT INTO dead_letters(seq, op, error, created, dead_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (base + i + 1, payload, state, updated, updated)
+                    for i, (_, state, payload, updated) in enumerate(old)
+                ],
+            )
+            # The next outbox id comes after them.
+            await self.db.execute("DELETE FROM sqlite_sequence WHERE name = 'outbox'")
+            await self.db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('outbox', ?)", (base + len(old),))
+            await self.db.execute("DELETE FROM ledger WHERE kind = 'outbox-dead'")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
 
     async def close(self) -> None:
         """Close the file."""
@@ -105,6 +188,75 @@ class StateStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def outbox_note_error(self, seq: int, error: str) -> None:
+        """Remember why an entry is still waiting (shown by `marketingbot outbox list`)."""
+        await self.db.execute("UPDATE outbox SET last_error = ? WHERE seq = ?", (error, seq))
+
+    async def outbox_oldest(self) -> float | None:
+        """When the oldest waiting entry was journaled (epoch seconds), None when empty."""
+        async with self.db.execute("SELECT MIN(created) FROM outbox") as cur:
+            row = await cur.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def outbox_list(self) -> list[QueuedWrite]:
+        """Every waiting entry (oldest first), then every dead letter."""
+        out: list[QueuedWrite] = []
+        async with self.db.execute("SELECT seq, op, created, last_error FROM outbox ORDER BY seq") as cur:
+            out += [QueuedWrite(int(s), WriteOp.from_json(str(o)), float(c), str(e), False) async for s, o, c, e in cur]
+        async with self.db.execute("SELECT seq, op, created, error FROM dead_letters ORDER BY seq") as cur:
+            out += [QueuedWrite(int(s), WriteOp.from_json(str(o)), float(c), str(e), True) async for s, o, c, e in cur]
+        return out
+
+    async def outbox_kill(self, entry: OutboxEntry, error: str) -> None:
+        """Move an entry that can never apply to the dead letters (in one transaction)."""
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute("SELECT created FROM outbox WHERE seq = ?", (entry.seq,)) as cur:
+                row = await cur.fetchone()
+            created = float(row[0]) if row else time.time()
+            await self.db.execute(
+                "INSERT OR REPLACE INTO dead_letters(seq, op, error, created, dead_at) VALUES (?, ?, ?, ?, ?)",
+                (entry.seq, entry.op.to_json(), error, created, time.time()),
+            )
+            await self.db.execute("DELETE FROM outbox WHERE seq = ?", (entry.seq,))
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
+
+    async def dead_count(self) -> int:
+        """How many dead letters there are."""
+        async with self.db.execute("SELECT COUNT(*) FROM dead_letters") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def dead_retry(self, seq: int) -> bool:
+        """Put a dead letter back at the end of the outbox (False when there is none with that id)."""
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute("SELECT op FROM dead_letters WHERE seq = ?", (seq,)) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                # maybe_applied: a replay must check the sheet first, whatever happened before.
+                await self.db.execute(
+                    "INSERT INTO outbox(op, maybe_applied, created) VALUES (?, 1, ?)", (str(row[0]), time.time())
+                )
+                await self.db.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,))
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
+        return row is not None
+
+    async def outbox_drop(self, seq: int) -> bool:
+        """Delete one waiting entry or dead letter for good (False when there is none with that id)."""
+        dropped = 0
+        for table in ("outbox", "dead_letters"):
+            cur = await self.db.execute(f"DELETE FROM {table} WHERE seq = ?", (seq,))  # table names are fixed above
+            dropped += cur.rowcount
+            await cur.close()
+        return dropped > 0
+
     async def outbox_pending(self, sheet: str) -> list[WriteOp]:
         """Journaled ops for one sheet, oldest first (to overlay on fresh reads)."""
         return [e.op for e in await self.outbox_peek(1_000_000) if e.op.sheet == sheet]
@@ -138,6 +290,90 @@ class StateStore:
         async with self.db.execute(sql + " ORDER BY updated", args) as cur:
             return [LedgerEntry(kind, str(k), str(s), str(p), float(u)) async for k, s, p, u in cur]
 
+    # -- deliveries ----------------------------------------------------------------------------
+
+    async def delivery_get(self, kind: str, key: str) -> DeliveryRecord | None:
+        """The recorded state of one delivery, if any."""
+        async with self.db.execute(
+            "SELECT phase, fingerprint, next_part, failures, note, updated FROM delivery WHERE kind = ? AND key = ?",
+            (kind, key),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return DeliveryRecord(
+            DeliveryPhase(str(row[0])), str(row[1]), int(row[2]), int(row[3]), str(row[4]), float(row[5])
+        )
+
+    async def delivery_set(self, kind: str, key: str, record: DeliveryRecord) -> None:
+        """Record (durably) the state of one delivery."""
+        await self.db.execute(
+            "INSERT INTO delivery(kind, key, phase, fingerprint, next_part, failures, note, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET phase = excluded.phase, "
+            "fingerprint = excluded.fingerprint, next_part = excluded.next_part, failures = excluded.failures, "
+            "note = excluded.note, updated = excluded.updated",
+            (
+                kind,
+                key,
+                record.phase.value,
+                record.fingerprint,
+                record.next_part,
+                record.failures,
+                record.note,
+                time.time(),
+            ),
+        )
+
+    async def delivery_list(self, kind: str) -> dict[str, DeliveryRecord]:
+        """Every delivery of a kind, by key."""
+        async with self.db.execute(
+            "SELECT key, phase, fingerprint, next_part, failures, note, updated FROM delivery WHERE kind = ?", (kind,)
+        ) as cur:
+            return {
+                str(k): DeliveryRecord(DeliveryPhase(str(p)), str(f), int(n), int(c), str(t), float(u))
+                async for k, p, f, n, c, t, u in cur
+            }
+
+    async def delivery_prune(self, before: float) -> int:
+        """Forget deliveries finished (sent, settled, failed) before `before` (epoch seconds); in-flight ones stay."""
+        cur = await self.db.execute(
+            "DELETE FROM delivery WHERE updated < ? AND phase != ?", (before, DeliveryPhase.SENDING.value)
+        )
+        count = cur.rowcount
+        await cur.close()
+        return int(count)
+
+    async def ledger_prune(self, before: float) -> int:
+        """Forget finished entries last updated before `before` (epoch seconds); in-flight ('sending') ones stay."""
+        cur = await self.db.execute("DELETE FROM ledger WHERE updated < ? AND lower(state) != 'sending'", (before,))
+        count = cur.rowcount
+        await cur.close()
+        return int(count)
+
+    # -- meta (small named values: heartbeat, clean-stop marker) -------------------------------
+
+    async def meta_get(self, key: str) -> str | None:
+        """A stored value, or None."""
+        async with self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def meta_set(self, key: str, value: str) -> None:
+        """Store a value."""
+        await self.db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    async def meta_keys(self, prefix: str) -> list[str]:
+        """Every stored key starting with `prefix`."""
+        async with self.db.execute("SELECT key FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)) as cur:
+            return [str(r[0]) async for r in cur]
+
+    async def meta_delete(self, key: str) -> None:
+        """Forget a value."""
+        await self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     # -- counters ------------------------------------------------------------------------------
 
     async def counter_add(self, name: str, period: str, delta: int = 1) -> int:
@@ -154,6 +390,13 @@ class StateStore:
         async with self.db.execute("SELECT value FROM counters WHERE name = ? AND period = ?", (name, period)) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def counter_prune(self, before: str) -> int:
+        """Forget counters of periods (ISO dates) before `before`."""
+        cur = await self.db.execute("DELETE FROM counters WHERE period < ?", (before,))
+        count = cur.rowcount
+        await cur.close()
+        return int(count)
 
     async def counter_sum(self, prefix: str, period: str) -> int:
         """Sum of counters whose name starts with `prefix` for one period."""

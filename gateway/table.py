@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from gateway.errors import SchemaError
 from gateway.schemas import normalize_header
@@ -32,7 +34,7 @@ class HeaderMap:
         try:
             return self._index[normalize_header(header)]
         except KeyError:
-            raise SchemaError(f"sheet {self.sheet!r} has no column {header!r}") from None
+            raise SchemaError(f"sheet {self.sheet!r} has no column {str(header)!r}", sheet=self.sheet) from None
 
     def has(self, header: str) -> bool:
         """Whether the header exists."""
@@ -101,6 +103,28 @@ class RowHints:
             del self._rows[k]
 
 
+_NUMERIC = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+
+
+def normalize_key(text: str) -> str:
+    """A key as matched: trimmed, and a whole number however staff typed or formatted it.
+
+    `100001`, `100 001` (any spaces, incl. no-break ones), `100001.0`, `100001,0`, `1.00001E+5` are all
+    `100001`; anything that is not a whole number (codes like `DEMO-001`) is only trimmed.
+    """
+    stripped = text.strip()
+    compact = "".join(stripped.split())
+    if not compact or not _NUMERIC.match(compact):
+        return stripped
+    try:
+        number = Decimal(compact.replace(",", "."))
+    except InvalidOperation:
+        return stripped
+    if not number.is_finite() or number != number.to_integral_value() or abs(number) >= Decimal(10) ** 30:
+        return stripped
+    return str(int(number))
+
+
 def _norm(columns: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(normalize_header(c) for c in columns)
 
@@ -110,7 +134,7 @@ def scan_keys(columns: Sequence[Sequence[Sequence[str]]]) -> dict[tuple[str, ...
     height = max((len(c) for c in columns), default=0)
     out: dict[tuple[str, ...], int] = {}
     for i in range(1, height):  # skip the header row
-        key = tuple((c[i][0] if i < len(c) and c[i] else "").strip() for c in columns)
+        key = tuple(normalize_key(c[i][0] if i < len(c) and c[i] else "") for c in columns)
         if any(key) and key not in out:
             out[key] = i + 1
     return out

@@ -10,7 +10,7 @@ from gateway.errors import GatewayError, SchemaError, TransientBackendError
 from gateway.locate import RowLocator, Want
 from gateway.ops import WriteOp, append_text, insert, upsert
 from gateway.schemas import SheetSchema
-from gateway.table import HeaderMap, Record
+from gateway.table import HeaderMap, Record, normalize_key
 
 ReadFn = Callable[[Sequence[str]], Awaitable[list[Rows]]]
 WriteFn = Callable[[Sequence[WriteOp]], Awaitable[None]]
@@ -42,7 +42,7 @@ class Table:
         """Several rows by key in as few reads as possible."""
         col = self._key_column(column)
         keys = list(dict.fromkeys(keys))
-        wants = {k: Want(self.title, (col,), (k.strip(),)) for k in keys}
+        wants = {k: Want(self.title, (col,), (normalize_key(k),)) for k in keys}
         headers, found = await self._locator.locate(list(wants.values()))
         hm = headers[self.title]
         out: dict[str, Record | None] = {}
@@ -55,7 +55,7 @@ class Table:
         """Every data row (one read). Empty rows are skipped."""
         (rows,) = await self._read([a1.sheet_range(self.title)])
         if not rows:
-            raise SchemaError(f"sheet {self.title!r} has no header row")
+            raise SchemaError(f"sheet {self.title!r} has no header row", sheet=self.title)
         hm = HeaderMap.from_row(self.title, rows[0])
         self._locator.headers[self.title] = hm
         return [hm.record(i + 2, cells, self.schema.headers) for i, cells in enumerate(rows[1:]) if any(cells)]

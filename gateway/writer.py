@@ -1,8 +1,9 @@
 """Applying write ops: one verify-read and at most one call per kind for a whole batch of ops.
 
 A batch is applied as: locate every keyed row (one coalesced batchGet, hints verified), apply the
-ops in order to in-memory images of those rows, then append new rows (one call per sheet; archive
-rows first so no text is ever dropped) and write only the changed cells (one values:batchUpdate).
+ops in order to in-memory images of those rows, then write only the changed cells (one
+values:batchUpdate) and append new rows (one call per sheet; archive rows first, before the cells,
+so no text is ever dropped).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 
 from gateway import a1
 from gateway.backend import SheetsBackend
-from gateway.errors import CellTooLarge, GatewayError, RowNotFound, SheetUnavailable
+from gateway.errors import CellTooLarge, GatewayError, RowNotFound, SheetUnavailable, StructureFault
 from gateway.locate import Found, RowLocator, Want
 from gateway.ops import OpKind, WriteOp, insert
 from gateway.resilience import BreakerOpen
 from gateway.schemas import ARCHIVE, ArchiveCol
-from gateway.table import HeaderMap
+from gateway.table import HeaderMap, normalize_key
 
 _ENTRY_START = re.compile(r"^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?\]", re.MULTILINE)
 
@@ -51,13 +52,26 @@ class BatchApplier:
         self._locator = locator
         self._archive_target = archive_target
 
-    async def apply(self, jobs: Sequence[Job]) -> list[GatewayError | None]:
-        """Apply jobs in order; returns a per-job error (or None). Backend failures raise for the batch."""
+    async def apply(self, jobs: Sequence[Job], *, stop_on_fault: bool = False) -> list[GatewayError | None]:
+        """Apply jobs in order; returns a per-job error (or None). Backend failures raise for the batch.
+
+        A job refused by the sheet's structure (a missing header) also refuses the later jobs of its
+        sheet — of every sheet with `stop_on_fault` (outbox replays) — so nothing overtakes a waiting write.
+        """
+        try:
+            return await self._apply(jobs, stop_on_fault, with_archive=False)
+        except _NeedArchive:
+            # «Архив» is read only when a cell actually overflows: a missing Архив blocks nothing else.
+            return await self._apply(jobs, stop_on_fault, with_archive=True)
+
+    async def _apply(
+        self, jobs: Sequence[Job], stop_on_fault: bool, *, with_archive: bool
+    ) -> list[GatewayError | None]:
         wants = []
         for job in jobs:
             if job.op.kind is not OpKind.INSERT or job.idempotent:
                 wants.append(_want(job.op))
-        extra = [job.op.sheet for job in jobs] + ([ARCHIVE.title] if any(j.op.archive_overflow for j in jobs) else [])
+        extra = [job.op.sheet for job in jobs] + ([ARCHIVE.title] if with_archive else [])
         headers, found = await self._locator.locate(list(dict.fromkeys(wants)), extra_sheets=sorted(set(extra)))
         images: dict[tuple[str, int], list[str]] = {}
         originals: dict[tuple[str, int], list[str]] = {}
@@ -65,8 +79,13 @@ class BatchApplier:
         archives: list[_Pending] = []  # rows moved out of overflowing cells; appended before anything else
         pending_by_want: dict[Want, _Pending] = {}
         results: list[GatewayError | None] = []
+        faults: dict[str, StructureFault] = {}
         for job in jobs:
             op = job.op
+            blocked = faults.get(op.sheet) or (next(iter(faults.values())) if stop_on_fault and faults else None)
+            if blocked is not None:
+                results.append(blocked)
+                continue
             hm = headers[op.sheet]
             want = _want(op)
             blind = op.kind is OpKind.INSERT and not job.idempotent
@@ -96,8 +115,10 @@ class BatchApplier:
                     cells[:] = before
                 del pending[marks[0] :], archives[marks[1] :]
                 results.append(exc)
+                if isinstance(exc, StructureFault):
+                    faults[op.sheet] = exc
         try:
-            await self._flush(archives + pending, images, originals, headers)
+            await self._flush(archives, pending, images, originals)
         except BreakerOpen as exc:
             # Refused now, but an earlier call of this flush (or an earlier attempt of this one) may have
             # landed: report it as "maybe applied" so the outbox replays it idempotently.
@@ -170,6 +191,8 @@ class BatchApplier:
         if len(combined) > a1.MAX_CELL_CHARS:
             if not op.archive_overflow:
                 raise CellTooLarge(f"{hm.sheet}.{op.text_column}: would exceed {a1.MAX_CELL_CHARS} characters")
+            if ARCHIVE.title not in headers:
+                raise _NeedArchive
             moved, kept = split_for_archive(current, op.text, self._archive_target)
             archive = insert(
                 ARCHIVE.title,
@@ -189,21 +212,15 @@ class BatchApplier:
 
     async def _flush(
         self,
+        archives: list[_Pending],
         pending: list[_Pending],
         images: dict[tuple[str, int], list[str]],
         originals: dict[tuple[str, int], list[str]],
-        headers: dict[str, HeaderMap],
     ) -> None:
-        by_sheet: dict[str, list[_Pending]] = {}
-        for p in pending:
-            by_sheet.setdefault(p.sheet, []).append(p)
-        order = sorted(by_sheet, key=lambda s: s != ARCHIVE.title)
-        for sheet in order:
-            rows = by_sheet[sheet]
-            first = await self._backend.append(sheet, [_trim(p.cells) for p in rows])
-            for i, p in enumerate(rows):
-                if p.want is not None:
-                    self._locator.hints.set(sheet, p.want.columns, p.want.key, first + i)
+        # Order: archive rows (so moved text is saved before its cell is trimmed), then the cells of
+        # rows located by the verify-read, then new rows. Writing cells right after the verify-read
+        # keeps the window in which staff sorting could move a located row as short as one call.
+        await self._append_rows(archives)
         data: list[tuple[str, list[list[str]]]] = []
         for (sheet, row), cells in images.items():
             before = originals[(sheet, row)]
@@ -212,10 +229,25 @@ class BatchApplier:
                     data.append((a1.cell_range(sheet, row, i + 1), [[value]]))
         if data:
             await self._backend.batch_update(data)
+        await self._append_rows(pending)
+
+    async def _append_rows(self, pending: list[_Pending]) -> None:
+        by_sheet: dict[str, list[_Pending]] = {}
+        for p in pending:
+            by_sheet.setdefault(p.sheet, []).append(p)
+        for sheet, rows in by_sheet.items():
+            first = await self._backend.append(sheet, [_trim(p.cells) for p in rows])
+            for i, p in enumerate(rows):
+                if p.want is not None:
+                    self._locator.hints.set(sheet, p.want.columns, p.want.key, first + i)
+
+
+class _NeedArchive(Exception):
+    """A cell overflows and «Архив» was not read with this batch: apply again, reading it."""
 
 
 def _want(op: WriteOp) -> Want:
-    return Want(op.sheet, op.key_columns, tuple(k.strip() for k in op.key))
+    return Want(op.sheet, op.key_columns, tuple(normalize_key(k) for k in op.key))
 
 
 def _join(current: str, text: str) -> str:

@@ -269,6 +269,8 @@ def build_kit(
     ai: ScriptedAI | None = None,
     messenger: FakeMessenger | None = None,
     daily_limit: int = 30,
+    staff_notice_interval: float = 0.0,
+    reply_first: bool = False,
 ) -> ChatKit:
     """The chat services over `gw` with fakes for the model and Telegram."""
     clock = clock or ManualClock(moscow(2026, 11, 23, 14, 5))
@@ -287,6 +289,8 @@ def build_kit(
         working_hours=WorkingHours(),
         clock=clock,
         monotonic=clock.monotonic,
+        staff_notice_interval=staff_notice_interval,
+        reply_first=reply_first,
     )
     replies = OperatorReplyService(gw, messenger, clock=clock)
     return ChatKit(gw, ai, messenger, clock, prompt, knowledge, auth, appeals, replies)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["user", "model"]
 
@@ -38,6 +39,14 @@ class AIBreakerOpen(AIUnavailable):
     """The provider's circuit breaker is open after repeated failures; calls are refused until it half-opens."""
 
 
+class AIStreamBroken(AIUnavailable):
+    """The provider's stream broke (connection lost, error chunk, no finish) after `received` had arrived."""
+
+    def __init__(self, message: str, received: str) -> None:
+        super().__init__(message)
+        self.received = received
+
+
 class AIRejected(AIError):
     """The provider refused the request for good (bad key, bad request, unknown model); retrying will not help."""
 
@@ -53,6 +62,19 @@ class AIProvider(Protocol):
 
     async def generate(self, system: str, history: list[Turn], user_text: str, context: list[str]) -> str:
         """The reply to `user_text`, given the system instruction, earlier turns and knowledge-base facts."""
+        ...
+
+
+#: Receives each piece of an answer as the model writes it; must not block (it runs inside the model's stream).
+DeltaSink = Callable[[str], None]
+
+
+@runtime_checkable
+class StreamingAIProvider(AIProvider, Protocol):
+    """A provider that can also hand out its answer piece by piece as the model writes it."""
+
+    def stream(self, system: str, history: list[Turn], user_text: str, context: list[str]) -> AsyncIterator[str]:
+        """Text deltas of the reply, in order; raises an AIError subclass (AIStreamBroken once text has flowed)."""
         ...
 
 

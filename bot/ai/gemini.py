@@ -9,9 +9,10 @@ switches off the library's implicit retries (it would otherwise sleep 1-10 s on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from bot.ai.base import (
     AIError,
     AIRateLimited,
     AIRejected,
+    AIStreamBroken,
     AIUnavailable,
     Turn,
     compose_system,
@@ -78,16 +80,92 @@ class GeminiProvider:
 
     async def generate(self, system: str, history: list[Turn], user_text: str, context: list[str]) -> str:
         """The model's reply; raises an AIError subclass when it cannot be had."""
-        turns = merge_turns([*history, Turn("user", user_text)])
-        while turns and turns[0].role != "user":
-            turns.pop(0)  # Gemini wants the conversation to open with the user
-        contents = [types.Content(role=t.role, parts=[types.Part(text=t.text)]) for t in turns]
-        config = self._config.model_copy(update={"system_instruction": compose_system(system, context)})
+        contents, config = self._request(system, history, user_text, context)
 
         async def attempt() -> str:
             return await self._once(contents, config)
 
         return await self.guard.call(attempt)
+
+    async def stream(self, system: str, history: list[Turn], user_text: str, context: list[str]) -> AsyncIterator[str]:
+        """The reply as `streamGenerateContent` delivers it. Opening the stream (up to the first text) is
+        retried like `generate`; once text has flowed a failure is AIStreamBroken (a retry would repeat it)."""
+        contents, config = self._request(system, history, user_text, context)
+
+        async def opening() -> tuple[AsyncIterator[types.GenerateContentResponse], str, bool]:
+            return await self._open_stream(contents, config)
+
+        chunks, first, finished = await self.guard.call(opening)
+        received = first
+        try:
+            yield first
+            while not finished:
+                try:
+                    response = await anext(chunks)
+                except StopAsyncIteration:
+                    # The real API ends every complete answer with a finishReason; without one it was cut.
+                    raise AIStreamBroken("gemini: the stream ended without a finish reason", received) from None
+                except genai_errors.APIError as exc:
+                    raise AIStreamBroken(f"gemini: stream broke: {_classify(exc)}", received) from exc
+                except (httpx.TransportError, TimeoutError) as exc:
+                    raise AIStreamBroken(f"gemini: stream broke: {type(exc).__name__}: {exc}", received) from exc
+                text, finished = _chunk(response)
+                if text:
+                    received += text
+                    yield text
+            await _drain(chunks)
+        except AIStreamBroken as exc:
+            self.guard.record_failure(exc)  # a broken stream is an outage like a failed call, for the breaker
+            raise
+        finally:
+            await _close(chunks)
+
+    def _request(
+        self, system: str, history: list[Turn], user_text: str, context: list[str]
+    ) -> tuple[list[types.Content], types.GenerateContentConfig]:
+        turns = merge_turns([*history, Turn("user", user_text)])
+        while turns and turns[0].role != "user":
+            turns.pop(0)  # Gemini wants the conversation to open with the user
+        contents = [types.Content(role=t.role, parts=[types.Part(text=t.text)]) for t in turns]
+        config = self._config.model_copy(update={"system_instruction": compose_system(system, context)})
+        return contents, config
+
+    async def _open_stream(
+        self, contents: list[types.Content], config: types.GenerateContentConfig
+    ) -> tuple[AsyncIterator[types.GenerateContentResponse], str, bool]:
+        """The open stream, its first text (left-stripped) and whether that chunk already finished it."""
+        opened: list[AsyncIterator[types.GenerateContentResponse]] = []
+        try:
+            return await self._first_text(contents, config, opened)
+        except BaseException:
+            for chunks in opened:  # a failed attempt must not leave its response open until GC
+                await _close(chunks)
+            raise
+
+    async def _first_text(
+        self,
+        contents: list[types.Content],
+        config: types.GenerateContentConfig,
+        opened: list[AsyncIterator[types.GenerateContentResponse]],
+    ) -> tuple[AsyncIterator[types.GenerateContentResponse], str, bool]:
+        try:
+            async with asyncio.timeout(self._timeout + 1.0):
+                chunks = await self._client.aio.models.generate_content_stream(
+                    model=self.model, contents=contents, config=config
+                )
+                opened.append(chunks)
+                async for response in chunks:
+                    text, finished = _chunk(response)
+                    text = text.lstrip()
+                    if text:
+                        return chunks, text, finished
+                    if finished:
+                        break
+        except genai_errors.APIError as exc:
+            raise _classify(exc) from exc
+        except (httpx.TransportError, TimeoutError) as exc:
+            raise AIUnavailable(f"gemini: {type(exc).__name__}: {exc}") from exc
+        raise AIEmptyAnswer("gemini streamed no text")
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -113,6 +191,31 @@ class GeminiProvider:
                 reason = str(response.candidates[0].finish_reason or "")
             raise AIEmptyAnswer(f"gemini returned no text {reason}".strip())
         return text.strip()
+
+
+async def _drain(chunks: AsyncIterator[object]) -> None:
+    """Read what follows the finishing chunk (the body's end) so the connection can be reused, not reset."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            async for _ in chunks:
+                pass
+
+
+async def _close(chunks: AsyncIterator[object]) -> None:
+    """Release the HTTP response behind a stream we stop reading (an async generator's aclose)."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+def _chunk(response: types.GenerateContentResponse) -> tuple[str, bool]:
+    """A stream chunk's text (empty when it has none) and whether it carries the finish reason."""
+    candidates = response.candidates or []
+    finished = bool(candidates and candidates[0].finish_reason)
+    parts = (candidates[0].content.parts or []) if candidates and candidates[0].content else []
+    # Not `response.text`: it warns on chunks without text and joins thought parts, which are not the answer.
+    return "".join(p.text for p in parts if p.text and not p.thought), finished
 
 
 def _classify(exc: genai_errors.APIError) -> AIError:

@@ -7,6 +7,7 @@ It always says plainly that it is in offline mode, so nobody mistakes a canned a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 
 from bot.ai.base import Turn, split_fact
 from bot.ai.prompt import Script, parse_scripts
@@ -35,6 +36,10 @@ class OfflineResponder:
     async def generate(self, system: str, history: list[Turn], user_text: str, context: list[str]) -> str:
         """An offline answer to `user_text` from `context` (already ranked, best first) and the scripts."""
         return f"{OFFLINE_INTRO}\n\n{self.answer_body(system, user_text, context)}"
+
+    async def stream(self, system: str, history: list[Turn], user_text: str, context: list[str]) -> AsyncIterator[str]:
+        """No model writes anything here: the whole answer comes as one piece."""
+        yield await self.generate(system, history, user_text, context)
 
     def answer_body(self, system: str, user_text: str, context: list[str]) -> str:
         """The answer without the offline-mode notice."""

@@ -1,16 +1,25 @@
-"""The system prompt file, reloaded when it changes so an edit is used on the next message without a restart."""
+"""The system prompt file, reloaded when it changes so an edit is used on the next message without a restart.
+
+The file may hold placeholders `{{NAME}}` for facts that are settings, not prose (`{{WORKING_HOURS}}`: the
+operators' hours from WORKING_HOURS); they are filled every time the file is (re)loaded, so the prompt never
+contradicts the configuration.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 _SECTION = re.compile(r"^§\s*(\d+)\.?\s*(.*)$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Z_]+)\s*\}\}")
+#: What the placeholders say when the composition root gives nothing else (the settings' defaults).
+DEFAULT_VALUES: Mapping[str, str] = {"WORKING_HOURS": "с 09:00 до 20:00 по московскому времени"}
 _TEMPLATE = re.compile(r"^\s*Шаблон(?: ответа)?:\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -31,8 +40,9 @@ class Script:
 class SystemPrompt:
     """A prompt file checked for changes (mtime and size) on every access, re-read when it changed."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, values: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
+        self._values = {**DEFAULT_VALUES, **(values or {})}
         self._signature: tuple[int, int] | None = None
         self._text = ""
         self._load()
@@ -60,7 +70,7 @@ class SystemPrompt:
             signature = (st.st_mtime_ns, st.st_size)
             if signature == self._signature:
                 return
-            text = self.path.read_text(encoding="utf-8").strip()
+            text = self._fill(self.path.read_text(encoding="utf-8").strip())
         except OSError as exc:
             if self._signature is None:
                 raise PromptError(f"cannot read the system prompt {self.path}: {exc}") from exc
@@ -74,6 +84,15 @@ class SystemPrompt:
         self._text, self._signature = text, signature
         if changed:
             log.info("system prompt reloaded, version %s", self._hash())
+
+    def _fill(self, text: str) -> str:
+        def value(m: re.Match[str]) -> str:
+            if m.group(1) not in self._values:
+                log.error("the system prompt names an unknown placeholder %s; left as it is", m.group(0))
+                return m.group(0)
+            return self._values[m.group(1)]
+
+        return _PLACEHOLDER.sub(value, text)
 
     def _hash(self) -> str:
         return hashlib.sha256(self._text.encode()).hexdigest()[:8]

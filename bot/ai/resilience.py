@@ -10,6 +10,7 @@ the coroutine, not its outcome).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -120,6 +121,11 @@ class GuardedCaller:
             with try_:
                 return await self._attempt(attempt)
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def record_failure(self, exc: BaseException) -> None:
+        """Count a failure that happened after `call` returned (a stream that broke once it had opened)."""
+        with contextlib.suppress(BaseException), self.breaker.calling():
+            raise exc
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]]) -> T:
         self.attempts += 1

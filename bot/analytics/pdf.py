@@ -223,7 +223,8 @@ def _trend_chart(report: Report) -> Drawing:
     plot.lines[1].strokeDashArray = (4, 3)
     plot.xValueAxis.valueMin, plot.xValueAxis.valueMax = -0.4, last + 0.4
     plot.xValueAxis.valueSteps = list(range(len(report.trend)))
-    labels = [_short_month(p.month) for p in report.trend]
+    # Every month the title claims is on the axis; one with too few listings for a median says so.
+    labels = [_short_month(p.month) + ("" if p.median_ppm2 is not None else "\nн/д") for p in report.trend]
     plot.xValueAxis.labelTextFormat = lambda v: labels[round(v)] if 0 <= round(v) <= last else ""
     plot.yValueAxis.valueMin, plot.yValueAxis.valueMax = low - pad, high + pad
     plot.yValueAxis.labelTextFormat = _thousands
@@ -294,11 +295,20 @@ def _object_bin(report: Report) -> int | None:
     return None
 
 
+def _trend_title(report: Report) -> str:
+    """`за 6 мес.`, and how many of those months have a median when not all do."""
+    title = f"Цена за м² аналогов за {TREND_MONTHS} мес."
+    known = sum(1 for p in report.trend if p.median_ppm2 is not None)
+    if 0 < known < len(report.trend):
+        title += f" (медиана есть за {known} из {len(report.trend)})"
+    return title
+
+
 def _charts(report: Report, styles: dict[str, ParagraphStyle]) -> Table:
     table = Table(
         [
             [
-                _p(f"Цена за м² аналогов за {TREND_MONTHS} мес.", styles["h2"]),
+                _p(_trend_title(report), styles["h2"]),
                 _p("Распределение цены за м²", styles["h2"]),
             ],
             [_trend_chart(report), _histogram_chart(report)],
@@ -378,10 +388,10 @@ def render_pdf(report: Report, narrative: str | None = None) -> bytes:
     notes = [report.criteria_note] if report.criteria_note else []
     notes.append(
         f"Расчёт по {fmt_int(report.market_listings)} "
-        f"{plural(report.market_listings, 'объявлению', 'объявлениям', 'объявлениям')} рынка; аналоги — "
-        f"объявления того же типа ({report.criteria}), активные или снятые не раньше чем за 180 дней. "
-        "Квартили — линейная интерполяция; на графике тренда — месяцы, где не меньше 3 объявлений; "
-        "срок экспозиции активных объявлений считается до даты отчёта."
+        f"{plural(report.market_listings, 'объявлению', 'объявлениям', 'объявлениям')} рынка. Аналоги: "
+        f"{report.criteria}; объявления активные или снятые не раньше чем за 180 дней. "
+        "Квартили — линейная интерполяция; медиана месяца на графике тренда — при 3 объявлениях и больше "
+        "(иначе «н/д»); срок экспозиции активных объявлений считается до даты отчёта."
     )
     story += [Spacer(1, 3 * mm)] + [_p(note, styles["small"]) for note in notes]
 

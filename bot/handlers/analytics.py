@@ -27,6 +27,7 @@ from telegram.ext import (
 )
 
 from bot.services.analytics import AnalyticsRequestError, AnalyticsService, Job
+from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter, rate_limited_text
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,10 @@ async def _request(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str
     if message is None or user is None:
         return
     services = analytics_services(context.application.bot_data)
+    limiter = context.application.bot_data.get(RATE_LIMIT_KEY)
+    if isinstance(limiter, PartnerRateLimiter) and (retry := limiter.acquire(user.id)) is not None:
+        await message.reply_text(rate_limited_text(retry), parse_mode=None)  # nothing queued
+        return
     try:
         partner = await services.auth.check(user.id)
         if partner is None:

@@ -11,22 +11,30 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from telegram import KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
-from telegram.constants import ChatAction
+from telegram import KeyboardButton, Message, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
+from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
+from bot.ai.base import DeltaSink
 from bot.handlers.webapp import offer_webapp
+from bot.services.appeals import ChatReply
 from bot.services.auth import Partner
 from bot.services.container import BOT_DATA_KEY, Services, services_from
+from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter, rate_limited_text
 from bot.services.ports import DeliveryError, InlineButton
-from gateway import GatewayError
+from bot.services.turn_context import current_turn
+from bot.telegram_drafts import DraftStreamer
+from bot.telegram_messenger import split_message
+from gateway import GatewayError, SheetUnavailable
 
 log = logging.getLogger(__name__)
 
 CALLBACK_HUMAN = "appeal:human"
 OPERATOR_BUTTON = InlineButton("Позвать оператора", callback_data=CALLBACK_HUMAN)
 TYPING_REFRESH = 4.0  # Telegram shows "typing…" for 5 s per action
+AUTH_RETRY_FIRST, AUTH_RETRY_MAX = 1.0, 30.0  # seconds between authorization attempts while Auth is unreadable
+AUTH_WAIT_LIMIT = 600.0  # without the durable inbox (which keeps the update for later), wait at most this long
 
 TEXT_GREETING = (
     "Здравствуйте! Это ассистент партнёрской программы агентства недвижимости.\n\n"
@@ -57,7 +65,11 @@ def contact_keyboard() -> ReplyKeyboardMarkup:
 
 
 def register_chat_handlers(
-    application: Application[Any, Any, Any, Any, Any, Any], services: Services | None = None, *, group: int = 0
+    application: Application[Any, Any, Any, Any, Any, Any],
+    services: Services | None = None,
+    *,
+    group: int = 0,
+    rate_limiter: PartnerRateLimiter | None = None,
 ) -> None:
     """Add the chat handlers (private chats only); `services` is stored in bot_data when given.
 
@@ -66,6 +78,8 @@ def register_chat_handlers(
     """
     if services is not None:
         application.bot_data[BOT_DATA_KEY] = services
+    if rate_limiter is not None:
+        application.bot_data[RATE_LIMIT_KEY] = rate_limiter
     private = filters.ChatType.PRIVATE
     application.add_handler(CommandHandler("start", on_start, filters=private), group)
     application.add_handler(MessageHandler(private & filters.CONTACT, on_contact), group)
@@ -117,23 +131,41 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None or user is None or message.text is None:
         return
     services = services_from(context.bot_data)
+    if await _refused_by_rate(services, context, user.id, message.chat_id):
+        return
+    drafts = _draft_streamer(services, context, message)
     try:
         async with _typing(context, message.chat_id):
             # Authorization and the partner's row are read together: one batched sheet call, not two in a row.
-            partner, reply = await services.appeals.handle_message(user.id, message.text, services.auth.check)
+            partner, reply = await _handle_when_authorizable(
+                services, user.id, message.text, drafts.feed if drafts else None
+            )
+    except _Postponed:
+        log.warning("message of %s left for the next start: Auth still unreadable at shutdown", user.id)
+        if drafts is not None:
+            drafts.cancel()
+        return
     except GatewayError as exc:
         log.warning("authorization check of %s failed: %s", user.id, exc)
+        await _finish_drafts(drafts)
         await _send(services, message.chat_id, TEXT_UNAVAILABLE)
         return
     except Exception:  # never leave the partner without an answer
         log.exception("turn of %s failed", user.id)
+        await _finish_drafts(drafts)
         await _send(services, message.chat_id, TEXT_ERROR)
         return
+    except BaseException:  # cancelled (shutdown): no draft task may outlive the turn
+        if drafts is not None:
+            drafts.cancel()
+        raise
+    sent = await _finish_drafts(drafts)
     if partner is None or reply is None:
         await _explain_unauthorized(services, update)
         return
     if reply.text:
-        await _send(services, message.chat_id, reply.text, with_operator_button=reply.offer_operator)
+        text = _unsent_rest(reply.text, sent)
+        await _send(services, message.chat_id, text, with_operator_button=reply.offer_operator)
 
 
 async def on_call_operator(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -144,11 +176,13 @@ async def on_call_operator(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     with contextlib.suppress(TelegramError):
         await query.answer()
     services = services_from(context.bot_data)
+    chat_id = query.message.chat.id if query.message is not None else user.id
+    if await _refused_by_rate(services, context, user.id, chat_id):
+        return
     partner = await _partner_or_explain(services, update)
     if partner is None:
         return
     reply = await services.appeals.request_human(partner)
-    chat_id = query.message.chat.id if query.message is not None else user.id
     await _send(services, chat_id, reply.text)
 
 
@@ -161,6 +195,49 @@ async def on_non_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+async def _refused_by_rate(services: Services, context: ContextTypes.DEFAULT_TYPE, user_id: int, chat_id: int) -> bool:
+    """Apply the per-partner rate limit before anything is read or stored; tell the partner when refused."""
+    limiter = context.bot_data.get(RATE_LIMIT_KEY)
+    if not isinstance(limiter, PartnerRateLimiter):
+        return False
+    retry = limiter.acquire(user_id)
+    if retry is None:
+        return False
+    log.info("message of %s refused by the rate limit (retry in %.0f s)", user_id, retry)
+    await _send(services, chat_id, rate_limited_text(retry))
+    return True
+
+
+class _Postponed(Exception):
+    """The sender's authorization could not be checked before shutdown: the update is left for the next start."""
+
+
+async def _handle_when_authorizable(
+    services: Services, telegram_id: int, text: str, on_delta: DeltaSink | None = None
+) -> tuple[Partner | None, ChatReply | None]:
+    """Answer the message once the sender's authorization can be checked: a message is never dropped because
+    Auth is unreadable (a remembered authorization answers at once; otherwise it waits for the sheet)."""
+    delay, waited = AUTH_RETRY_FIRST, 0.0
+    turn = current_turn()
+    while True:
+        try:
+            return await services.appeals.handle_message(telegram_id, text, services.auth.check, on_delta)
+        except SheetUnavailable as exc:
+            if turn is None and waited >= AUTH_WAIT_LIMIT:
+                raise
+            log.warning("authorization of %s waits for the sheet (%s); next try in %.0f s", telegram_id, exc, delay)
+        if turn is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(turn.stopping.wait(), delay)
+            if turn.stopping.is_set():
+                turn.postponed = True
+                raise _Postponed
+        else:
+            await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, AUTH_RETRY_MAX)
 
 
 async def _partner_or_explain(services: Services, update: Update) -> Partner | None:
@@ -193,6 +270,35 @@ async def _send(services: Services, chat_id: int, text: str, *, with_operator_bu
         await services.messenger.send_text(chat_id, text, buttons=[OPERATOR_BUTTON] if with_operator_button else None)
     except DeliveryError as exc:
         log.warning("reply to %s not delivered: %s", chat_id, exc)
+
+
+def _draft_streamer(services: Services, context: ContextTypes.DEFAULT_TYPE, message: Message) -> DraftStreamer | None:
+    """A draft streamer for this answer, when it is worth one: a private chat where Telegram has not refused
+    drafts, and a provider that writes piece by piece (an offline answer comes whole: it is just sent)."""
+    if message.chat.type != ChatType.PRIVATE or not services.appeals.streams:
+        return None
+    if services.drafts is None or not services.drafts.allowed(message.chat_id):
+        return None
+
+    async def send_part(part: str) -> None:
+        await services.messenger.send_text(message.chat_id, part)
+
+    return DraftStreamer(context.bot, message.chat_id, services.drafts, send_part)
+
+
+async def _finish_drafts(drafts: DraftStreamer | None) -> list[str]:
+    """Stop drafting before the final message goes out; the parts of a long answer already sent."""
+    return await drafts.finish() if drafts is not None else []
+
+
+def _unsent_rest(text: str, sent: list[str]) -> str:
+    """What is left of `text` after the parts a long streamed answer already sent (all of it if they differ)."""
+    if not sent:
+        return text
+    pieces = split_message(text)
+    if pieces[: len(sent)] != sent:
+        return text  # the final text does not continue what was streamed: better twice than missing
+    return "\n\n".join(pieces[len(sent) :])
 
 
 @contextlib.asynccontextmanager

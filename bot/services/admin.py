@@ -298,6 +298,14 @@ class AdminService:
         )
         lines.append(f"Предохранители: таблица — {self._gw.breaker_state}; {self._ai_state()}")
         lines.append(f"Очередь записей в таблицу (outbox): {self._gw.outbox_depth}")
+        fault = self._gw.structure_fault
+        if fault is not None:
+            lines.append(f"Записи ждут исправления таблицы: {fault.fix}")
+        dead = await self._gw.dead_letters()
+        lines.append(
+            f"Неприменимые записи (dead letters): {dead}"
+            + (" — см. marketingbot outbox list, затем retry ID или drop ID" if dead else "")
+        )
         lines.append(f"Системный промпт: версия {self._prompt.version}")
         progress = self._promotions.progress if self._promotions is not None else None
         if progress is not None:

@@ -233,10 +233,11 @@ class AnalyticsService:
 
     async def list_for(self, telegram_id: int) -> list[Job]:
         """The partner's own requests, newest first (one read)."""
-        rows = await self._queue.all()
-        jobs = [job_from_record(r) for r in rows if _same_user(r, telegram_id)]
+        rows = [r for r in await self._queue.all() if _same_user(r, telegram_id)]
         oldest = datetime.min.replace(tzinfo=self._tz)
-        return sorted(jobs, key=lambda j: parse_stamp(j.created_at, self._tz) or oldest, reverse=True)
+        # The time has whole seconds; rows are appended as requests come, so the row breaks a tie.
+        rows.sort(key=lambda r: (parse_stamp(r[QueueCol.CREATED_AT], self._tz) or oldest, r.row), reverse=True)
+        return [job_from_record(r) for r in rows]
 
     async def get(self, telegram_id: int, job_id: str) -> Job | None:
         """One of the partner's own requests by id; None when absent or someone else's."""

@@ -13,15 +13,21 @@ Status rules (column «Статус»):
 - Staff setting `Ответ ИИ` or `Решено` hands the partner back to the AI; a message after `Решено` reopens
   the conversation as `Ответ ИИ`.
 
+Reply first, write after (`reply_first`, on in production): the turn's write is journaled durably in local
+state before the reply goes out and lands in the sheet right after, off the reply's path. Every load overlays
+the journaled and outboxed writes the sheet does not hold yet, so the next turn's history is never missing a
+turn (during an outage too), while the sheet is still read, so staff edits are seen.
+
 Only the partner's messages and what the assistant actually answered go into the log; canned notices (the
 daily limit, "an operator will answer") are not written, so they never become part of the model's history.
+A message refused for the daily limit is not written either (the partner is told so).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,15 +36,21 @@ from datetime import time as dtime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bot.ai.base import DeltaSink
 from bot.ai.fallback import AIAnswer, FallbackAI
 from bot.ai.prompt import SystemPrompt
 from bot.services import chatlog
 from bot.services.auth import MOSCOW, Partner, stamp
 from bot.services.chatlog import Author, ChatEntry
+from bot.services.escalation import EscalationMatcher
 from bot.services.knowledge import KnowledgeBase
+from bot.services.live import LiveSink
 from bot.services.locks import KeyedLock
-from bot.services.ports import Clock, Messenger, utc_now
+from bot.services.partner_limits import StaffNoticeBatcher
+from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
+from bot.services.turn_context import current_turn
 from gateway import AsyncSheetsGateway, GatewayError, Record
+from gateway.ops import WriteOp
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
 log = logging.getLogger(__name__)
@@ -107,13 +119,8 @@ def canonical_status(raw: str) -> str:
 
 
 def contains_keyword(text: str, keywords: Sequence[str]) -> bool:
-    """Whether a word of `text` starts with one of `keywords` (so «оператора» matches «оператор»)."""
-    folded = text.casefold().replace("ё", "е")
-    for keyword in keywords:
-        k = keyword.strip().casefold().replace("ё", "е")
-        if k and re.search(r"(?<!\w)" + re.escape(k), folded):
-            return True
-    return False
+    """Whether `text` asks to reach a person named by one of `keywords`, as whole words (bot/services/escalation.py)."""
+    return EscalationMatcher(keywords).matches(text)
 
 
 class AppealsService:
@@ -134,17 +141,24 @@ class AppealsService:
         history_chars: int = 12_000,
         knowledge_k: int = 3,
         failure_notify_interval: float = 600.0,
+        staff_notice_interval: float = 0.0,
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        live: LiveSink | None = None,
+        staff_notices: StaffNotices | None = None,
+        reply_first: bool = False,
     ) -> None:
         self._gw = gw
+        self._live = live  # open Mini Apps hear about each written turn at once
+        self._staff_notices = staff_notices  # notices staff can act on from Telegram (buttons, replies)
+        self._reply_first = reply_first
         self._table = gw.table(APPEALS)
         self._ai = ai
         self._prompt = prompt
         self._knowledge = knowledge
         self._messenger = messenger
         self.daily_limit = daily_limit  # 0 switches the limit off
-        self._keywords = tuple(escalation_keywords)
+        self._escalation = EscalationMatcher(tuple(escalation_keywords))
         self._hours = working_hours or WorkingHours()
         self._tz = self._hours.tz
         self._history_turns = history_turns
@@ -155,6 +169,10 @@ class AppealsService:
         self._monotonic = monotonic
         self._locks = KeyedLock()
         self._failure_notified: dict[int, float] = {}
+        # Messages sent while «В работе»: at most one staff notice per partner per interval (0: each at once).
+        self._in_work_notices = StaffNoticeBatcher(
+            self._notify_partner_staff, staff_notice_interval, monotonic=monotonic
+        )
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -166,13 +184,23 @@ class AppealsService:
         except GatewayError as exc:
             log.error("could not open the Обращения row of %s: %s", partner.telegram_id, exc)
 
-    async def handle_text(self, partner: Partner, text: str) -> ChatReply:
-        """Answer one message from an authorized partner (or stay silent while a human has the conversation)."""
+    @property
+    def streams(self) -> bool:
+        """Whether the AI's answers arrive piece by piece (worth showing as they are written)."""
+        return self._ai.can_stream
+
+    async def handle_text(self, partner: Partner, text: str, on_delta: DeltaSink | None = None) -> ChatReply:
+        """Answer one message from an authorized partner (or stay silent while a human has the conversation).
+        `on_delta` receives the AI's answer as it is written (nothing for canned replies)."""
         async with self._locks(partner.telegram_id):
-            return await self._turn(partner, text, *await self._load(partner.telegram_id))
+            return await self._turn(partner, text, *await self._load(partner.telegram_id), on_delta)
 
     async def handle_message(
-        self, telegram_id: int, text: str, authorize: Callable[[int], Awaitable[Partner | None]]
+        self,
+        telegram_id: int,
+        text: str,
+        authorize: Callable[[int], Awaitable[Partner | None]],
+        on_delta: DeltaSink | None = None,
     ) -> tuple[Partner | None, ChatReply | None]:
         """Authorize and answer in one step: the Auth and Обращения reads go out together, so the gateway
         sends them as one batched call instead of two in a row. (None, None) when not authorized."""
@@ -180,9 +208,11 @@ class AppealsService:
             partner, (row, readable) = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
             if partner is None:
                 return None, None
-            return partner, await self._turn(partner, text, row, readable)
+            return partner, await self._turn(partner, text, row, readable, on_delta)
 
-    async def _turn(self, partner: Partner, text: str, row: Record | None, readable: bool) -> ChatReply:
+    async def _turn(
+        self, partner: Partner, text: str, row: Record | None, readable: bool, on_delta: DeltaSink | None = None
+    ) -> ChatReply:
         text = text.strip()
         now = self._clock()
         status = canonical_status(row[AppealCol.STATUS]) if row else ""
@@ -190,13 +220,13 @@ class AppealsService:
         user_block = chatlog.format_entry(now.astimezone(self._tz), Author.USER, text)
         if status == AppealStatus.IN_WORK:
             return await self._while_in_work(partner, user_block, text, now)
-        if contains_keyword(text, self._keywords):
+        if self._escalation.matches(text):
             return await self._escalate(partner, entries, [user_block], now, status)
         if await self._limit_reached(partner):
-            await self._append(partner, [user_block], now, None)
+            # Not stored: a partner over the limit must not be able to fill the sheet (and its write quota).
             return ChatReply(limit_text(self.daily_limit), status or AppealStatus.NEW, kind=ReplyKind.LIMIT)
         # An unreadable row's status is unknown: the turn must not overwrite it (e.g. staff's В работе).
-        return await self._answer(partner, text, entries, user_block, now, status if readable else None)
+        return await self._answer(partner, text, entries, user_block, now, status if readable else None, on_delta)
 
     async def request_human(self, partner: Partner) -> ChatReply:
         """The «Позвать оператора» button: hand the conversation to a human."""
@@ -209,10 +239,15 @@ class AppealsService:
             entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
             return await self._escalate(partner, entries, [], now, status)
 
+    async def aclose(self) -> None:
+        """Post staff notices still gathered (on shutdown)."""
+        await self._in_work_notices.aclose()
+
     async def history(self, telegram_id: int) -> list[ChatEntry]:
         """The partner's, assistant's and operator's entries of the log, oldest first (read fresh; raises
         SheetUnavailable when down). Staff notes (untagged text, other authors) are not the partner's to read."""
         row = await self._table.get(str(telegram_id))
+        row = await self._gw.turns.overlay(APPEALS.title, str(telegram_id), row, APPEALS.headers)
         entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
         return [e for e in entries if e.known_author is not None]
 
@@ -221,11 +256,13 @@ class AppealsService:
     async def _load(self, telegram_id: int) -> tuple[Record | None, bool]:
         """The partner's row (None when absent), and whether the sheet could be read at all."""
         try:
-            return await self._table.get(str(telegram_id)), True
+            row, readable = await self._table.get(str(telegram_id)), True
         except GatewayError as exc:
-            # Answer anyway, from an empty history: the write still lands, later, through the outbox.
-            log.warning("Обращения unreadable for %s (%s); answering without history", telegram_id, exc)
-            return None, False
+            # Answer anyway, from the journaled history: the write still lands, later, through the outbox.
+            log.warning("Обращения unreadable for %s (%s); answering from the local journal", telegram_id, exc)
+            row, readable = None, False
+        # Writes the sheet does not hold yet (journaled turns, the outbox) complete the history.
+        return await self._gw.turns.overlay(APPEALS.title, str(telegram_id), row, APPEALS.headers), readable
 
     async def _answer(
         self,
@@ -235,40 +272,50 @@ class AppealsService:
         user_block: str,
         now: datetime,
         status: str | None,
+        on_delta: DeltaSink | None = None,
     ) -> ChatReply:
         """The model's answer; `status` None means unknown (unreadable row): it is then left as it is."""
         history = chatlog.to_turns(entries, self._history_turns, self._history_chars)
         context = await self._context(text)
-        answer = await self._ai.answer(self._prompt.text, history, text, context)
+        answer = await self._ai.answer(self._prompt.text, history, text, context, on_delta)
         if answer.from_model and self.daily_limit:
             await self._gw.state.counter_add(self._counter(partner), self._today())
         ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)
         new_status = None if status is None or status == AppealStatus.AI else AppealStatus.AI
-        await self._append(partner, [user_block, ai_block], now, new_status)
+        kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
+        reply = ChatReply(answer.text, AppealStatus.AI, kind=kind)
+        await self._append(partner, [user_block, ai_block], now, new_status, reply)
         if answer.failed:
             await self._notify_failure(partner, text, answer)
-        kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
-        return ChatReply(answer.text, AppealStatus.AI, kind=kind)
+        return reply
 
     async def _escalate(
         self, partner: Partner, entries: list[ChatEntry], blocks: list[str], now: datetime, status: str
     ) -> ChatReply:
-        await self._append(partner, blocks, now, AppealStatus.IN_WORK)
+        reply = ChatReply(self._escalation_text(now), AppealStatus.IN_WORK, escalated=True, kind=ReplyKind.ESCALATED)
+        await self._append(partner, blocks, now, AppealStatus.IN_WORK, reply)
         recent = entries[-STAFF_HISTORY_ENTRIES:] + chatlog.parse("\n".join(blocks), self._tz)
         await self._notify(
             "🔔 Партнёр просит оператора\n"
             f"{_who(partner)}\n\n"
             + ("Последние сообщения:\n" + chatlog.render(recent[-STAFF_HISTORY_ENTRIES:]) + "\n\n" if recent else "")
-            + "Ответ напишите в лист «Обращения», колонка «Ответ оператора». "
-            "Чтобы вернуть партнёра ассистенту, поставьте статус «Ответ ИИ» или «Решено»."
+            + "Ответить партнёру: ответьте на это сообщение (Reply) или напишите в лист «Обращения», колонка "
+            "«Ответ оператора». Чтобы вернуть партнёра ассистенту — кнопка «Решено» или статус «Ответ ИИ»/«Решено».",
+            partner=partner.telegram_id,
+            actions=True,
         )
         log.info("partner %s escalated (status was %r)", partner.telegram_id, status)
-        return ChatReply(self._escalation_text(now), AppealStatus.IN_WORK, escalated=True, kind=ReplyKind.ESCALATED)
+        return reply
 
     async def _while_in_work(self, partner: Partner, user_block: str, text: str, now: datetime) -> ChatReply:
-        await self._append(partner, [user_block], now, None)
-        await self._notify(f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}\n\n{text}")
-        return ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
+        reply = ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
+        await self._append(partner, [user_block], now, None, reply)
+        header = (
+            f"✉️ Новое сообщение в обращении «В работе»\n{_who(partner)}\n"
+            "Ответить партнёру: ответьте на это сообщение (Reply)."
+        )
+        await self._in_work_notices.add(partner.telegram_id, header, text)
+        return reply
 
     async def _limit_reached(self, partner: Partner) -> bool:
         if not self.daily_limit:
@@ -283,8 +330,11 @@ class AppealsService:
             log.exception("knowledge base search failed")
             return []
 
-    async def _append(self, partner: Partner, blocks: list[str], now: datetime, status: str | None) -> None:
-        """ONE write: the blocks appended to the log, «Обновлено», and the status when it changes."""
+    async def _append(
+        self, partner: Partner, blocks: list[str], now: datetime, status: str | None, reply: ChatReply | None = None
+    ) -> None:
+        """ONE write: the blocks appended to the log, «Обновлено», and the status when it changes. With
+        reply_first, the write (and the reply it goes with) is journaled and lands in the sheet after the reply."""
         values: dict[str, str] = {AppealCol.UPDATED: stamp(now, self._tz)}
         if status is not None:
             values[AppealCol.STATUS] = status
@@ -296,10 +346,24 @@ class AppealsService:
             insert_defaults=self._row_defaults(partner, now),
             archive_overflow=True,
         )
-        try:
-            await self._gw.write([op])
-        except GatewayError as exc:  # not an outage (those go to the outbox): bad data or a broken sheet
-            log.error("could not write the turn of %s to Обращения: %s", partner.telegram_id, exc)
+        if self._reply_first:
+            await self._journal(op, reply)  # reads overlay it from now on, so open Mini Apps may hear of it
+        else:
+            try:
+                await self._gw.write([op])
+            except GatewayError as exc:  # not an outage (those go to the outbox): bad data or a broken sheet
+                log.error("could not write the turn of %s to Обращения: %s", partner.telegram_id, exc)
+                return
+        if self._live is not None:
+            self._live.entries_added(partner.telegram_id, chatlog.parse("\n".join(b for b in blocks if b), self._tz))
+            if status is not None:
+                self._live.status_changed(partner.telegram_id, status)
+
+    async def _journal(self, op: WriteOp, reply: ChatReply | None) -> None:
+        """Journal the turn durably (with its reply, for a resumed update), then write it in the background."""
+        turn = current_turn()
+        turn_id = turn.turn_id if turn is not None and turn.turn_id else f"op:{op.op_id}"
+        await self._gw.turns.commit(turn_id, op, encode_reply(reply) if reply is not None else "")
 
     def _row_defaults(self, partner: Partner, now: datetime) -> dict[str, str]:
         return {
@@ -318,11 +382,19 @@ class AppealsService:
         await self._notify(
             "⚠️ ИИ недоступен, партнёр получил офлайн-ответ\n"
             f"{_who(partner)}\n\nСообщение: {text}\n\nОшибка: {answer.error}\n\n"
-            "Ответить можно в листе «Обращения», колонка «Ответ оператора»."
+            "Ответить можно ответом (Reply) на это сообщение или в листе «Обращения», колонка «Ответ оператора».",
+            partner=partner.telegram_id,
         )
 
-    async def _notify(self, text: str) -> None:
+    async def _notify_partner_staff(self, telegram_id: int, text: str) -> None:
+        """A gathered «В работе» notice, posted so that staff can reply to it (StaffNoticeBatcher's sender)."""
+        await self._notify(text, partner=telegram_id)
+
+    async def _notify(self, text: str, *, partner: int | None = None, actions: bool = False) -> None:
         try:
+            if self._staff_notices is not None and partner is not None:
+                await self._staff_notices.post_notice(partner, text, actions=actions)
+                return
             await self._messenger.notify_staff(text)
         except Exception:  # the partner's turn must not fail because the staff chat did
             log.exception("staff notification failed")
@@ -351,11 +423,28 @@ def _who(partner: Partner) -> str:
     return f"{partner.display_name}{code}, Telegram ID {partner.telegram_id}"
 
 
+def encode_reply(reply: ChatReply) -> str:
+    """A reply as journaled with its turn (what a resumed update sends instead of asking the model again)."""
+    return json.dumps(
+        {"text": reply.text, "status": reply.status, "escalated": reply.escalated, "kind": reply.kind.value},
+        ensure_ascii=False,
+    )
+
+
+def decode_reply(raw: str) -> ChatReply | None:
+    """Inverse of encode_reply (None for an empty or unreadable record)."""
+    try:
+        data = json.loads(raw)
+        return ChatReply(str(data["text"]), str(data["status"]), bool(data["escalated"]), ReplyKind(data["kind"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def limit_text(limit: int) -> str:
     """The message shown when the daily limit is reached."""
     return (
         f"На сегодня лимит ответов ассистента исчерпан ({limit} в день); завтра он обновится. "
-        "Если вопрос срочный, напишите «оператор» — ответит сотрудник."
+        "Это сообщение не сохранено. Если вопрос срочный, напишите «оператор» — ответит сотрудник."
     )
 
 

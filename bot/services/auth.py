@@ -8,11 +8,13 @@ The one exception: when the sheet cannot be read at all (SheetUnavailable), `che
 successful check of the same user, if it is younger than `fallback_ttl` (default one hour). An outage of
 Google Sheets then does not lock every partner out, while a revocation that staff made before the outage and
 the bot already saw is still honoured (a denial removes the remembered answer). A revocation made during
-the outage takes effect when the sheet is back.
+the outage takes effect when the sheet is back. The last successful check is also kept in local state, so
+it survives a restart (right after one, Google may still count the dead process's calls and answer 429s).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from bot.services.ports import Clock, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable
+from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable, normalize_key
 from gateway.ops import WriteOp
 from gateway.schemas import AUTH, AuthCol
 
@@ -114,12 +116,14 @@ class AuthService:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._table = gw.table(AUTH)
+        self._state = gw.state
         self._region = region
         self._tz = tz
         self._clock = clock
         self._fallback_ttl = fallback_ttl
         self._monotonic = monotonic
         self._last_good: dict[int, tuple[Partner, float]] = {}
+        self._persisted: dict[int, tuple[Partner, float]] = {}
 
     async def authorize_contact(
         self, from_user_id: int, contact_user_id: int | None, phone: str, first_name: str = ""
@@ -162,7 +166,7 @@ class AuthService:
         ops += [
             self._op(r, {AuthCol.TELEGRAM_ID: ""})
             for r in rows
-            if r[AuthCol.TELEGRAM_ID].strip() == tid
+            if normalize_key(r[AuthCol.TELEGRAM_ID]) == tid
             and is_authorized_status(r[AuthCol.STATUS])
             and _address(r) not in (chosen, ("", ""))
         ]
@@ -178,7 +182,7 @@ class AuthService:
             telegram_id=from_user_id,
             promotions=_opted_in(row[AuthCol.PROMO_OPT_IN]),
         )
-        self._last_good[from_user_id] = (partner, self._monotonic())
+        await self._remember(partner)
         log.info("partner %s authorized as Telegram %s", code or wanted, from_user_id)
         return AuthResult(AuthOutcome.AUTHORIZED, welcome_text(partner), partner)
 
@@ -202,9 +206,14 @@ class AuthService:
                     self._monotonic() - remembered[1],
                 )
                 return remembered[0]
+            # Local state only speaks for a previous run: this run's own memory is never older than it.
+            stored = await self._recall(telegram_id) if remembered is None else None
+            if stored is not None:
+                return stored
             raise
         if row is None or not is_authorized_status(row[AuthCol.STATUS]):
-            self._last_good.pop(telegram_id, None)
+            if self._last_good.pop(telegram_id, None) is not None or telegram_id in self._persisted:
+                await self._forget(telegram_id)
             return None
         partner = Partner(
             code=row[AuthCol.CODE].strip(),
@@ -213,8 +222,62 @@ class AuthService:
             telegram_id=telegram_id,
             promotions=_opted_in(row[AuthCol.PROMO_OPT_IN]),
         )
-        self._last_good[telegram_id] = (partner, self._monotonic())
+        await self._remember(partner)
         return partner
+
+    async def _remember(self, partner: Partner) -> None:
+        """Remember a successful check, in memory and (at most every few minutes per partner) in local state."""
+        now = self._monotonic()
+        self._last_good[partner.telegram_id] = (partner, now)
+        persisted = self._persisted.get(partner.telegram_id)
+        if persisted is not None and persisted[0] == partner and now - persisted[1] < PERSIST_EVERY:
+            return
+        try:
+            await self._state.ledger_set(LEDGER, str(partner.telegram_id), AUTHORIZED, _encode(partner))
+            self._persisted[partner.telegram_id] = (partner, now)
+        except Exception:  # the memory is a convenience for outages, never a reason to fail a check
+            log.exception("could not persist the authorization of %s", partner.telegram_id)
+
+    async def _forget(self, telegram_id: int) -> None:
+        self._persisted.pop(telegram_id, None)
+        try:
+            await self._state.ledger_set(LEDGER, str(telegram_id), "denied")
+        except Exception:
+            log.exception("could not persist the denial of %s", telegram_id)
+
+    async def _recall(self, telegram_id: int) -> Partner | None:
+        """The authorization remembered in local state (from before a restart), if young enough."""
+        try:
+            entry = await self._state.ledger_get(LEDGER, str(telegram_id))
+        except Exception:
+            log.exception("could not read the remembered authorization of %s", telegram_id)
+            return None
+        if entry is None or entry.state != AUTHORIZED or time.time() - entry.updated > self._fallback_ttl:
+            return None
+        partner = _decode(entry.payload, telegram_id)
+        if partner is not None:
+            log.warning("Auth unreadable; allowing %s from a check remembered in local state", telegram_id)
+            self._last_good[telegram_id] = (partner, self._monotonic() - (time.time() - entry.updated))
+        return partner
+
+
+LEDGER = "auth-last-good"
+PERSIST_EVERY = 300.0  # seconds between persisting the same partner's successful check
+
+
+def _encode(partner: Partner) -> str:
+    return json.dumps(
+        {"code": partner.code, "name": partner.name, "phone": partner.phone, "promotions": partner.promotions},
+        ensure_ascii=False,
+    )
+
+
+def _decode(payload: str, telegram_id: int) -> Partner | None:
+    try:
+        data = json.loads(payload)
+        return Partner(str(data["code"]), str(data["name"]), str(data["phone"]), telegram_id, bool(data["promotions"]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _address(row: Record) -> tuple[str, str]:

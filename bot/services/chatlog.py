@@ -54,6 +54,7 @@ _STAMPED = re.compile(rf"^\[\s*(?P<stamp>{_STAMP})\s*\]\s*(?P<rest>.*)$")
 _AUTHOR = re.compile(r"^(?P<author>[^:\n\[\]]{1,40}?)\s*:\s?(?P<text>.*)$", re.DOTALL)
 # Without a time, only a line opening with a known author's name starts an entry.
 _UNSTAMPED = re.compile(r"^(?P<author>Пользователь|ИИ|Оператор)\s*:\s?(?P<text>.*)$", re.IGNORECASE)
+_NAMED = re.compile(r"\s*\([^()]*\)$")
 STAMP_FORMAT = "%Y-%m-%d %H:%M"
 
 
@@ -78,11 +79,19 @@ def _is_header(line: str) -> bool:
     return bool(_STAMPED.match(line) or _UNSTAMPED.match(line))
 
 
-def format_entry(at: datetime, author: Author, text: str) -> str:
-    """One entry block: `[YYYY-MM-DD HH:MM] Author: text` (header-like continuation lines escaped)."""
+def format_entry(at: datetime, author: Author | str, text: str, *, name: str | None = None) -> str:
+    """One entry block: `[YYYY-MM-DD HH:MM] Author: text`, or `Author (name): text` when the person is named
+    (an operator answering from Telegram); header-like continuation lines escaped."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
     escaped = [lines[0]] + [f" {line}" if _is_header(line) or _is_escaped(line) else line for line in lines[1:]]
-    return f"[{at.strftime(STAMP_FORMAT)}] {author}: " + "\n".join(escaped)
+    label = f"{author} ({safe_name(name)})" if name and safe_name(name) else str(author)
+    return f"[{at.strftime(STAMP_FORMAT)}] {label}: " + "\n".join(escaped)
+
+
+def safe_name(name: str) -> str:
+    """A person's name fit for an entry header: no characters that end a header, at most 24 characters."""
+    cleaned = " ".join("".join(" " if ch in ":[]()\n\r" else ch for ch in name).split())
+    return cleaned[:24].strip()
 
 
 def _is_escaped(line: str) -> bool:
@@ -124,7 +133,8 @@ def _parse_header(line: str, tz: tzinfo | None) -> tuple[datetime | None, str, s
         if a is None:
             return at, "", rest.strip()
         label = a.group("author").strip()
-        author = _SYNONYMS.get(label.casefold())
+        # `Оператор (Анна)`: the named person is one of the canonical authors.
+        author = _SYNONYMS.get(label.casefold()) or _SYNONYMS.get(_NAMED.sub("", label).casefold())
         return at, str(author) if author else label, a.group("text").strip()
     u = _UNSTAMPED.match(line)
     if u:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.ai.prompt import SystemPrompt
@@ -14,6 +14,7 @@ from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.ports import Messenger
 from bot.services.promotions import PromotionService
+from bot.telegram_drafts import DraftSupport
 from gateway import AsyncSheetsGateway
 
 BOT_DATA_KEY = "services"
@@ -36,6 +37,8 @@ class Services:
     messenger: Messenger
     promotions: PromotionService | None = None
     admin: AdminService | None = None
+    # Where Telegram accepts streamed drafts (refusals remembered for the process); None: never stream.
+    drafts: DraftSupport | None = field(default_factory=DraftSupport)
 
 
 def services_from(bot_data: Mapping[str, Any]) -> Services:

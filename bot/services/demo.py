@@ -18,7 +18,9 @@ DEMO_TELEGRAM_ID = 100001
 DEMO_NAME = "Демо Партнёр"
 
 
-async def seed_demo_partner(gw: AsyncSheetsGateway, *, now: datetime | None = None) -> None:
+async def seed_demo_partner(
+    gw: AsyncSheetsGateway, *, now: datetime | None = None, working_hours: str | None = None
+) -> None:
     """Write the demo partner (only if DEMO-001 is absent) and the demo knowledge base (only if it is empty).
 
     Existing rows are never overwritten, so staff changes to demo data survive restarts.
@@ -41,6 +43,7 @@ async def seed_demo_partner(gw: AsyncSheetsGateway, *, now: datetime | None = No
     ]
     knowledge = gw.table(KNOWLEDGE)
     if not await knowledge.all():
-        ops += [knowledge.op_insert(dict(entry)) for entry in demo_knowledge()]
+        entries = demo_knowledge(working_hours) if working_hours else demo_knowledge()
+        ops += [knowledge.op_insert(dict(entry)) for entry in entries]
         log.info("seeding %d demo knowledge-base entries", len(ops) - 1)
     await gw.write(ops)

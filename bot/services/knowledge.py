@@ -3,7 +3,9 @@
 Unlike conversations, the knowledge base is read at most every `refresh_seconds` (default 60) rather than on
 every message. It is reference material, not state: a staff edit showing up a minute later is fine, while
 reading the whole sheet for every message would double the Sheets calls per turn and eat the quota the
-conversations need. When the sheet cannot be read, the last good copy keeps serving.
+conversations need. When the sheet cannot be read, the last good copy keeps serving. A message never waits
+long for a refresh either: once a copy is loaded, a due refresh runs in the background and a search waits for
+it at most `stale_wait` seconds (under load a read can wait over a second for the quota) before using the copy.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.ai.base import render_fact
+from bot.ai.prompt import DEFAULT_VALUES
 from bot.services.search import FieldedBM25, Tokenizer
 from gateway import AsyncSheetsGateway, GatewayError
 from gateway.schemas import KNOWLEDGE, KnowledgeCol
@@ -53,8 +56,11 @@ class KnowledgeBase:
         *,
         refresh_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        stale_wait: float = 0.3,
     ) -> None:
         self._table = gw.table(KNOWLEDGE)
+        self._stale_wait = stale_wait
+        self._refreshing: asyncio.Task[None] | None = None
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._tokenize = Tokenizer()
@@ -70,7 +76,12 @@ class KnowledgeBase:
 
     async def search(self, text: str, k: int = 3) -> list[Entry]:
         """The `k` active entries most relevant to `text`, best first (none when nothing matches)."""
-        await self._refresh()
+        if self._loaded_at is None:
+            await self._refresh()
+        elif not self._fresh():
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.create_task(self._refresh(), name="knowledge-refresh")
+            await asyncio.wait({self._refreshing}, timeout=self._stale_wait)
         query = self._tokenize(text)
         if not query or not self._entries:
             return []
@@ -116,8 +127,9 @@ class KnowledgeBase:
         return self._loaded_at is not None and self._clock() - self._loaded_at < self._refresh_seconds
 
 
-def demo_knowledge() -> list[dict[str, str]]:
-    """A useful starter set for a Moscow agency's partner programme (staff replace the figures with theirs)."""
+def demo_knowledge(working_hours: str = DEFAULT_VALUES["WORKING_HOURS"]) -> list[dict[str, str]]:
+    """A useful starter set for a Moscow agency's partner programme (staff replace the figures with theirs);
+    `working_hours` as WorkingHours.describe() gives it (from WORKING_HOURS)."""
     rows = [
         (
             "Какое вознаграждение получает партнёр за сделку?",
@@ -187,27 +199,28 @@ def demo_knowledge() -> list[dict[str, str]]:
         ),
         (
             "Где посмотреть объекты агентства в продаже?",
-            "Актуальные объекты с кодами (DEMO-0001 … DEMO-0020) доступны в Mini App. По каждому объекту можно "
-            "запросить «Аналитику 360». Наличие и цену конкретного объекта перед показом уточняйте у менеджера: "
-            "база обновляется из CRM раз в сутки.",
+            "Актуальные объекты с кодами (DEMO-0001 … DEMO-0020) — в каталоге Mini App (кнопка меню бота), с "
+            "поиском по району, комнатам и цене. По каждому объекту можно запросить «Аналитику 360». Наличие и "
+            "цену конкретного объекта перед показом уточняйте у менеджера: напишите «оператор».",
             "объекты, каталог, квартиры, продажа, наличие, цена",
         ),
         (
             "Как записать клиента на показ объекта?",
-            "Напишите код объекта, удобные дату и время и имя клиента — менеджер подтвердит показ в течение "
-            "рабочего дня. На показ клиента сопровождает агент агентства; вы можете присутствовать.",
+            "Напишите «оператор» и назовите менеджеру код объекта, удобные дату и время и имя клиента — он "
+            "подтвердит показ. На показ клиента сопровождает агент агентства; вы можете присутствовать.",
             "показ, просмотр, запись, встреча, объект",
         ),
         (
             "Как связаться с партнёрским отделом и когда он работает?",
-            "Менеджеры партнёрского отдела работают ежедневно с 09:00 до 20:00 по Москве. Напишите в этот чат "
-            "слово «оператор» — сотрудник ответит здесь же. Вне рабочего времени ответ придёт утром.",
+            f"Менеджеры партнёрского отдела работают ежедневно {working_hours}. Напишите в этот чат "
+            "слово «оператор» или нажмите «Позвать оператора» — сотрудник ответит здесь же. Вне рабочего времени "
+            "ответ придёт в начале следующего рабочего дня.",
             "контакты, оператор, менеджер, время работы, связь",
         ),
         (
             "Как отключить рассылку акций?",
-            "Напишите «оператор» и попросите отключить рассылку — сотрудник поменяет настройку. Включить её "
-            "обратно можно так же.",
+            "Отправьте боту команду /stop_promo — рассылка акций отключится сразу. Включить её обратно: команда "
+            "/promo.",
             "рассылка, акции, уведомления, отписаться",
         ),
     ]

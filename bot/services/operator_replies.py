@@ -1,26 +1,23 @@
 """Operator replies: text staff type into Обращения.«Ответ оператора» is delivered to the partner exactly once.
 
-Each poll is ONE read of three columns for every row. A reply is delivered through a durable ledger
-(gateway state, SQLite) keyed by the partner's Telegram ID and holding the hash of the reply text:
+Each poll is ONE read of three columns for every row. A reply is delivered through the delivery module
+(bot/services/delivery.py: a typed record per partner, keyed by the partner's Telegram ID, fingerprinted by
+the hash of the reply text; written before and after each piece of a long reply), then logged:
 
-    ledger 'sending'  →  send to Telegram  →  ledger 'sent'  →  ONE write: log += «Оператор: …», G cleared
-                                                           →  ledger 'cleared'
+    SENDING → send piece(s) to Telegram → SENT → ONE write: log += «Оператор: …», G cleared → SETTLED
 
-(A reply longer than one Telegram message is sent piece by piece; 'sending' records the piece in flight.)
-
-A crash (or a lost response) at any point is resolved on the next poll from the ledger:
+A crash (or a lost response) at any point is resolved on the next poll from the record:
 - nothing recorded, or a different text: a new reply, deliver it;
-- 'sending' for this text: we do not know whether Telegram took it, so it is sent again (see below);
-- 'sent' for this text: delivered, not yet logged: only the write is redone (also when the sheet could not be
+- SENDING for this text: resumed at the piece that may have been in flight (the delivery module's one
+  duplicate window);
+- SENT for this text: delivered, not yet logged: only the write is redone (also when the sheet could not be
   read or written right after the send: the write waits for the next poll rather than the outbox, so it is
   made with a fresh look at G and cannot wipe a newer reply typed meanwhile);
-- 'cleared' for this text while G still shows it: if writes were waiting in the outbox when G was read, the
+- SETTLED for this text while G still shows it: if writes were waiting in the outbox when G was read, the
   clear had not reached the sheet yet, so wait; otherwise staff typed the same text again: deliver it anew.
 
-THE ONE DUPLICATE WINDOW: Telegram accepted the message, and the process was killed (or the HTTP response was
-lost) before the ledger recorded 'sent'. Telegram's sendMessage has no idempotency key, so nobody can tell
-whether that message went out; we resend rather than risk losing a reply, and the partner may see it twice.
-Every other crash point neither loses nor repeats a reply.
+Records written by older releases in the string ledger (`hash`, `hash#i`) are read as typed records, so an
+upgrade never re-sends a reply.
 """
 
 from __future__ import annotations
@@ -28,21 +25,31 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from bot.services import chatlog
 from bot.services.appeals import canonical_status
 from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
+from bot.services.delivery import Deliveries, Outcome
+from bot.services.live import LiveSink
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import split_message
-from gateway import AsyncSheetsGateway, GatewayError, Record
+from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
+from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
 
 log = logging.getLogger(__name__)
 
 LEDGER_KIND = "operator-reply"
-SENDING, SENT, CLEARED, FAILED = "sending", "sent", "cleared", "failed"
+# The string ledger of older releases: state, and payload `hash` or `hash#i` (pieces before i were sent).
+_LEGACY_PHASES = {
+    "sending": DeliveryPhase.SENDING,
+    "sent": DeliveryPhase.SENT,
+    "cleared": DeliveryPhase.SETTLED,
+    "failed": DeliveryPhase.FAILED,
+}
 # Statuses an operator's reply moves to `В работе` (a human is now talking; the AI must not talk over them).
 _TAKE_OVER_FROM = frozenset({"", AppealStatus.NEW, AppealStatus.AI})
 
@@ -52,10 +59,17 @@ def reply_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _progress(payload: str) -> tuple[str, int]:
-    """A ledger payload `hash` or `hash#i` (pieces before i were sent) as (hash, i)."""
-    h, _, piece = payload.partition("#")
-    return h, int(piece) if piece.isdigit() else 0
+def legacy_reader(state: StateStore) -> Callable[[str], Awaitable[DeliveryRecord | None]]:
+    """Reads a reply recorded by an older release (`hash` / `hash#i`) as a typed delivery record."""
+
+    async def read(key: str) -> DeliveryRecord | None:
+        entry = await state.ledger_get(LEDGER_KIND, key)
+        if entry is None or entry.state not in _LEGACY_PHASES:
+            return None
+        h, _, piece = entry.payload.partition("#")
+        return DeliveryRecord(_LEGACY_PHASES[entry.state], h, int(piece) if piece.isdigit() else 0)
+
+    return read
 
 
 def format_operator_message(text: str) -> str:
@@ -73,10 +87,13 @@ class OperatorReplyService:
         *,
         clock: Clock = utc_now,
         tz: ZoneInfo = MOSCOW,
+        live: LiveSink | None = None,
     ) -> None:
         self._gw = gw
+        self._live = live  # an open Mini App shows the delivered reply at once
         self._table = gw.table(APPEALS)
         self._messenger = messenger
+        self._deliveries = Deliveries(gw.state, LEDGER_KIND, legacy=legacy_reader(gw.state))
         self._clock = clock
         self._tz = tz
         self._lock = asyncio.Lock()
@@ -97,7 +114,7 @@ class OperatorReplyService:
             delivered = 0
             seen: set[str] = set()
             for row in rows:
-                raw_id = row[AppealCol.TELEGRAM_ID].strip()
+                raw_id = normalize_key(row[AppealCol.TELEGRAM_ID])
                 first = raw_id not in seen  # the gateway addresses a Telegram ID's first row only
                 seen.add(raw_id)
                 if row[AppealCol.OPERATOR_REPLY].strip():
@@ -113,7 +130,7 @@ class OperatorReplyService:
             return delivered
 
     async def _handle(self, row: Record, journaled: bool) -> int:
-        raw_id, text = row[AppealCol.TELEGRAM_ID].strip(), row[AppealCol.OPERATOR_REPLY].strip()
+        raw_id, text = normalize_key(row[AppealCol.TELEGRAM_ID]), row[AppealCol.OPERATOR_REPLY].strip()
         if not raw_id.lstrip("-").isdigit():
             if (row.row, raw_id) not in self._warned_rows:
                 self._warned_rows.add((row.row, raw_id))
@@ -121,42 +138,43 @@ class OperatorReplyService:
             return 0
         chat_id = int(raw_id)
         h = reply_hash(text)
-        state = self._gw.state
-        entry = await state.ledger_get(LEDGER_KIND, raw_id)
-        recorded, next_piece = _progress(entry.payload) if entry is not None else ("", 0)
-        same = entry is not None and recorded == h
-        if same and entry is not None and entry.state == FAILED:
+        record = await self._deliveries.record(raw_id)
+        same = record is not None and record.fingerprint == h
+        if same and record is not None and record.phase is DeliveryPhase.FAILED:
             return 0  # undeliverable (e.g. the partner blocked the bot); staff were told, G is left for them
-        if same and entry is not None and entry.state == CLEARED and (journaled or self._gw.outbox_depth):
-            return 0  # the clearing write was still queued in the outbox when G was read
+        if same and record is not None and record.phase is DeliveryPhase.SETTLED:
+            if journaled or self._gw.outbox_depth:
+                return 0  # the clearing write was still queued in the outbox when G was read
+            same = False  # staff typed the same text again: a new reply
         delivered = 0
-        if not (same and entry is not None and entry.state == SENT):
+        if not (same and record is not None and record.phase is DeliveryPhase.SENT):
             # A reply longer than one Telegram message goes out piece by piece, each recorded, so a failure
             # midway resends only the pieces not yet accepted.
             pieces = split_message(format_operator_message(text))
-            first = next_piece if same and entry is not None and entry.state == SENDING else 0
-            for i in range(first, len(pieces)):
-                await state.ledger_set(LEDGER_KIND, raw_id, SENDING, h if i == 0 else f"{h}#{i}")
-                try:
-                    await self._messenger.send_text(chat_id, pieces[i])
-                except DeliveryError as exc:
-                    if not exc.permanent:
-                        log.warning("operator reply to %s not delivered yet: %s", chat_id, exc)
-                        return 0  # stays 'sending' at this piece: the next poll tries again
-                    await state.ledger_set(LEDGER_KIND, raw_id, FAILED, h)
-                    await self._notify_failure(chat_id, text, exc)
-                    return 0
-                # ← the duplicate window: accepted by Telegram, not yet recorded by the next ledger write.
-            await state.ledger_set(LEDGER_KIND, raw_id, SENT, h)
+            parts = [self._piece(chat_id, p) for p in pieces]
+            result = await self._deliveries.deliver(raw_id, h, parts, fresh=not same)
+            if result.outcome is Outcome.RETRY:
+                log.warning("operator reply to %s not delivered yet: %s", chat_id, result.error)
+                return 0  # stays SENDING at this piece: the next poll tries again
+            if result.outcome is Outcome.FAILED:
+                assert isinstance(result.error, DeliveryError)
+                await self._notify_failure(chat_id, text, result.error)
+                return 0
             delivered = 1
         try:
             await self._log_and_clear(row, raw_id, text)
         except GatewayError as exc:
-            # Stays 'sent': the next poll redoes only the write (with a fresh look at G), never the send.
+            # Stays SENT: the next poll redoes only the write (with a fresh look at G), never the send.
             log.warning("operator reply to %s sent; logging it postponed: %s", chat_id, exc)
             return delivered
-        await state.ledger_set(LEDGER_KIND, raw_id, CLEARED, h)
+        await self._deliveries.settle(raw_id, h)
         return delivered
+
+    def _piece(self, chat_id: int, text: str) -> Callable[[], Awaitable[None]]:
+        async def send() -> None:
+            await self._messenger.send_text(chat_id, text)
+
+        return send
 
     async def _log_and_clear(self, row: Record, raw_id: str, text: str) -> None:
         """ONE write: «Оператор: …» appended to the log, G cleared (if unchanged), «Обновлено», status."""
@@ -177,6 +195,10 @@ class OperatorReplyService:
                 )
             ]
         )
+        if self._live is not None:
+            self._live.entries_added(int(raw_id), chatlog.parse(block, self._tz))
+            if AppealCol.STATUS in values:
+                self._live.status_changed(int(raw_id), values[AppealCol.STATUS])
 
     async def _warn_duplicate(self, row: int, raw_id: str) -> None:
         if (row, raw_id) in self._warned_rows:

@@ -59,3 +59,28 @@ class Messenger(Protocol):
     async def notify_staff(self, text: str) -> None:
         """Post a note to the staff chat (a no-op when none is configured); never raises."""
         ...
+
+
+class StaffChat(Protocol):
+    """The staff chat (STAFF_CHAT_ID) as a place staff act in: notices with buttons, membership."""
+
+    async def post(self, text: str, buttons: Sequence[InlineButton], *, reply_to: int | None = None) -> list[int]:
+        """Post a message (split if long; buttons under the last piece), optionally as a reply to `reply_to`;
+        the ids of the messages posted (empty when it could not be posted). Never raises."""
+        ...
+
+    async def edit(self, message_id: int, text: str, buttons: Sequence[InlineButton]) -> None:
+        """Replace a notice's text and buttons (no buttons removes them); never raises."""
+        ...
+
+    async def is_member(self, user_id: int) -> bool:
+        """Whether the user is in the staff chat now (creator, administrator or member)."""
+        ...
+
+
+class StaffNotices(Protocol):
+    """Posts a staff notice about one partner so staff can act on it (take, solve, reply)."""
+
+    async def post_notice(self, telegram_id: int, text: str, *, actions: bool) -> None:
+        """Post `text` about partner `telegram_id`; `actions`: with «Взять»/«Решено» buttons. Never raises."""
+        ...

@@ -2,20 +2,23 @@
 
 Each poll is ONE read of Акции. A due promotion (READY and «Начало» reached) is set to SENDING and sent to each
 authorized partner of its «Аудитория» who has not opted out (Auth «Рассылка» = нет). A promotion found in
-SENDING (the bot stopped or crashed mid-broadcast) is resumed. Delivery is recorded per recipient in a durable
-ledger (gateway state, SQLite), kind `promo:<id>`, key the partner's Telegram ID:
+SENDING (the bot stopped or crashed mid-broadcast) is resumed. Each recipient's delivery goes through the
+delivery module (bot/services/delivery.py): one typed record per recipient, kind `promo:<id>`, key the
+partner's Telegram ID, fingerprint the variant (`p` with the picture, `t` text only), written before and
+after each part:
 
-    ledger 'sending' (part i)  →  send part i to Telegram  →  ledger 'sending' (part i+1) … → 'sent'
-                                                          ↘  permanent failure → 'failed' (short reason)
+    SENDING (part i)  →  send part i to Telegram  →  SENDING (part i+1) … → SENT
+                                                 ↘  permanent failure → FAILED (short reason)
 
-A recipient recorded 'sent' or 'failed' is never sent to again; one left 'sending' is sent the recorded part
-again. Cancelling the broadcast task (shutdown, a failed job) is not a crash: the send in flight and its ledger
-write finish before the cancellation goes through, so nobody is skipped or doubled.
+A recipient recorded SENT or FAILED is never sent to again; one left SENDING is sent the recorded part
+again. Cancelling the broadcast task (shutdown, a failed job) is not a crash: the send in flight and its record
+finish before the cancellation goes through, so nobody is skipped or doubled. Records of older releases (the
+string ledger: `p:3`, a variant, a reason) are read as typed records, so an upgrade never re-sends.
 
-THE ONE DUPLICATE WINDOW: Telegram accepted a message and the process was killed (or the HTTP response was
-lost, e.g. a read timeout) before the ledger recorded it. sendMessage has no idempotency key, so nobody can tell
-whether that message went out; the part is sent again rather than risk skipping the partner. A kill can double
-at most one message per send in flight (`max_in_flight`); every other crash point neither skips nor doubles.
+THE ONE DUPLICATE WINDOW (the delivery module's): Telegram accepted a message and the process was killed (or
+the HTTP response was lost) before the record after it was written; the part is sent again rather than risk
+skipping the partner. A kill can double at most one message per send in flight (`max_in_flight`); every other
+crash point neither skips nor doubles.
 
 Pacing: every send takes a slot from one global Pacer (evenly spaced at `rate_per_second`, widened by a small
 margin for network jitter), so no one-second window at Telegram holds more than the limit. A 429 RetryAfter
@@ -27,7 +30,7 @@ Sheet calls per broadcast do not grow with the audience: the poll read, the SEND
 progress writes at most every `progress_every` recipients AND `progress_interval` seconds (each also checks the
 row, so staff can pause a broadcast by changing «Статус»), and ONE final write: SENT, «Отправлено», «Ошибки».
 
-The ledger makes a promotion id reach each partner once: setting READY again after SENT only reaches partners
+The records make a promotion id reach each partner once: setting READY again after SENT only reaches partners
 who were not in the audience before. To send the same offer again, add a row with a new id.
 """
 
@@ -42,26 +45,26 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from bot.services.auth import MOSCOW, Partner, is_authorized_status
+from bot.services.delivery import Deliveries, Outcome
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import MAX_CAPTION_LENGTH, split_message, utf16_len
-from gateway import AsyncSheetsGateway, GatewayError, Record
+from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
 from gateway.ops import WriteOp
 from gateway.schemas import AUTH, PROMOTIONS, AuthCol, PromoCol, PromoStatus
-from gateway.state import LedgerEntry
+from gateway.state import DeliveryPhase, DeliveryRecord, LedgerEntry, StateStore
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 LEDGER_PREFIX = "promo:"
 META_PREFIX = "promo-meta:"
 SENDING, SENT, FAILED = "sending", "sent", "failed"
 WITH_PICTURE, TEXT_ONLY = "p", "t"
+VARIANTS = (WITH_PICTURE, TEXT_ONLY)
 ALL_PARTNERS = frozenset({"all", "все", "всем", "*"})
 OPT_OUT_VALUES = frozenset({"нет", "no", "0", "false"})
 OPT_IN, OPT_OUT = "да", "нет"
@@ -340,7 +343,8 @@ class _Run:
     promo: Promotion
     kind: str
     total: int
-    ledger: dict[str, LedgerEntry]
+    records: dict[str, DeliveryRecord]
+    deliveries: Deliveries
     sent: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -498,12 +502,12 @@ class PromotionService:
             if start is not None and start > now:
                 continue
             self._reported.pop(promo.id, None)
-            # The counts start from the ledger: a promotion paused by staff and set READY again continues.
-            entries = await self._gw.state.ledger_list(LEDGER_PREFIX + promo.id)
+            # The counts start from the records: a promotion paused by staff and set READY again continues.
+            sent, reasons = _counts(await recipient_records(self._gw.state, LEDGER_PREFIX + promo.id))
             values: dict[str, str] = {
                 PromoCol.STATUS: PromoStatus.SENDING,
-                PromoCol.SENT: str(sum(1 for e in entries if e.state == SENT)),
-                PromoCol.ERRORS: format_errors(Counter(e.payload for e in entries if e.state == FAILED)),
+                PromoCol.SENT: str(sent),
+                PromoCol.ERRORS: format_errors(reasons),
             }
             ops.append(self._promos.op_upsert(promo.id, values, create=False))
             due.append(promo)
@@ -519,7 +523,7 @@ class PromotionService:
         recipients: list[Recipient] = []
         opted_out = 0
         for row in rows:
-            raw_id = row[AuthCol.TELEGRAM_ID].strip()
+            raw_id = normalize_key(row[AuthCol.TELEGRAM_ID])  # `100 001`, `1.00001E+5` typed by staff
             if not is_authorized_status(row[AuthCol.STATUS]) or not raw_id.isdigit():
                 continue
             code = row[AuthCol.CODE].strip()
@@ -543,13 +547,10 @@ class PromotionService:
             log.warning("promotion %s postponed: Auth unreadable (%s)", promo.id, exc)
             return BroadcastReport(promo.id, 0, 0, 0, "", finished=False)
         state = self._gw.state
-        ledger = {e.key: e for e in await state.ledger_list(kind)}
-        run = _Run(promo, kind, len(audience.recipients), ledger, last_progress=self._monotonic())
-        for entry in ledger.values():
-            if entry.state == SENT:
-                run.sent += 1
-            elif entry.state == FAILED:
-                run.reasons[entry.payload] += 1
+        records = await recipient_records(state, kind)
+        deliveries = Deliveries(state, kind, legacy=_legacy_reader(state, kind))
+        run = _Run(promo, kind, len(audience.recipients), records, deliveries, last_progress=self._monotonic())
+        run.sent, run.reasons = _counts(records)
         broken = await state.ledger_get(META_PREFIX + promo.id, "picture")
         if broken is not None:
             run.variant = TEXT_ONLY
@@ -559,7 +560,7 @@ class PromotionService:
         todo = [
             r
             for r in audience.recipients
-            if (e := ledger.get(str(r.telegram_id))) is None or e.state not in (SENT, FAILED)
+            if (e := records.get(str(r.telegram_id))) is None or e.phase is DeliveryPhase.SENDING
         ]
         run.left = len(todo)
         pending = iter(todo)
@@ -587,67 +588,53 @@ class PromotionService:
             await self._progress(run)
 
     async def _deliver(self, run: _Run, recipient: Recipient) -> None:
-        """Send every part to one recipient, recording each step in the ledger (see the module docstring)."""
+        """Send every part to one recipient through the delivery module (see the module docstring)."""
         key = str(recipient.telegram_id)
-        variant, index = _resume_point(run.ledger.get(key), run.variant)
+        record = run.records.get(key)
+        variant = run.variant
+        if record is not None and record.phase is DeliveryPhase.SENDING and record.fingerprint in VARIANTS:
+            variant = record.fingerprint  # resume the variant in flight at the crash
         photo_failure: DeliveryError | None = None
         attempts = floods = 0
-        recorded: tuple[str, int] | None = None
         while True:
             parts = run.parts(variant)
-            if index >= len(parts):  # resumed after the last part was sent but before 'sent' was written
-                await self._gw.state.ledger_set(run.kind, key, SENT, variant)
+            sends = [self._part(int(key), part) for part in parts]
+            result = await run.deliveries.deliver(key, variant, sends, pace=self._pacer.wait)
+            if result.outcome in (Outcome.DELIVERED, Outcome.ALREADY):
                 run.sent += 1
+                if photo_failure is not None:
+                    await self._picture_broken(run, photo_failure)
                 return
-            if recorded != (variant, index):
-                await self._gw.state.ledger_set(run.kind, key, SENDING, f"{variant}:{index}")
-                recorded = (variant, index)
-            await self._pacer.wait()
-            error = await _finish_despite_cancel(self._send_part(run.kind, key, parts, index, variant))
-            if error is None:
-                index += 1
-                if index >= len(parts):
-                    run.sent += 1
-                    if photo_failure is not None:
-                        await self._picture_broken(run, photo_failure)
-                    return
-                continue
+            if result.outcome is Outcome.ABANDONED:
+                return  # given up before (not pending; only a race with another run gets here)
+            error = _as_delivery_error(result.error)
             if error.retry_after is not None and floods < self._max_flood_waits:
                 floods += 1
                 self._pacer.pause(error.retry_after)
                 log.info("flood control: pausing promotions %.1fs", error.retry_after)
                 continue
-            if error.permanent and variant == WITH_PICTURE and parts[index].photo_url is not None:
+            failed_part = parts[min(result.record.next_part, len(parts) - 1)]
+            if error.permanent and variant == WITH_PICTURE and failed_part.photo_url is not None:
                 # Maybe the picture is the problem (Telegram cannot fetch it): try this partner without it.
-                photo_failure, variant, index = error, TEXT_ONLY, 0
+                photo_failure, variant = error, TEXT_ONLY
                 continue
             attempts += 1
             if error.permanent or attempts >= self._max_attempts:
                 reason = short_reason(error) if error.permanent else f"временная ошибка: {short_reason(error)}"
-                await self._gw.state.ledger_set(run.kind, key, FAILED, reason)
+                await run.deliveries.give_up(key, variant, reason)
                 run.reasons[reason] += 1
                 log.info("promotion %s not delivered to %s: %s", run.promo.id, key, error)
                 return
             await asyncio.sleep(self._retry_backoff * 2 ** (attempts - 1))
 
-    async def _send_part(
-        self, kind: str, key: str, parts: list[Part], index: int, variant: str
-    ) -> DeliveryError | None:
-        """Send one part and record it; runs to the end even if the broadcast is cancelled meanwhile."""
-        part = parts[index]
-        try:
+    def _part(self, chat_id: int, part: Part) -> Callable[[], Awaitable[None]]:
+        async def send() -> None:
             if part.photo_url is not None:
-                await self._messenger.send_photo(int(key), part.photo_url, part.text)
+                await self._messenger.send_photo(chat_id, part.photo_url, part.text)
             else:
-                await self._messenger.send_text(int(key), part.text)
-        except DeliveryError as exc:
-            return exc
-        # ← THE DUPLICATE WINDOW: Telegram has the message; a kill before this write sends this part again.
-        last = index + 1 >= len(parts)
-        await self._gw.state.ledger_set(
-            kind, key, SENT if last else SENDING, variant if last else f"{variant}:{index + 1}"
-        )
-        return None
+                await self._messenger.send_text(chat_id, part.text)
+
+        return send
 
     async def _picture_broken(self, run: _Run, error: DeliveryError) -> None:
         if run.variant == TEXT_ONLY:
@@ -681,10 +668,8 @@ class PromotionService:
             run.writing = False
 
     async def _finish(self, run: _Run, audience: Audience) -> BroadcastReport:
-        # Count from the ledger, the durable truth, rather than from this run's memory.
-        entries = await self._gw.state.ledger_list(run.kind)
-        run.sent = sum(1 for e in entries if e.state == SENT)
-        run.reasons = Counter(e.payload for e in entries if e.state == FAILED)
+        # Count from the records, the durable truth, rather than from this run's memory.
+        run.sent, run.reasons = _counts(await recipient_records(self._gw.state, run.kind))
         await self._write_counts(run, final=True)
         errors = self._errors(run)
         failed = sum(run.reasons.values())
@@ -754,34 +739,43 @@ class PromotionService:
         await self._gw.write([op])
 
 
-def _resume_point(entry: LedgerEntry | None, default_variant: str) -> tuple[str, int]:
-    """Where to continue a recipient: the part recorded 'sending', else the first part."""
-    if entry is not None and entry.state == SENDING:
+async def recipient_records(state: StateStore, kind: str) -> dict[str, DeliveryRecord]:
+    """Every recipient's delivery record of one promotion (older releases' string ledger included)."""
+    records = {e.key: r for e in await state.ledger_list(kind) if (r := legacy_record(e)) is not None}
+    records.update(await state.delivery_list(kind))
+    return records
+
+
+def _counts(records: dict[str, DeliveryRecord]) -> tuple[int, Counter[str]]:
+    """How many were delivered, and the failure reasons counted."""
+    sent = sum(1 for r in records.values() if r.phase in (DeliveryPhase.SENT, DeliveryPhase.SETTLED))
+    return sent, Counter(r.note for r in records.values() if r.phase is DeliveryPhase.FAILED)
+
+
+def legacy_record(entry: LedgerEntry) -> DeliveryRecord | None:
+    """An older release's entry: 'sending' `p:3`, 'sent' with the variant, 'failed' with the reason."""
+    if entry.state == SENDING:
         variant, _, index = entry.payload.partition(":")
-        if variant in (WITH_PICTURE, TEXT_ONLY) and index.isdigit():
-            return variant, int(index)
-    return default_variant, 0
+        if variant in VARIANTS and index.isdigit():
+            return DeliveryRecord(DeliveryPhase.SENDING, variant, int(index))
+        return DeliveryRecord(DeliveryPhase.SENDING, WITH_PICTURE)
+    if entry.state == SENT:
+        return DeliveryRecord(DeliveryPhase.SENT, entry.payload if entry.payload in VARIANTS else WITH_PICTURE)
+    if entry.state == FAILED:
+        return DeliveryRecord(DeliveryPhase.FAILED, note=entry.payload)
+    return None
 
 
-async def _finish_despite_cancel(coro: Awaitable[T]) -> T:
-    """Await `coro` to its end even if the caller is cancelled meanwhile; then let the cancellation through.
+def _legacy_reader(state: StateStore, kind: str) -> Callable[[str], Awaitable[DeliveryRecord | None]]:
+    async def read(key: str) -> DeliveryRecord | None:
+        entry = await state.ledger_get(kind, key)
+        return legacy_record(entry) if entry is not None else None
 
-    A send whose answer we have not seen yet must be recorded before the task gives way, or a restart in the
-    same process would send it again.
-    """
-    task = asyncio.ensure_future(coro)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            cancelled = True
-            if task.done():
-                result = task.result()
-                break
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
+    return read
+
+
+def _as_delivery_error(exc: Exception | None) -> DeliveryError:
+    """The failure of a part as a DeliveryError (anything unexpected counts as transient)."""
+    if isinstance(exc, DeliveryError):
+        return exc
+    return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)

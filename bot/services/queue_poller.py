@@ -5,9 +5,11 @@ Every poll reads Очередь once (the short columns of all rows: one call ho
 - ERROR, not yet delivered → a clear Russian message with the worker's error, then `delivered_at`;
 - NEW / PROCESSING older than `stuck_after` → one notice to the partner and to staff.
 
-Exactly once across restarts: each delivery is an outbox-like record in the gateway's durable state
-ledger, advanced step by step (`sending` before a message goes out, the step counter after it). A crash
-between the last send and the `delivered_at` write finds the ledger at `sent` and only writes the mark.
+Exactly once across restarts: each delivery (the text, then the PDF) goes through the delivery module
+(bot/services/delivery.py: a typed record written before and after each part, with its one duplicate
+window). A crash between the last send and the `delivered_at` write finds the record SENT and only writes
+the mark. Records of older releases (JSON in the string ledger, under the current or the pre-finish-time
+key) are read as typed records, so an upgrade never re-sends a report.
 """
 
 from __future__ import annotations
@@ -15,20 +17,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
+from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
-from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
+from bot.services.delivery import Deliveries, Outcome
+from bot.services.ports import Clock, Messenger, utc_now
 from gateway import AsyncSheetsGateway, GatewayError, Record, a1
+from gateway.drive_links import drive_file_id, drive_report_stem
+from gateway.private import private_dir, write_private
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
-from gateway.state import LedgerEntry
-from gateway.table import HeaderMap
+from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
+from gateway.table import HeaderMap, normalize_key
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +73,34 @@ class PollStats:
     send_failures: int = 0
     oldest_pending_seconds: float | None = None
     read_failed: bool = False
+    oldest_new_seconds: float | None = None  # a NEW row no worker has claimed yet (health: worker idle)
 
 
-@dataclass
-class _Delivery:
-    """The ledger record of one delivery: how many of its messages went out, and failed attempts."""
+class _Done(StrEnum):
+    """What delivering one finished row did."""
 
-    state: str  # "sending" (steps[:done] sent, the next one in flight or failed) | "sent" | "failed"
-    done: int = 0
-    failures: int = 0
+    SENT = "sent"  # delivered now
+    RESUMED = "resumed"  # delivered before; only the delivered_at mark was missing
+    FAILED = "failed"  # a transient failure: the next poll retries
+    SKIPPED = "skipped"  # given up (now or before) and reported to staff
 
-    @classmethod
-    def decode(cls, state: str, payload: str) -> _Delivery:
-        data = json.loads(payload) if payload else {}
-        return cls(state, int(data.get("done", 0)), int(data.get("failures", 0)))
 
-    def payload(self) -> str:
-        return json.dumps({"done": self.done, "failures": self.failures})
+def _legacy_reader(state: StateStore) -> Callable[[str], Awaitable[DeliveryRecord | None]]:
+    """Reads a delivery recorded by an older release: JSON `{"done", "failures"}` in the string ledger."""
+
+    async def read(key: str) -> DeliveryRecord | None:
+        entry = await state.ledger_get(DELIVERY_LEDGER, key)
+        if entry is None and "@" in key:
+            # Recorded before the finish time was part of the key (a delivery in progress at an upgrade).
+            entry = await state.ledger_get(DELIVERY_LEDGER, key.rpartition("@")[0])
+        if entry is None:
+            return None
+        data = json.loads(entry.payload) if entry.payload else {}
+        phases = {"sending": DeliveryPhase.SENDING, "sent": DeliveryPhase.SENT, "failed": DeliveryPhase.FAILED}
+        phase = phases.get(entry.state)
+        return DeliveryRecord(phase, "", int(data.get("done", 0)), int(data.get("failures", 0))) if phase else None
+
+    return read
 
 
 class QueuePoller:
@@ -104,7 +124,9 @@ class QueuePoller:
         self._load_pdf = pdf_loader
         self._clock = clock
         self._tz = tz
-        self._max_failures = max_send_failures
+        self._deliveries = Deliveries(
+            gw.state, DELIVERY_LEDGER, max_failures=max_send_failures, legacy=_legacy_reader(gw.state)
+        )
         self.last_stats: PollStats | None = None
         self._stuck_known: set[str] = set()  # ledger answers cached: a long-stuck backlog costs no queries
 
@@ -124,7 +146,8 @@ class QueuePoller:
         now = self._clock()
         pending = delivered = errors = stuck = failures = 0
         oldest: float | None = None
-        due: list[tuple[Record, _Delivery]] = []
+        oldest_new: float | None = None
+        due: list[tuple[Record, DeliveryPhase]] = []
         for rec in rows:
             status = rec[QueueCol.STATUS].strip().upper()
             if not rec[QueueCol.ID].strip():
@@ -135,34 +158,38 @@ class QueuePoller:
                 if created is not None:
                     age = (now - created).total_seconds()
                     oldest = age if oldest is None else max(oldest, age)
+                    if status == QueueStatus.NEW:
+                        oldest_new = age if oldest_new is None else max(oldest_new, age)
                     if age >= self._stuck_after.total_seconds() and await self._report_stuck(rec):
                         stuck += 1
             elif status in (QueueStatus.DONE, QueueStatus.ERROR) and not rec[QueueCol.DELIVERED_AT].strip():
-                entry = await self._ledger_entry(rec)
-                due.append((rec, _Delivery.decode(entry.state, entry.payload) if entry else _Delivery("sending")))
-        texts_needed = [r for r, d in due if d.state == "sending" and _status(r) == QueueStatus.DONE]
+                record = await self._deliveries.record(_delivery_key(rec))
+                due.append((rec, record.phase if record else DeliveryPhase.SENDING))
+        texts_needed = [r for r, p in due if p is DeliveryPhase.SENDING and _status(r) == QueueStatus.DONE]
         full = await self._full_rows(texts_needed) if texts_needed else {}
         marks: dict[str, str] = {}
-        for rec, record in due:
+        for rec, phase in due:
             job_id = rec[QueueCol.ID].strip()
             status = _status(rec)
-            if record.state == "sending" and status == QueueStatus.DONE:
+            if phase is DeliveryPhase.SENDING and status == QueueStatus.DONE:
                 fresh = full.get(job_id)
                 if fresh is None:
                     continue  # rows moved between the two reads, or the fetch failed: next poll
                 rec = fresh
-            outcome = await self._deliver(rec, status, record)
-            if outcome in ("sent", "resumed"):
+            outcome = await self._deliver(rec, status)
+            if outcome in (_Done.SENT, _Done.RESUMED):
                 marks[job_id] = format_stamp(self._clock(), self._tz)
-            if outcome == "sent":
+            if outcome is _Done.SENT:
                 if status == QueueStatus.DONE:
                     delivered += 1
                 else:
                     errors += 1
-            elif outcome == "failed":
+            elif outcome is _Done.FAILED:
                 failures += 1
         await self._mark_delivered(marks)
-        self.last_stats = PollStats(len(rows), pending, delivered, errors, stuck, failures, oldest)
+        self.last_stats = PollStats(
+            len(rows), pending, delivered, errors, stuck, failures, oldest, oldest_new_seconds=oldest_new
+        )
         return self.last_stats
 
     async def _full_rows(self, recs: list[Record]) -> dict[str, Record]:
@@ -183,45 +210,30 @@ class QueuePoller:
 
     # -- deliveries ----------------------------------------------------------------------------
 
-    async def _ledger_entry(self, rec: Mapping[str, str]) -> LedgerEntry | None:
-        entry = await self._gw.state.ledger_get(DELIVERY_LEDGER, _delivery_key(rec))
-        if entry is None and _legacy_key(rec) != _delivery_key(rec):
-            # Recorded before the finish time was part of the key (a delivery in progress at an upgrade).
-            entry = await self._gw.state.ledger_get(DELIVERY_LEDGER, _legacy_key(rec))
-        return entry
-
-    async def _deliver(self, rec: Mapping[str, str], status: str, record: _Delivery) -> str:
-        """Send what is due for one finished row: 'sent', 'resumed' (sent before), 'failed' (retry) or 'skipped'."""
+    async def _deliver(self, rec: Mapping[str, str], status: str) -> _Done:
+        """Send what is due for one finished row (the text, then the PDF; or the error message)."""
         key = _delivery_key(rec)
-        if record.state == "sent":
-            return "resumed"  # delivered before a crash or restart; only the delivered_at mark is missing
-        if record.state == "failed":
-            return "skipped"  # given up and reported to staff; staff decide what to do
         chat_id = _chat_id(rec)
         if chat_id is None:
-            await self._give_up(key, record, rec, "в строке нет корректного telegram_id")
-            return "skipped"
+            record = await self._deliveries.record(key)
+            if record is not None and record.phase is not DeliveryPhase.SENDING:
+                return _Done.RESUMED if record.phase is not DeliveryPhase.FAILED else _Done.SKIPPED
+            await self._deliveries.give_up(key, "", "no valid telegram_id")
+            await self._tell_staff(rec, "в строке нет корректного telegram_id")
+            return _Done.SKIPPED
         steps = self._done_steps(rec, chat_id) if status == QueueStatus.DONE else self._error_steps(rec, chat_id)
-        while record.done < len(steps):
-            # The ledger says "this step may be in flight" BEFORE the message goes out, and counts it
-            # AFTER. The one window no ledger can close: Telegram accepted the message but the process died
-            # before the counter was saved. The Bot API has no idempotency key, so that one step is sent
-            # again after a restart (a duplicate is better than a lost report).
-            await self._gw.state.ledger_set(DELIVERY_LEDGER, key, "sending", record.payload())
-            try:
-                await steps[record.done]()
-            except Exception as exc:
-                record.failures += 1
-                log.warning("delivery of %s to %s failed (%d): %s", key, chat_id, record.failures, exc)
-                permanent = isinstance(exc, DeliveryError) and exc.permanent  # e.g. the partner blocked the bot
-                if permanent or record.failures >= self._max_failures:
-                    await self._give_up(key, record, rec, f"Telegram не принимает сообщения: {exc}")
-                    return "skipped"
-                await self._gw.state.ledger_set(DELIVERY_LEDGER, key, "sending", record.payload())
-                return "failed"
-            record.done += 1
-        await self._gw.state.ledger_set(DELIVERY_LEDGER, key, "sent", record.payload())
-        return "sent"
+        result = await self._deliveries.deliver(key, "", steps)
+        if result.outcome is Outcome.DELIVERED:
+            return _Done.SENT
+        if result.outcome is Outcome.ALREADY:
+            return _Done.RESUMED  # delivered before a crash or restart; only the delivered_at mark is missing
+        if result.outcome is Outcome.ABANDONED:
+            return _Done.SKIPPED  # given up and reported to staff; staff decide what to do
+        log.warning("delivery of %s to %s failed (%d): %s", key, chat_id, result.record.failures, result.error)
+        if result.outcome is Outcome.FAILED:
+            await self._tell_staff(rec, f"Telegram не принимает сообщения: {result.error}")
+            return _Done.SKIPPED
+        return _Done.FAILED
 
     def _done_steps(self, rec: Mapping[str, str], chat_id: int) -> list[Callable[[], Awaitable[None]]]:
         code = rec[QueueCol.OBJECT_CODE].strip()
@@ -254,9 +266,7 @@ class QueuePoller:
 
         return [send_error]
 
-    async def _give_up(self, key: str, record: _Delivery, rec: Mapping[str, str], why: str) -> None:
-        record.state = "failed"
-        await self._gw.state.ledger_set(DELIVERY_LEDGER, key, "failed", record.payload())
+    async def _tell_staff(self, rec: Mapping[str, str], why: str) -> None:
         note = (
             f"Аналитика 360: не удалось доставить результат запроса {rec[QueueCol.ID].strip()} "
             f"(объект {rec[QueueCol.OBJECT_CODE].strip()}, telegram_id {rec[QueueCol.TELEGRAM_ID].strip()}): {why}."
@@ -317,17 +327,51 @@ class QueuePoller:
 # -- PDF loading -------------------------------------------------------------------------------
 
 
-def make_pdf_loader(
-    reports_dir: Path | None, reports_base_url: str | None, http: httpx.AsyncClient | None = None
-) -> PdfLoader:
-    """A loader reading our own reports from `reports_dir` and, when `http` is given, fetching other URLs.
+class PdfDownloader(Protocol):
+    """Downloads a private Drive file as the bot's service account (gateway.backends.drive.DriveFiles)."""
 
-    A remote URL that does not answer with a PDF (e.g. a Google Drive viewer page) gives None, so the
-    partner gets the link instead.
+    async def download(self, file_id: str) -> bytes:
+        """The file's content; raises GatewayError."""
+        ...
+
+
+def make_pdf_loader(
+    reports_dir: Path | None,
+    reports_base_url: str | None,
+    http: httpx.AsyncClient | None = None,
+    *,
+    drive: PdfDownloader | None = None,
+) -> PdfLoader:
+    """A loader reading our own reports from `reports_dir`, downloading private Apps Script reports from Drive
+    when `drive` is given (kept as a 0600 copy in `reports_dir`, which the Mini App then links to), and, when
+    `http` is given, fetching other URLs.
+
+    A URL that gives no PDF (e.g. a Drive file not shared with the service account) gives None, so the
+    partner gets the text without the document.
     """
     prefix = (reports_base_url or "").rstrip("/") + "/reports/"
 
+    async def from_drive(file_id: str) -> bytes | None:
+        assert drive is not None
+        cached = reports_dir / f"{drive_report_stem(file_id)}.pdf" if reports_dir is not None else None
+        if cached is not None and cached.is_file():
+            return await asyncio.to_thread(cached.read_bytes)
+        try:
+            data = await drive.download(file_id)
+        except GatewayError as exc:
+            log.warning("report %s not downloaded from Drive: %s", file_id, exc)
+            return None
+        if not data.startswith(b"%PDF") or len(data) > MAX_PDF_BYTES:
+            log.warning("Drive file %s is not a report PDF", file_id)
+            return None
+        if cached is not None:
+            await asyncio.to_thread(_save_private, cached, data)
+        return data
+
     async def load(url: str) -> bytes | None:
+        file_id = drive_file_id(url)
+        if file_id is not None and drive is not None:
+            return await from_drive(file_id)
         if reports_dir is not None and reports_base_url and url.startswith(prefix):
             name = url[len(prefix) :]
             if "/" in name or "\\" in name or not name.endswith(".pdf") or name.startswith("."):
@@ -361,11 +405,7 @@ def _delivery_key(rec: Mapping[str, str]) -> str:
     # The attempt number and the finish time are part of the key: staff re-running a request (status back to
     # NEW, «attempts» perhaps reset too) get the new result delivered, while one result is never sent twice.
     finished = rec[QueueCol.FINISHED_AT].strip()
-    return _legacy_key(rec) + (f"@{finished}" if finished else "")
-
-
-def _legacy_key(rec: Mapping[str, str]) -> str:
-    return f"{rec[QueueCol.ID].strip()}#{rec[QueueCol.ATTEMPTS].strip() or '0'}"
+    return f"{rec[QueueCol.ID].strip()}#{rec[QueueCol.ATTEMPTS].strip() or '0'}" + (f"@{finished}" if finished else "")
 
 
 def _status(rec: Mapping[str, str]) -> str:
@@ -373,7 +413,7 @@ def _status(rec: Mapping[str, str]) -> str:
 
 
 def _chat_id(rec: Mapping[str, str]) -> int | None:
-    raw = rec[QueueCol.TELEGRAM_ID].strip()
+    raw = normalize_key(rec[QueueCol.TELEGRAM_ID])
     try:
         return int(raw)
     except ValueError:
@@ -382,6 +422,13 @@ def _chat_id(rec: Mapping[str, str]) -> int | None:
 
 def _fit(text: str) -> str:
     return text if len(text) <= TELEGRAM_TEXT_LIMIT else text[: TELEGRAM_TEXT_LIMIT - 1] + "…"
+
+
+def _save_private(path: Path, data: bytes) -> None:
+    private_dir(path.parent)
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    write_private(tmp, data)
+    os.replace(tmp, path)
 
 
 def _pdf_name(code: str) -> str:

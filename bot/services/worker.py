@@ -37,6 +37,7 @@ from bot.services.analytics import MOSCOW, claim_stamp, format_stamp, parse_stam
 from bot.services.ports import Clock, utc_now
 from gateway import AsyncSheetsGateway, GatewayError, Record
 from gateway.ops import WriteOp
+from gateway.private import private_dir, write_private
 from gateway.schemas import MARKET, OBJECTS, QUEUE, QueueCol, QueueStatus
 
 log = logging.getLogger(__name__)
@@ -302,14 +303,18 @@ class AnalyticsWorker:
         return text
 
     def _save_pdf(self, job_id: str, data: bytes) -> Path:
-        """Write the PDF atomically as <job id>.pdf (a hashed name for ids unsafe in a path)."""
-        name = job_id if _SAFE_ID.match(job_id) else uuid.uuid5(uuid.NAMESPACE_URL, job_id).hex
-        self._reports_dir.mkdir(parents=True, exist_ok=True)
-        path = self._reports_dir / f"{name}.pdf"
-        tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        return path
+        return save_report_pdf(self._reports_dir, job_id, data)
+
+
+def save_report_pdf(reports_dir: Path, job_id: str, data: bytes) -> Path:
+    """Write the PDF atomically as <job id>.pdf (a hashed name for ids unsafe in a path), 0600 in a 0700 folder."""
+    name = job_id if _SAFE_ID.match(job_id) else uuid.uuid5(uuid.NAMESPACE_URL, job_id).hex
+    private_dir(reports_dir)
+    path = reports_dir / f"{name}.pdf"
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    write_private(tmp, data)
+    os.replace(tmp, path)
+    return path
 
 
 def _id(rec: Mapping[str, str]) -> str:

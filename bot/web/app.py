@@ -1,14 +1,17 @@
 """The Mini App's HTTP API and pages (DESIGN §4), built by `create_web_app` from the services' ports.
 
-Routes: `/healthz`, `/metrics`, `/` (the Mini App), `/api/chat`, `/api/chat/history`, `/api/analytics`,
-`/api/analytics/{id}`, `/reports/{id}.pdf`; in local mode also `/dev/init-data` and the staff console
+Routes: `/healthz`, `/readyz`, `/metrics`, `/` (the Mini App), `/api/chat`, `/api/chat/history`,
+`/api/analytics`, `/api/analytics/{id}`, `/reports/{id}.pdf`, and (bot/web/live.py) `/api/events`,
+`/api/objects`, `/api/escalate`, `/api/promotions`; in local mode also `/dev/init-data` and the staff console
 (`/staff`, `/staff/api/...`). Every `/api/*` call carries `Authorization: tma <initData>`: a missing,
 forged or expired one is 401, a genuine one from a user not authorized in Auth is 403.
 """
 
 # No `from __future__ import annotations`: FastAPI must evaluate the routes' annotations where they are
 # defined, since they refer to dependencies that are local to create_web_app.
+import ipaddress
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -27,6 +30,10 @@ from bot.services.analytics import (
     TooManyPendingRequests,
     UnknownObjectCode,
 )
+from bot.services.live import EventHub, LiveWatcher
+from bot.services.partner_limits import PartnerRateLimiter, rate_limited_text
+from bot.staff_console import dropdowns
+from bot.web.chat_stream import ChatStreams
 from bot.web.errors import (
     MSG_FORBIDDEN,
     MSG_OPEN_FROM_TELEGRAM,
@@ -41,9 +48,11 @@ from bot.web.initdata import (
     InitDataValidator,
     WebAppUser,
 )
+from bot.web.live import CataloguePort, EscalateFn, PromotionsFn, install_live_routes
 from bot.web.middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
 from bot.web.ports import AnalyticsPort, AuthPort, ChatEntryView, ChatPort, JobView, PartnerView, StaffPort
 from bot.web.reports import DEFAULT_LINK_TTL, ReportLinks, report_path, report_stem, valid_job_id
+from gateway.drive_links import drive_file_id, drive_report_stem
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +119,28 @@ def _analytics_error(exc: AnalyticsRequestError) -> ApiError:
     return ApiError(422, "analytics_refused", exc.message)
 
 
+def _is_loopback(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _proxied(request: Request) -> bool:
+    # A reverse proxy on this host connects from loopback: its headers betray that the caller is elsewhere.
+    return any(name in ("forwarded", "x-real-ip") or name.startswith("x-forwarded-") for name in request.headers)
+
+
 def _require_local(request: Request) -> None:
+    """Local-only routes answer a direct request from this machine; anyone else sees no such route (DESIGN §4).
+    The TCP peer decides (the Host header is the caller's to choose); the Host check stops DNS rebinding."""
+    peer = request.client.host if request.client else None
     host = (request.url.hostname or "").lower()
-    if host not in LOCAL_HOSTS:
-        raise ApiError(403, "local_only", "Доступно только с этого компьютера (127.0.0.1).")
+    if not _is_loopback(peer) or _proxied(request) or host not in LOCAL_HOSTS:
+        raise ApiError(404, "not_found", "Не найдено.")
     origin = request.headers.get("origin")
     if origin is not None and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
         raise ApiError(403, "cross_origin", "Запрос с чужого сайта отклонён.")
@@ -124,7 +151,7 @@ def create_web_app(
     chat: ChatPort,
     analytics: AnalyticsPort,
     auth: AuthPort,
-    bot_token: str,
+    bot_token: str | None,
     health: Callable[[], Awaitable[dict[str, Any]]],
     metrics_text: Callable[[], bytes],
     reports_dir: Path,
@@ -135,14 +162,28 @@ def create_web_app(
     init_data_max_age: float = DEFAULT_MAX_AGE.total_seconds(),
     validator: InitDataValidator | None = None,
     report_links: ReportLinks | None = None,
+    rate_limiter: PartnerRateLimiter | None = None,
+    live: tuple[EventHub, LiveWatcher] | None = None,
+    catalogue: CataloguePort | None = None,
+    escalate: EscalateFn | None = None,
+    promotion_feed: PromotionsFn | None = None,
 ) -> FastAPI:
-    """Build the web app. `dev_init_data` and `staff` are for `marketingbot local` only (loopback)."""
-    validator = validator or InitDataValidator(bot_token, max_age=timedelta(seconds=init_data_max_age))
-    links = report_links or ReportLinks(bot_token, ttl=DEFAULT_LINK_TTL)
+    """Build the web app. `dev_init_data` and `staff` are for `marketingbot local` only (loopback).
+
+    `bot_token` None (no real bot token outside `local`): nothing can be authenticated, so every /api call is
+    401 and no report link opens; the public dev token is never a fallback."""
+    if validator is None and bot_token:
+        validator = InitDataValidator(bot_token, max_age=timedelta(seconds=init_data_max_age))
+    if report_links is None and bot_token:
+        report_links = ReportLinks(bot_token, ttl=DEFAULT_LINK_TTL)
+    links = report_links
     static = static_dir()
     index_html = (static / "index.html").read_text(encoding="utf-8")
+    promotions = promotions or promotion_feed is not None
     index_html = index_html.replace('data-promotions="off"', f'data-promotions="{"on" if promotions else "off"}"')
     index_html = index_html.replace('data-dev="off"', f'data-dev="{"on" if dev_init_data else "off"}"')
+    for feature, on in (("live", live), ("catalogue", catalogue), ("escalate", escalate)):
+        index_html = index_html.replace(f'data-{feature}="off"', f'data-{feature}="{"on" if on else "off"}"')
 
     app = FastAPI(title="MarketingBot", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
@@ -151,7 +192,9 @@ def create_web_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=static), name="static")
 
-    async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+    async def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+        if validator is None:
+            raise ApiError(401, "unauthorized", MSG_OPEN_FROM_TELEGRAM)
         try:
             data = validator.validate_header(authorization)
         except InitDataExpired as exc:
@@ -160,6 +203,13 @@ def create_web_app(
         except InitDataError as exc:
             log.info("initData rejected: %s", type(exc).__name__)
             raise ApiError(401, "unauthorized", MSG_OPEN_FROM_TELEGRAM) from exc
+        # Every POST costs sheet reads/writes (or the model): one partner's budget, shared with their Telegram
+        # chat, is checked before any of it. A refused request is not processed, so nothing of it is stored.
+        if rate_limiter is not None and request.method == "POST":
+            retry = rate_limiter.acquire(data.user.id)
+            if retry is not None:
+                seconds = str(max(1, math.ceil(retry)))
+                raise ApiError(429, "rate_limited", rate_limited_text(retry), headers={"Retry-After": seconds})
         partner = await auth.check(data.user.id)
         if partner is None:
             raise ApiError(403, "forbidden", MSG_FORBIDDEN)
@@ -170,11 +220,18 @@ def create_web_app(
     def job_json(request: Request, job: JobView) -> dict[str, Any]:
         pdf: str | None = None
         stem = report_stem(job.id)
-        if job.status == "DONE" and report_path(reports_dir, stem) is not None:
+        if job.status == "DONE" and links is not None and report_path(reports_dir, stem) is not None:
             root = request.scope.get("root_path", "").rstrip("/")
             pdf = f"{root}/reports/{stem}.pdf?{links.query(stem)}"
+        elif (drive_id := drive_file_id(job.pdf_url)) is not None:
+            # Apps Script keeps the report private in Drive; the bot downloads it on delivery and this links
+            # to that copy (no link until then: the Drive URL opens nothing for a partner).
+            drive_stem = drive_report_stem(drive_id)
+            if links is not None and report_path(reports_dir, drive_stem) is not None:
+                root = request.scope.get("root_path", "").rstrip("/")
+                pdf = f"{root}/reports/{drive_stem}.pdf?{links.query(drive_stem)}"
         elif job.pdf_url.startswith("https://"):
-            pdf = job.pdf_url  # Apps Script stores the report on Drive and writes its link
+            pdf = job.pdf_url  # a report stored elsewhere, by its own link
         return {
             "id": job.id,
             "object_code": job.object_code,
@@ -198,6 +255,16 @@ def create_web_app(
             log.exception("health check failed")
             return JSONResponse({"status": "error"}, status_code=503)
 
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            body = await health()
+            # 200 only when ok; degraded, starting and stopping are 503 with the same body (DESIGN §4).
+            return JSONResponse(body, status_code=200 if body.get("status") == "ok" else 503)
+        except Exception:
+            log.exception("readiness check failed")
+            return JSONResponse({"status": "error", "problems": ["health check failed"]}, status_code=503)
+
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(metrics_text(), media_type=PROMETHEUS_CONTENT_TYPE)
@@ -208,8 +275,14 @@ def create_web_app(
     async def index() -> HTMLResponse:
         return HTMLResponse(index_html)
 
-    @app.post("/api/chat")
-    async def post_chat(body: ChatIn, who: CallerDep) -> dict[str, Any]:
+    chat_streams = ChatStreams(chat)
+
+    @app.post("/api/chat", response_model=None)
+    async def post_chat(
+        body: ChatIn, who: CallerDep, accept: Annotated[str, Header()] = ""
+    ) -> dict[str, Any] | StreamingResponse:
+        if "text/event-stream" in accept.lower():
+            return await chat_streams.respond(who.partner, body.text)
         reply = await chat.handle_text(who.partner, body.text)
         if reply.kind == "limit":
             raise ApiError(429, "daily_limit", reply.text)
@@ -242,6 +315,7 @@ def create_web_app(
 
     @app.get("/reports/{stem}.pdf")
     async def report_pdf(
+        request: Request,
         stem: str,
         exp: str | None = None,
         sig: str | None = None,
@@ -252,10 +326,10 @@ def create_web_app(
         if not valid_job_id(stem):
             raise not_found
         if exp is not None or sig is not None:
-            if not links.check(stem, exp, sig):
+            if links is None or not links.check(stem, exp, sig):
                 raise not_found
         else:
-            who = await caller(authorization)
+            who = await caller(request, authorization)
             if await analytics.get(who.user.id, stem) is None:
                 raise not_found
         path = report_path(reports_dir, stem)
@@ -264,6 +338,16 @@ def create_web_app(
         return FileResponse(
             path, media_type="application/pdf", filename=f"analytics-{stem}.pdf", content_disposition_type="inline"
         )
+
+    install_live_routes(
+        app,
+        caller,
+        hub=live[0] if live else None,
+        watcher=live[1] if live else None,
+        catalogue=catalogue,
+        escalate=escalate,
+        promotions=promotion_feed,
+    )
 
     # -- local mode only ---------------------------------------------------------------------------
 
@@ -303,7 +387,7 @@ def _install_staff(app: FastAPI, staff: StaffPort, static: Path) -> None:
             rows = await staff.dump(sheet)
         except LookupError as exc:
             raise ApiError(404, "no_such_sheet", f"Лист «{sheet}» не найден.") from exc
-        return {"sheet": sheet, "rows": rows}
+        return {"sheet": sheet, "rows": rows, "dropdowns": dropdowns(sheet)}
 
     @app.post("/staff/api/sheets/{sheet}/cells", dependencies=[Local])
     async def staff_set(sheet: str, body: CellIn) -> dict[str, Any]:

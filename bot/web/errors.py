@@ -44,11 +44,12 @@ _FIELD_MESSAGES: Mapping[str, str] = {
 class ApiError(Exception):
     """A request failed in a way the user should be told about (status, stable code, Russian message)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -63,7 +64,7 @@ def error_response(status: int, code: str, message: str, headers: Mapping[str, s
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -28,6 +28,20 @@ import init_data_py
 from init_data_py import errors as idp_errors
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
+# Telegram's clock and ours differ a little; a date further ahead was not issued by Telegram (or is replayable
+# for longer than max_age), so it is refused.
+DEFAULT_FUTURE_SKEW = timedelta(seconds=60)
+# What the parser may raise on hostile input (e.g. RecursionError on `user=[[[…`, OverflowError on a huge
+# auth_date): all of it means "not valid initData", never a server error.
+_PARSE_ERRORS = (
+    idp_errors.InvalidInitDataError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,
+)
 AUTH_SCHEME = "tma"
 DEMO_USER: Mapping[str, object] = {
     "id": 100001,
@@ -82,6 +96,7 @@ class InitDataValidator:
         bot_token: str,
         *,
         max_age: timedelta = DEFAULT_MAX_AGE,
+        future_skew: timedelta = DEFAULT_FUTURE_SKEW,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         if not bot_token:
@@ -91,6 +106,7 @@ class InitDataValidator:
         # Keep only HMAC("WebAppData", token): enough to verify, useless for calling the Bot API.
         self._secret_hex = init_data_py.hash_token(bot_token)
         self._max_age = max_age
+        self._future_skew = future_skew
         self._clock = clock
 
     def validate(self, init_data: str) -> ValidatedInitData:
@@ -99,14 +115,20 @@ class InitDataValidator:
             raise InitDataMissing("empty initData")
         try:
             data = init_data_py.validate_by_hash(init_data, self._secret_hex, token_hashed=True, expires_in=None)
-        except idp_errors.InvalidInitDataError as exc:
-            raise InitDataInvalid(str(exc)) from exc
-        issued = data.issued_at
-        if self._clock() - issued > self._max_age:
+        except _PARSE_ERRORS as exc:
+            raise InitDataInvalid(type(exc).__name__) from None
+        try:
+            issued = data.issued_at
+            age = self._clock() - issued
+            if data.user is None:
+                raise InitDataInvalid("initData has no user")
+            user = WebAppUser(id=int(data.user.id), first_name=str(data.user.first_name), username=data.user.username)
+        except _PARSE_ERRORS as exc:
+            raise InitDataInvalid(type(exc).__name__) from None
+        if -age > self._future_skew:
+            raise InitDataInvalid(f"auth_date {issued.isoformat()} is in the future")
+        if age > self._max_age:
             raise InitDataExpired(f"auth_date {issued.isoformat()} is older than {self._max_age}")
-        if data.user is None:
-            raise InitDataInvalid("initData has no user")
-        user = WebAppUser(id=data.user.id, first_name=data.user.first_name, username=data.user.username)
         return ValidatedInitData(user=user, auth_date=issued)
 
     def validate_header(self, authorization: str | None) -> ValidatedInitData:

@@ -7,7 +7,7 @@ Read-only properties let frozen dataclasses match.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -73,8 +73,10 @@ class ChatPort(Protocol):
     """The partner's conversation with the assistant."""
 
     # `Any`: the service takes its own Partner type, which is what AuthPort.check returned.
-    async def handle_text(self, partner: Any, text: str) -> ChatReplyView:
-        """Answer one message from an authorized partner."""
+    async def handle_text(
+        self, partner: Any, text: str, on_delta: Callable[[str], None] | None = None
+    ) -> ChatReplyView:
+        """Answer one message from an authorized partner; `on_delta` gets the AI's answer as it is written."""
         ...
 
     async def history(self, telegram_id: int) -> Sequence[ChatEntryView]:

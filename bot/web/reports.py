@@ -19,6 +19,8 @@ from pathlib import Path
 
 DEFAULT_LINK_TTL = 24 * 3600
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# ASCII digits only (str.isdigit() accepts «²» and other digits int() refuses), and a sane length.
+_EXPIRY = re.compile(r"[0-9]{1,12}")
 
 
 def valid_job_id(job_id: str) -> bool:
@@ -55,7 +57,7 @@ class ReportLinks:
 
     def check(self, stem: str, exp: str | None, sig: str | None) -> bool:
         """Whether `exp`/`sig` are a valid, unexpired signature for this report."""
-        if not exp or not sig or not exp.isdigit():
+        if not exp or not sig or not _EXPIRY.fullmatch(exp) or not sig.isascii():
             return False
         expires = int(exp)
         if expires < self._clock():

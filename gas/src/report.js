@@ -70,9 +70,9 @@ function reportHtml(report, narrative, chartDataUri) {
   var notes = [];
   if (report.criteria_note) notes.push(report.criteria_note);
   notes.push('Расчёт по ' + fmtInt(report.market_listings) + ' ' +
-    plural(report.market_listings, 'объявлению', 'объявлениям', 'объявлениям') + ' рынка; аналоги — ' +
-    'объявления того же типа (' + report.criteria + '), активные или снятые не раньше чем за 180 дней. ' +
-    'Квартили — линейная интерполяция; в тренде — месяцы, где не меньше 3 объявлений.');
+    plural(report.market_listings, 'объявлению', 'объявлениям', 'объявлениям') + ' рынка. Аналоги: ' +
+    report.criteria + '; объявления активные или снятые не раньше чем за 180 дней. ' +
+    'Квартили — линейная интерполяция; медиана месяца в тренде — при 3 объявлениях и больше (иначе «—»).');
   return '<!DOCTYPE html><html><head><meta charset="utf-8"><style>' +
     'body{font-family:Arial,sans-serif;color:#1f2933;font-size:11px}' +
     'h1{font-size:20px;margin:0 0 4px}h2{font-size:13px;color:#1f5fa8;margin:14px 0 6px}' +

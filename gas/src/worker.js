@@ -3,7 +3,7 @@
  *
  * A time-driven trigger runs processQueue() every minute. Under the script lock it claims a bounded
  * batch of NEW rows of «Очередь» (→ PROCESSING, started_at, attempts + 1), releases the lock, computes
- * each report (analysis.js), saves the PDF in Drive and writes DONE (result_text, pdf_url,
+ * each report (analysis.js), saves the PDF in Drive (private) and writes DONE (result_text, pdf_url,
  * finished_at) or ERROR (error, finished_at); both clear delivered_at, so a row staff set back to NEW is
  * delivered again by the bot. Unexpected failures go back to NEW until the attempt limit; a row left
  * in PROCESSING by a run that died is claimed again once it is stale. Columns are found by header text.
@@ -428,19 +428,37 @@ function trendChartDataUri_(report) {
 }
 
 /**
- * The folder for PDFs: PDF_FOLDER_ID, else a folder created once and remembered in Script Properties.
+ * Shares a report file or folder with the bot's service account only (Script Property SERVICE_ACCOUNT_EMAIL):
+ * no link sharing, so a forwarded URL opens nothing. The bot downloads the PDF through the Drive API and sends
+ * the file itself to the partner.
+ * @param {{setSharing: Function, addViewer: Function}} item @param {GoogleAppsScript.Properties.Properties} props
+ */
+function shareWithBotOnly_(item, props) {
+  item.setSharing(DriveApp.Access.PRIVATE, DriveApp.Permission.NONE);
+  var account = props.getProperty('SERVICE_ACCOUNT_EMAIL');
+  if (account) {
+    item.addViewer(account);
+  } else {
+    console.log('SERVICE_ACCOUNT_EMAIL is not set: the bot cannot download the report');
+  }
+}
+
+/**
+ * The folder for PDFs: PDF_FOLDER_ID, else a private folder created once and remembered in Script Properties.
  * @param {GoogleAppsScript.Properties.Properties} props @returns {GoogleAppsScript.Drive.Folder}
  */
 function pdfFolder_(props) {
   var id = props.getProperty('PDF_FOLDER_ID');
   if (id) return DriveApp.getFolderById(id);
   var folder = DriveApp.createFolder(PDF_FOLDER_NAME);
+  shareWithBotOnly_(folder, props);
   props.setProperty('PDF_FOLDER_ID', folder.getId());
   return folder;
 }
 
 /**
- * Renders the report to PDF, stores it in Drive (readable by link) and returns its URL.
+ * Renders the report to PDF, stores it in Drive (private: the bot's service account may read it) and returns
+ * its URL, from which the bot takes the file id.
  * @param {Report} report @param {string|null} narrative @param {string} requestId
  * @param {GoogleAppsScript.Properties.Properties} props @returns {string}
  */
@@ -449,12 +467,7 @@ function savePdfToDrive_(report, narrative, requestId, props) {
   var name = 'analytics-' + report.object_code + '-' + requestId + '.pdf';
   var blob = HtmlService.createHtmlOutput(html).getBlob().getAs('application/pdf').setName(name);
   var file = pdfFolder_(props).createFile(blob);
-  try {
-    file.setSharing(DriveApp.Access.ANYONE_WITH_LINK, DriveApp.Permission.VIEW);
-  } catch (e) {
-    // Some Workspace domains forbid public links; the file stays shared as the folder is.
-    console.log('link sharing refused: ' + e);
-  }
+  shareWithBotOnly_(file, props);
   return file.getUrl();
 }
 

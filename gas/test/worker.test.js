@@ -145,20 +145,24 @@ function installStubs({queueRows, headers = QUEUE_HEADERS, properties = {}, shee
   });
   G.HtmlService = {createHtmlOutput: (html) => ({getBlob: () => blob(html, 'text/html')})};
   const folder = (id, name) => ({
-    id, name,
+    id, name, sharing: null, viewers: [],
     getId: () => id,
+    setSharing(access, permission) { this.sharing = [access, permission]; return this; },
+    addViewer(email) { this.viewers.push(email); return this; },
     createFile(b) {
       if (hooks.onCreateFile) hooks.onCreateFile(b);
-      const file = {blob: b, sharing: null, folder: id,
+      const file = {blob: b, sharing: null, viewers: [], folder: id,
         setSharing(access, permission) { this.sharing = [access, permission]; return this; },
+        addViewer(email) { this.viewers.push(email); return this; },
         getUrl: () => 'https://drive.example/' + b.name};
       state.files.push(file);
       return file;
     },
   });
   G.DriveApp = {
-    Access: {ANYONE_WITH_LINK: 'ANYONE_WITH_LINK'},
-    Permission: {VIEW: 'VIEW'},
+    Access: {ANYONE_WITH_LINK: 'ANYONE_WITH_LINK', ANYONE: 'ANYONE', DOMAIN_WITH_LINK: 'DOMAIN_WITH_LINK',
+      PRIVATE: 'PRIVATE'},
+    Permission: {VIEW: 'VIEW', NONE: 'NONE'},
     createFolder(name) { const f = folder('folder-' + (state.folders.length + 1), name); state.folders.push(f); return f; },
     getFolderById(id) { return state.folders.find((f) => f.id === id) || folder(id, 'given'); },
   };
@@ -242,13 +246,27 @@ test('processQueue turns NEW rows into DONE with text and PDF link, or ERROR for
   assert.equal(row(state, 'c').status, 'DONE');
 
   assert.equal(state.files.length, 2);
-  assert.deepEqual(state.files[0].sharing, ['ANYONE_WITH_LINK', 'VIEW']);
+  assert.deepEqual(state.files[0].sharing, ['PRIVATE', 'NONE'], 'reports are never shared by link');
   assert.equal(state.files[0].blob.type, 'application/pdf');
   assert.match(state.files[0].blob.content, /Аналитика 360 · H-1/);
   assert.match(state.files[0].blob.content, /data:image\/png;base64,/);
   assert.equal(state.properties.PDF_FOLDER_ID, 'folder-1', 'the created folder is remembered');
   assert.ok(state.queue.formats.every((f) => f.format === '@'), 'cells are written as plain text');
   assert.equal(state.lockOwner, null, 'the lock is released');
+});
+
+test('report PDFs stay private: shared with the bot\'s service account only, never by link', () => {
+  const state = installStubs({queueRows: [queueRow('a', 'H-1')],
+    properties: {SERVICE_ACCOUNT_EMAIL: 'bot@project.iam.gserviceaccount.com'}});
+  G.processQueue();
+  assert.equal(row(state, 'a').status, 'DONE');
+  const [file] = state.files;
+  assert.deepEqual(file.sharing, ['PRIVATE', 'NONE']);
+  assert.deepEqual(file.viewers, ['bot@project.iam.gserviceaccount.com']);
+  const [created] = state.folders;
+  assert.deepEqual(created.sharing, ['PRIVATE', 'NONE'], 'the created folder is private too');
+  assert.deepEqual(created.viewers, ['bot@project.iam.gserviceaccount.com']);
+  assert.ok(!JSON.stringify(state.files.map((f) => f.sharing)).includes('ANYONE'));
 });
 
 test('columns are found by header, in any order', () => {

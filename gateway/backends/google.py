@@ -11,9 +11,16 @@ HTTP 429                                               QuotaExceeded (retry_afte
                                                        or the body's RetryInfo)
 HTTP 5xx / 408, request timeout, connection failure    TransientBackendError
 HTTP 404 (no such spreadsheet / not shared)            SchemaError
+HTTP 400 "Unable to parse range: 'Sheet'!…"            SheetMissing (the sheet was deleted/renamed)
+HTTP 400 "… above the limit of 10000000 cells"         GridFull
+HTTP 403 "… protected cell or object …"                RangeProtected
+HTTP 401 / 403 otherwise                               AccessDenied
 HTTP 400 "more than … 50000 characters"                CellTooLarge
-other 4xx (incl. "Unable to parse range", 401, 403)    BadRequest
+other 4xx                                              BadRequest
 =====================================================  =========================================
+
+The structural ones (SheetMissing, GridFull, RangeProtected, AccessDenied, SchemaError) are
+StructureFaults: staff can fix them, so the gateway keeps the write in the outbox until they do.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import gspread
@@ -40,11 +48,15 @@ from requests.adapters import HTTPAdapter
 from gateway import a1
 from gateway.backend import Rows
 from gateway.errors import (
+    AccessDenied,
     BadRequest,
     CellTooLarge,
     GatewayError,
+    GridFull,
     QuotaExceeded,
+    RangeProtected,
     SchemaError,
+    SheetMissing,
     TransientBackendError,
 )
 from gateway.schemas import normalize_header
@@ -210,7 +222,13 @@ class GoogleSheetsBackend:
         wanted = list(ranges)
         if not wanted:
             return []
-        params: dict[str, Any] = {"majorDimension": "ROWS", "valueRenderOption": "FORMATTED_VALUE"}
+        # UNFORMATTED: a number staff typed (a Telegram ID) reads as its digits, not as `100 001` or
+        # `1.00001E+5`; dates still read as the text staff see. Text cells (all we write) are unchanged.
+        params: dict[str, Any] = {
+            "majorDimension": "ROWS",
+            "valueRenderOption": "UNFORMATTED_VALUE",
+            "dateTimeRenderOption": "FORMATTED_STRING",
+        }
         reply = await self._call(
             "batch_get", lambda: self._http.values_batch_get(self._spreadsheet_id, wanted, params=params)
         )
@@ -225,7 +243,8 @@ class GoogleSheetsBackend:
         """Write every (range, rows) pair RAW in one values:batchUpdate."""
         pairs = list(data)
         if pairs:
-            await self._call("batch_update", lambda: self._write_rows(pairs))
+            sheets = dict.fromkeys(range_sheet(rng) for rng, _ in pairs)
+            await self._call("batch_update", lambda: self._write_rows(pairs), sheets=list(sheets))
 
     def _write_rows(self, pairs: Sequence[tuple[str, Rows]]) -> None:
         body = {
@@ -243,6 +262,7 @@ class GoogleSheetsBackend:
         reply = await self._call(
             "append",
             lambda: self._http.values_append(self._spreadsheet_id, a1.sheet_range(sheet), params, body),
+            sheets=[sheet],
         )
         updated = (reply.get("updates") or {}).get("updatedRange")
         try:
@@ -264,7 +284,7 @@ class GoogleSheetsBackend:
         for name, options in dropdowns.items():
             index = positions.get(normalize_header(name))
             if index is None:
-                raise SchemaError(f"sheet {sheet!r} has no column {name!r} for its dropdown")
+                raise SchemaError(f"sheet {sheet!r} has no column {name!r} for its dropdown", sheet=sheet)
             columns.append((index, options))
         await self._call("format_sheet", lambda: self._format(sheet, columns))
 
@@ -314,8 +334,27 @@ class GoogleSheetsBackend:
                 # The cached id is stale (the sheet was deleted or re-created): look it up next time.
                 with self._ids_lock:
                     self._sheet_ids.pop(sheet, None)
-                raise SchemaError(f"sheet {sheet!r} no longer exists (id {sheet_id})") from exc
+                raise SheetMissing(f"sheet {sheet!r} no longer exists (id {sheet_id})", sheet=sheet) from exc
             raise
+
+    async def delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        """Delete rows with deleteDimension requests in one atomic spreadsheets.batchUpdate (bottom first,
+        so each request's row numbers are still the ones read)."""
+        gone = sorted(set(rows), reverse=True)
+        if gone:
+            await self._call("delete_rows", lambda: self._delete_rows(sheet, gone))
+
+    def _delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        sheet_id = self._sheet_id(sheet)
+        requests_ = [
+            {
+                "deleteDimension": {
+                    "range": {"sheetId": sheet_id, "dimension": "ROWS", "startIndex": r - 1, "endIndex": r}
+                }
+            }
+            for r in rows
+        ]
+        self._http.batch_update(self._spreadsheet_id, {"requests": requests_})
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -337,11 +376,14 @@ class GoogleSheetsBackend:
         if sheet_id is None:
             sheet_id = self._refresh_sheet_ids().get(title)
         if sheet_id is None:
-            raise SchemaError(f"the spreadsheet has no sheet {title!r}")
+            raise SheetMissing(f"the spreadsheet has no sheet {title!r}", sheet=title)
         return sheet_id
 
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one blocking gspread call in a worker thread, translating its failures."""
+    async def _call(self, what: str, fn: Callable[[], T], *, sheets: Sequence[str] = ()) -> T:
+        """Run one blocking gspread call in a worker thread, translating its failures.
+
+        `sheets`: the sheets the call writes, to name in a protected-range or cell-limit refusal (Google's
+        message does not say which range it was)."""
         try:
             return await asyncio.to_thread(fn)
         except GatewayError:
@@ -350,6 +392,8 @@ class GoogleSheetsBackend:
             error = translate_error(exc, what, self._spreadsheet_id)
             if error is None:
                 raise
+            if isinstance(error, RangeProtected | GridFull) and sheets:
+                error = type(error)(str(error), sheet=", ".join(sheets))
             log.debug("sheets %s failed: %s", what, error)
             raise error from exc
 
@@ -367,12 +411,20 @@ def translate_error(exc: BaseException, what: str, spreadsheet_id: str) -> Gatew
         if status == 404:
             return SchemaError(
                 f"{what}: spreadsheet {spreadsheet_id!r} not found — check GOOGLE_SPREADSHEET_ID and that it "
-                f"is shared with the service account (HTTP 404: {message})"
+                f"is shared with the service account (HTTP 404: {message})",
+                fix="проверьте GOOGLE_SPREADSHEET_ID и что таблица открыта сервисному аккаунту",
             )
         if "50000 characters" in message or f"{a1.MAX_CELL_CHARS} characters" in message:
             return CellTooLarge(detail)
+        if status == 400 and message.startswith(_UNPARSABLE):
+            sheet = range_sheet(message[len(_UNPARSABLE) :])
+            return SheetMissing(f"{what}: the spreadsheet has no sheet {sheet!r} ({message})", sheet=sheet)
+        if status == 400 and "limit of" in message and "cells" in message:
+            return GridFull(detail)
+        if status == 403 and "protected" in message.lower():
+            return RangeProtected(detail)
         if status in (401, 403):
-            return BadRequest(f"{what}: access denied to spreadsheet {spreadsheet_id!r} (HTTP {status}: {message})")
+            return AccessDenied(f"{what}: access denied to spreadsheet {spreadsheet_id!r} (HTTP {status}: {message})")
         return BadRequest(detail)
     if isinstance(exc, requests.Timeout):
         return TransientBackendError(f"{what}: timed out: {exc}")
@@ -393,6 +445,27 @@ def translate_error(exc: BaseException, what: str, spreadsheet_id: str) -> Gatew
     if isinstance(exc, KeyError | TypeError | ValueError):
         return TransientBackendError(f"{what}: unexpected answer from the API: {exc!r}")
     return None
+
+
+_UNPARSABLE = "Unable to parse range: "
+
+
+def range_sheet(text: str) -> str:
+    """The sheet title an A1 range names ('' when it names none): `'Архив'!1:1` → `Архив`."""
+    text = text.strip()
+    if text.startswith("'"):
+        out, i = [], 1
+        while i < len(text):
+            if text[i] == "'":
+                if text[i + 1 : i + 2] == "'":
+                    out.append("'")
+                    i += 2
+                    continue
+                break
+            out.append(text[i])
+            i += 1
+        return "".join(out)
+    return text.partition("!")[0] if "!" in text else text
 
 
 def _retry_after(response: requests.Response, error: Mapping[str, Any]) -> float | None:
@@ -420,11 +493,14 @@ def _retry_after(response: requests.Response, error: Mapping[str, Any]) -> float
 
 
 def _text(value: Any) -> str:
-    """A cell as text: FORMATTED_VALUE cells are already strings; be safe with others."""
+    """A cell as text: strings as they are, numbers (UNFORMATTED_VALUE) as plain digits, never 1e+16."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, float):
+        text = repr(value)
+        return format(Decimal(text), "f") if "e" in text else text
     return str(value)

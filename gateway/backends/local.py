@@ -8,6 +8,7 @@ Another process (the CLI) may read and write the same file at the same time.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import aiosqlite
 
 from gateway import a1
 from gateway.backend import Rows
-from gateway.errors import BadRequest, CellTooLarge, TransientBackendError
+from gateway.errors import BadRequest, CellTooLarge, SheetMissing, TransientBackendError
 from gateway.sqlite import SqliteFile
 
 _SCHEMA = """
@@ -80,7 +81,7 @@ class LocalSheetsBackend:
         try:
             for rng in parsed:
                 if rng.sheet not in titles:
-                    raise BadRequest(f"Unable to parse range: {a1.quote_title(rng.sheet)}")
+                    raise _missing(rng.sheet)
                 out.append(await self._read(rng))
         except sqlite3.OperationalError as exc:
             raise TransientBackendError(f"local store busy: {exc}") from exc
@@ -95,14 +96,14 @@ class LocalSheetsBackend:
         async with self._write() as db:
             for rng, rows in parsed:
                 if rng.sheet not in titles:
-                    raise BadRequest(f"Unable to parse range: {a1.quote_title(rng.sheet)}")
+                    raise _missing(rng.sheet)
                 await self._put(db, rng.sheet, rng.row1 or 1, rng.col1 or 1, rows)
 
     async def append(self, sheet: str, rows: Rows) -> int:
         """Insert rows after the last non-empty row, atomically against other writers."""
         _check_sizes(rows)
         if sheet not in set(await self.sheet_titles()):
-            raise BadRequest(f"Unable to parse range: {a1.quote_title(sheet)}")
+            raise _missing(sheet)
         async with self._write() as db:
             async with db.execute("SELECT COALESCE(MAX(row), 0) FROM cells WHERE sheet = ?", (sheet,)) as cur:
                 row = await cur.fetchone()
@@ -112,6 +113,27 @@ class LocalSheetsBackend:
 
     async def format_sheet(self, sheet: str, headers: Sequence[str], dropdowns: Mapping[str, Sequence[str]]) -> None:
         """Nothing to format without a spreadsheet UI."""
+
+    async def delete_rows(self, sheet: str, rows: Sequence[int]) -> None:
+        """Delete rows in one transaction; the rows below move up (as a deleteDimension does)."""
+        gone = sorted(set(rows))
+        if not gone:
+            return
+        if sheet not in set(await self.sheet_titles()):
+            raise _missing(sheet)
+        async with self._write() as db:
+            async with db.execute(
+                "SELECT row, col, value FROM cells WHERE sheet = ? AND row >= ?", (sheet, gone[0])
+            ) as cur:
+                below = [(int(r), int(c), str(v)) async for r, c, v in cur]
+            await db.execute("DELETE FROM cells WHERE sheet = ? AND row >= ?", (sheet, gone[0]))
+            kept = []
+            for r, c, v in below:
+                if r in gone:
+                    continue
+                shift = bisect.bisect_left(gone, r)  # deleted rows above this one
+                kept.append((sheet, r - shift, c, v))
+            await db.executemany("INSERT INTO cells(sheet, row, col, value) VALUES (?, ?, ?, ?)", kept)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -195,6 +217,10 @@ class _WriteTxn:
                 await self._db.execute("ROLLBACK")
         finally:
             self._lock.release()
+
+
+def _missing(sheet: str) -> SheetMissing:
+    return SheetMissing(f"Unable to parse range: {a1.quote_title(sheet)}", sheet=sheet)
 
 
 def _check_sizes(rows: Rows) -> None:

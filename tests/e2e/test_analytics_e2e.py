@@ -199,6 +199,22 @@ async def test_unknown_code_gets_a_clear_error(
     assert await store.table(QUEUE).all() == []
 
 
+async def test_analytics_requests_over_the_partner_rate_are_refused_and_not_queued(
+    telegram_server: FakeTelegramServer, store: AsyncSheetsGateway, tmp_path: Path
+) -> None:
+    """/analytics past the per-partner burst gets the polite refusal and writes no «Очередь» row."""
+    from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter
+
+    async with running_bot(telegram_server, store, tmp_path / "reports", poll_interval=None) as app:
+        app.bot_data[RATE_LIMIT_KEY] = PartnerRateLimiter(per_minute=1, burst=1)
+        telegram_server.user_sends_command(PARTNER, "/analytics DEMO-0001")
+        await telegram_server.wait_for_sent(chat_id=PARTNER)
+        telegram_server.user_sends_command(PARTNER, "/analytics DEMO-0002")
+        refused = await telegram_server.wait_for_sent(chat_id=PARTNER)
+    assert "слишком часто" in (refused.plain_text or "") and "не сохранено" in (refused.plain_text or "")
+    assert [r[QueueCol.OBJECT_CODE] for r in await store.table(QUEUE).all()] == ["DEMO-0001"]
+
+
 async def test_worker_error_is_delivered_once(
     telegram_server: FakeTelegramServer, store: AsyncSheetsGateway, tmp_path: Path
 ) -> None:

@@ -159,7 +159,7 @@ async def test_chat_shows_history_and_answers(
     await page.fill("#chat-input", "Какие документы нужны для задатка?")
     await page.click("#chat-send")
     await page.locator(".bubble-bot", has_text="выписка из ЕГРН").wait_for()
-    assert await page.locator(".bubble-me").last.inner_text() == "Какие документы нужны для задатка?"
+    assert await page.locator(".bubble-me .bubble-text").last.inner_text() == "Какие документы нужны для задатка?"
     assert await page.locator("#chat-input").input_value() == ""
     assert site.chat.received == [(DEMO_ID, "Какие документы нужны для задатка?")]
     await shoot(page, artifacts, "miniapp-chat.png", docs=True)
@@ -199,7 +199,7 @@ async def test_chat_daily_limit_shows_the_message(make_site: Callable[..., Await
     await page.click("#chat-send")
     await page.locator("#chat-error", has_text="Лимит").wait_for()
     assert await page.locator("#chat-error").get_attribute("data-code") == "daily_limit"
-    assert await page.locator(".bubble-me").inner_text() == "ещё вопрос"
+    assert await page.locator(".bubble-me .bubble-text").inner_text() == "ещё вопрос"
     assert await page.locator(".bubble-bot").count() == 0
     assert await page.locator("#chat-input").input_value() == ""
 
@@ -387,7 +387,8 @@ async def test_inside_telegram_uses_main_button_theme_and_back_button(
 async def test_staff_console_edits_a_cell(
     make_site: Callable[..., Awaitable[Site]], browser: Browser, artifacts: Path
 ) -> None:
-    """The local staff console shows a sheet as a table; editing a cell writes it through the StaffPort."""
+    """The local staff console shows a sheet as a table; editing a cell writes it through the StaffPort; the
+    status column is a dropdown."""
     staff = FakeStaff()
     site = await make_site(staff=staff)
     page = browser.page
@@ -397,8 +398,10 @@ async def test_staff_console_edits_a_cell(
     await cell.wait_for()
     assert await cell.inner_text() == "Новое"
     await cell.click()
-    await page.fill('td[data-a1="F2"] textarea', "В работе")
-    await page.press('td[data-a1="F2"] textarea', "Enter")
+    # «Статус» has data validation in the real sheet: here too it is a dropdown of the same values.
+    options = await page.locator('td[data-a1="F2"] select option').all_inner_texts()
+    assert options == ["—", "Новое", "Ответ ИИ", "В работе", "Решено"]
+    await page.select_option('td[data-a1="F2"] select', "В работе")
     await page.locator("#message", has_text="Сохранено").wait_for()
     assert staff.data["Обращения"][1][5] == "В работе"
     await page.locator('td[data-a1="G2"]').click()
@@ -411,4 +414,37 @@ async def test_staff_console_edits_a_cell(
     await page.get_by_role("button", name="Обращения").click()
     await page.locator('td[data-a1="F2"]', has_text="В работе").wait_for()
     await shoot(page, artifacts, "staff-console.png", docs=True)
+    assert browser.errors == []
+
+
+async def test_staff_console_shows_the_newest_entries_of_a_long_log(
+    make_site: Callable[..., Awaitable[Site]], browser: Browser
+) -> None:
+    """A log cell longer than its box shows its last entries (the ones staff act on); its button expands it."""
+    staff = FakeStaff()
+    lines = [f"[2026-11-24 15:{i:02d}] Пользователь: вопрос номер {i}" for i in range(40)]
+    staff.data["Обращения"][1][4] = "\n".join(lines)
+    site = await make_site(staff=staff)
+    page = browser.page
+    await page.set_viewport_size({"width": 1280, "height": 640})
+    await page.goto(site.url + "/staff")
+    cell = page.locator('td[data-a1="E2"] .cell')
+    await cell.wait_for()
+    assert "long" in (await cell.get_attribute("class") or "")
+
+    def visible(text: str) -> str:
+        return f"""(el) => {{
+            const r = document.createRange();
+            const node = [...el.childNodes][0];
+            const at = node.textContent.indexOf({text!r});
+            r.setStart(node, at); r.setEnd(node, at + {len(text)});
+            const a = r.getBoundingClientRect(), b = el.getBoundingClientRect();
+            return a.top >= b.top - 1 && a.bottom <= b.bottom + 1;
+        }}"""
+
+    assert await cell.evaluate(visible("вопрос номер 39"))
+    assert not await cell.evaluate(visible("вопрос номер 0\n"))
+    await page.locator('td[data-a1="E2"] .expand').click()
+    assert "expanded" in (await cell.get_attribute("class") or "")
+    assert await cell.evaluate(visible("вопрос номер 0\n"))
     assert browser.errors == []

@@ -32,6 +32,7 @@ from bot.services.auth import TEXT_NOT_OWN_CONTACT, AuthService
 from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService, format_operator_message
+from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter
 from bot.telegram_messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
@@ -61,6 +62,7 @@ class World:
     clock: ManualClock
     set_sheet_down: Callable[[bool], None]
     said: list[tuple[float, int, str]] = field(default_factory=list)
+    app: Any = None  # the PTB Application (its bot_data)
 
     async def appeal(self, tid: int = PARTNER) -> dict[str, str]:
         """The partner's Обращения row, read fresh."""
@@ -211,7 +213,7 @@ async def world(
         async with long_polling(app):
             job.start()
             try:
-                yield World(telegram_server, gemini_server, gw, services, clock, set_sheet_down)
+                yield World(telegram_server, gemini_server, gw, services, clock, set_sheet_down, app=app)
             finally:
                 await job.stop()
     finally:
@@ -364,6 +366,20 @@ async def test_daily_limit(world: World) -> None:
     limited = await world.say("Вопрос 5")
     assert text_of(limited) == limit_text(5)
     assert world.gemini.request_count == 5
+
+
+async def test_messages_over_the_partner_rate_are_refused_politely_and_not_stored(world: World) -> None:
+    """Past the per-partner burst a message gets a polite refusal saying it was not saved; it never reaches the
+    model nor the log."""
+    world.app.bot_data[RATE_LIMIT_KEY] = PartnerRateLimiter(per_minute=1, burst=2)
+    for i in range(2):
+        await world.say(f"Вопрос {i}")
+    refused = await world.say("Лишний вопрос")
+    assert "слишком часто" in text_of(refused) and "не сохранено" in text_of(refused)
+    await world.settle()
+    log = (await world.appeal())[AppealCol.LOG]
+    assert "Вопрос 1" in log and "Лишний вопрос" not in log
+    assert world.gemini.request_count == 2
 
 
 async def test_gemini_down_gives_offline_answer_and_tells_staff(world: World) -> None:

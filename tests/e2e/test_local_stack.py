@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from gateway.schemas import APPEALS, AppealCol
 from tests.e2e.browser_support import shoot
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -101,7 +103,7 @@ async def test_mini_app_and_staff_console_against_the_real_process(
     reply = page.locator(".bubble-bot:not(.typing)").last  # the dots while waiting are a .bubble-bot too
     await reply.wait_for()
     assert len(await reply.inner_text()) > 20
-    assert await page.locator(".bubble-me").last.inner_text() == "Какая комиссия партнёра?"
+    assert await page.locator(".bubble-me .bubble-text").last.inner_text() == "Какая комиссия партнёра?"
 
     # Analytics 360: DEMO-0001 goes through the in-process worker to DONE with a PDF.
     await page.click("#tab-analytics")
@@ -143,8 +145,7 @@ async def test_mini_app_and_staff_console_against_the_real_process(
     await staff.set_viewport_size(DESKTOP)
     await staff.goto(f"{stack.url}/staff#{APPEALS.title}")
     await staff.locator(f'td[data-a1="{status_cell}"]').click()
-    await staff.fill(f'td[data-a1="{status_cell}"] textarea', "В работе")
-    await staff.press(f'td[data-a1="{status_cell}"] textarea', "Enter")
+    await staff.select_option(f'td[data-a1="{status_cell}"] select', "В работе")  # a dropdown, as in Sheets
     await staff.locator("#message", has_text=f"Сохранено: {APPEALS.title}!{status_cell}").wait_for()
     assert demo_appeal_row(stack)[2][header.index(AppealCol.STATUS)] == "В работе"
 
@@ -202,3 +203,41 @@ async def test_telegram_menu_button_and_app_command_in_the_real_process(
     assert answer.inline_keyboard == [[{"text": "Открыть приложение", "web_app": {"url": WEBAPP_URL}}]]
     assert stack.stop() == 0
     assert "Traceback" not in stack.log()
+
+
+# -- health -------------------------------------------------------------------------------------------------
+
+
+def test_readyz_and_a_restart_after_a_crash_in_the_real_process(tmp_path: Path) -> None:
+    """/readyz is 200 with the /healthz body when all is well; after a SIGKILL the next start reports the crash
+    once (through the staff channel: the log without a bot), and a clean stop leaves nothing to report."""
+    from tests.local_stack import spawn_local_stack
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    first = spawn_local_stack(workdir, tmp_path / "first.log")
+    try:
+        body = first.wait_healthy()
+        ready = httpx.get(first.url + "/readyz", timeout=5.0)
+        assert ready.status_code == 200 and ready.json()["status"] == "ok" and ready.json()["problems"] == []
+        assert body["dead_letters"] == 0 and body["outbox_depth"] == 0
+    finally:
+        first.kill()  # SIGKILL: no clean stop
+    second = spawn_local_stack(workdir, tmp_path / "second.log")
+    try:
+        second.wait_healthy()
+        deadline = time.monotonic() + 20
+        while "аварийной остановки" not in second.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert second.log().count("staff alert: ⚠️ Бот перезапущен после аварийной остановки") == 1
+        assert second.stop() == 0
+    finally:
+        second.kill()
+    third = spawn_local_stack(workdir, tmp_path / "third.log")
+    try:
+        third.wait_healthy()
+        time.sleep(0.5)
+        assert "аварийной остановки" not in third.log()
+        assert third.stop() == 0
+    finally:
+        third.kill()

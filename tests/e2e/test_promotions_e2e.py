@@ -33,11 +33,12 @@ from bot.services.chatlog import Author, format_entry
 from bot.services.container import BOT_DATA_KEY, Services
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
-from bot.services.promotions import LEDGER_PREFIX, PromotionService
+from bot.services.promotions import LEDGER_PREFIX, PromotionService, recipient_records
 from bot.telegram_messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from gateway.factory import build_gateway
 from gateway.schemas import APPEALS, AUTH, PROMOTIONS, AppealCol, AuthCol, PromoCol
+from gateway.state import DeliveryPhase
 from tests.chat_support import PROMPT_PATH, moscow
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
 from tests.promo_support import add_promo, partner_ids, promo_row, seed_partners, store_config
@@ -145,7 +146,7 @@ async def test_cancelled_mid_broadcast_and_restarted_exactly_once(world: World, 
 
 async def test_killed_process_resumes_outside_the_window(telegram_server: FakeTelegramServer, tmp_path: Path) -> None:
     """A broadcaster process SIGKILLed mid-broadcast, restarted in-process: everyone gets the promotion, and
-    only the one partner in flight at the kill (ledger 'sending') may get it twice — exactly when Telegram
+    only the one partner in flight at the kill (record SENDING) may get it twice — exactly when Telegram
     had already accepted their message."""
     tg = telegram_server
     db = tmp_path / "store" / "sheets.db"
@@ -175,7 +176,8 @@ async def test_killed_process_resumes_outside_the_window(telegram_server: FakeTe
     gw = build_gateway(store_config(db))
     await gw.start()
     try:
-        in_flight = {int(e.key) for e in await gw.state.ledger_list(LEDGER_PREFIX + "A1", "sending")}
+        records = await recipient_records(gw.state, LEDGER_PREFIX + "A1")
+        in_flight = {int(k) for k, r in records.items() if r.phase is DeliveryPhase.SENDING}
         assert len(in_flight) <= 1  # one send in flight at a time
         app = build_app(tg)
         async with app:

@@ -15,6 +15,7 @@ from bot.ai.fallback import FallbackAI
 from bot.ai.offline import OfflineResponder
 from bot.app import Runtime, _shutdown
 from bot.jobs import Periodic
+from bot.services.live import EventHub
 from bot.services.promotions import PromotionService
 from bot.telegram_messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
@@ -27,6 +28,13 @@ PARTNERS = 120
 def _app(tg: FakeTelegramServer) -> Application[Any, Any, Any, Any, Any, Any]:
     builder = ApplicationBuilder().token(tg.token).base_url(tg.api_base_url).base_file_url(tg.file_base_url)
     return builder.updater(None).build()
+
+
+class _Appeals:
+    """The appeals service's shutdown hook (posts gathered staff notices): nothing gathered here."""
+
+    async def aclose(self) -> None:
+        """Nothing to post."""
 
 
 class _Gateway:
@@ -54,11 +62,15 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
     await tg.wait_for_sent(lambda s: s.seq >= 20, timeout=20.0, method=None)
     runtime = SimpleNamespace(
         phase="running",
+        monitor=None,
         telegram=app,
+        inbox_poller=None,
         promotions=promotions,
         jobs=[job],
         ai=FallbackAI(OfflineResponder()),
         gateway=_Gateway(),
+        appeals=_Appeals(),
+        events=EventHub(),
     )
     server = SimpleNamespace(should_exit=False)
     serve: asyncio.Future[None] = asyncio.get_running_loop().create_future()

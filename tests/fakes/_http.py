@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -33,6 +33,10 @@ RecordT = TypeVar("RecordT")
 
 class FakeServerError(Exception):
     """Base class for errors raised by the fake servers' Python control API."""
+
+
+class StreamCut(Exception):
+    """Raised by a streamed body's iterator to cut the response mid-way (connection dropped, body incomplete)."""
 
 
 class FakeTimeout(FakeServerError, AssertionError):
@@ -97,6 +101,11 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.server.owner._track(self.connection, add=True)
+
+    def handle(self) -> None:
+        # A client dropping a kept-alive connection (pool closed, stream abandoned) is normal, not a fake bug.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):
@@ -292,12 +301,20 @@ def _write(handler: BaseHTTPRequestHandler, response: HTTPResponse) -> None:
         handler.end_headers()
         handler.wfile.write(response.body)
         return
-    handler.send_header("Connection", "close")
+    # Chunked transfer encoding on a kept-alive connection, as the real streaming APIs answer; a stream cut
+    # short ends without the terminating chunk and closes the connection, so the client sees a broken body.
+    handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()
-    handler.close_connection = True
-    for chunk in response.chunks:
-        handler.wfile.write(chunk)
-        handler.wfile.flush()
+    try:
+        for chunk in response.chunks:
+            if chunk:
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                handler.wfile.flush()
+    except StreamCut:
+        handler.close_connection = True
+        return
+    handler.wfile.write(b"0\r\n\r\n")
+    handler.wfile.flush()
 
 
 def _jsonable(value: Any) -> Any:
@@ -401,6 +418,16 @@ class Fault:
     hang_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class StreamShape:
+    """How a streamed answer is delivered: ``first_token`` seconds before the first chunk, then the rest spread
+    evenly over ``duration`` seconds, in ``chunks`` pieces (None: the fake's default split)."""
+
+    first_token: float = 0.0
+    duration: float = 0.0
+    chunks: int | None = None
+
+
 class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
     """Responder, latency, fault injection and request recording shared by the Gemini and OpenAI fakes."""
 
@@ -424,6 +451,8 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
         self._latency = latency
         self._faults: list[Fault] = []
         self._records: list[RecordT] = []
+        self._shape = StreamShape()
+        self._breaks: list[int] = []  # chunks each of the next streams delivers before it breaks
 
     # control API -----------------------------------------------------------------------------------------
 
@@ -451,16 +480,34 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
         with self._cond:
             self._faults.extend(Fault(hang_seconds=seconds) for _ in range(n))
 
+    def set_streaming(self, first_token: float = 0.0, duration: float = 0.0, chunks: int | None = None) -> None:
+        """Shape streamed answers: the first chunk after ``first_token`` s, the rest over ``duration`` s. A
+        non-streamed call then answers after ``first_token + duration`` s, when the whole answer is written."""
+        if first_token < 0 or duration < 0 or (chunks is not None and chunks < 1):
+            raise ValueError("first_token and duration must be >= 0, chunks >= 1")
+        with self._cond:
+            self._shape = StreamShape(first_token, duration, chunks)
+
+    def break_next_stream(self, n: int = 1, after_chunks: int = 1) -> None:
+        """The next ``n`` streamed answers stop after ``after_chunks`` chunks: the connection is dropped mid-body
+        (no finish reason, no ``[DONE]``), as when the model or the network fails mid-answer."""
+        if after_chunks < 0:
+            raise ValueError("after_chunks must be >= 0")
+        with self._cond:
+            self._breaks.extend([after_chunks] * n)
+
     def clear_faults(self) -> None:
-        """Drop injected faults that have not fired yet."""
+        """Drop injected faults (and stream breaks) that have not fired yet."""
         with self._cond:
             self._faults.clear()
+            self._breaks.clear()
 
     def reset(self) -> None:
         """Forget recorded requests and pending faults; keep responder and latency."""
         with self._cond:
             self._records.clear()
             self._faults.clear()
+            self._breaks.clear()
 
     @property
     def request_count(self) -> int:
@@ -507,6 +554,27 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
             responder = self._responder
         return responder(body) if responder is not None else default(body)
 
+    def _simulate_generation(self) -> None:
+        """A non-streamed answer arrives when the whole answer is written: the stream shape's time, if set."""
+        with self._cond:
+            shape = self._shape
+        self._sleep(shape.first_token + shape.duration)
+
+    def _stream_shape(self) -> tuple[StreamShape, int | None]:
+        """The stream shape, and after how many chunks this stream breaks (None: it completes)."""
+        with self._cond:
+            return self._shape, self._breaks.pop(0) if self._breaks else None
+
+    def _paced(self, events: list[bytes], shape: StreamShape, break_after: int | None) -> Iterator[bytes]:
+        """``events`` sent as the shape says; cut short (body incomplete, connection closed) on a break."""
+        gap = shape.duration / (len(events) - 1) if len(events) > 1 else 0.0
+        for i, event in enumerate(events):
+            if break_after is not None and i >= break_after:
+                raise StreamCut(f"stream broken after {i} chunks")
+            if not self._sleep(shape.first_token if i == 0 else gap):
+                raise StreamCut("server stopping")
+            yield event
+
     def _simulate_latency(self, fault: Fault | None) -> None:
         with self._cond:
             latency = self._latency
@@ -521,6 +589,8 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
             "fail_next": self.fail_next,
             "hang_next": self.hang_next,
             "set_latency": self.set_latency,
+            "set_streaming": self.set_streaming,
+            "break_next_stream": self.break_next_stream,
             "clear_faults": self.clear_faults,
             "reset": self.reset,
             "stats": lambda: {"requests": self.request_count},

@@ -12,7 +12,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +172,7 @@ class FakeGeminiServer(AIFakeServer[GeminiRequest]):
         answer = self._answer_text(body, lambda b: echo_reply(last_user_text(b)))
         if method == "streamGenerateContent":
             return self._stream(body, model, answer)
+        self._simulate_generation()
         payload = answer if isinstance(answer, dict) else self._response_body(body, model, answer)
         return HTTPResponse.json(200, payload)
 
@@ -207,22 +208,21 @@ class FakeGeminiServer(AIFakeServer[GeminiRequest]):
         }
 
     def _stream(self, body: JSON, model: str, answer: str | JSON) -> HTTPResponse:
+        shape, break_after = self._stream_shape()
         if isinstance(answer, dict):
             events: list[JSON] = [answer]
         else:
-            # Split into word-boundary chunks like the real stream; the last chunk carries finishReason.
+            # Word-boundary chunks like the real stream (3 by default); the last one carries finishReason.
             words = re.findall(r"\S+\s*|\s+", answer) or [""]
-            size = max(1, math.ceil(len(words) / 3))
+            size = max(1, math.ceil(len(words) / (shape.chunks or 3)))
             pieces = ["".join(words[i : i + size]) for i in range(0, len(words), size)]
             events = [
                 self._response_body(body, model, piece, final=i == len(pieces) - 1) for i, piece in enumerate(pieces)
             ]
-
-        def chunks() -> Iterator[bytes]:
-            for event in events:
-                yield b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\r\n\r\n"
-
-        return HTTPResponse(200, headers={"Content-Type": "text/event-stream"}, chunks=chunks())
+        encoded = [b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\r\n\r\n" for event in events]
+        return HTTPResponse(
+            200, headers={"Content-Type": "text/event-stream"}, chunks=self._paced(encoded, shape, break_after)
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

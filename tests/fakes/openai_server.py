@@ -10,7 +10,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +131,7 @@ class FakeOpenAIServer(AIFakeServer[OpenAIRequest]):
             return HTTPResponse.json(200, answer)
         if stream:
             return self._stream(body, answer)
+        self._simulate_generation()
         return HTTPResponse.json(200, self._completion(body, answer))
 
     @staticmethod
@@ -176,10 +177,13 @@ class FakeOpenAIServer(AIFakeServer[OpenAIRequest]):
         }
 
     def _stream(self, body: JSON, answer: str) -> HTTPResponse:
+        shape, break_after = self._stream_shape()
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         words = answer.split(" ")
-        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        words = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        size = max(1, math.ceil(len(words) / shape.chunks)) if shape.chunks else 1  # a word per chunk by default
+        pieces = ["".join(words[i : i + size]) for i in range(0, len(words), size)]
 
         def chunk(delta: JSON, finish: str | None) -> bytes:
             event = {
@@ -191,14 +195,13 @@ class FakeOpenAIServer(AIFakeServer[OpenAIRequest]):
             }
             return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
 
-        def chunks() -> Iterator[bytes]:
-            yield chunk({"role": "assistant", "content": ""}, None)
-            for piece in pieces:
-                yield chunk({"content": piece}, None)
-            yield chunk({}, "stop")
-            yield b"data: [DONE]\n\n"
-
-        return HTTPResponse(200, headers={"Content-Type": "text/event-stream"}, chunks=chunks())
+        # The role chunk and the first text travel together, so the first-token delay is the first text's.
+        first = chunk({"role": "assistant", "content": ""}, None) + chunk({"content": pieces[0]}, None)
+        events = [first, *(chunk({"content": piece}, None) for piece in pieces[1:])]
+        events[-1] += chunk({}, "stop") + b"data: [DONE]\n\n"
+        return HTTPResponse(
+            200, headers={"Content-Type": "text/event-stream"}, chunks=self._paced(events, shape, break_after)
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

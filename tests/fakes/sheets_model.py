@@ -18,7 +18,12 @@ What it emulates, as Google documents or does:
   deleteDimension, appendDimension and sortRange. Other request kinds the API defines are accepted
   and ignored (empty reply). Validations and formats are recorded by range; row inserts do not
   move them (Google would).
-- Every value is returned as a string, whatever valueRenderOption asks (FORMULA shows formulas).
+- Values are returned as strings (FORMULA shows formulas), except number cells a test types as a person
+  would (``FakeSheetsServer.type_number``): FORMATTED_VALUE gives their shown text (``100 001``,
+  ``1.00001E+5``), UNFORMATTED_VALUE the JSON number itself, as Google does.
+- Staff actions the API refuses: writes into a protected range are 403 "You are trying to edit a protected
+  cell or object"; growing a workbook past its cell limit (10,000,000 cells; settable) is 400 "This action
+  would increase the number of cells in the workbook above the limit of 10000000 cells".
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_CELL_CHARS = 50_000
+WORKBOOK_CELL_LIMIT = 10_000_000
+PROTECTED_MESSAGE = (
+    "You are trying to edit a protected cell or object. Please contact the spreadsheet owner to remove "
+    "protection if you need to edit."
+)
 DEFAULT_ROWS = 1000
 DEFAULT_COLUMNS = 26
 
@@ -61,12 +71,24 @@ class Formula:
     value: str
 
 
-Cell = str | Formula
+@dataclass(frozen=True)
+class Number:
+    """A number staff typed into the UI: its value and the text its number format shows."""
+
+    value: float
+    text: str
+
+    def unformatted(self) -> int | float:
+        """What UNFORMATTED_VALUE returns: a JSON number (integral values without a fraction)."""
+        return int(self.value) if float(self.value).is_integer() else self.value
+
+
+Cell = str | Formula | Number
 
 
 def shown(cell: Cell) -> str:
     """What FORMATTED_VALUE returns for a cell."""
-    return cell.value if isinstance(cell, Formula) else cell
+    return cell.value if isinstance(cell, Formula) else cell.text if isinstance(cell, Number) else cell
 
 
 @dataclass(frozen=True)
@@ -411,6 +433,8 @@ class Spreadsheet:
         self.title = title
         self.sheets: list[Sheet] = []
         self._next_id = 0
+        self.protected: list[tuple[Sheet, Bounds]] = []
+        self.cell_limit = WORKBOOK_CELL_LIMIT
         for name in sheets:
             self.add_sheet(name)
 
@@ -501,9 +525,13 @@ class Spreadsheet:
         sheet, bounds = self.resolve(text)
         box = bounds.clamp(sheet.row_count, sheet.column_count)
         assert box.row2 is not None and box.col2 is not None
-        pick: Callable[[Cell], str] = (
-            (lambda c: c.source if isinstance(c, Formula) else c) if render == "FORMULA" else shown
-        )
+        pick: Callable[[Cell], Any]
+        if render == "FORMULA":
+            pick = lambda c: c.source if isinstance(c, Formula) else shown(c)  # noqa: E731 - a one-line picker
+        elif render == "UNFORMATTED_VALUE":
+            pick = lambda c: c.unformatted() if isinstance(c, Number) else shown(c)  # noqa: E731
+        else:
+            pick = shown
         last_row = min(box.row2, len(sheet.cells))
         grid = [
             [pick(sheet.get(r, c)) for c in range(box.col1, min(box.col2, len(sheet.cells[r])))]
@@ -548,7 +576,29 @@ class Spreadsheet:
             raise self._grid_error(sheet, bounds.row1 + height - 1, bounds.col1)
         if bounds.col1 + width > sheet.column_count:
             raise self._grid_error(sheet, bounds.row1, bounds.col1 + width - 1)
+        self.check_protection(sheet, bounds.row1, bounds.col1, cells)
         return _Write(sheet, bounds.row1, bounds.col1, cells)
+
+    def check_protection(self, sheet: Sheet, row0: int, col0: int, cells: Sequence[Sequence[Cell | None]]) -> None:
+        """403 when any cell written falls in a protected range."""
+        for guarded, bounds in self.protected:
+            if guarded is not sheet:
+                continue
+            for i, line in enumerate(cells):
+                for j, cell in enumerate(line):
+                    if cell is not None and bounds.covers(row0 + i, col0 + j):
+                        raise ApiError(403, PROTECTED_MESSAGE, "PERMISSION_DENIED")
+
+    def total_cells(self) -> int:
+        """Cells in every grid (what Google's workbook limit counts)."""
+        return sum(s.row_count * s.column_count for s in self.sheets)
+
+    def check_growth(self, added: int) -> None:
+        """400 when adding `added` cells would pass the workbook's cell limit."""
+        if added > 0 and self.total_cells() + added > self.cell_limit:
+            raise ApiError(
+                400, "This action would increase the number of cells in the workbook above the limit of 10000000 cells."
+            )
 
     def apply(self, write: _Write) -> dict[str, Any]:
         """Apply a planned write; returns the UpdateValuesResponse."""
@@ -605,6 +655,11 @@ class Spreadsheet:
         width = max((len(line) for line in cells), default=0)
         if start_col + width > sheet.column_count:
             raise self._grid_error(sheet, start_row, start_col + width - 1)
+        if insert_rows and cells:
+            self.check_growth(len(cells) * sheet.column_count)
+        elif start_row + len(cells) > sheet.row_count:
+            self.check_growth((start_row + len(cells) - sheet.row_count) * sheet.column_count)
+        self.check_protection(sheet, start_row, start_col, cells)
         if insert_rows and cells:
             if start_row < len(sheet.cells):
                 sheet.cells[start_row:start_row] = [[] for _ in cells]
@@ -680,6 +735,7 @@ class Spreadsheet:
                 raise ApiError(400, f"Invalid {where}: A sheet with id {sheet_id} already exists or is invalid.")
         grid = props.get("gridProperties") or {}
         index = props.get("index")
+        self.check_growth(int(grid.get("rowCount") or DEFAULT_ROWS) * int(grid.get("columnCount") or DEFAULT_COLUMNS))
         sheet = self.add_sheet(
             title,
             rows=int(grid.get("rowCount") or DEFAULT_ROWS),
@@ -915,6 +971,9 @@ class Spreadsheet:
         if isinstance(cell, Formula):
             data["userEnteredValue"] = {"formulaValue": cell.source}
             data["formattedValue"] = cell.value
+        elif isinstance(cell, Number):
+            data["userEnteredValue"] = {"numberValue": cell.value}
+            data["formattedValue"] = cell.text
         elif cell != "":
             data["userEnteredValue"] = {"stringValue": cell}
             data["formattedValue"] = cell

@@ -36,9 +36,11 @@ from urllib.parse import parse_qs, urlsplit
 from tests.fakes._http import LoopbackHandler, LoopbackServer
 from tests.fakes.sheets_discovery import ApiMethod, DiscoveryError, SheetsDiscovery
 from tests.fakes.sheets_model import (
+    WORKBOOK_CELL_LIMIT,
     ApiError,
     Bounds,
     Formula,
+    Number,
     Spreadsheet,
     col_letters,
     deep_merge,
@@ -63,6 +65,8 @@ KIND_BY_METHOD = {
     "sheets.spreadsheets.values.batchClear": "batchClear",
     "sheets.spreadsheets.batchUpdate": "sheetsBatchUpdate",
 }
+
+TOKEN_PATH = "/token"  # where a test's service-account key sends its JWT grant (`token_uri` = url + this)
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -97,6 +101,7 @@ class RecordedRequest:
     params: Mapping[str, list[str]]
     body: Any
     status: int
+    at: float = 0.0  # time.monotonic() when it was handled (values read or written), before the answer
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,7 @@ class FakeSheetsServer(LoopbackServer):
         self._fail_queue: collections.deque[tuple[int, float | None]] = collections.deque()
         self._hang_queue: collections.deque[tuple[float, bool]] = collections.deque()
         self._outage = False
+        self._denied = False
         self._latency = 0.0
         self._init_counters()
 
@@ -218,6 +224,12 @@ class FakeSheetsServer(LoopbackServer):
         """While down, every request is answered 503."""
         with self._lock:
             self._outage = down
+
+    def deny_access(self, denied: bool = True) -> None:
+        """While denied, every Sheets request is answered 403 PERMISSION_DENIED (the spreadsheet is not shared
+        with the caller); the token endpoint keeps working, as Google's does."""
+        with self._lock:
+            self._denied = denied
 
     def set_latency(self, seconds: float) -> None:
         """Delay every request by `seconds` before it is handled."""
@@ -310,6 +322,37 @@ class FakeSheetsServer(LoopbackServer):
         """Remove a sheet."""
         with self._lock:
             self._book.sheets.remove(self._book.require(title))
+
+    def rename_sheet(self, title: str, new_title: str) -> None:
+        """Rename a sheet, as staff would in the tab's menu."""
+        with self._lock:
+            self._book.require(title).title = new_title
+
+    def protect(self, title: str, a1_range: str | None = None) -> None:
+        """Protect a whole sheet or a range of it (``"A1:H1"``): API writes into it are then refused with 403."""
+        with self._lock:
+            text = quote_title(title) + (f"!{a1_range}" if a1_range else "")
+            self._book.protected.append(self._book.resolve(text, check_grid=False))
+
+    def unprotect(self, title: str | None = None) -> None:
+        """Remove the protections of one sheet (or of all)."""
+        with self._lock:
+            self._book.protected = [
+                (sheet, b) for sheet, b in self._book.protected if title is not None and sheet.title != title
+            ]
+
+    def fill_grid(self, full: bool = True) -> None:
+        """Put the workbook at its cell limit (no row can be added), or give it back the normal limit."""
+        with self._lock:
+            self._book.cell_limit = self._book.total_cells() if full else WORKBOOK_CELL_LIMIT
+
+    def type_number(self, title: str, a1: str, value: float, shown_as: str) -> None:
+        """Type a number into a cell as staff would in the UI; `shown_as` is what its number format displays."""
+        with self._lock:
+            sheet, (row, col) = self._locate(title, a1)
+            sheet.row_count = max(sheet.row_count, row + 1)
+            sheet.column_count = max(sheet.column_count, col + 1)
+            sheet.put(row, col, Number(value, shown_as))
 
     def set_values(self, title: str, rows: Sequence[Sequence[str]]) -> None:
         """Replace a sheet's contents with `rows` verbatim (creating the sheet if needed)."""
@@ -437,6 +480,12 @@ class FakeSheetsServer(LoopbackServer):
         kind = "unknown"
         body: Any = None
         hold: tuple[float, bool] | None = None
+        if split.path == TOKEN_PATH and handler.command == "POST":
+            # OAuth 2.0 token endpoint for service-account keys whose token_uri points here (a JWT grant).
+            self._send(
+                handler, _Reply(200, {"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 3600})
+            )
+            return
         try:
             try:
                 api, path_params = self._discovery.match(handler.command, split.path)
@@ -494,6 +543,8 @@ class FakeSheetsServer(LoopbackServer):
 
     def _inject_faults(self, is_read: bool) -> None:
         with self._lock:
+            if self._denied:
+                raise _Reply(403, error_body(403, "The caller does not have permission"))
             if self._outage:
                 raise _Reply(503, error_body(503, _STATUS_MESSAGES[503]))
             if self._fail_queue:
@@ -634,7 +685,7 @@ class FakeSheetsServer(LoopbackServer):
     ) -> None:
         with self._lock:
             self._responses[status] += 1
-            self._log.append(RecordedRequest(kind, handler.command, path, dict(params), body, status))
+            self._log.append(RecordedRequest(kind, handler.command, path, dict(params), body, status, time.monotonic()))
 
 
 def _quota_body(is_read: bool, limit: int) -> Any:

@@ -59,11 +59,21 @@ RECORDED_METHODS = frozenset(
         "editMessageReplyMarkup",
         "answerCallbackQuery",
         "deleteMessage",
+        "sendMessageDraft",
     }
 )
+#: How long Telegram shows a draft that no message or newer draft replaced (the Bot API's "30-second preview").
+DRAFT_LIFETIME = 30.0
 # Telegram's flood control counts messages, edits included, but not chat actions.
 _FLOOD_METHODS = frozenset({"sendMessage", "sendDocument", "sendPhoto", "editMessageText", "editMessageReplyMarkup"})
 _CHAT_METHODS = _FLOOD_METHODS | {"sendChatAction", "deleteMessage"}
+_GIFT_TYPES = {
+    "unlimited_gifts": False,
+    "limited_gifts": False,
+    "unique_gifts": False,
+    "premium_subscription": False,
+    "gifts_from_channels": False,
+}
 _CHAT_ACTIONS = frozenset(
     {
         "typing",
@@ -122,6 +132,12 @@ class SentMessage:
         return str(value) if value is not None else None
 
     @property
+    def draft_id(self) -> int | None:
+        """The draft_id of a sendMessageDraft record."""
+        value = self.params.get("draft_id")
+        return int(value) if value is not None else None
+
+    @property
     def callback_query_id(self) -> str | None:
         """The query answered by an answerCallbackQuery record."""
         value = self.params.get("callback_query_id")
@@ -174,6 +190,7 @@ class _Fault:
     status: int
     description: str
     retry_after: int | None
+    text_contains: str | None = None
 
 
 class _ApiError(Exception):
@@ -735,6 +752,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
         self._calls: list[ApiCall] = []
         self._counters: Counter[str] = Counter()
         self._blocked: set[ChatId] = set()
+        self._left_groups: set[ChatId] = set()  # groups the bot is not (or no longer) a member of
         self._faults: list[_Fault] = []
         self._per_chat_rate: float | None = None
         self._global_rate: float | None = None
@@ -745,6 +763,8 @@ class FakeTelegramServer(LoopbackHTTPServer):
         self._webhook_thread: threading.Thread | None = None
         self._commands: dict[str, list[JSON]] = {}
         self._menu_buttons: dict[ChatId | None, JSON] = {}
+        self._members: dict[tuple[int, int], str] = {}  # (group chat, user) → ChatMember status
+        self._draft_refusal: tuple[int, str] | None = None
         self._methods: dict[str, Callable[[dict[str, Any], dict[str, _UploadedFile]], Any]] = {
             name.lower(): getattr(self, f"_api_{name}")
             for name in (
@@ -759,6 +779,9 @@ class FakeTelegramServer(LoopbackHTTPServer):
                 "sendDocument",
                 "sendPhoto",
                 "sendChatAction",
+                "getChat",
+                "getChatMember",
+                "sendMessageDraft",
                 "editMessageText",
                 "editMessageReplyMarkup",
                 "deleteMessage",
@@ -769,6 +792,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
                 "setChatMenuButton",
                 "getChatMenuButton",
                 "getFile",
+                "getChatMember",
             )
         }
 
@@ -801,6 +825,12 @@ class FakeTelegramServer(LoopbackHTTPServer):
         with self._cond:
             self._blocked.add(_chat_key(chat_id))
 
+    def remove_bot_from_chat(self, chat_id: ChatId) -> None:
+        """The bot leaves (or was never added to) group ``chat_id``: getChat answers 400 «chat not found»,
+        sends 403, getChatMember of the bot says ``left``."""
+        with self._cond:
+            self._left_groups.add(_chat_key(chat_id))
+
     def unblock_chat(self, chat_id: ChatId) -> None:
         """Undo ``block_chat``."""
         with self._cond:
@@ -814,8 +844,10 @@ class FakeTelegramServer(LoopbackHTTPServer):
         description: str | None = None,
         retry_after: int | None = None,
         chat_id: ChatId | None = None,
+        text_contains: str | None = None,
     ) -> None:
-        """Answer the next ``n`` calls (of ``method``/to ``chat_id`` when given) with an error."""
+        """Answer the next ``n`` calls (of ``method``/to ``chat_id``/whose ``text`` or ``caption`` contains
+        ``text_contains``, when given) with an error."""
         default = {
             400: "Bad Request: chat not found",
             409: "Conflict: terminated by other getUpdates request",
@@ -829,6 +861,7 @@ class FakeTelegramServer(LoopbackHTTPServer):
             status,
             description or default,
             retry_after,
+            text_contains,
         )
         with self._cond:
             self._faults.extend([fault] * n)
@@ -848,6 +881,18 @@ class FakeTelegramServer(LoopbackHTTPServer):
             self._global_rate = global_per_second
             self._chat_sends.clear()
             self._global_sends.clear()
+
+    def refuse_drafts(self, status: int = 400, description: str | None = None) -> None:
+        """Refuse every sendMessageDraft from now on, as an older server or client does: 400 (e.g. "method is
+        not available") or 404 Not Found (a Bot API server without the method); ``accept_drafts`` undoes it."""
+        default = "Not Found" if status == 404 else "Bad Request: method is not available"
+        with self._cond:
+            self._draft_refusal = (status, description or default)
+
+    def accept_drafts(self) -> None:
+        """Undo ``refuse_drafts``."""
+        with self._cond:
+            self._draft_refusal = None
 
     def reset(self) -> None:
         """Forget sent records, calls, counters and pending faults; keep users, messages and updates."""
@@ -971,6 +1016,39 @@ class FakeTelegramServer(LoopbackHTTPServer):
             }
         return self.enqueue_update({"message": message})
 
+    def set_chat_member(self, chat_id: int, user_id: int, status: str = "member", **user: Any) -> None:
+        """Make ``user_id`` a member of group ``chat_id`` with a ChatMember ``status`` (creator, administrator,
+        member, restricted, left, kicked); users never set are ``left``."""
+        if status not in ("creator", "administrator", "member", "restricted", "left", "kicked"):
+            raise FakeServerError(f"unknown chat member status {status!r}")
+        self._user(user_id, **user)
+        with self._cond:
+            self._members[(chat_id, user_id)] = status
+
+    def user_sends_group_text(
+        self, chat_id: int, user_id: int, text: str, *, reply_to_message_id: int | None = None, **user: Any
+    ) -> JSON:
+        """A user writes ``text`` in group ``chat_id``, optionally as a Telegram reply to message
+        ``reply_to_message_id`` of that chat (the replied-to message is embedded as Telegram does)."""
+        if chat_id >= 0:
+            raise FakeServerError("a group chat id is negative")
+        sender = self._user(user_id, **user)
+        with self._cond:
+            message: JSON = {
+                "message_id": self._new_message_id(chat_id),
+                "from": sender,
+                "chat": self._chat(chat_id),
+                "date": int(time.time()),
+                "text": text,
+            }
+            if reply_to_message_id is not None:
+                original = self._messages.get((chat_id, reply_to_message_id))
+                if original is None:
+                    raise FakeServerError(f"no message {reply_to_message_id} in chat {chat_id} to reply to")
+                message["reply_to_message"] = json.loads(json.dumps(original))
+            self._messages[(chat_id, message["message_id"])] = message
+        return self.enqueue_update({"message": message})
+
     def enqueue_update(self, update: Mapping[str, Any]) -> JSON:
         """Queue a raw Update (``update_id`` is assigned when missing); returns the queued update."""
         with self._cond:
@@ -996,6 +1074,22 @@ class FakeTelegramServer(LoopbackHTTPServer):
         key = _chat_key(chat_id)
         with self._cond:
             return [s for s in self._sent if s.chat_id == key and (methods is None or s.method in methods)]
+
+    def drafts_to(self, chat_id: ChatId) -> list[SentMessage]:
+        """Every draft shown in ``chat_id``, oldest first (``params["draft_id"]`` tells the parts apart)."""
+        return self.sent_to(chat_id, ("sendMessageDraft",))
+
+    def open_draft(self, chat_id: ChatId) -> SentMessage | None:
+        """The draft the user sees in ``chat_id`` now: the newest draft sent after the bot's last message there
+        and less than DRAFT_LIFETIME ago; None when no draft hangs in the chat."""
+        with self._cond:
+            for record in reversed(self._sent):
+                if record.chat_id != _chat_key(chat_id) or record.method not in ("sendMessage", "sendMessageDraft"):
+                    continue
+                if record.method == "sendMessage" or time.time() - record.timestamp > DRAFT_LIFETIME:
+                    return None
+                return record if record.plain_text else None
+        return None
 
     def texts_to(self, chat_id: ChatId) -> list[str]:
         """Plain texts (as the user sees them) of messages sent to ``chat_id``."""
@@ -1153,10 +1247,13 @@ class FakeTelegramServer(LoopbackHTTPServer):
 
     def _check_faults(self, method: str, params: Mapping[str, Any]) -> None:
         chat = _chat_key(params["chat_id"]) if params.get("chat_id") not in (None, "") else None
+        text = str(params.get("text") or params.get("caption") or "")
         with self._cond:
             for index, fault in enumerate(self._faults):
-                if (fault.method is None or fault.method == method.lower()) and (
-                    fault.chat_id is None or fault.chat_id == chat
+                if (
+                    (fault.method is None or fault.method == method.lower())
+                    and (fault.chat_id is None or fault.chat_id == chat)
+                    and (fault.text_contains is None or fault.text_contains in text)
                 ):
                     del self._faults[index]
                     raise _ApiError(fault.status, fault.description, fault.retry_after)
@@ -1183,6 +1280,8 @@ class FakeTelegramServer(LoopbackHTTPServer):
             "user_sends_command": self.user_sends_command,
             "user_sends_contact": self.user_sends_contact,
             "user_presses_button": self.user_presses_button,
+            "user_sends_group_text": self.user_sends_group_text,
+            "set_chat_member": self.set_chat_member,
             "user_sends_photo": user_sends_photo,
             "user_sends_sticker": self.user_sends_sticker,
             "enqueue_update": self.enqueue_update,
@@ -1192,6 +1291,8 @@ class FakeTelegramServer(LoopbackHTTPServer):
             "flood_next": self.flood_next,
             "set_flood_limits": self.set_flood_limits,
             "set_latency": self.set_latency,
+            "refuse_drafts": self.refuse_drafts,
+            "accept_drafts": self.accept_drafts,
             "reset": self.reset,
             "sent": lambda since=0: self.sent[since:],
             "counters": lambda: self.counters,
@@ -1272,6 +1373,8 @@ class FakeTelegramServer(LoopbackHTTPServer):
         with self._cond:
             if chat in self._blocked:
                 raise _ApiError(403, "Forbidden: bot was blocked by the user")
+            if chat in self._left_groups:
+                raise _ApiError(403, "Forbidden: bot is not a member of the group chat")
             if method in _FLOOD_METHODS:
                 self._check_flood(chat)
         return chat
@@ -1389,6 +1492,18 @@ class FakeTelegramServer(LoopbackHTTPServer):
 
     def _api_getMe(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
         return dict(self._bot_user)
+
+    def _api_getChat(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
+        raw = params.get("chat_id")
+        if raw in (None, ""):
+            raise _bad_request("chat_id is empty")
+        chat = _chat_key(raw)
+        with self._cond:
+            if chat in self._left_groups or chat in self._blocked:
+                raise _bad_request("chat not found")
+            info = self._chat(chat)
+        # ChatFullInfo: the fields every chat carries besides the basic Chat ones.
+        return {**info, "accent_color_id": 0, "max_reaction_count": 11, "accepted_gift_types": _GIFT_TYPES}
 
     def _api_logOut(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
         return True
@@ -1586,6 +1701,30 @@ class FakeTelegramServer(LoopbackHTTPServer):
         self._record_sent("sendChatAction", chat, params)
         return True
 
+    def _api_sendMessageDraft(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
+        with self._cond:
+            refusal = self._draft_refusal
+        if refusal is not None:
+            raise _ApiError(*refusal)
+        chat = self._target_chat(params, "sendMessageDraft")
+        if not isinstance(chat, int) or chat <= 0:
+            raise _bad_request("message drafts can be sent only to private chats")
+        draft_id = _int_param(params, "draft_id")
+        if not draft_id:
+            raise _bad_request("draft_id must be non-zero")
+        raw, parsed = self._parsed_text(params, "text", 2 * MAX_MESSAGE_LENGTH, required=False)
+        if parsed is not None and _utf16_len(parsed.text) > MAX_MESSAGE_LENGTH:
+            raise _bad_request("message is too long")
+        self._record_sent(
+            "sendMessageDraft",
+            chat,
+            params,
+            text=raw,
+            plain_text=parsed.text if parsed else "",
+            entities=parsed.entities if parsed else (),
+        )
+        return True
+
     def _edit_target(self, params: Mapping[str, Any], method: str) -> tuple[ChatId, int, JSON]:
         if params.get("inline_message_id"):
             raise _bad_request("MESSAGE_ID_INVALID")  # inline mode is not used by this bot
@@ -1666,6 +1805,65 @@ class FakeTelegramServer(LoopbackHTTPServer):
             query["answered"] = True
         self._record_sent("answerCallbackQuery", query["chat_id"], params, text=text, plain_text=text)
         return True
+
+    def _api_getChatMember(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
+        chat = self._target_chat(params, "getChatMember")
+        user_id = _int_param(params, "user_id")
+        if user_id is None:
+            raise _bad_request("user_id is required")
+        with self._cond:
+            if user_id == self._bot_user["id"]:
+                # The bot itself: a member of every chat it was not removed from (remove_bot_from_chat).
+                status = "left" if chat in self._left_groups else "member"
+                return {"status": status, "user": dict(self._bot_user)}
+            if chat in self._left_groups:
+                raise _bad_request("chat not found")
+            user = self._users.get(user_id)
+            if user is None:
+                raise _bad_request("PARTICIPANT_ID_INVALID")
+            status = self._members.get((int(chat), user_id), "left") if not isinstance(chat, str) else "left"
+            member: JSON = {"status": status, "user": dict(user)}
+        if status == "administrator":
+            member.update(
+                can_be_edited=False,
+                is_anonymous=False,
+                can_manage_chat=True,
+                can_delete_messages=True,
+                can_manage_video_chats=True,
+                can_restrict_members=True,
+                can_promote_members=False,
+                can_change_info=True,
+                can_invite_users=True,
+                can_post_stories=False,
+                can_edit_stories=False,
+                can_delete_stories=False,
+            )
+        elif status == "creator":
+            member["is_anonymous"] = False
+        elif status == "restricted":
+            member.update(
+                is_member=True,
+                can_send_messages=True,
+                can_send_audios=True,
+                can_send_documents=True,
+                can_send_photos=True,
+                can_send_videos=True,
+                can_send_video_notes=True,
+                can_send_voice_notes=True,
+                can_send_polls=True,
+                can_send_other_messages=True,
+                can_add_web_page_previews=True,
+                can_change_info=False,
+                can_invite_users=False,
+                can_pin_messages=False,
+                can_manage_topics=False,
+                can_edit_tag=False,
+                can_react_to_messages=True,
+                until_date=0,
+            )
+        elif status == "kicked":
+            member["until_date"] = 0
+        return member
 
     def _api_setMyCommands(self, params: dict[str, Any], files: dict[str, _UploadedFile]) -> Any:
         commands = _json_param(params, "commands")

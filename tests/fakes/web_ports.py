@@ -6,6 +6,7 @@ errors, so the web layer is tested against the real shapes without a spreadsheet
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -58,8 +59,10 @@ class FakeChat:
         limit: int | None = None,
         now: Callable[[], datetime] = datetime.now,
         answer: Callable[[str], str] | None = None,
+        delta_delay: float = 0.0,
     ) -> None:
         self.limit = limit
+        self.delta_delay = delta_delay  # seconds between the streamed pieces of an answer
         self.now = now
         self.answer = answer or (
             lambda text: f"Ассистент: по вопросу «{text}» — партнёр получает 50% комиссии агентства."
@@ -68,8 +71,10 @@ class FakeChat:
         self.status: dict[int, str] = {}
         self.received: list[tuple[int, str]] = []
 
-    async def handle_text(self, partner: Partner, text: str) -> ChatReply:
-        """Answer one message like the service would."""
+    async def handle_text(
+        self, partner: Partner, text: str, on_delta: Callable[[str], None] | None = None
+    ) -> ChatReply:
+        """Answer one message like the service would; the answer streams word by word to `on_delta`."""
         tid = partner.telegram_id
         self.received.append((tid, text))
         log = self.logs.setdefault(tid, [])
@@ -84,6 +89,11 @@ class FakeChat:
         if self.status.get(tid) == "В работе":
             return ChatReply("", "В работе", kind=ReplyKind.SILENT)
         answer = self.answer(text)
+        if on_delta is not None:
+            for i, word in enumerate(answer.split(" ")):
+                if i and self.delta_delay:
+                    await asyncio.sleep(self.delta_delay)
+                on_delta(word if i == 0 else " " + word)
         log.append(ChatEntry(self.now(), Author.AI, answer))
         self.status[tid] = "Ответ ИИ"
         return ChatReply(answer, "Ответ ИИ")

@@ -145,6 +145,62 @@ def test_failed_smoke_test_is_never_switched_in(site: Site) -> None:
     assert [line[1] for line in site.history()] == ["deploy"]
 
 
+def _sandbox_supported() -> bool:
+    path = harness.FAKE_SYSTEMD_RUN
+    spec = importlib.util.spec_from_file_location("fake_systemd_run", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return bool(module.sandbox_supported())
+
+
+@pytest.mark.skipif(not _sandbox_supported(), reason="needs mount namespaces (root) to reproduce a read-only release")
+def test_release_failing_only_in_the_unit_sandbox_is_never_switched_in(site: Site) -> None:
+    """The smoke test runs `check` in the unit's sandbox: a release writing inside itself fails before the switch."""
+    good = deploy_ok(site, "1.0")
+    restarts = len(site.events())
+    assert (site.base / "shared" / "data" / ".write-probe").exists()  # DATA_DIR from the unit: shared/data
+
+    site.repo.commit_release("1.1-writes-into-release", data_in_release=True)
+    bad = site.deploy()
+    assert bad.returncode == 1, bad.stdout
+    assert "in the unit's sandbox" in bad.stdout and "Read-only file system" in bad.stdout
+    assert "running release is untouched" in bad.stdout
+    assert site.current() == good and site.releases() == [good]
+    assert len(site.events()) == restarts
+
+    unsandboxed = site.deploy(SANDBOX_RUN="")  # the same release passes when the check runs outside the sandbox
+    assert unsandboxed.returncode == 0, unsandboxed.stdout
+    assert "not sandboxed" in unsandboxed.stdout
+
+
+def test_smoke_test_takes_the_units_sandbox_and_skips_the_mini_app_on_a_first_deploy(site: Site) -> None:
+    """The check gets the unit's properties with the new release as working directory; the first deploy
+    skips the Mini App item (nothing serves WEBAPP_URL yet), later ones do not."""
+    recorder = site.root / "record_sandbox.sh"
+    log = site.root / "sandbox.log"
+    stub = f"{sys.executable} {harness.FAKE_SYSTEMD_RUN}"
+    recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {stub} "$@"\n')
+    recorder.chmod(0o755)
+    first = deploy_ok(site, "1.0", SANDBOX_RUN=f"{recorder}")
+    second = deploy_ok(site, "1.1", SANDBOX_RUN=f"{recorder}")
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2
+    base = site.base
+    unit = harness.UNIT_FILE.read_text()
+    writable = re.findall(r"^ReadWritePaths=(.+)$", unit, flags=re.MULTILINE)
+    assert writable
+    for call, name in zip(calls, (first, second), strict=True):
+        assert f"-p WorkingDirectory={base}/releases/{name} " in call
+        for paths in writable:  # the unit's own writable paths, moved to BASE
+            assert f"-p ReadWritePaths={paths.replace('/home/marketing', str(base))} " in call
+        assert "-p ProtectSystem=strict " in call and "-p ExecStart" not in call
+        assert f"-p EnvironmentFile={base}/shared/.env " in call and "-p User=marketing " in call
+        assert f"-p Environment=DATA_DIR={base}/shared/data " in call
+        skip = " --skip mini-app" if name == first else ""
+        assert call.endswith(f"{base}/releases/{name}/.venv/bin/marketingbot check{skip}")
+
+
 def test_never_healthy_release_is_rolled_back_automatically(site: Site) -> None:
     """A release whose /healthz never says ok is switched back out, exit 2, and is not "previous" later."""
     oldest = deploy_ok(site, "1.0")
@@ -357,7 +413,7 @@ def verify_unit(text: str, root: Path) -> subprocess.CompletedProcess[str]:
     executable.parent.mkdir(parents=True, exist_ok=True)
     executable.write_text("#!/bin/sh\nexit 0\n")
     executable.chmod(0o755)
-    (root / "shared").mkdir(exist_ok=True)
+    (root / "shared" / "data").mkdir(parents=True, exist_ok=True)
     (root / "shared" / ".env").write_text("")
     unit = root / "marketingbot.service"
     unit.write_text(text.replace("/home/marketing", str(root)))
@@ -390,7 +446,7 @@ def test_unit_has_the_settings_deploy_relies_on() -> None:
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "PrivateTmp=yes",
-        "ReadWritePaths=/home/marketing/shared",
+        "ReadWritePaths=/home/marketing/shared/data",
     ):
         assert expected in lines, expected
     assert any(re.fullmatch(r"TimeoutStopSec=\d+", line) for line in lines)
@@ -600,3 +656,62 @@ def test_slots_deploy_interrupted_after_switch_hands_back(slot_site: Site) -> No
     blue = slot_healthz(site, "blue")
     assert blue is not None and blue["role"] == "leader" and blue["version"] == "1.0"
     assert slot_healthz(site, "green") is None
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not available")
+def test_worker_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """deploy/marketingbot-worker.service is accepted without a warning and runs `marketingbot worker` sandboxed."""
+    text = (harness.PROJECT_ROOT / "deploy" / "marketingbot-worker.service").read_text()
+    assert "ExecStart=/home/marketing/current/.venv/bin/marketingbot worker --interval 10" in text
+    assert "ReadWritePaths=/home/marketing/shared" in text
+    assert "Environment=DATA_DIR=/home/marketing/shared/data" in text
+    clean = verify_unit(text, tmp_path / "worker")
+    assert clean.returncode == 0 and clean.stdout + clean.stderr == "", clean.stdout + clean.stderr
+
+
+def _tiny_wheel(folder: Path, name: str = "tinydep", version: str = "1.0") -> Path:
+    """A minimal pure-Python wheel (what the lock pins in this test)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": "VALUE = 1\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, content in files.items():
+            zf.writestr(path, content)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(content.encode()).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(content.encode())}")
+        record.append(f"{info}/RECORD,,")
+        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def test_release_installs_from_its_hashed_lock_and_a_tampered_package_is_refused(site: Site, tmp_path: Path) -> None:
+    """With requirements.lock, deploy.sh installs each package only if its sha256 matches; a mismatch fails
+    the build and nothing is switched."""
+    import hashlib
+
+    wheels = tmp_path / "wheels"
+    wheel = _tiny_wheel(wheels)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    lock = site.repo.path / "requirements.lock"
+    lock.write_text(f"tinydep==1.0 \\\n    --hash=sha256:{digest}\n")
+    site.repo.git("add", "requirements.lock")
+    pip_opts = f"--no-index --no-cache-dir --find-links {wheels}"
+    good = deploy_ok(site, "1.0", DEPLOY_PIP_OPTS=pip_opts)
+    output = (site.base / "releases" / good / ".venv").glob("lib/python*/site-packages/tinydep.py")
+    assert list(output), "the locked package was not installed"
+
+    lock.write_text(f"tinydep==1.0 \\\n    --hash=sha256:{'0' * 64}\n")
+    site.repo.git("add", "requirements.lock")
+    site.repo.commit_release("1.1-tampered")
+    bad = site.deploy(DEPLOY_PIP_OPTS=pip_opts)
+    assert bad.returncode == 1, bad.stdout
+    assert "--require-hashes" in bad.stdout and "DO NOT MATCH THE HASHES" in bad.stdout
+    assert site.current() == good and site.releases() == [good]

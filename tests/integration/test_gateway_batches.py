@@ -75,13 +75,15 @@ async def test_a_rejected_op_creates_no_row(local_gateway: AsyncSheetsGateway) -
 
 
 async def test_an_op_naming_an_unknown_column_changes_nothing(local_gateway: AsyncSheetsGateway) -> None:
-    """An upsert with one unknown column fails without writing its other values."""
+    """An upsert with one unknown column writes none of its values: it waits in the outbox for the column."""
     appeals = local_gateway.table(APPEALS)
     await appeals.upsert("3", {AppealCol.STATUS: "Новое"})
-    with pytest.raises(SchemaError):
-        await appeals.upsert("3", {AppealCol.STATUS: "Решено", "Нет такой колонки": "x"})
+    await appeals.upsert("3", {AppealCol.STATUS: "Решено", "Нет такой колонки": "x"})
     rec = await appeals.get("3")
     assert rec is not None and rec[AppealCol.STATUS] == "Новое"
+    assert local_gateway.outbox_depth == 1
+    fault = local_gateway.writer.fault
+    assert isinstance(fault, SchemaError) and "Нет такой колонки" in str(fault)
 
 
 # -- one caller's bad range never fails the others' reads ---------------------------------------------

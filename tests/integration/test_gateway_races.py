@@ -330,33 +330,55 @@ async def _break_promotions_key(gw: AsyncSheetsGateway, hook: HookBackend) -> No
     gw.locator.headers.pop(PROMOTIONS.title, None)
 
 
-async def test_a_write_to_a_broken_sheet_does_not_fail_the_other_writers_of_its_batch(tmp_path: Path) -> None:
-    """One caller's op on a sheet without its key column fails alone; a partner's message in the same batch lands."""
+async def test_a_write_to_a_broken_sheet_waits_while_the_other_writers_of_its_batch_land(tmp_path: Path) -> None:
+    """One caller's op on a sheet without its key column waits in the outbox; a partner's message in its batch lands."""
     async with _running(tmp_path) as (gw, hook):
+        await gw.table(PROMOTIONS).insert({PromoCol.ID: "p-1", PromoCol.STATUS: "SENDING"})
         await _break_promotions_key(gw, hook)
         promo, turn = await asyncio.gather(
             gw.table(PROMOTIONS).upsert("p-1", {PromoCol.STATUS: "SENT"}, create=False),
             gw.table(APPEALS).append_text("9", AppealCol.LOG, "сообщение партнёра"),
             return_exceptions=True,
         )
-        assert isinstance(promo, SchemaError)
-        assert turn is None
+        assert promo is None and turn is None  # both acknowledged: one in the sheet, one in the outbox
         assert await _log(gw, "9") == "сообщение партнёра"
+        assert gw.outbox_depth == 1
+        assert isinstance(gw.writer.fault, SchemaError) and gw.writer.fault.sheet == PROMOTIONS.title
 
 
-async def test_a_poisoned_outbox_entry_does_not_block_the_ones_behind_it(tmp_path: Path) -> None:
-    """A journaled op the sheet now rejects as a whole goes to dead letters; the writes behind it still land."""
+async def test_an_outbox_entry_refused_by_the_sheet_structure_waits_and_keeps_the_order(tmp_path: Path) -> None:
+    """A journaled op the sheet refuses structurally waits (no dead letter) with the writes behind it; after the fix
+    all land in order."""
     async with _running(tmp_path) as (gw, hook):
+        await gw.table(PROMOTIONS).insert({PromoCol.ID: "p-1", PromoCol.STATUS: "SENDING"})
         hook.down = True
         await gw.table(PROMOTIONS).upsert("p-1", {PromoCol.STATUS: "SENT"}, create=False)
         await gw.table(APPEALS).append_text("10", AppealCol.LOG, "после акции")
         assert gw.outbox_depth == 2
         await _break_promotions_key(gw, hook)
         hook.down = False
+        assert not await gw.writer.wait_empty(0.3)
+        assert gw.outbox_depth == 2 and await _log(gw, "10") == ""  # nothing overtakes the waiting write
+        assert isinstance(gw.writer.fault, SchemaError)
+        await hook.inner.batch_update([(f"{sheet_range(PROMOTIONS.title)}!A1", [["id"]])])  # staff fix the header
         assert await gw.writer.wait_empty(5)
         assert await _log(gw, "10") == "после акции"
-        dead = await gw.state.ledger_list("outbox-dead")
-        assert [d.state for d in dead] == ["SchemaError"]
+        assert (await gw.table(PROMOTIONS).get("p-1") or {}).get(PromoCol.STATUS) == "SENT"
+        assert await gw.state.dead_count() == 0
+        assert gw.writer.fault is None
+
+
+async def test_an_outbox_entry_that_can_never_apply_becomes_a_dead_letter(tmp_path: Path) -> None:
+    """A journaled update of a row staff deleted goes to dead letters with its error; the writes behind it land."""
+    async with _running(tmp_path) as (gw, hook):
+        hook.down = True
+        await gw.table(PROMOTIONS).upsert("p-gone", {PromoCol.STATUS: "SENT"}, create=False)
+        await gw.table(APPEALS).append_text("11", AppealCol.LOG, "после акции")
+        hook.down = False
+        assert await gw.writer.wait_empty(5)
+        assert await _log(gw, "11") == "после акции"
+        (dead,) = [w for w in await gw.state.outbox_list() if w.dead]
+        assert dead.op.key == ("p-gone",) and dead.error.startswith("RowNotFound")
 
 
 # -- the local store under concurrent writers ---------------------------------------------------------
@@ -394,5 +416,5 @@ async def test_a_spreadsheet_refusing_everything_keeps_the_outbox_intact(
         hook.down = False
         assert await gw.writer.wait_empty(5)
         assert attempts[0] >= 4
-        assert await gw.state.ledger_list("outbox-dead") == []
+        assert await gw.state.dead_count() == 0
         assert [await _log(gw, "12"), await _log(gw, "13")] == ["one", "two"]

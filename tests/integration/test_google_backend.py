@@ -16,6 +16,7 @@ from gateway.errors import (
     GatewayError,
     QuotaExceeded,
     SchemaError,
+    SheetMissing,
     SheetUnavailable,
     TransientBackendError,
 )
@@ -290,12 +291,14 @@ async def test_a_refused_connection_is_transient(sheets_server: FakeSheetsServer
         await backend.close()
 
 
-async def test_unknown_sheet_in_a_range_is_bad_request(backend: GoogleSheetsBackend) -> None:
-    """Reading or appending to a sheet that does not exist is BadRequest ("Unable to parse range")."""
-    with pytest.raises(BadRequest, match="Unable to parse range"):
+async def test_unknown_sheet_in_a_range_is_sheet_missing(backend: GoogleSheetsBackend) -> None:
+    """Reading or appending to a sheet that does not exist ("Unable to parse range") is SheetMissing naming it."""
+    with pytest.raises(SheetMissing, match="Unable to parse range") as read:
         await backend.batch_get(["'Нет такого'!A1"])
-    with pytest.raises(BadRequest, match="Unable to parse range"):
+    with pytest.raises(SheetMissing, match="Unable to parse range") as append:
         await backend.append("Нет такого", [["x"]])
+    assert read.value.sheet == append.value.sheet == "Нет такого"
+    assert "верните лист «Нет такого»" in read.value.fix
 
 
 async def test_overflowing_a_bounded_range_is_bad_request(backend: GoogleSheetsBackend) -> None:

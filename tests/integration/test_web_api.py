@@ -122,6 +122,24 @@ async def test_healthz_is_503_when_health_fails(make_env: Callable[..., Env]) ->
     assert resp.json() == {"status": "error"}
 
 
+@pytest.mark.parametrize(
+    ("status", "healthz", "readyz"), [("ok", 200, 200), ("degraded", 200, 503), ("starting", 503, 503)]
+)
+async def test_readyz_is_200_only_when_ok_with_the_healthz_body(
+    make_env: Callable[..., Env], status: str, healthz: int, readyz: int
+) -> None:
+    """/readyz answers 200 only for ok, else 503, with the same body as /healthz (which is 200 while degraded)."""
+    body = {"status": status, "problems": [] if status == "ok" else ["лист «Архив»: лист удалён"]}
+
+    async def health() -> dict[str, Any]:
+        return body
+
+    env = make_env(health=health)
+    got_health, got_ready = await env.client.get("/healthz"), await env.client.get("/readyz")
+    assert (got_health.status_code, got_ready.status_code) == (healthz, readyz)
+    assert got_health.json() == got_ready.json() == body
+
+
 async def test_metrics_serves_prometheus_text(env: Env) -> None:
     """GET /metrics returns metrics_text() as Prometheus text."""
     resp = await env.client.get("/metrics")
@@ -503,8 +521,9 @@ async def test_error_job_shows_the_reason(env: Env) -> None:
 
 
 async def test_external_pdf_url_is_passed_through(env: Env) -> None:
-    """A report stored elsewhere (Apps Script writes a Drive link) is linked as is."""
-    drive = "https://drive.google.com/file/d/abc/view"
+    """A report stored elsewhere by its own https link is linked as is (a private Drive link is not: see
+    test_drive_reports)."""
+    drive = "https://reports.example/abc.pdf"
     env.analytics.add(DEMO_ID, Job("j-ext", "DEMO-0007", "DONE", "2026-11-24 10:00:00", "", "Готово", drive, "", ""))
     job = (await env.client.get("/api/analytics/j-ext", headers=tma())).json()
     assert job["pdf_url"] == drive
@@ -523,9 +542,9 @@ async def test_dev_init_data_only_in_local_mode(make_env: Callable[..., Env]) ->
 
 
 async def test_dev_init_data_refuses_non_loopback_hosts(make_env: Callable[..., Env]) -> None:
-    """A DNS-rebound page (Host: evil.example) cannot fetch dev initData."""
+    """A DNS-rebound page (Host: evil.example) cannot fetch dev initData: there is no such route for it."""
     e = make_env(dev_init_data=lambda: init_data(DEMO_ID))
-    assert_error(await e.client.get("/dev/init-data", headers={"Host": "evil.example:8080"}), 403, "local_only")
+    assert_error(await e.client.get("/dev/init-data", headers={"Host": "evil.example:8080"}), 404, "not_found")
 
 
 async def test_staff_console_absent_unless_given(env: Env) -> None:
@@ -549,7 +568,7 @@ async def test_staff_console_reads_and_writes_cells(make_env: Callable[..., Env]
 
 
 async def test_staff_console_errors(make_env: Callable[..., Env]) -> None:
-    """Unknown sheet → 404, bad cell → 422, another origin or a non-loopback Host → 403."""
+    """Unknown sheet → 404, bad cell → 422, another origin → 403, a non-loopback Host → 404."""
     e = make_env(staff=FakeStaff())
     assert_error(await e.client.get("/staff/api/sheets/Нет"), 404, "no_such_sheet")
     assert_error(await e.client.post("/staff/api/sheets/Auth/cells", json={"a1": "1A", "value": "x"}), 422)
@@ -558,4 +577,4 @@ async def test_staff_console_errors(make_env: Callable[..., Env]) -> None:
         "/staff/api/sheets/Auth/cells", json={"a1": "A2", "value": "x"}, headers={"Origin": "https://evil.example"}
     )
     assert_error(cross, 403, "cross_origin")
-    assert_error(await e.client.get("/staff/api/sheets", headers={"Host": "evil.example"}), 403, "local_only")
+    assert_error(await e.client.get("/staff/api/sheets", headers={"Host": "evil.example"}), 404, "not_found")

@@ -15,6 +15,7 @@ from bot.services.admin import TEXT_SHEET_DOWN, AdminService
 from bot.services.chatlog import Author
 from bot.services.promotions import PromotionService
 from gateway import AsyncSheetsGateway
+from gateway.ops import upsert
 from gateway.schemas import APPEALS, ARCHIVE, AUTH, QUEUE, AppealCol, ArchiveCol, AuthCol, QueueCol
 from tests.chat_support import ManualClock, chat_gateway_config, moscow, start_flaky_gateway
 from tests.promo_support import PromoMessenger, add_promo, seed_partners
@@ -201,7 +202,23 @@ async def test_stats(local_gateway: AsyncSheetsGateway, prompt_file: Path) -> No
     assert int(lines[5].split(": ")[1].split()[0]) >= 10
     assert lines[6] == "Предохранители: таблица — closed; ИИ — нет данных"
     assert lines[7] == "Очередь записей в таблицу (outbox): 0"
-    assert lines[8].startswith("Системный промпт: версия ")
+    assert lines[8] == "Неприменимые записи (dead letters): 0"
+    assert lines[9].startswith("Системный промпт: версия ")
+
+
+async def test_stats_shows_dead_letters_and_how_to_handle_them(
+    local_gateway: AsyncSheetsGateway, prompt_file: Path
+) -> None:
+    """/stats counts dead letters and points to `marketingbot outbox list` when there are any."""
+    gw = local_gateway
+    await gw.state.outbox_put(
+        [upsert(AUTH.title, AuthCol.CODE, "gone", {AuthCol.NAME: "x"}, create=False)], maybe_applied=False
+    )
+    (entry,) = await gw.state.outbox_peek(1)
+    await gw.state.outbox_kill(entry, "RowNotFound: no row")
+    messenger = PromoMessenger()
+    text = await reply(admin_service(gw, messenger, prompt_file), messenger, "stats")
+    assert "Неприменимые записи (dead letters): 1 — см. marketingbot outbox list" in text
 
 
 async def test_stats_while_the_sheet_is_down(tmp_path: Path, prompt_file: Path) -> None:

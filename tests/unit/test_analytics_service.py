@@ -162,3 +162,14 @@ def test_parse_stamp_reads_what_staff_and_workers_write() -> None:
     assert parse_stamp("24.11.2026 15:10", UTC) == datetime(2026, 11, 24, 15, 10, tzinfo=UTC)
     assert parse_stamp("вчера", MSK) is None
     assert parse_stamp("2026-02-30 10:00", MSK) is None
+
+
+async def test_requests_created_in_the_same_second_are_listed_newest_first(
+    service: AnalyticsService, gw: AsyncSheetsGateway
+) -> None:
+    """Requests whose created_at is the same second are listed in creation order (newest first), not by text."""
+    same = "2026-11-24 15:10:05"
+    ids = ["z-first", "a-second", "m-third"]
+    await put_queue_rows(gw, [queue_row(i, **{QueueCol.CREATED_AT: same}) for i in ids])
+    await put_queue_rows(gw, [queue_row("older", **{QueueCol.CREATED_AT: "2026-11-24 15:10:04"})])
+    assert [j.id for j in await service.list_for(100001)] == ["m-third", "a-second", "z-first", "older"]

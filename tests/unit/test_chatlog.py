@@ -119,3 +119,11 @@ def test_render_for_staff() -> None:
     """Entries render as readable lines for staff notifications."""
     text = chatlog.render([ChatEntry(T1, "Пользователь", "вопрос"), ChatEntry(None, "", "заметка")])
     assert text == "[2026-11-23 14:05] Пользователь: вопрос\nзаметка"
+
+
+def test_a_named_operator_entry_is_an_operator_entry() -> None:
+    """`Оператор (Анна)` (a reply from the staff chat) parses as the operator; the name cannot break the header."""
+    block = chatlog.format_entry(T1, chatlog.Author.OPERATOR, "Готово", name="Анна: [Петрова]")
+    assert block == "[2026-11-23 14:05] Оператор (Анна Петрова): Готово"
+    (entry,) = chatlog.parse(block)
+    assert entry.known_author is chatlog.Author.OPERATOR and entry.text == "Готово"

@@ -56,3 +56,22 @@ async def test_per_item_errors_and_batch_errors_reach_callers() -> None:
     assert res[0] == 2 and isinstance(res[1], ValueError)
     res = await asyncio.gather(b.submit(4), b.submit(99), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in res)
+
+
+async def test_items_arriving_while_the_gate_is_closed_join_the_same_flush() -> None:
+    """While the gate (the quota) holds a batch back, later items ride in that batch instead of the next one."""
+    calls: list[list[int]] = []
+    gate_open = asyncio.Event()
+
+    async def flush(items: list[int]) -> list[int | BaseException]:
+        calls.append(items)
+        return items
+
+    b: Batcher[int, int] = Batcher(flush, window=0, gate=gate_open.wait)
+    first = asyncio.create_task(b.submit(1))
+    await asyncio.sleep(0.01)
+    later = [asyncio.create_task(b.submit(i)) for i in (2, 3)]
+    await asyncio.sleep(0.01)
+    gate_open.set()
+    assert await asyncio.gather(first, *later) == [1, 2, 3]
+    assert calls == [[1, 2, 3]]

@@ -93,3 +93,52 @@ def test_working_hours_parse() -> None:
     assert (start.hour, end.hour, end.minute, tz) == (22, 6, 30, "Asia/Yekaterinburg")
     with pytest.raises(ValueError):
         parse_working_hours("09:00-20:00 Mars/Olympus")
+
+
+def test_every_problem_is_reported_at_once_in_plain_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Field errors and cross-field errors come together, one line each, never a library message."""
+    monkeypatch.setenv("ADMIN_TELEGRAM_IDS", "abc")
+    monkeypatch.setenv("WEB_PORT", "70000")
+    monkeypatch.setenv("DAILY_AI_LIMIT", "-1")
+    monkeypatch.setenv("SHEETS_BACKEND", "google")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "secret-token-value")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    lines = str(err.value).splitlines()
+    assert lines == [
+        "TELEGRAM_BOT_TOKEN: must look like 123456:ABC-def (the token @BotFather gave)",
+        'ADMIN_TELEGRAM_IDS: "abc" is not a list of Telegram IDs (numbers separated by commas)',
+        'WEB_PORT: "70000" must be at most 65535',
+        'DAILY_AI_LIMIT: "-1" must be at least 0',
+        "GOOGLE_SPREADSHEET_ID: required when SHEETS_BACKEND=google (the id in the sheet URL)",
+        "GOOGLE_CREDENTIALS_FILE: required when SHEETS_BACKEND=google (the service-account key)",
+    ]
+    assert "secret-token-value" not in str(err.value)
+
+
+def test_data_dir_holds_the_default_store(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    """LOCAL_DB_PATH defaults to DATA_DIR/marketingbot.db (production sets DATA_DIR to shared/data)."""
+    from pathlib import Path
+
+    monkeypatch.setenv("DATA_DIR", "/srv/shared/data")
+    assert load_settings().local_db_path == Path("/srv/shared/data/marketingbot.db")
+    monkeypatch.setenv("LOCAL_DB_PATH", "elsewhere/x.db")
+    assert load_settings().local_db_path == Path("elsewhere/x.db")
+
+
+def test_data_dir_under_a_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    """A data directory that cannot be created is reported naming DATA_DIR."""
+    from pathlib import Path
+
+    blocker = Path(str(tmp_path)) / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("DATA_DIR", str(blocker / "data"))
+    with pytest.raises(ConfigError, match=r"^DATA_DIR: .* is not a directory"):
+        load_settings()
+
+
+def test_webapp_url_must_be_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WEBAPP_URL=not-a-url fails at start naming the variable."""
+    monkeypatch.setenv("WEBAPP_URL", "not-a-url")
+    with pytest.raises(ConfigError, match=r"^WEBAPP_URL: 'not-a-url' is not a URL"):
+        load_settings()

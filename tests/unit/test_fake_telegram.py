@@ -26,7 +26,7 @@ from telegram import (
     ReplyKeyboardMarkup,
     Update,
 )
-from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryAfter
+from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -630,3 +630,46 @@ def test_html_and_legacy_markdown_parsers() -> None:
     with pytest.raises(ValueError, match='Can\'t find end tag corresponding to start tag "b"'):
         parse_html("<b>a")
     assert parse_markdown("Итог 3.5 *жирно* [ссылка](https://example.org)").text == "Итог 3.5 жирно ссылка"
+
+
+# --- staff chat: membership and replies in groups ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["creator", "administrator", "member", "restricted", "left", "kicked"])
+async def test_get_chat_member_reports_the_status_set(telegram_server: FakeTelegramServer, status: str) -> None:
+    """getChatMember parses in PTB as the ChatMember subclass of the status set; unknown users are `left`."""
+    telegram_server.set_chat_member(-100777, 5, status, first_name="Анна")
+    async with make_bot(telegram_server) as bot:
+        member = await bot.get_chat_member(-100777, 5)
+        assert member.status == status and member.user.first_name == "Анна"
+        assert (await bot.get_chat_member(-100888, 5)).status == "left"
+
+
+async def test_a_group_reply_embeds_the_message_it_answers(telegram_server: FakeTelegramServer) -> None:
+    """A user's reply in a group carries reply_to_message (the bot's message) as Telegram sends it."""
+    telegram_server.set_chat_member(-100777, 5, "member", first_name="Анна")
+    got: list[Any] = []
+
+    async def on_reply(update: Any, context: Any) -> None:
+        got.append(update.effective_message)
+
+    async with polling(telegram_server, MessageHandler(filters.REPLY, on_reply)):
+        posted = await make_app(telegram_server).bot.send_message(-100777, "Уведомление")
+        telegram_server.user_sends_group_text(-100777, 5, "Ответ", reply_to_message_id=posted.message_id)
+        await telegram_server.wait_for_delivery()
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+    assert got and got[0].text == "Ответ" and got[0].chat.id == -100777
+    assert got[0].reply_to_message.message_id == posted.message_id and got[0].reply_to_message.text == "Уведомление"
+
+
+async def test_a_fault_can_target_one_text(telegram_server: FakeTelegramServer) -> None:
+    """fail_next(text_contains=…) fails only the sends whose text contains it."""
+    telegram_server.fail_next("sendMessage", n=5, chat_id=7, text_contains="хвост")
+    async with make_bot(telegram_server) as bot:
+        await bot.send_message(7, "голова")
+        with pytest.raises(NetworkError):
+            await bot.send_message(7, "хвост")
+    assert telegram_server.texts_to(7) == ["голова"]

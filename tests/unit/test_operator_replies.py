@@ -8,10 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.services.operator_replies import (
-    CLEARED,
     LEDGER_KIND,
-    SENDING,
-    SENT,
     OperatorReplyService,
     format_operator_message,
     reply_hash,
@@ -22,6 +19,7 @@ from bot.telegram_messenger import split_message
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig
 from gateway.schemas import APPEALS, AppealCol
+from gateway.state import DeliveryPhase, DeliveryRecord
 from tests.chat_support import (
     Crash,
     FakeMessenger,
@@ -93,6 +91,15 @@ async def test_reply_is_delivered_logged_and_cleared_once(h: Harness) -> None:
     assert len(h.delivered()) == 1
 
 
+async def test_a_telegram_id_staff_typed_with_a_space_still_gets_the_reply(h: Harness) -> None:
+    """Staff typed the partner's Telegram ID as `100 042`: the reply reaches chat 100042 once and G is cleared."""
+    await h.staff_types("Ваш договор готов.", tid="100 042")
+    assert await h.service.poll_once() == 1
+    assert h.delivered(100042) == [format_operator_message("Ваш договор готов.")]
+    assert (await h.row("100042"))[AppealCol.OPERATOR_REPLY] == ""
+    assert await h.service.poll_once() == 0
+
+
 async def test_one_read_per_poll(h: Harness) -> None:
     """A poll with nothing to deliver costs exactly one read for all rows."""
     for tid in ("1", "2", "3"):
@@ -122,20 +129,20 @@ async def test_reply_takes_over_from_the_ai_but_keeps_solved(h: Harness) -> None
 
 
 async def test_ledger_is_written_before_and_after_sending(h: Harness) -> None:
-    """While Telegram is being called the ledger says 'sending' with the text's hash; afterwards 'cleared'."""
-    seen: list[tuple[str, str]] = []
+    """While Telegram is being called the record says SENDING with the text's hash; afterwards SETTLED."""
+    seen: list[tuple[DeliveryPhase, str]] = []
 
     async def look(chat_id: int, text: str) -> None:
-        entry = await h.gw.state.ledger_get(LEDGER_KIND, "42")
+        entry = await h.gw.state.delivery_get(LEDGER_KIND, "42")
         assert entry is not None
-        seen.append((entry.state, entry.payload))
+        seen.append((entry.phase, entry.fingerprint))
 
     h.messenger.before_send = look
     await h.staff_types("Добрый день!")
     await h.service.poll_once()
-    assert seen == [(SENDING, reply_hash("Добрый день!"))]
-    entry = await h.gw.state.ledger_get(LEDGER_KIND, "42")
-    assert entry is not None and entry.state == CLEARED
+    assert seen == [(DeliveryPhase.SENDING, reply_hash("Добрый день!"))]
+    entry = await h.gw.state.delivery_get(LEDGER_KIND, "42")
+    assert entry is not None and entry.phase is DeliveryPhase.SETTLED
 
 
 async def test_crash_before_telegram_took_it_resends_once(h: Harness) -> None:
@@ -193,8 +200,8 @@ async def test_crash_after_sent_before_the_write_does_not_resend(h: Harness) -> 
         await h.service.poll_once()
     h.gw.write = original  # type: ignore[method-assign]
     assert calls == 1
-    entry = await h.gw.state.ledger_get(LEDGER_KIND, "42")
-    assert entry is not None and entry.state == SENT
+    entry = await h.gw.state.delivery_get(LEDGER_KIND, "42")
+    assert entry is not None and entry.phase is DeliveryPhase.SENT
     await h.restart()
     assert await h.service.poll_once() == 0
     assert h.delivered() == [format_operator_message("Ответ В")]
@@ -205,14 +212,14 @@ async def test_crash_after_sent_before_the_write_does_not_resend(h: Harness) -> 
 async def test_crash_after_the_write_before_cleared_changes_nothing(h: Harness) -> None:
     """Killed after the write but before 'cleared': G is already empty, so nothing is sent or written again."""
     await h.staff_types("Ответ Г")
-    original = h.gw.state.ledger_set
+    original = h.gw.state.delivery_set
 
-    async def die_on_cleared(kind: str, key: str, state: str, payload: str = "") -> None:
-        if state == CLEARED:
+    async def die_on_cleared(kind: str, key: str, record: DeliveryRecord) -> None:
+        if record.phase is DeliveryPhase.SETTLED:
             raise Crash
-        await original(kind, key, state, payload)
+        await original(kind, key, record)
 
-    h.gw.state.ledger_set = die_on_cleared  # type: ignore[method-assign]
+    h.gw.state.delivery_set = die_on_cleared  # type: ignore[method-assign]
     with pytest.raises(Crash):
         await h.service.poll_once()
     await h.restart()
@@ -357,13 +364,13 @@ async def test_clear_replayed_during_a_poll_is_not_mistaken_for_a_new_reply(tmp_
         h.messenger.after_send = None
         h.backend.writes_down = False
         assert h.gw.outbox_depth == 1
-        ledger_get = h.gw.state.ledger_get
+        delivery_get = h.gw.state.delivery_get
 
         async def replay_meanwhile(kind: str, key: str) -> object:
             assert await h.gw.writer.wait_empty(5.0)  # the replayer ran between the poll's read and this row
-            return await ledger_get(kind, key)
+            return await delivery_get(kind, key)
 
-        h.gw.state.ledger_get = replay_meanwhile  # type: ignore[method-assign, assignment]
+        h.gw.state.delivery_get = replay_meanwhile  # type: ignore[method-assign, assignment]
         assert await h.service.poll_once() == 0
         assert h.delivered() == [format_operator_message("Ответ К")]
         assert (await h.row())[AppealCol.LOG].count("Оператор: Ответ К") == 1
@@ -402,3 +409,21 @@ async def test_a_long_reply_interrupted_midway_does_not_repeat_its_first_part(h:
     assert h.delivered() == split_message(format_operator_message(reply))
     row = await h.row()
     assert row[AppealCol.OPERATOR_REPLY] == "" and row[AppealCol.LOG].count("Оператор: ") == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "payload", "sent_after_upgrade"),
+    [("sent", "H", 0), ("cleared", "H", 0), ("failed", "H", 0), ("sending", "H#1", 1)],
+)
+async def test_records_of_an_older_release_are_honoured(
+    h: Harness, state: str, payload: str, sent_after_upgrade: int
+) -> None:
+    """A reply recorded in the old string ledger (`hash`, `hash#i`) is not re-sent after an upgrade."""
+    text = "Старый ответ. " * 400  # two Telegram messages
+    await h.staff_types(text)
+    await h.gw.state.ledger_set(LEDGER_KIND, "42", state, payload.replace("H", reply_hash(text.strip())))
+    if state == "cleared":
+        await h.gw.table(APPEALS).upsert("42", {AppealCol.OPERATOR_REPLY: ""}, create=False)
+    await h.service.poll_once()
+    pieces = split_message(format_operator_message(text.strip()))
+    assert h.delivered() == pieces[len(pieces) - sent_after_upgrade :]

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -125,3 +126,27 @@ def test_missing_font_is_a_named_error(tmp_path: Path) -> None:
     """Without a DejaVu TTF in the searched folders, find_fonts raises ReportFontNotFound naming the package."""
     with pytest.raises(ReportFontNotFound, match="fonts-dejavu-core"):
         find_fonts([tmp_path])
+
+
+def test_trend_chart_shows_every_month_it_claims(tmp_path: Path) -> None:
+    """All 6 months are on the trend axis; months without a median say «н/д» and the title counts them."""
+    report = demo_report()
+    thin = tuple(replace(p, median_ppm2=None, count=1) if i in (1, 3) else p for i, p in enumerate(report.trend))
+    known = sum(1 for p in thin if p.median_ppm2 is not None)
+    assert len(thin) == 6 and known < 5
+    path = tmp_path / "trend.pdf"
+    path.write_bytes(render_pdf(replace(report, trend=thin)))
+    text = pdf_text(path)
+    assert f"за 6 мес. (медиана есть за {known} из 6)" in text
+    assert text.count("н/д") == (6 - known) + 1  # one per month without a median, one in the footnote
+    whole = tuple(replace(p, median_ppm2=p.median_ppm2 or 850_000, count=max(p.count, 3)) for p in report.trend)
+    full = tmp_path / "full.pdf"
+    full.write_bytes(render_pdf(replace(report, trend=whole)))
+    assert "медиана есть за" not in pdf_text(full) and pdf_text(full).count("н/д") == 1
+
+
+def test_footnote_names_the_criteria_once(written: tuple[Path, Report]) -> None:
+    """The footnote reads «Аналоги: тот же тип, …», not «объявления того же типа (тот же тип, …)»."""
+    path, report = written
+    text = pdf_text(path)
+    assert f"Аналоги: {report.criteria};" in text and "того же типа (" not in text

@@ -407,6 +407,7 @@ async def test_send_test_goes_to_the_admin_only(local_gateway: AsyncSheetsGatewa
     assert [(d.kind, d.chat_id) for d in messenger.delivered] == [("photo", 42)]
     assert (result.recipients, result.opted_out, result.notes) == (3, 1, ())
     assert await gw.state.ledger_list(LEDGER_PREFIX + "A1") == []
+    assert await gw.state.delivery_list(LEDGER_PREFIX + "A1") == {}
     assert (await promo_row(gw))[PromoCol.STATUS] == "DRAFT"
     with pytest.raises(PromotionNotFound):
         await svc.send_test("NOPE", 42)
@@ -427,3 +428,20 @@ async def test_opt_in_and_out_written_to_auth(local_gateway: AsyncSheetsGateway)
     assert (await gw.table(AUTH).get("700009", AuthCol.TELEGRAM_ID) or {})[AuthCol.PROMO_OPT_IN] == "нет"
     await svc.set_opt_in(Partner("P-500000", "", "", 500_000), True)
     assert (await gw.table(AUTH).get("P-500000") or {})[AuthCol.PROMO_OPT_IN] == "да"
+
+
+async def test_an_older_release_broadcast_resumes_without_resending(local_gateway: AsyncSheetsGateway) -> None:
+    """Recipients recorded in the old string ledger ('sent', 'failed', 'sending' `p:1`) are honoured after an
+    upgrade: only the unfinished part and the partners not reached yet are sent."""
+    gw = local_gateway
+    a, b, c, d = await seed_partners(gw, 4)
+    await add_promo(gw, status="SENDING", picture="https://example.org/p.jpg", text="Длинный текст. " * 120)
+    kind = LEDGER_PREFIX + "A1"
+    await gw.state.ledger_set(kind, str(a), "sent", "p")
+    await gw.state.ledger_set(kind, str(b), "failed", "бот заблокирован")
+    await gw.state.ledger_set(kind, str(c), "sending", "p:1")  # the photo went out, the text had not
+    messenger = PromoMessenger()
+    (report,) = await service(gw, messenger).poll_once()
+    sent = [(x.kind, x.chat_id) for x in messenger.delivered]
+    assert sent == [("text", c), ("photo", d), ("text", d)]
+    assert report.sent == 3 and report.failed == 1 and "бот заблокирован" in report.errors

@@ -11,6 +11,7 @@ from bot.services.queue_poller import DELIVERY_LEDGER, QueuePoller, make_pdf_loa
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
 from gateway.schemas import QUEUE, QueueCol
+from gateway.state import DeliveryPhase
 from tests.unit.analytics_support import Crash, FakeClock, RecordingMessenger, put_queue_rows, queue_row
 
 BASE_URL = "http://127.0.0.1:8080"
@@ -140,8 +141,8 @@ async def test_crash_mid_delivery_resumes_with_the_missing_part(
     # The text's counter was not saved before the crash: the one step Telegram cannot make idempotent is
     # sent again (a duplicate rather than a lost report); everything before it is not.
     assert [s.kind for s in after.sent] == ["text", "document"]
-    entry = await local_gateway.state.ledger_get(DELIVERY_LEDGER, "job-1#1@2026-11-24 12:00:30")
-    assert entry is not None and entry.state == "sent"
+    entry = await local_gateway.state.delivery_get(DELIVERY_LEDGER, "job-1#1@2026-11-24 12:00:30")
+    assert entry is not None and entry.phase is DeliveryPhase.SENT
 
 
 async def test_crash_after_document_does_not_repeat_the_text(local_gateway: AsyncSheetsGateway, reports: Path) -> None:
@@ -273,8 +274,8 @@ async def test_blocked_partner_is_given_up_at_once(local_gateway: AsyncSheetsGat
     await poller.poll_once()
     await poller.poll_once()
     assert len(messenger.staff) == 1 and "Forbidden" in messenger.staff[0].text
-    entry = await local_gateway.state.ledger_get(DELIVERY_LEDGER, "job-1#1@2026-11-24 12:00:30")
-    assert entry is not None and entry.state == "failed"
+    entry = await local_gateway.state.delivery_get(DELIVERY_LEDGER, "job-1#1@2026-11-24 12:00:30")
+    assert entry is not None and entry.phase is DeliveryPhase.FAILED
 
 
 async def test_transient_failure_then_success_delivers_once(local_gateway: AsyncSheetsGateway, reports: Path) -> None:
@@ -354,3 +355,15 @@ async def test_a_delivery_recorded_before_finish_times_were_keyed_is_honoured(
     messenger = RecordingMessenger()
     await make_poller(local_gateway, messenger, reports).poll_once()
     assert messenger.sent == []
+
+
+async def test_a_half_done_delivery_of_an_older_release_resumes_with_the_pdf(
+    local_gateway: AsyncSheetsGateway, reports: Path
+) -> None:
+    """An older release's JSON record (text counted, PDF pending) resumes with the PDF only after an upgrade."""
+    await put_queue_rows(local_gateway, [done_row()])
+    key = "job-1#1@2026-11-24 12:00:30"
+    await local_gateway.state.ledger_set(DELIVERY_LEDGER, key, "sending", '{"done": 1, "failures": 0}')
+    messenger = RecordingMessenger()
+    await make_poller(local_gateway, messenger, reports).poll_once()
+    assert [s.kind for s in messenger.sent] == ["document"] and await delivered_at(local_gateway, "job-1")

@@ -53,3 +53,14 @@ async def test_penalize_blocks_until_retry_after() -> None:
     limiter.penalize(10)
     waited = await limiter.acquire()
     assert 9.9 <= waited <= 10.1
+
+
+async def test_wait_ready_waits_for_a_token_without_taking_it() -> None:
+    """wait_ready returns when a token is available and leaves it for the next acquire."""
+    clock = FakeClock()
+    limiter = QuotaLimiter(60, burst=1, margin=0, clock=clock, sleep=clock.sleep)
+    await limiter.acquire()  # the bucket is empty now
+    await limiter.wait_ready()
+    ready_at = clock.now
+    assert ready_at > 0
+    assert await limiter.acquire() == 0.0 and clock.now == ready_at

@@ -1,4 +1,6 @@
-// The Mini App: Chat and Analytics tabs over the JSON API (Russian UI).
+// The Mini App: Chat, Objects (catalogue), Analytics and Promotions tabs over the JSON API (Russian UI).
+// Live updates arrive on one server-sent event stream (/api/events) read with fetch, since EventSource
+// cannot send the Authorization header.
 // Plain ES modules with no build step: the page is small, there is no toolchain to pin or audit,
 // and the files load as they are from the Python package — offline, in Telegram and in a browser.
 
@@ -8,6 +10,9 @@ const devMode = document.body.dataset.dev === 'on';
 const POLL_MS = 3000;
 const POLL_MAX_MS = 30000;
 const CHAT_REFRESH_MS = 15000;
+const STREAM_RETRY_MS = 1000;
+const STREAM_RETRY_MAX_MS = 30000;
+const SEARCH_DEBOUNCE_MS = 300;
 
 const JOB_STATUS = {
   NEW: { label: 'В очереди', tone: 'wait' },
@@ -15,8 +20,9 @@ const JOB_STATUS = {
   DONE: { label: 'Готово', tone: 'ok' },
   ERROR: { label: 'Ошибка', tone: 'bad' },
 };
+const IN_WORK = 'В работе';
 const CHAT_STATUS_NOTE = {
-  'В работе': 'С вами работает оператор агентства — ответ появится здесь и в чате с ботом.',
+  [IN_WORK]: 'С вами работает оператор агентства — ответ появится здесь и в чате с ботом.',
   'Новое': 'Обращение зарегистрировано.',
 };
 
@@ -71,6 +77,87 @@ async function api(path, { method = 'GET', body, retried = false } = {}) {
   );
 }
 
+// POST a chat message asking for server-sent events: `onDelta(text)` for each piece of the answer as the
+// assistant writes it, then the `done` event's data is returned ({reply, status, escalated}). Errors that
+// come before the stream (401, 429 daily limit, 503) are JSON, exactly as from api().
+async function apiChatStream(body, onDelta, retried = false) {
+  const headers = {
+    Authorization: `tma ${initData}`,
+    'Content-Type': 'application/json',
+    Accept: 'text/event-stream',
+  };
+  let res;
+  try {
+    res = await fetch('api/chat', { method: 'POST', headers, body: JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, 'network', 'Нет связи с сервером. Проверьте интернет и попробуйте ещё раз.');
+  }
+  if (res.status === 401 && devMode && !retried) {
+    await ensureInitData(true);
+    return apiChatStream(body, onDelta, true);
+  }
+  const type = res.headers.get('Content-Type') || '';
+  if (!res.ok || !type.startsWith('text/event-stream')) {
+    let data = null;
+    try {
+      data = await res.json();
+    } catch {
+      data = null;
+    }
+    if (res.ok) return data;
+    const err = data && data.error;
+    throw new ApiError(
+      res.status,
+      err?.code ?? `http_${res.status}`,
+      err?.message ?? 'Сервер ответил ошибкой. Попробуйте чуть позже.',
+    );
+  }
+  let done = null;
+  const handle = (block) => {
+    let event = 'message';
+    const lines = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) event = line.slice(6).trim();
+      else if (line.startsWith('data:')) lines.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (!lines.length) return;
+    const data = JSON.parse(lines.join('\n'));
+    if (event === 'delta') onDelta(data.text ?? '');
+    else if (event === 'done') done = data;
+    else if (event === 'error') {
+      throw new ApiError(500, data.error?.code ?? 'internal', data.error?.message ?? 'Ответ прервался.');
+    }
+  };
+  let buffer = '';
+  if (!res.body || !res.body.getReader) {
+    // An old WebView without fetch streaming: the answer arrives whole, the events are still in order.
+    (await res.text()).replace(/\r\n?/g, '\n').split('\n\n').forEach((block) => handle(block));
+    if (!done) throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+    return done;
+  }
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  try {
+    for (;;) {
+      const { value, done: finished } = await reader.read();
+      buffer += decoder.decode(value ?? new Uint8Array(), { stream: !finished });
+      buffer = buffer.replace(/\r\n?/g, '\n');
+      let cut;
+      while ((cut = buffer.indexOf('\n\n')) >= 0) {
+        handle(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+      }
+      if (finished) break;
+    }
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+  }
+  if (buffer.trim()) handle(buffer);
+  if (!done) throw new ApiError(0, 'network', 'Связь прервалась. Проверьте интернет и попробуйте ещё раз.');
+  return done;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Small UI helpers
 
@@ -120,11 +207,26 @@ function hideState(box) {
   box.replaceChildren();
 }
 
-// '2026-11-24 15:10:05' (the sheet's text) or ISO → '24.11 15:10'; anything else is shown as is.
+const pad2 = (n) => String(n).padStart(2, '0');
+
+// '2026-11-24 15:10:05' (the sheet's text) or ISO → '24.11 15:10'; a time with a zone is shown in the
+// phone's own zone; anything else is shown as is.
 function shortTime(text) {
   if (!text) return '';
+  if (/[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.test(text)) {
+    const d = new Date(text);
+    if (!Number.isNaN(d.getTime())) return `${pad2(d.getDate())}.${pad2(d.getMonth() + 1)} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  }
   const m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})/.exec(text);
   return m ? `${m[3]}.${m[2]} ${m[4].padStart(2, '0')}:${m[5]}` : text;
+}
+
+function nowIso() {
+  return new Date().toISOString();
+}
+
+function formatRub(n) {
+  return `${Math.round(n).toLocaleString('ru-RU')} ₽`;
 }
 
 // 401 and 403 block the whole app: nothing works until the user reopens it or authorizes in the bot.
@@ -155,6 +257,17 @@ const state = {
   chatStatus: '',
   seen: new Set(),
   chatTimer: 0,
+  stream: null,
+  streamDelay: STREAM_RETRY_MS,
+  streamTimer: 0,
+  lastEventId: '',
+  historyLoaded: false,
+  historyLoads: 0,
+  liveDuringLoad: [],
+  catalogueLoaded: false,
+  catalogueTimer: 0,
+  catalogueSeq: 0,
+  promotionsLoaded: false,
 };
 
 function showTab(tab) {
@@ -165,9 +278,12 @@ function showTab(tab) {
   }
   $('view-chat').hidden = tab !== 'chat';
   $('view-analytics').hidden = tab !== 'analytics';
+  $('view-catalogue').hidden = tab !== 'catalogue';
   $('view-promotions').hidden = tab !== 'promotions';
   $('view-job').hidden = true;
   if (tab === 'analytics' && !state.jobsLoaded) loadJobs();
+  if (tab === 'catalogue' && !state.catalogueLoaded) loadCatalogue();
+  if (tab === 'promotions') loadPromotions();
   syncTelegramButtons();
 }
 
@@ -242,12 +358,44 @@ function entryKey(kind, text) {
   return `${kind}|${text.trim()}`;
 }
 
+// Every bubble carries a time: the log's for entries from the server, the phone's for what is shown now.
 function bubble(kind, text, at) {
   const node = el('div', `bubble bubble-${kind}`);
   if (kind === 'operator') node.append(el('div', 'bubble-author', 'Оператор'));
   node.append(el('div', 'bubble-text', text));
-  if (at) node.append(el('div', 'bubble-time', shortTime(at)));
+  const time = el('time', 'bubble-time', shortTime(at || nowIso()));
+  time.dateTime = at || nowIso();
+  node.append(time);
+  node.dataset.key = entryKey(kind, text);
   return node;
+}
+
+// A live `chat` event: a new log entry. The page may already show it (its own message, the answer it got
+// back, or a copy after a reconnect): then only the server's time is taken over. `n` tells a repeated
+// message (same minute and text) from a copy of the same one.
+function addLiveEntry(entry) {
+  if (state.historyLoads) state.liveDuringLoad.push(entry);
+  const kind = authorKind(entry.author);
+  const key = entryKey(kind, entry.text);
+  const at = entry.at ?? '';
+  const n = String(entry.n ?? 0);
+  const log = $('chat-log');
+  const shown = [...log.querySelectorAll('.bubble:not(.typing)')].filter((b) => b.dataset.key === key);
+  if (shown.some((b) => b.dataset.at === at && b.dataset.n === n)) return; // a copy of one on screen
+  const unconfirmed = shown.find((b) => b.dataset.at === undefined && !b.classList.contains('bubble-note'));
+  if (unconfirmed) {
+    Object.assign(unconfirmed.dataset, { at, n });
+    return;
+  }
+  const node = bubble(kind, entry.text, entry.at);
+  Object.assign(node.dataset, { at, n });
+  node.classList.add('live');
+  const typing = log.querySelector('.typing');
+  if (typing) typing.before(node);
+  else log.append(node);
+  state.seen.add(key);
+  hideState($('chat-state'));
+  scrollChatToEnd();
 }
 
 function scrollChatToEnd() {
@@ -256,12 +404,15 @@ function scrollChatToEnd() {
   window.scrollTo(0, document.body.scrollHeight);
 }
 
+// The in-work banner sits in the sticky header: visible on every tab, never scrolled away.
 function setChatStatus(status) {
   state.chatStatus = status;
   const line = $('chat-status');
   const note = CHAT_STATUS_NOTE[status];
   line.textContent = note ?? '';
   line.hidden = !note;
+  line.dataset.status = status || '';
+  $('escalate-btn').hidden = !state.escalateOn || status === IN_WORK;
   scheduleChatRefresh();
 }
 
@@ -276,16 +427,27 @@ function showChatEmpty() {
 
 function renderHistory(entries) {
   const log = $('chat-log');
-  log.replaceChildren(...entries.map((e) => bubble(authorKind(e.author), e.text, e.at)));
+  const counts = new Map();
+  log.replaceChildren(...entries.map((e) => {
+    const node = bubble(authorKind(e.author), e.text, e.at);
+    const same = `${node.dataset.key}|${e.at ?? ''}`;
+    counts.set(same, (counts.get(same) ?? 0) + 1);
+    Object.assign(node.dataset, { at: e.at ?? '', n: String(counts.get(same) - 1) });
+    return node;
+  }));
+  state.historyLoaded = true;
   state.seen = new Set(entries.map((e) => entryKey(authorKind(e.author), e.text)));
   if (!entries.length) showChatEmpty();
   else hideState($('chat-state'));
   scrollChatToEnd();
 }
 
-async function loadHistory() {
-  $('chat-log').replaceChildren();
-  showState($('chat-state'), { kind: 'loading', text: 'Загружаем переписку…' });
+async function loadHistory({ quiet = false } = {}) {
+  if (!quiet || !state.historyLoaded) {
+    $('chat-log').replaceChildren();
+    showState($('chat-state'), { kind: 'loading', text: 'Загружаем переписку…' });
+  }
+  state.historyLoads += 1;
   try {
     const data = await api('api/chat/history');
     renderHistory(data.entries);
@@ -294,13 +456,17 @@ async function loadHistory() {
     showState($('chat-state'), {
       kind: 'error', title: 'Не удалось загрузить переписку', text: err.message, retry: loadHistory,
     });
+  } finally {
+    state.historyLoads -= 1;
+    // Live entries that came while the log was being read may be missing from what was read: add them now.
+    if (!state.historyLoads) state.liveDuringLoad.splice(0).forEach(addLiveEntry);
   }
 }
 
-// While an operator has the conversation their replies arrive in the sheet: re-read it now and then.
+// While an operator has the conversation and the live stream is down, re-read the log now and then.
 function scheduleChatRefresh() {
   clearTimeout(state.chatTimer);
-  if (state.chatStatus === 'В работе') state.chatTimer = setTimeout(refreshHistory, CHAT_REFRESH_MS);
+  if (state.chatStatus === IN_WORK && !state.stream) state.chatTimer = setTimeout(refreshHistory, CHAT_REFRESH_MS);
 }
 
 async function refreshHistory() {
@@ -335,19 +501,49 @@ async function sendMessage() {
   autosize();
   scrollChatToEnd();
   setBusy(true);
+  let live = null; // the assistant's bubble, filled in as the answer streams
   try {
-    const data = await api('api/chat', { method: 'POST', body: { text } });
+    const data = await apiChatStream({ text }, (piece) => {
+      if (!live) {
+        mine.classList.remove('pending');
+        typing.remove();
+        live = bubble('bot', '');
+        live.classList.add('streaming');
+        log.append(live);
+      }
+      const body = live.querySelector('.bubble-text');
+      body.textContent += piece;
+      scrollChatToEnd();
+    });
     mine.classList.remove('pending');
     typing.remove();
     state.seen.add(entryKey('me', text));
-    if (data.reply) {
-      log.append(bubble('bot', data.reply));
-      state.seen.add(entryKey('bot', data.reply));
+    if (live) {
+      live.classList.remove('streaming');
+      // The final text wins over what streamed (after a broken stream it carries the operator note).
+      if (data.reply) {
+        live.querySelector('.bubble-text').textContent = data.reply;
+        live.dataset.key = entryKey('bot', data.reply);
+        // The live event stream may have brought the same answer first: keep one bubble, with the log's time.
+        const twin = [...log.querySelectorAll('.bubble-bot.live')].find(
+          (b) => b !== live && b.dataset.key === live.dataset.key && mine.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING,
+        );
+        if (twin) {
+          Object.assign(live.dataset, { at: twin.dataset.at, n: twin.dataset.n });
+          const time = twin.querySelector('time');
+          if (time) live.querySelector('time').replaceWith(time);
+          twin.remove();
+        }
+      } else live.remove();
+    } else if (data.reply && ![...log.querySelectorAll('.bubble-bot')].some((b) => b.dataset.key === entryKey('bot', data.reply))) {
+      log.append(bubble('bot', data.reply)); // unless the live stream showed the answer already
     }
+    if (data.reply) state.seen.add(entryKey('bot', data.reply));
     setChatStatus(data.status);
     haptic('success');
   } catch (err) {
     typing.remove();
+    if (live) live.remove();
     if (!fatal(err)) {
       if (err.code === 'daily_limit') {
         mine.classList.remove('pending'); // the message is in the log; only the assistant is out of answers
@@ -544,6 +740,296 @@ async function orderAnalytics() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// «Позвать оператора»
+
+async function callOperator() {
+  if (state.busy) return;
+  $('chat-error').hidden = true;
+  setBusy(true);
+  $('escalate-btn').disabled = true;
+  try {
+    const data = await api('api/escalate', { method: 'POST' });
+    hideState($('chat-state'));
+    if (data.reply) {
+      const note = bubble('bot', data.reply);
+      note.classList.add('bubble-note');
+      $('chat-log').append(note);
+    }
+    setChatStatus(data.status);
+    haptic('success');
+    scrollChatToEnd();
+  } catch (err) {
+    if (!fatal(err)) {
+      const box = $('chat-error');
+      box.textContent = err.message;
+      box.dataset.code = err.code;
+      box.hidden = false;
+      haptic('error');
+    }
+  } finally {
+    $('escalate-btn').disabled = false;
+    setBusy(false);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live events: one fetch-read SSE stream, reconnecting with a growing pause; Last-Event-ID resumes it.
+
+function parseSse(block) {
+  const event = { type: 'message', data: '', id: null };
+  const data = [];
+  for (const line of block.split('\n')) {
+    if (!line || line.startsWith(':')) continue;
+    const i = line.indexOf(':');
+    const field = i < 0 ? line : line.slice(0, i);
+    const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+    if (field === 'event') event.type = value;
+    else if (field === 'data') data.push(value);
+    else if (field === 'id') event.id = value;
+  }
+  event.data = data.join('\n');
+  return event;
+}
+
+function setLiveNote(text) {
+  const note = $('live-note');
+  note.textContent = text;
+  note.hidden = !text;
+}
+
+function onLiveEvent(event) {
+  let data = {};
+  try {
+    data = event.data ? JSON.parse(event.data) : {};
+  } catch {
+    return;
+  }
+  if (event.id) state.lastEventId = event.id;
+  if (event.type === 'ready') {
+    state.streamDelay = STREAM_RETRY_MS;
+    setLiveNote('');
+    setChatStatus(data.status || state.chatStatus);
+    if (!data.resumed) {
+      // Not a resumption: whatever happened while the page was away is in the lists, read them again.
+      if (!state.busy) loadHistory({ quiet: true });
+      if (state.jobsLoaded) refreshJobs();
+      if (state.promotionsLoaded) loadPromotions();
+    }
+  } else if (event.type === 'chat') {
+    addLiveEntry(data);
+  } else if (event.type === 'status') {
+    setChatStatus(data.status);
+  } else if (event.type === 'analytics') {
+    if (state.jobsLoaded || state.openJobId) refreshJobs();
+  }
+}
+
+async function readStream(controller) {
+  const headers = { Authorization: `tma ${initData}`, Accept: 'text/event-stream' };
+  if (state.lastEventId) headers['Last-Event-ID'] = state.lastEventId;
+  const res = await fetch('api/events', { headers, signal: controller.signal, cache: 'no-store' });
+  if (!res.ok) {
+    let data = null;
+    try {
+      data = await res.json();
+    } catch {
+      data = null;
+    }
+    throw new ApiError(res.status, data?.error?.code ?? `http_${res.status}`, data?.error?.message ?? '');
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, '\n');
+    let cut;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      onLiveEvent(parseSse(block));
+    }
+  }
+}
+
+async function openStream() {
+  clearTimeout(state.streamTimer);
+  if (state.stream) return;
+  const controller = new AbortController();
+  state.stream = controller;
+  clearTimeout(state.chatTimer);
+  let failure = null;
+  try {
+    await readStream(controller);
+  } catch (err) {
+    failure = err;
+  }
+  if (state.stream !== controller) return; // closed on purpose
+  state.stream = null;
+  if (failure instanceof ApiError && failure.status === 401 && devMode) {
+    await ensureInitData(true).catch(() => {});
+  } else if (failure instanceof ApiError && (failure.status === 401 || failure.status === 403)) {
+    fatal(failure);
+    return;
+  }
+  // Reconnect by itself, with a growing pause (and some jitter so many pages do not come back at once).
+  const delay = state.streamDelay;
+  state.streamDelay = Math.min(state.streamDelay * 2, STREAM_RETRY_MAX_MS);
+  if (delay > STREAM_RETRY_MS) setLiveNote('Нет связи — переподключаемся…');
+  state.streamTimer = setTimeout(openStream, delay * (0.8 + Math.random() * 0.4));
+  scheduleChatRefresh();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects (the agency's catalogue)
+
+function catalogueQuery() {
+  const params = new URLSearchParams();
+  const q = $('catalogue-q').value.trim();
+  if (q) params.set('q', q);
+  const district = $('catalogue-district').value;
+  if (district) params.set('district', district);
+  const rooms = $('catalogue-rooms').value;
+  if (rooms === '4+') params.set('rooms_min', '4');
+  else if (rooms) params.set('rooms', rooms);
+  const min = parseFloat($('catalogue-price-min').value.replace(',', '.'));
+  if (Number.isFinite(min) && min >= 0) params.set('price_min', String(Math.round(min * 1e6)));
+  const max = parseFloat($('catalogue-price-max').value.replace(',', '.'));
+  if (Number.isFinite(max) && max >= 0) params.set('price_max', String(Math.round(max * 1e6)));
+  return params.toString();
+}
+
+function fillDistricts(districts) {
+  const select = $('catalogue-district');
+  const current = select.value;
+  const known = [...select.options].map((o) => o.value);
+  if (known.length === districts.length + 1 && districts.every((d, i) => known[i + 1] === d)) return;
+  select.replaceChildren(new Option('Все районы', ''), ...districts.map((d) => new Option(d, d)));
+  select.value = districts.includes(current) ? current : '';
+}
+
+function objectCard(obj) {
+  const item = el('li', 'object');
+  item.dataset.code = obj.code;
+  const head = el('div', 'object-line');
+  head.append(el('span', 'object-code', obj.code), el('span', 'object-price', obj.price != null ? formatRub(obj.price) : obj.price_text));
+  const rooms = obj.rooms === 0 ? 'студия' : obj.rooms != null ? `${obj.rooms}-комн.` : obj.rooms_text;
+  const area = obj.area != null ? `${String(obj.area).replace('.', ',')} м²` : obj.area_text;
+  const facts = [obj.type, rooms, area].filter(Boolean).join(' · ');
+  const where = [obj.district, obj.address].filter(Boolean).join(', ');
+  const order = el('button', 'btn primary object-order', 'Аналитика 360');
+  order.type = 'button';
+  order.addEventListener('click', () => orderFromCatalogue(obj.code, order));
+  item.append(head, el('div', 'object-facts small', facts), el('div', 'muted small', where), order);
+  return item;
+}
+
+async function loadCatalogue() {
+  const seq = ++state.catalogueSeq;
+  const list = $('catalogue-list');
+  if (!state.catalogueLoaded) showState($('catalogue-state'), { kind: 'loading', text: 'Загружаем объекты…' });
+  try {
+    const query = catalogueQuery();
+    const data = await api(`api/objects${query ? `?${query}` : ''}`);
+    if (seq !== state.catalogueSeq) return; // a newer search is on its way
+    state.catalogueLoaded = true;
+    fillDistricts(data.districts);
+    list.replaceChildren(...data.items.map(objectCard));
+    const count = $('catalogue-count');
+    count.textContent = data.total > data.items.length
+      ? `Найдено ${data.total}, показаны первые ${data.items.length}`
+      : `Найдено: ${data.total}`;
+    count.hidden = false;
+    if (!data.items.length) {
+      showState($('catalogue-state'), { kind: 'empty', title: 'Ничего не найдено', text: 'Измените поиск или фильтры.' });
+    } else {
+      hideState($('catalogue-state'));
+    }
+  } catch (err) {
+    if (fatal(err) || seq !== state.catalogueSeq) return;
+    showState($('catalogue-state'), { kind: 'error', title: 'Не удалось загрузить объекты', text: err.message, retry: loadCatalogue });
+  }
+}
+
+function searchSoon() {
+  clearTimeout(state.catalogueTimer);
+  state.catalogueTimer = setTimeout(loadCatalogue, SEARCH_DEBOUNCE_MS);
+}
+
+// One tap: the request is queued and its card opens; the report fills in by itself when ready.
+async function orderFromCatalogue(code, button) {
+  if (state.busy) return;
+  setBusy(true);
+  button.disabled = true;
+  try {
+    const job = await api('api/analytics', { method: 'POST', body: { object_code: code } });
+    toast(`Запрос по ${job.object_code ?? code} принят`);
+    haptic('success');
+    const data = await api('api/analytics');
+    applyJobs(data.items);
+    showTab('analytics');
+    openJob(job.id);
+  } catch (err) {
+    if (!fatal(err)) {
+      toast(err.message);
+      haptic('error');
+    }
+  } finally {
+    button.disabled = false;
+    setBusy(false);
+  }
+}
+
+async function refreshJobs() {
+  try {
+    const data = await api('api/analytics');
+    applyJobs(data.items);
+  } catch (err) {
+    fatal(err);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Promotions
+
+async function loadPromotions() {
+  const list = $('promotions');
+  if (!state.promotionsLoaded) showState($('promotions-state'), { kind: 'loading', text: 'Загружаем акции…' });
+  try {
+    const data = await api('api/promotions');
+    state.promotionsLoaded = true;
+    list.replaceChildren(...data.items.map((p) => {
+      const item = el('li', 'card promotion');
+      if (p.picture) {
+        const img = el('img', 'promotion-picture');
+        img.src = p.picture;
+        img.alt = p.title || 'Акция';
+        img.loading = 'lazy';
+        img.referrerPolicy = 'no-referrer';
+        img.addEventListener('error', () => img.remove());
+        item.append(img);
+      }
+      if (p.title) item.append(el('h3', 'promotion-title', p.title));
+      if (p.text) item.append(el('p', 'promotion-text', p.text));
+      const time = el('time', 'muted small promotion-time', `Отправлено ${shortTime(p.sent_at)}`);
+      time.dateTime = p.sent_at;
+      item.append(time);
+      return item;
+    }));
+    if (!data.items.length) {
+      showState($('promotions-state'), {
+        kind: 'empty', title: 'Акций пока не было', text: 'Новые акции агентства приходят сообщением в чат с ботом и появляются здесь.',
+      });
+    } else {
+      hideState($('promotions-state'));
+    }
+  } catch (err) {
+    if (fatal(err)) return;
+    showState($('promotions-state'), { kind: 'error', title: 'Не удалось загрузить акции', text: err.message, retry: loadPromotions });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Start
 
 function greet() {
@@ -587,6 +1073,13 @@ function wire() {
     syncTelegramButtons();
   });
   $('job-back').addEventListener('click', closeJob);
+  $('escalate-btn').addEventListener('click', callOperator);
+  $('catalogue-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    loadCatalogue();
+  });
+  for (const id of ['catalogue-q', 'catalogue-price-min', 'catalogue-price-max']) $(id).addEventListener('input', searchSoon);
+  for (const id of ['catalogue-district', 'catalogue-rooms']) $(id).addEventListener('change', loadCatalogue);
   $('job-pdf').addEventListener('click', (e) => {
     if (!inTelegram) return; // a plain link in a browser
     e.preventDefault();
@@ -607,6 +1100,10 @@ function wire() {
 
 async function start() {
   if (document.body.dataset.promotions === 'on') $('tab-promotions').hidden = false;
+  state.liveOff = document.body.dataset.live !== 'on';
+  $('tab-catalogue').hidden = document.body.dataset.catalogue !== 'on';
+  $('escalate-btn').hidden = document.body.dataset.escalate !== 'on';
+  state.escalateOn = document.body.dataset.escalate === 'on';
   if (inTelegram) {
     document.body.classList.add('tg');
     tg.ready();
@@ -624,7 +1121,10 @@ async function start() {
   }
   greet();
   showTab('chat');
-  await loadHistory();
+  // The stream's first event (`ready`) brings the status and triggers the history load, so nothing written
+  // between the two is missed; the history is loaded directly too, in case the stream cannot connect.
+  if (!state.liveOff) openStream();
+  await loadHistory({ quiet: true });
 }
 
 start();

@@ -3,7 +3,18 @@
 
 const REFRESH_MS = 5000;
 const $ = (id) => document.getElementById(id);
-const state = { sheets: [], sheet: null, rows: [], editing: false, timer: 0 };
+const state = { sheets: [], sheet: null, rows: [], dropdowns: {}, editing: false, timer: 0 };
+const norm = (text) => String(text ?? '').trim().replace(/\s+/g, ' ').toLowerCase();
+
+// The allowed values of column c (as `sheets init` sets the real sheet's data validation), or null.
+function optionsFor(c) {
+  const header = norm(state.rows[0]?.[c]);
+  if (!header) return null;
+  for (const [name, values] of Object.entries(state.dropdowns)) {
+    if (norm(name) === header) return values;
+  }
+  return null;
+}
 
 function columnName(index) {
   let n = index + 1;
@@ -79,9 +90,79 @@ function renderGrid() {
       cell.textContent = row[c] ?? '';
       td.append(cell);
       td.dataset.a1 = `${columnName(c)}${r + 1}`;
-      td.addEventListener('click', () => edit(td, row[c] ?? ''));
+      const options = r > 0 ? optionsFor(c) : null;
+      if (options) {
+        td.classList.add('dropdown');
+        td.addEventListener('click', () => choose(td, row[c] ?? '', options));
+      } else {
+        td.addEventListener('click', () => edit(td, row[c] ?? ''));
+      }
     }
   });
+  // A conversation log grows at the bottom: show its newest entries (the ones staff act on); the
+  // cell scrolls up to older ones, and its button expands it.
+  for (const cell of table.querySelectorAll('.cell')) {
+    if (cell.scrollHeight > cell.clientHeight + 1) {
+      cell.classList.add('long');
+      cell.scrollTop = cell.scrollHeight;
+      cell.title = 'Показаны последние записи: прокрутите вверх или разверните ячейку';
+      const toggle = document.createElement('button');
+      toggle.type = 'button';
+      toggle.className = 'expand';
+      toggle.textContent = 'Развернуть';
+      toggle.addEventListener('click', (e) => {
+        e.stopPropagation(); // not an edit
+        const open = cell.classList.toggle('expanded');
+        toggle.textContent = open ? 'Свернуть' : 'Развернуть';
+        if (!open) cell.scrollTop = cell.scrollHeight;
+      });
+      cell.after(toggle);
+    }
+  }
+}
+
+async function save(td, value) {
+  await call(`${sheetPath(state.sheet)}/cells`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ a1: td.dataset.a1, value }),
+  });
+  say(`Сохранено: ${state.sheet}!${td.dataset.a1}`);
+  await load();
+  document.querySelector(`td[data-a1="${td.dataset.a1}"]`)?.classList.add('saved');
+}
+
+// A column with data validation: a dropdown of the allowed values (a value typed earlier stays listed).
+function choose(td, value, options) {
+  if (td.querySelector('select')) return;
+  state.editing = true;
+  const select = document.createElement('select');
+  const values = ['', ...options];
+  if (!values.includes(value)) values.push(value);
+  for (const v of values) select.append(new Option(v || '—', v));
+  select.value = value;
+  td.replaceChildren(select);
+  select.focus();
+  let done = false;
+  const finish = async (commit) => {
+    if (done) return;
+    done = true;
+    state.editing = false;
+    if (commit && select.value !== value) {
+      try {
+        await save(td, select.value);
+        return;
+      } catch (err) {
+        say(`Не сохранено: ${err.message}`, true);
+      }
+    }
+    renderGrid();
+  };
+  select.addEventListener('change', () => finish(true));
+  select.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') finish(false);
+  });
+  select.addEventListener('blur', () => finish(false));
 }
 
 function edit(td, value) {
@@ -92,20 +173,13 @@ function edit(td, value) {
   td.replaceChildren(area);
   area.focus();
   let done = false;
-  const finish = async (save) => {
+  const finish = async (commit) => {
     if (done) return;
     done = true;
     state.editing = false;
-    if (save && area.value !== value) {
+    if (commit && area.value !== value) {
       try {
-        await call(`${sheetPath(state.sheet)}/cells`, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json' },
-          body: JSON.stringify({ a1: td.dataset.a1, value: area.value }),
-        });
-        say(`Сохранено: ${state.sheet}!${td.dataset.a1}`);
-        await load();
-        document.querySelector(`td[data-a1="${td.dataset.a1}"]`)?.classList.add('saved');
+        await save(td, area.value);
         return;
       } catch (err) {
         say(`Не сохранено: ${err.message}`, true);
@@ -129,6 +203,7 @@ async function load() {
   try {
     const data = await call(sheetPath(state.sheet), { cache: 'no-store' });
     state.rows = data.rows;
+    state.dropdowns = data.dropdowns ?? {};
     if (!state.editing) renderGrid();
   } catch (err) {
     say(`Не удалось прочитать лист: ${err.message}`, true);

@@ -40,6 +40,14 @@ def check(behaviour: dict[str, Any]) -> int:
         deadline = time.monotonic() + GATE_WAIT_SECONDS
         while not Path(gate).exists() and time.monotonic() < deadline:
             time.sleep(0.02)
+    # Like the real check: the data directory must be writable (DATA_DIR, which the unit sets to shared/data).
+    data = Path("data") if behaviour.get("data_in_release") else Path(os.environ.get("DATA_DIR", "data"))
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        (data / ".write-probe").write_text("ok")
+    except OSError as exc:
+        print(f"✖ data directory writable — cannot write in {data.absolute()} ({exc.strerror})")
+        return 1
     if behaviour["check_ok"]:
         print("check: configuration valid, dependencies reachable")
         return 0

@@ -30,6 +30,7 @@ DEPLOY_SH = PROJECT_ROOT / "deploy.sh"
 ROLLBACK_SH = PROJECT_ROOT / "rollback.sh"
 UNIT_FILE = PROJECT_ROOT / "marketingbot.service"
 FAKE_SYSTEMCTL = HERE / "fake_systemctl.py"
+FAKE_SYSTEMD_RUN = HERE / "fake_systemd_run.py"
 SCRIPT_TIMEOUT = 90.0
 
 PYPROJECT = """\
@@ -63,6 +64,9 @@ SCRIPT_SETTINGS = (
     "SLOT_SERVICE",
     "SLOT_SOCKET_DIR",
     "LEASE_TIMEOUT",
+    "SANDBOX_RUN",
+    "UNIT_FILE",
+    "CHECK_OPTS",
 )
 
 
@@ -160,13 +164,21 @@ class StandinRepo:
         healthy: bool = True,
         leads: bool = True,
         exec_python: str | None = None,
+        data_in_release: bool = False,
     ) -> str:
         """Commits a release with the given behaviour and a releases.md entry; returns the commit hash.
 
         `leads=False`: in a slot, it never takes the leader lease. With `exec_python`, the release's
-        `marketingbot` runs the real app with that interpreter instead.
+        `marketingbot` runs the real app with that interpreter instead. `data_in_release`: its check writes to
+        data/ inside the release (fine outside the unit's sandbox, read-only inside it) instead of DATA_DIR.
         """
-        behaviour: dict[str, object] = {"version": version, "check_ok": check_ok, "healthy": healthy, "leads": leads}
+        behaviour: dict[str, object] = {
+            "version": version,
+            "check_ok": check_ok,
+            "healthy": healthy,
+            "leads": leads,
+            "data_in_release": data_in_release,
+        }
         if exec_python:
             behaviour["exec_python"] = exec_python
         (self.path / "bot" / "behaviour.json").write_text(json.dumps(behaviour))
@@ -196,6 +208,7 @@ class Site:
         (shared / ".env").write_text(f"WEB_HOST=127.0.0.1\nWEB_PORT={self.port}\n")
         (shared / "credentials.json").write_text("{}\n")
         (shared / "chat_memory.db").write_bytes(b"")
+        (shared / "data").mkdir()  # DATA_DIR: made by the runbook's setup (and the unit's ExecStartPre)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The scripts' environment: stub service manager, offline pip, stand-in imports, short timeouts."""
@@ -205,6 +218,9 @@ class Site:
             REPO=str(self.repo.path),
             SERVICE="marketingbot",
             SYSTEMCTL=f"{sys.executable} {FAKE_SYSTEMCTL}",
+            # The smoke test's sandbox: the real unit's properties, applied by the stub (read-only release).
+            SANDBOX_RUN=f"{sys.executable} {FAKE_SYSTEMD_RUN}",
+            UNIT_FILE=str(UNIT_FILE),
             PYTHON=sys.executable,
             VENV_OPTS=fast_venv_opts(),
             DEPLOY_PIP_OPTS="--no-index --no-cache-dir",
