@@ -152,7 +152,7 @@ def bench_slots(harness: ModuleType, deploys: int, rollbacks: int, *, webhook: b
     rows: list[tuple[str, float, float, float, int, int, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-slots-") as tmp:
         site = harness.Site(Path(tmp) / "site")
-        env = {"HEALTH_TIMEOUT": "60", "LEASE_TIMEOUT": "30", "SMOKE_TIMEOUT": "60"}
+        env = {"HEALTH_TIMEOUT": "60", "LEASE_TIMEOUT": "30", "SMOKE_TIMEOUT": "60", "CHECK_OPTS": "--skip mini-app"}
         with FakeTelegramServer() as tg, FakeSheetsServer() as sheets, FakeGeminiServer() as ai:
             try:
                 realapp.prepare_site(site, tg, sheets, ai, webhook=webhook)

@@ -85,6 +85,7 @@ def app_env(
         "WEB_PORT": str(site.port),
         "TELEGRAM_BOT_TOKEN": tg.token,
         "TELEGRAM_API_BASE_URL": tg.api_base_url,
+        "STAFF_CHAT_ID": "-1001234567890",  # the go-live checklist (the smoke test) needs a reachable staff chat
         "SHEETS_BACKEND": "google",
         "GOOGLE_SPREADSHEET_ID": sheets.spreadsheet_id,
         "SHEETS_API_BASE_URL": sheets.url,
