@@ -27,6 +27,12 @@ SMOKE_IMPORTS=${SMOKE_IMPORTS:-bot gateway telegram gspread google.genai}
 SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-120}
 VENV_OPTS=${VENV_OPTS:-}
 DEPLOY_PIP_OPTS=${DEPLOY_PIP_OPTS:-}
+# Zero-downtime slots (docs/deploy.md, "Zero-downtime slots (blue-green)"): DEPLOY_LAYOUT=slots runs each
+# release in marketingbot@blue|green on the held marketingbot.socket; "single" restarts the one unit.
+DEPLOY_LAYOUT=${DEPLOY_LAYOUT:-}
+SLOT_SERVICE=${SLOT_SERVICE:-marketingbot@}
+SLOT_SOCKET_DIR=${SLOT_SOCKET_DIR:-}
+LEASE_TIMEOUT=${LEASE_TIMEOUT:-30}
 # The smoke test runs `marketingbot check` under the unit's own user and sandbox (read-only release, writable
 # shared/), so a release that would fail only under systemd fails here, before the switch. Tests substitute a
 # stub; SANDBOX_RUN="" runs the check without a sandbox (a machine without systemd).
@@ -53,6 +59,7 @@ BUILDING=""
 PHASE=idle
 PENDING_OLD=""
 PENDING_NEW=""
+PENDING_FROM_SLOT=""
 
 # Every log line goes to stderr with a timestamp; stdout stays free for values returned by helpers.
 log() {
@@ -109,6 +116,15 @@ init_paths() {
         case $host in '' | 0.0.0.0 | :: | '[::]') host=127.0.0.1 ;; esac
         HEALTH_URL="http://$host:${port:-8080}/healthz"
     fi
+    if [[ -z $DEPLOY_LAYOUT ]]; then
+        DEPLOY_LAYOUT=$(env_value DEPLOY_LAYOUT)
+    fi
+    DEPLOY_LAYOUT=${DEPLOY_LAYOUT:-single}
+    case $DEPLOY_LAYOUT in
+        single | slots) ;;
+        *) die 1 "DEPLOY_LAYOUT must be single or slots, got '$DEPLOY_LAYOUT'" ;;
+    esac
+    SLOT_SOCKET_DIR=${SLOT_SOCKET_DIR:-$BASE/shared/data}
 }
 
 # One lock for deploy.sh and rollback.sh: they must never interleave their switches and restarts.
@@ -235,6 +251,12 @@ PY
 revert() {
     local old=$1 new=$2
     PHASE=reverting
+    if [[ $DEPLOY_LAYOUT == slots ]]; then
+        # An explicit status: a bare `return` in a trap handler (on_exit) returns the status from before the trap.
+        local rc=0
+        slot_revert "$old" "$new" "$PENDING_FROM_SLOT" || rc=$?
+        return "$rc"
+    fi
     if [[ -z $old ]]; then
         log "no earlier release to return to: stopping $SERVICE and removing current"
         run_logged "${SYSTEMCTL_CMD[@]}" stop "$SERVICE" 9>&- || log "warning: stopping $SERVICE failed"
@@ -425,6 +447,14 @@ print_release_notes() {
 }
 
 log_polling_mode() {
+    if [[ $DEPLOY_LAYOUT == slots ]]; then
+        if [[ -n $(env_value WEBHOOK_URL) ]]; then
+            log "mode: webhook, slots: the leader takes updates; a standby hands them to the leader (503 if none is reachable)"
+        else
+            log "mode: long polling, slots: the old leader stops polling and drains, then the new one takes the lease and polls"
+        fi
+        return 0
+    fi
     if [[ -n $(env_value WEBHOOK_URL) ]]; then
         log "mode: webhook (WEBHOOK_URL set): updates that arrive during the restart wait at Telegram and are re-delivered"
     else
@@ -456,6 +486,188 @@ prune() {
             log "pruned old release $name"
         fi
     done < <(list_releases)
+}
+
+# -- zero-downtime slots (DEPLOY_LAYOUT=slots) ------------------------------------------------------------
+# Two template instances, marketingbot@blue and marketingbot@green, accept on the one socket systemd holds
+# (marketingbot.socket). slots/<slot> links to the release the slot runs; releases/.slot names the live slot.
+# Hand-over: start the idle slot, wait until it answers on its own socket, switch `current`, stop the old
+# slot (it drains and lets the leader lease go), then check that the new slot holds the lease.
+
+active_slot() {
+    local file=$RELEASES/.slot slot=""
+    [[ -f $file ]] && read -r slot <"$file"
+    case $slot in blue | green) printf '%s' "$slot" ;; esac
+}
+
+idle_slot() {
+    if [[ $1 == blue ]]; then printf green; else printf blue; fi
+}
+
+set_active_slot() {
+    printf '%s\n' "$1" >"$RELEASES/.slot.$$.tmp" && mv -f "$RELEASES/.slot.$$.tmp" "$RELEASES/.slot"
+}
+
+# Points slots/SLOT at releases/NAME with one rename, like `current` (the slot unit runs slots/%i).
+point_slot() {
+    local slot=$1 name=$2 tmp
+    mkdir -p "$BASE/slots" || return 1
+    tmp=$BASE/slots/.$slot.$$.tmp
+    ln -sfn "../releases/$name" "$tmp" && mv -T -f "$tmp" "$BASE/slots/$slot"
+}
+
+slot_release() {
+    local link=$BASE/slots/$1
+    [[ -L $link ]] && basename "$(readlink "$link")"
+    return 0
+}
+
+start_slot() {
+    local unit=$SLOT_SERVICE$1
+    log "starting $unit (release $(slot_release "$1")) beside the running slot"
+    "${SYSTEMCTL_CMD[@]}" reset-failed "$unit" >/dev/null 2>&1 9>&- || true
+    run_logged "${SYSTEMCTL_CMD[@]}" start "$unit" 9>&- || return 1
+    # Enabled so the live slot (and only it) comes back after a reboot.
+    run_logged "${SYSTEMCTL_CMD[@]}" enable "$unit" 9>&- || log "warning: could not enable $unit"
+}
+
+stop_slot() {
+    local unit=$SLOT_SERVICE$1 t0
+    now_us
+    t0=$NOW_US
+    log "stopping $unit: it stops taking updates, drains in-flight work and releases the leader lease"
+    run_logged "${SYSTEMCTL_CMD[@]}" disable "$unit" 9>&- || log "warning: could not disable $unit"
+    run_logged "${SYSTEMCTL_CMD[@]}" stop "$unit" 9>&- || return 1
+    now_us
+    log "$unit stopped in $(fmt_s $((NOW_US - t0)))"
+}
+
+# Polls the slot's own socket until /healthz answers (WANT=ready: a status in HEALTH_ACCEPT; WANT=leader:
+# also "role": "leader") or TIMEOUT passes. Leaves the last answer in HEALTH_RESULT.
+wait_slot() {
+    local slot=$1 want=$2 timeout=$3 rc=0
+    HEALTH_RESULT=$("$PYTHON" - "$SLOT_SOCKET_DIR/slot-$slot.sock" "$want" "$timeout" "$HEALTH_INTERVAL" \
+        "$HEALTH_ACCEPT" 2>&1 <<'PY'
+import http.client
+import json
+import socket
+import sys
+import time
+
+path, want, timeout, interval, accept = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5].split()
+
+
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over the slot's unix socket: it reaches this slot only, not whichever process accepts on the port."""
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(path)
+
+
+deadline = time.monotonic() + timeout
+last = "no answer"
+while True:
+    conn = UnixConnection("localhost", timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+    try:
+        conn.request("GET", "/healthz")
+        resp = conn.getresponse()
+        body = json.loads(resp.read() or b"{}")
+        status, role = body.get("status"), body.get("role")
+        if status in accept and (want != "leader" or role == "leader"):
+            print(f"status={status} role={role}")
+            sys.exit(0)
+        last = f"HTTP {resp.status}, status={status!r}, role={role!r}"
+    except (OSError, ValueError, AttributeError, http.client.HTTPException) as exc:
+        last = f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    if time.monotonic() >= deadline:
+        print(last)
+        sys.exit(1)
+    time.sleep(interval)
+PY
+) || rc=$?
+    return "$rc"
+}
+
+# Moves the service from the live slot to the idle one running NAME. ACTION is recorded in the history.
+# Returns 0 when NAME serves and leads; 1 when it never became ready (nothing was switched, the live
+# slot still serves); 2 when it failed after the switch and the old release serves and leads again; 4 when
+# even that failed.
+slot_handover() {
+    local action=$1 name=$2 old=$3 from to t0
+    from=$(active_slot)
+    to=$(idle_slot "$from")
+    PENDING_FROM_SLOT=$from
+    now_us
+    t0=$NOW_US
+    if "${SYSTEMCTL_CMD[@]}" is-active "$SLOT_SERVICE$to" >/dev/null 2>&1 9>&-; then
+        # A leftover of an interrupted run: it still runs some other release, so `start` would be a no-op.
+        log "slot $to is still running from an earlier run: stopping it first"
+        stop_slot "$to" || return 1
+    fi
+    log "hand-over: $name goes to slot $to; ${from:+slot $from (${old:-?}) }keeps serving until it is ready"
+    point_slot "$to" "$name" || return 1
+    if ! start_slot "$to" || ! wait_slot "$to" ready "$HEALTH_TIMEOUT"; then
+        log "ERROR: slot $to ($name) did not become ready on its socket within ${HEALTH_TIMEOUT}s (last: $HEALTH_RESULT)"
+        stop_slot "$to" || log "warning: stopping $SLOT_SERVICE$to failed"
+        return 1
+    fi
+    log "slot $to is ready ($HEALTH_RESULT): it serves HTTP beside slot ${from:-none} and waits for the leader lease"
+    PHASE=switched
+    switch_logged "$name"
+    history_append "$action" "$name" "$old"
+    set_active_slot "$to"
+    if "${SYSTEMCTL_CMD[@]}" is-active "$SERVICE" >/dev/null 2>&1 9>&-; then
+        # The single unit, started by the socket while no slot ran (or left from the single layout).
+        log "stopping the single unit $SERVICE: slot $to takes over"
+        run_logged "${SYSTEMCTL_CMD[@]}" stop "$SERVICE" 9>&- || log "warning: stopping $SERVICE failed"
+    fi
+    if [[ -n $from ]] && ! stop_slot "$from"; then
+        log "ERROR: stopping slot $from failed"
+        slot_revert "$old" "$name" "$from" || return $?
+        return 0
+    fi
+    if ! wait_slot "$to" leader "$LEASE_TIMEOUT"; then
+        log "ERROR: slot $to did not take the leader lease within ${LEASE_TIMEOUT}s (last: $HEALTH_RESULT)"
+        slot_revert "$old" "$name" "$from" || return $?
+        return 0
+    fi
+    now_us
+    PHASE=finished
+    log "lease moved: slot $to ($name) is the leader ($HEALTH_RESULT); hand-over took $(fmt_s $((NOW_US - t0)))"
+}
+
+# The way back after the switch: the old release into its slot again, the same hand-over in reverse.
+slot_revert() {
+    local old=$1 new=$2 from=$3 to
+    PHASE=reverting
+    to=$(idle_slot "$from") # the new release's slot (releases/.slot may or may not name it yet)
+    if [[ -z $old || -z $from ]]; then
+        log "no earlier release to return to: stopping $SLOT_SERVICE$to and removing current"
+        stop_slot "$to" || log "warning: stopping $SLOT_SERVICE$to failed"
+        rm -f -- "$BASE/current" "$RELEASES/.slot"
+        history_append auto-rollback - "$new"
+        return 2
+    fi
+    log "switching back: $old returns to slot $from"
+    point_slot "$from" "$old" || return 4
+    if ! start_slot "$from" || ! wait_slot "$from" ready "$HEALTH_TIMEOUT"; then
+        log "ERROR: slot $from ($old) is not ready either ($HEALTH_RESULT); $new stays live in slot $to"
+        return 4
+    fi
+    switch_logged "$old" || return 4
+    history_append auto-rollback "$old" "$new"
+    set_active_slot "$from"
+    stop_slot "$to" || log "warning: stopping $SLOT_SERVICE$to failed"
+    if ! wait_slot "$from" leader "$LEASE_TIMEOUT"; then
+        log "ERROR: $old is back in slot $from but does not hold the leader lease ($HEALTH_RESULT)"
+        return 4
+    fi
+    log "switched back: $old serves and leads again in slot $from; $new stays in releases/ for inspection"
+    return 2
 }
 
 deploy_usage() {
@@ -496,6 +708,18 @@ deploy_main() {
     log_polling_mode
     PENDING_OLD=$old
     PENDING_NEW=$name
+    if [[ $DEPLOY_LAYOUT == slots ]]; then
+        code=0
+        slot_handover deploy "$name" "$old" || code=$?
+        PHASE=finished
+        if ((code == 0)); then
+            prune "$name"
+            log "deployed $name"
+            return 0
+        fi
+        ((code != 1)) || die 1 "$name never became ready in its slot; nothing was switched, the running release is untouched"
+        exit "$code"
+    fi
     PHASE=switched
     switch_logged "$name"
     history_append deploy "$name" "$old"

@@ -31,6 +31,20 @@ list_with_marks() {
     done < <(list_releases)
 }
 
+# The slot layout: the same hand-over as deploy.sh (start the idle slot, switch, stop the old one, lease).
+rollback_slots() {
+    local cur=$1 target=$2 t0=$3 code=0
+    slot_handover rollback "$target" "$cur" || code=$?
+    case $code in
+        0) ;;
+        1) die 1 "$target never became ready in its slot; nothing was switched, $cur still serves" ;;
+        2) die 1 "$target failed after the switch; switched back, $cur serves and leads again" ;;
+        *) die "$code" "$target failed after the switch and $cur could not take over again; check journalctl -u '$SLOT_SERVICE*'" ;;
+    esac
+    now_us
+    log "rolled back to $target (zero-downtime hand-over) in $(fmt_s $((NOW_US - t0))) end to end"
+}
+
 rollback_main() {
     local cur target t0
     case ${1:-} in
@@ -58,6 +72,10 @@ rollback_main() {
     now_us
     t0=$NOW_US
     log "rolling back from $cur to $target"
+    if [[ $DEPLOY_LAYOUT == slots ]]; then
+        rollback_slots "$cur" "$target" "$t0"
+        return 0
+    fi
     switch_logged "$target"
     history_append rollback "$target" "$cur"
     restart_service || die 1 "restarting $SERVICE failed; current points to $target (journalctl -u $SERVICE)"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,6 +28,9 @@ from bot.ai.prompt import SystemPrompt
 from bot.config import Settings, parse_working_hours
 from bot.health import HealthMonitor
 from bot.jobs import Periodic
+from bot.leadership import Leadership
+from bot.lease import LeaderLease
+from bot.listen import bind_slot_socket, inherited_sockets
 from bot.log_messenger import LogMessenger
 from bot.logging_setup import setup_logging
 from bot.services.admin import AdminService
@@ -209,24 +213,40 @@ class Runtime:
     rate_limiter: PartnerRateLimiter | None = None  # one budget per partner for Telegram and the API alike
     inbox_poller: Any = None  # bot.telegram_inbox.InboxPoller while long polling
     web: Any = None
-    jobs: list[Periodic] = field(default_factory=list)
+    jobs: list[Periodic] = field(default_factory=list)  # the leader's: pollers, worker, promotions, health
+    http_jobs: list[Periodic] = field(default_factory=list)  # every process serving the Mini App: the live watcher
     started_at: float = field(default_factory=time.monotonic)
     phase: str = "starting"  # "starting" → "running" → "stopping"
+    leadership: Leadership | None = None  # who takes Telegram updates and runs the jobs (bot/leadership.py)
+    updates_open: bool = False  # the leader accepts webhook updates (closed first when it steps down)
 
     monitor: HealthMonitor | None = None
 
     async def health(self) -> dict[str, Any]:
-        """The /healthz and /readyz body (bot/health.py): ok, or degraded with the problems named."""
+        """The /healthz and /readyz body (bot/health.py): ok, or degraded with the problems named; with the
+        process's role (leader or standby) and slot."""
         if self.monitor is None:
-            return {"status": self.phase, "problems": []}
-        self.monitor.phase = self.phase
-        return await self.monitor.body()
+            body: dict[str, Any] = {"status": self.phase, "problems": []}
+        else:
+            self.monitor.phase = self.phase
+            body = await self.monitor.body()
+        body["role"] = self.leadership.role if self.leadership is not None else "standby"
+        if self.settings.slot:
+            body["slot"] = self.settings.slot
+        return body
 
 
-async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
-    """Build every part (not started except the gateway, which seeds and checks the sheets)."""
+async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool = True) -> Runtime:
+    """Build every part (not started except the gateway, which seeds and checks the sheets).
+
+    `replay_outbox=False`: the outbox is replayed only once this process leads (bot/leadership.py), since a
+    standby shares the state file with the leader.
+    """
     gw = build_gateway(gateway_config(settings))
-    await gw.start(recover_turns=True)  # this process answers the partners: it replays their unconfirmed turns
+    if not replay_outbox:
+        gw.pause_outbox_replay()  # a standby journals but never replays: the leader does (see _leadership)
+    # The process that answers the partners replays their unconfirmed turns; under a lease, the leader on taking it.
+    await gw.start(recover_turns=replay_outbox)
     if local:
         await gw.ensure_sheets(fmt=False)
         await _seed_demo(gw, _working_hours(settings).describe())
@@ -309,6 +329,8 @@ async def build_runtime(settings: Settings, *, local: bool) -> Runtime:
     if telegram_app is not None and settings.webhook_url:
         _install_webhook(runtime)
     runtime.jobs = _jobs(runtime)
+    if runtime.live_watcher is not None:
+        runtime.http_jobs = [Periodic("live-events", runtime.live_watcher.interval, runtime.live_watcher.poll_once)]
     return runtime
 
 
@@ -352,6 +374,8 @@ def _telegram_application(settings: Settings) -> Any:
 
 
 WEBHOOK_PATH = "/telegram/webhook"
+HANDOFF_WAIT_SECONDS = 3.0  # how long a standby holds a webhook update while no leader answers
+HANDOFF_RETRY_SECONDS = 0.05
 
 
 def webhook_secret(settings: Settings) -> str:
@@ -367,22 +391,48 @@ def _install_webhook(runtime: Runtime) -> None:
     """POST /telegram/webhook: verified updates go into PTB's update queue (PTB's custom-webhook pattern)."""
     from telegram import Update
 
+    from bot.handoff import FORWARDED_HEADER, forward_to_leader
     from bot.telegram_inbox import journal_update
-    from bot.web.webhook import webhook_endpoint
+    from bot.web.webhook import SECRET_HEADER, RetryLater, webhook_endpoint
 
     app = runtime.telegram
+    secret = webhook_secret(runtime.settings)
 
-    async def deliver(data: dict[str, Any]) -> None:
+    async def deliver(data: dict[str, Any], headers: Mapping[str, str]) -> int | None:
         try:
             update = Update.de_json(data, app.bot)
         except (TypeError, KeyError, AttributeError, ValueError) as exc:  # a malformed object: 400, not 500
             raise ValueError(f"unusable update: {type(exc).__name__}") from None
-        if update is not None:
-            # Journaled before the 200: an update Telegram considers delivered is never lost.
-            await journal_update(app, runtime.gateway.inbox, update)
+        if update is None:
+            return None
+        # Only the leader takes updates, and only until it steps down (updates_open closes first).
+        leadership = runtime.leadership
+        deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
+        while True:
+            if leadership is None or (leadership.role in ("taking-over", "leader") and runtime.updates_open):
+                # Journaled before the 200: an update Telegram considers delivered is never lost.
+                await journal_update(app, runtime.gateway.inbox, update)
+                return None
+            if leadership.role != "standby" or headers.get(FORWARDED_HEADER):
+                break  # stepping down (its shutdown must not wait on this), or already forwarded once
+            # A standby hands the update to the leader; while none answers (the old one stepping down, the
+            # new one taking over: a few hundred ms), it holds it, and takes it itself once it leads.
+            status = await forward_to_leader(
+                leadership.lease,
+                WEBHOOK_PATH,
+                json.dumps(data).encode(),
+                {SECRET_HEADER: secret, "Content-Type": "application/json"},
+                runtime.settings.slot_socket,
+            )
+            if status is not None and status < 500:
+                return status
+            if time.monotonic() >= deadline or runtime.phase != "running":
+                break
+            await asyncio.sleep(HANDOFF_RETRY_SECONDS)
+        raise RetryLater("no leader: retry")  # Telegram delivers it again later
 
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
-    endpoint = webhook_endpoint(webhook_secret(runtime.settings), deliver)
+    endpoint = webhook_endpoint(secret, deliver)
     runtime.web.add_route(WEBHOOK_PATH, endpoint, methods=["POST"], include_in_schema=False)
 
 
@@ -517,8 +567,6 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
         Periodic("operator-replies", operator_poll, runtime.operator_replies.poll_once),
     ]
     watcher = runtime.live_watcher
-    if watcher is not None:
-        jobs.append(Periodic("live-events", watcher.interval, watcher.poll_once))
     if runtime.staff_desk is not None:
         jobs.append(Periodic("staff-replies", STAFF_REPLIES_RESUME_SECONDS, runtime.staff_desk.resume_pending))
     if runtime.worker is not None:
@@ -543,37 +591,38 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
 async def run_application(settings: Settings, *, local: bool) -> None:
     """`marketingbot local|run`: start everything, serve until SIGTERM/SIGINT, stop cleanly."""
     setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
-    runtime = await build_runtime(settings, local=local)
+    runtime = await build_runtime(settings, local=local, replay_outbox=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = _Server(
-        server_config(
-            runtime.web,
-            host=settings.web_host,
-            port=settings.web_port,
-            limits=ServerLimits(
-                settings.web_header_timeout, settings.web_keep_alive_timeout, settings.web_max_concurrency
-            ),
-            log_config=None,  # no handlers of uvicorn's own: its lines go through the root's, masked
-        )
+    config = server_config(
+        runtime.web,
+        host=settings.web_host,
+        port=settings.web_port,
+        limits=ServerLimits(settings.web_header_timeout, settings.web_keep_alive_timeout, settings.web_max_concurrency),
+        log_config=None,  # no handlers of uvicorn's own: its lines go through the root's, masked
     )
-    serve = asyncio.create_task(_serve(server), name="web")
+    server = _Server(config)
+    serve = asyncio.create_task(_serve(server, _listen_sockets(settings, config)), name="web")
+    runtime.leadership = _leadership(runtime)
     try:
-        await _start_telegram(runtime)
+        await _prepare_telegram(runtime)
         if runtime.monitor is not None:
             await runtime.monitor.start()  # after Telegram: a crash notice is sent through the bot
-        for job in runtime.jobs:
-            job.start()
+        for job in runtime.http_jobs:
+            job.start()  # what every process serving the Mini App needs (the live watcher)
         while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         if serve.done():
             serve.result()  # the port was taken after the CLI's preflight: PortUnavailable, after a clean stop
+        # HTTP is served from here on; Telegram updates and the jobs wait for the leader lease (a free lease is
+        # taken before /healthz says ok, so "ok" means "doing its job": leading, or standing by).
+        await runtime.leadership.start()
         runtime.phase = "running"
         log.info(
             "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
-        ) if local else log.info("MarketingBot is up")
+        ) if local else log.info("MarketingBot is up%s", f" in slot {settings.slot}" if settings.slot else "")
         if local:
             print(
                 f"MarketingBot local is running: open {public_base_url(settings)}/  (staff console: "
@@ -591,11 +640,11 @@ class PortUnavailable(RuntimeError):
     """The web server could not listen on WEB_HOST:WEB_PORT (taken by another process)."""
 
 
-async def _serve(server: _Server) -> None:
+async def _serve(server: _Server, sockets: list[Any] | None) -> None:
     # uvicorn answers a bind error with sys.exit(1) inside this task; a SystemExit escaping a task skips our
     # shutdown and leaves the store's threads running (the process hung). Turn it into an ordinary error.
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     except SystemExit:
         cfg = server.config
         raise PortUnavailable(
@@ -603,45 +652,90 @@ async def _serve(server: _Server) -> None:
         ) from None
 
 
-async def _start_telegram(runtime: Runtime) -> None:
+def _listen_sockets(settings: Settings, config: uvicorn.Config) -> list[Any] | None:
+    """The sockets to serve on: systemd's (socket activation) or our own port, plus the slot's probe socket.
+
+    None lets uvicorn bind WEB_HOST:WEB_PORT itself (no socket unit, no slot: the single-unit layout).
+    """
+    inherited = inherited_sockets()
+    if inherited:
+        log.info("serving on %d socket(s) inherited from the service manager", len(inherited))
+    if not inherited and settings.slot_socket is None:
+        return None
+    sockets = inherited or [config.bind_socket()]
+    if settings.slot_socket is not None:
+        sockets.append(bind_slot_socket(settings.slot_socket))
+    return sockets
+
+
+def _leadership(runtime: Runtime) -> Leadership:
+    settings = runtime.settings
+    holder = {"slot": settings.slot, "socket": str(settings.slot_socket or "")}
+    lease = LeaderLease(settings.leader_lock_path, holder=holder)
+
+    async def take() -> None:
+        # Turns a crashed leader journaled but never confirmed written go to the outbox; then the outbox replays
+        # (also what a crashed leader left there).
+        await runtime.gateway.turns.recover()
+        await runtime.gateway.resume_outbox_replay()
+        await _take_updates(runtime)
+        for job in runtime.jobs:
+            job.start()
+
+    return Leadership(lease, take, lambda: _give_updates(runtime), retry=settings.leader_retry_seconds)
+
+
+async def _prepare_telegram(runtime: Runtime) -> None:
+    """Initializes and starts the bot so it can send (Mini App replies), without taking updates yet."""
+    app = runtime.telegram
+    if app is None:
+        return
+    await app.initialize()
+    await app.start()
+
+
+async def _take_updates(runtime: Runtime) -> None:
+    """The leader's half of the start: take Telegram updates (webhook or long polling), publish the menus."""
     from bot.handlers.webapp import set_menu_button
     from bot.telegram_inbox import InboxPoller, resume_unfinished
 
     app = runtime.telegram
     if app is None:
         return
-    await app.initialize()
-    # Updates an earlier run left unfinished go first, before any new one (per-chat order).
-    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
-    await app.start()
     settings = runtime.settings
     from telegram.error import TelegramError
 
     from bot.handlers.commands import publish_commands
 
+    # Updates an earlier leader left unfinished go first, before any new one (per-chat order).
+    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
+    if settings.webhook_url:
+        # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook, or the
+        # held socket). Registration is idempotent and stepping down never deletes it: the next leader, on
+        # the same socket, accepts from the moment it holds the lease.
+        runtime.updates_open = True
+        await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
+    else:
+        # Long polling: only one process may poll a token (Telegram answers 409 to the second); the lease
+        # makes this the only one. The offset moves past an update only once it is journaled (the inbox).
+        await app.bot.delete_webhook()
+        runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox)
+        await runtime.inbox_poller.start()
     try:
         await publish_commands(app.bot, settings.admin_telegram_ids)
     except TelegramError as exc:  # the menu is a convenience: never a reason not to start
         log.warning("could not publish the command menu: %s", exc)
     await set_menu_button(app.bot, settings.webapp_url)  # the Mini App in every chat's menu (when https)
-    if settings.webhook_url:
-        # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook). Both
-        # releases of a blue-green switch accept it, so the proxy can move over with zero downtime.
-        await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
-        return
-    # Long polling: only one process may poll a token (Telegram answers 409 to the second), so the old
-    # release is stopped before this one starts polling; the downtime is the restart time.
-    await app.bot.delete_webhook()
-    runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox)
-    await runtime.inbox_poller.start()
 
 
-async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
-    runtime.phase = "stopping"
+async def _give_updates(runtime: Runtime) -> None:
+    """The leader's half of the stop: no new updates, the jobs and in-flight turns finish."""
+    runtime.updates_open = False
     app = runtime.telegram
     if runtime.inbox_poller is not None:
         with contextlib.suppress(Exception):
             await runtime.inbox_poller.stop()  # no new updates; in-flight handlers keep running
+        runtime.inbox_poller = None
     from bot.telegram_inbox import DurableUpdateProcessor
 
     if app is not None and isinstance(app.update_processor, DurableUpdateProcessor):
@@ -653,14 +747,34 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     for job in runtime.jobs:
         await job.stop()
     await runtime.appeals.aclose()  # staff notices still gathered go out while the bot can send
-    runtime.events.close_all()  # open Mini App streams end (the pages reconnect to the next process)
-    server.should_exit = True
+    if app is not None and app.running:
+        with contextlib.suppress(Exception):
+            await app.stop()  # handles every update already taken, waits for in-flight handlers
+
+
+async def _drain_http(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
+    for job in runtime.http_jobs:
+        await job.stop()
+    runtime.events.close_all()  # open Mini App streams end (the pages reconnect to the other slot / next start)
+    server.should_exit = True  # stops accepting; a connection still queued on a shared socket goes to the peer
     with contextlib.suppress(Exception):
         await asyncio.wait_for(serve, 10)
+
+
+async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
+    runtime.phase = "stopping"
+    leadership = getattr(runtime, "leadership", None)
+    if leadership is not None:
+        # Telegram and HTTP drain side by side: the lease moves only after both, and the gateway's flush.
+        await asyncio.gather(leadership.stop(), _drain_http(runtime, server, serve))
+    else:
+        await _give_updates(runtime)
+        await _drain_http(runtime, server, serve)
+    app = runtime.telegram
     if app is not None:
         with contextlib.suppress(Exception):
             if app.running:
-                await app.stop()  # waits for in-flight handlers
+                await app.stop()
             await app.shutdown()
     from bot.ai.factory import close_ai
 
@@ -671,6 +785,8 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
     if runtime.monitor is not None:
         await runtime.monitor.stop()  # a clean stop: the next start will not report a crash
     await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
+    if leadership is not None:
+        leadership.release()  # after the flush: the next leader reads what this one wrote
     log.info("MarketingBot stopped")
 
 

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     sheets_reads_per_minute: int = Field(default=60, ge=1)
     sheets_writes_per_minute: int = Field(default=60, ge=1)
     prompt_path: Path = Field(default_factory=lambda: default_prompt_path())
+    # Zero-downtime slots (docs/deploy.md): the leader lease, this process's slot and its probe socket.
+    leader_lock_file: Path | None = None  # default: leader.lock beside the state database
+    leader_retry_seconds: float = Field(default=0.1, gt=0, le=5)
+    slot: Literal["blue", "green"] | None = None
+    slot_socket: Path | None = None
 
     @field_validator("admin_telegram_ids", mode="before")
     @classmethod
@@ -106,7 +111,7 @@ class Settings(BaseSettings):
         parse_working_hours(value)
         return value
 
-    @field_validator("telegram_bot_token", "gemini_api_key", "openai_api_key", mode="before")
+    @field_validator("telegram_bot_token", "gemini_api_key", "openai_api_key", "slot", "slot_socket", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -154,6 +159,11 @@ class Settings(BaseSettings):
         if self.ai_provider:
             return self.ai_provider
         return "gemini" if self.gemini_api_key is not None else "offline"
+
+    @property
+    def leader_lock_path(self) -> Path:
+        """LEADER_LOCK_FILE, else leader.lock beside the state database (chat_memory.db, in shared/data)."""
+        return self.leader_lock_file or self.local_db_path.parent / "leader.lock"
 
     @property
     def webapp_signing_token(self) -> str:

@@ -175,6 +175,17 @@ class AsyncSheetsGateway:
         """Writes waiting for the sheet."""
         return self.writer.depth
 
+    def pause_outbox_replay(self) -> None:
+        """Journal but never replay: for a standby process sharing the state file with the leader.
+
+        Call before `start()` so that not even the entries found at start are replayed.
+        """
+        self.writer.pause_replay()
+
+    async def resume_outbox_replay(self) -> None:
+        """Replay again (the process became the leader), including entries other processes journaled."""
+        await self.writer.resume_replay()
+
     @property
     def structure_fault(self) -> StructureFault | None:
         """What the outbox waits on when the spreadsheet's structure refuses writes (None: nothing)."""

@@ -50,6 +50,10 @@ class Writer:
         # One apply at a time (batches and replays): two would read-modify-write the same cells.
         self._apply_lock = asyncio.Lock()
         self._deliveries: set[asyncio.Task[None]] = set()
+        # Several processes may share one state file (a blue-green hand-over): only the leader replays, or
+        # two would replay the same entries. A paused writer still journals; it never replays.
+        self._replay_enabled = True
+        self._shared = False  # set by pause_replay: other processes may journal into the same file
         # The structural fault the outbox is waiting on (a missing sheet, a protected range), for health.
         self.fault: StructureFault | None = None
 
@@ -57,8 +61,22 @@ class Writer:
         """Load the outbox depth and start the replayer (journaled writes from a previous run go first)."""
         self._depth = await self._state.outbox_depth()
         self._replayer = asyncio.create_task(self._replay_loop(), name="outbox-replayer")
-        if self._depth:
+        if self._depth and self._replay_enabled:
             log.warning("outbox holds %d writes from a previous run; replaying", self._depth)
+            self._kick.set()
+
+    def pause_replay(self) -> None:
+        """Stop replaying (a standby sharing the state file with the leader); writes are still journaled."""
+        self._replay_enabled = False
+        self._shared = True
+
+    async def resume_replay(self) -> None:
+        """Replay again, starting with whatever the state file holds now (also another process's entries)."""
+        self._replay_enabled = True
+        async with self._journal_lock:
+            self._depth = await self._state.outbox_depth()
+        if self._depth:
+            log.warning("outbox holds %d writes (some from another process); replaying", self._depth)
             self._kick.set()
 
     async def stop(self, flush_timeout: float = 5.0) -> None:
@@ -66,7 +84,7 @@ class Writer:
         while self._deliveries:
             await asyncio.gather(*self._deliveries, return_exceptions=True)
         await self._batcher.drain()
-        if self._depth:
+        if self._depth and self._replay_enabled:
             with contextlib.suppress(TimeoutError, GatewayError):
                 await asyncio.wait_for(self._replay_once(), flush_timeout)
         if self._replayer is not None:
@@ -208,11 +226,14 @@ class Writer:
                 await asyncio.wait_for(self._kick.wait(), self._replay_interval)
             self._kick.clear()
             if not self._depth:
-                # `marketingbot outbox retry` may have put an entry back from another process.
+                # `marketingbot outbox retry` may have put an entry back from another process, or a standby
+                # journaled into the shared file (it never replays them itself).
                 async with self._journal_lock:
                     self._depth = await self._state.outbox_depth()
                 if not self._depth:
                     continue
+            if not self._replay_enabled:
+                continue
             try:
                 await self._replay_once()
             except StructureFault as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -12,12 +12,18 @@ from starlette.responses import JSONResponse, Response
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
+Deliver = Callable[[dict[str, Any], Mapping[str, str]], Awaitable[int | None]]
 
-def webhook_endpoint(
-    secret: str, deliver: Callable[[dict[str, Any]], Awaitable[None]]
-) -> Callable[[Request], Awaitable[Response]]:
-    """A Starlette endpoint handing verified update objects to `deliver` (which raises ValueError for one it
-    cannot use); anything else is a 4xx."""
+
+class RetryLater(Exception):
+    """Raised by `deliver` when this process cannot take the update now (no leader during a hand-over): the
+    answer is 503 with Retry-After, so Telegram delivers it again."""
+
+
+def webhook_endpoint(secret: str, deliver: Deliver) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint handing verified update objects (and the request's headers) to `deliver`, which
+    answers with a status (None: 200), raises ValueError for an update it cannot use (400) or RetryLater (503);
+    anything else is a 4xx."""
     expected = secret.encode()
 
     async def telegram_webhook(request: Request) -> Response:
@@ -32,9 +38,13 @@ def webhook_endpoint(
         if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
             return JSONResponse({"error": {"code": "bad_request", "message": "not an update"}}, status_code=400)
         try:
-            await deliver(update)
+            status = await deliver(update, request.headers)
         except ValueError:  # deliver's way of saying "not an update I can use"
             return JSONResponse({"error": {"code": "bad_request", "message": "not an update"}}, status_code=400)
-        return Response(status_code=200)
+        except RetryLater as exc:
+            return JSONResponse(
+                {"error": {"code": "not_leader", "message": str(exc)}}, status_code=503, headers={"Retry-After": "1"}
+            )
+        return Response(status_code=status or 200)
 
     return telegram_webhook

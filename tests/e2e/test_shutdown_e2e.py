@@ -71,6 +71,7 @@ async def test_sigterm_mid_broadcast_neither_fails_nor_doubles_a_send(
         gateway=_Gateway(),
         appeals=_Appeals(),
         events=EventHub(),
+        http_jobs=[],
     )
     server = SimpleNamespace(should_exit=False)
     serve: asyncio.Future[None] = asyncio.get_running_loop().create_future()

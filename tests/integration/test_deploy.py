@@ -453,6 +453,209 @@ def test_unit_has_the_settings_deploy_relies_on() -> None:
     assert any(re.fullmatch(r"RestartSec=\d+", line) for line in lines)
 
 
+# -- zero-downtime slots (DEPLOY_LAYOUT=slots) with the stand-in ------------------------------------------
+
+
+def start_held_socket(site: Site) -> int:
+    """What `systemctl enable --now marketingbot.socket` does once per server; returns the holder's pid."""
+    (site.base / "shared" / "data").mkdir(exist_ok=True)
+    started = subprocess.run(
+        [sys.executable, str(harness.FAKE_SYSTEMCTL), "start", "marketingbot.socket"],
+        env=site.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    return int((site.state / "marketingbot.socket.pid").read_text())
+
+
+def slot_healthz(site: Site, slot: str) -> dict[str, object] | None:
+    """/healthz on the slot's own unix socket; None when nothing answers there."""
+    sock = site.base / "shared" / "data" / f"slot-{slot}.sock"
+    probe = (
+        "import http.client, socket, sys\n"
+        "class C(http.client.HTTPConnection):\n"
+        "    def connect(self):\n"
+        "        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(sys.argv[1])\n"
+        "c = C('localhost', timeout=5); c.request('GET', '/healthz'); print(c.getresponse().read().decode())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(sock)], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        return None
+    body: dict[str, object] = json.loads(done.stdout)
+    return body
+
+
+@pytest.fixture
+def slot_site(site: Site) -> Iterator[Site]:
+    """A site in the slot layout with the held socket; slots and socket are stopped afterwards."""
+    start_held_socket(site)
+    yield site
+    for unit in ("marketingbot@blue", "marketingbot@green", "marketingbot.socket"):
+        subprocess.run(
+            [sys.executable, str(harness.FAKE_SYSTEMCTL), "stop", unit], env=site.env(), capture_output=True, timeout=60
+        )
+
+
+def slot_deploy(site: Site, version: str, **behaviour: bool) -> subprocess.CompletedProcess[str]:
+    """Commits a stand-in release and runs deploy.sh in the slot layout."""
+    site.repo.commit_release(version, **behaviour)
+    result: subprocess.CompletedProcess[str] = site.deploy(DEPLOY_LAYOUT="slots", HEALTH_TIMEOUT="5", LEASE_TIMEOUT="3")
+    return result
+
+
+def test_slots_alternate_on_one_held_socket(slot_site: Site) -> None:
+    """Deploys go blue → green → (rollback) blue: the new slot starts before the old one stops, `current`
+    switches in between, the lease moves, and the port is the same socket throughout."""
+    site = slot_site
+    holder = int((site.state / "marketingbot.socket.pid").read_text())
+    first = slot_deploy(site, "1.0")
+    assert first.returncode == 0, first.stdout
+    one = site.current()
+    assert (site.base / "slots" / "blue").resolve() == site.base / "releases" / str(one)
+    assert site.healthz()["version"] == "1.0" and slot_healthz(site, "blue") is not None
+
+    second = slot_deploy(site, "1.1")
+    assert second.returncode == 0, second.stdout
+    two = site.current()
+    assert re.search(r"lease moved: slot green \(\S+\) is the leader", second.stdout), second.stdout
+    events = [e for e in site.events() if not e.startswith(("reset-failed", "enable", "disable"))]
+    assert events[-2].startswith(f"start marketingbot@green {site.base / 'releases' / str(two)} ")
+    assert events[-1].startswith("stop marketingbot@blue ")
+    lines = second.stdout.splitlines()
+    order = [
+        next(i for i, line in enumerate(lines) if text in line)
+        for text in ("slot green is ready", "switched current", "stopping marketingbot@blue", "lease moved")
+    ]
+    assert order == sorted(order), second.stdout
+    assert slot_healthz(site, "blue") is None
+    green = slot_healthz(site, "green")
+    assert green is not None and green["role"] == "leader" and green["version"] == "1.1"
+    assert site.healthz()["version"] == "1.1"
+
+    back = site.rollback(DEPLOY_LAYOUT="slots", HEALTH_TIMEOUT="5", LEASE_TIMEOUT="3")
+    assert back.returncode == 0, back.stdout
+    assert site.current() == one
+    assert "rolled back to" in back.stdout and "zero-downtime hand-over" in back.stdout
+    blue = slot_healthz(site, "blue")
+    assert blue is not None and blue["role"] == "leader" and blue["version"] == "1.0"
+    assert slot_healthz(site, "green") is None
+    assert [line[1:] for line in site.history()] == [["deploy", one, "-"], ["deploy", two, one], ["rollback", one, two]]
+    assert int((site.state / "marketingbot.socket.pid").read_text()) == holder  # never re-bound
+
+
+def test_slots_release_never_ready_is_never_switched_in(slot_site: Site) -> None:
+    """A release whose slot never answers ok is stopped again; `current`, the live slot and its lease stay."""
+    site = slot_site
+    good = slot_deploy(site, "1.0")
+    assert good.returncode == 0, good.stdout
+    live = site.current()
+    bad = slot_deploy(site, "1.1-unhealthy", healthy=False)
+    assert bad.returncode == 1, bad.stdout
+    assert "did not become ready" in bad.stdout and "running release is untouched" in bad.stdout
+    assert site.current() == live
+    blue = slot_healthz(site, "blue")
+    assert blue is not None and blue["role"] == "leader" and blue["version"] == "1.0"
+    assert slot_healthz(site, "green") is None
+    assert [line[1] for line in site.history()] == ["deploy"]
+    assert site.healthz()["version"] == "1.0"
+
+
+def test_slots_release_that_never_takes_the_lease_is_switched_back(slot_site: Site) -> None:
+    """A release that serves but never takes the leader lease is switched back the same way (exit 2): the
+    old release runs and leads again, and is "previous" no more for the failed one."""
+    site = slot_site
+    good = slot_deploy(site, "1.0")
+    assert good.returncode == 0, good.stdout
+    live = site.current()
+    stuck = slot_deploy(site, "1.1-no-lease", leads=False)
+    assert stuck.returncode == 2, stuck.stdout
+    assert "did not take the leader lease" in stuck.stdout and "switched back" in stuck.stdout
+    assert site.current() == live
+    blue = slot_healthz(site, "blue")
+    assert blue is not None and blue["role"] == "leader" and blue["version"] == "1.0"
+    assert slot_healthz(site, "green") is None
+    failed = [name for name in site.releases() if name != live]
+    assert [line[1:] for line in site.history()[-2:]] == [
+        ["deploy", failed[0], live],
+        ["auto-rollback", live, failed[0]],
+    ]
+
+
+def test_slot_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """marketingbot.socket and marketingbot@blue.service verify without a warning, and the slot unit runs
+    the slot's release on the held socket with its own probe socket and the shared lease."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not available")
+    root = tmp_path / "home"
+    for rel in ("slots/blue/.venv/bin", "current/.venv/bin"):
+        executable = root / rel / "marketingbot"
+        executable.parent.mkdir(parents=True)
+        executable.write_text("#!/bin/sh\nexit 0\n")
+        executable.chmod(0o755)
+    (root / "shared").mkdir()
+    (root / "shared" / ".env").write_text("")
+    units = tmp_path / "units"
+    units.mkdir()
+    for name in ("marketingbot.socket", "marketingbot@.service", "marketingbot.service"):
+        text = (harness.PROJECT_ROOT / name).read_text().replace("/home/marketing", str(root))
+        (units / name).write_text(text)
+    (units / "marketingbot@blue.service").write_text((units / "marketingbot@.service").read_text())
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", "marketingbot.socket", "marketingbot@blue.service"],
+        cwd=units,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0 and checked.stdout + checked.stderr == "", checked.stdout + checked.stderr
+    lines = set((harness.PROJECT_ROOT / "marketingbot@.service").read_text().splitlines())
+    for expected in (
+        "Sockets=marketingbot.socket",
+        "WorkingDirectory=/home/marketing/slots/%i",
+        "ExecStart=/home/marketing/slots/%i/.venv/bin/marketingbot run",
+        "Environment=SLOT=%i",
+        "Environment=SLOT_SOCKET=/home/marketing/shared/data/slot-%i.sock",
+        "Environment=LEADER_LOCK_FILE=/home/marketing/shared/data/leader.lock",
+        "KillSignal=SIGTERM",
+        "NoNewPrivileges=yes",
+        "ReadWritePaths=/home/marketing/shared",
+    ):
+        assert expected in lines, expected
+
+
+def test_slots_deploy_interrupted_after_switch_hands_back(slot_site: Site) -> None:
+    """Ctrl-C while deploy.sh waits for the lease to move hands over back to the old release before exiting."""
+    site = slot_site
+    good = slot_deploy(site, "1.0")
+    assert good.returncode == 0, good.stdout
+    live = site.current()
+    site.repo.commit_release("1.1-no-lease", leads=False)
+    deploy = subprocess.Popen(
+        [str(harness.DEPLOY_SH)],
+        env=site.env(DEPLOY_LAYOUT="slots", HEALTH_TIMEOUT="5", LEASE_TIMEOUT="60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while site.current() == live or slot_healthz(site, "blue") is not None:
+            assert deploy.poll() is None and time.monotonic() < deadline, "the old slot was never stopped"
+            time.sleep(0.05)
+        os.killpg(deploy.pid, signal.SIGINT)
+        output, _ = deploy.communicate(timeout=harness.SCRIPT_TIMEOUT)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert deploy.returncode == 2, output
+    assert "stopped after the switch" in output and "switched back" in output
+    assert site.current() == live
+    blue = slot_healthz(site, "blue")
+    assert blue is not None and blue["role"] == "leader" and blue["version"] == "1.0"
+    assert slot_healthz(site, "green") is None
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not available")
 def test_worker_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """deploy/marketingbot-worker.service is accepted without a warning and runs `marketingbot worker` sandboxed."""

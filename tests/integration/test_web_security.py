@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -204,7 +204,7 @@ async def test_webhook_refuses_bad_secrets_with_401(caplog: pytest.LogCaptureFix
     """A webhook secret header with non-ASCII characters (or otherwise wrong) is 401, not a TypeError 500."""
     received: list[dict[str, Any]] = []
 
-    async def deliver(update: dict[str, Any]) -> None:
+    async def deliver(update: dict[str, Any], headers: Mapping[str, str]) -> None:
         received.append(update)
 
     app = FastAPI()
@@ -226,7 +226,7 @@ async def test_webhook_refuses_bad_secrets_with_401(caplog: pytest.LogCaptureFix
 async def test_webhook_with_the_secret_but_a_malformed_body_is_400(body: bytes) -> None:
     """A POST with the right secret and a body that is not an update object is 400, not 500."""
 
-    async def deliver(update: dict[str, Any]) -> None:
+    async def deliver(update: dict[str, Any], headers: Mapping[str, str]) -> None:
         raise AssertionError("nothing to deliver")
 
     app = FastAPI()
@@ -243,7 +243,7 @@ async def test_webhook_delivers_a_genuine_update() -> None:
     """The right secret and a JSON object deliver the update and answer 200."""
     received: list[dict[str, Any]] = []
 
-    async def deliver(update: dict[str, Any]) -> None:
+    async def deliver(update: dict[str, Any], headers: Mapping[str, str]) -> None:
         received.append(update)
 
     app = FastAPI()

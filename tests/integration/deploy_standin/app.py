@@ -1,19 +1,22 @@
 """Stand-in `marketingbot` CLI for the deploy tests; installed into a release as `bot/cli.py`.
 
 It implements only what deploy.sh relies on: `check` (the smoke test) and `run` (serves GET /healthz on
-WEB_HOST:WEB_PORT and exits cleanly on SIGTERM). Each release decides its own behaviour through
-`behaviour.json` beside this file, written by the test harness before the commit.
+WEB_HOST:WEB_PORT, or on the socket systemd passes as fd 3 plus SLOT_SOCKET in the slot layout, takes the
+leader lease LEADER_LOCK_FILE when it may, and exits cleanly on SIGTERM). Each release decides its own
+behaviour through `behaviour.json` beside this file, written by the test harness before the commit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,9 @@ def check(behaviour: dict[str, Any]) -> int:
     return 1
 
 
+ROLE = {"role": "standby"}
+
+
 def make_handler(behaviour: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
     """Builds the request handler answering /healthz for this release."""
 
@@ -64,9 +70,10 @@ def make_handler(behaviour: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             healthy = bool(behaviour["healthy"])
-            body = json.dumps(
-                {"status": "ok" if healthy else "degraded", "version": behaviour["version"], "cwd": os.getcwd()}
-            ).encode()
+            fields = {"status": "ok" if healthy else "degraded", "version": behaviour["version"], "cwd": os.getcwd()}
+            if os.environ.get("SLOT"):
+                fields.update(role=ROLE["role"], slot=os.environ["SLOT"])
+            body = json.dumps(fields).encode()
             self.send_response(200 if healthy else 503)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -79,20 +86,75 @@ def make_handler(behaviour: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
     return HealthHandler
 
 
+class InheritedHTTPServer(ThreadingHTTPServer):
+    """Serves on an already listening socket (systemd's fd 3, or a unix socket) instead of binding one."""
+
+    def __init__(self, sock: socket.socket, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler, bind_and_activate=False)
+        self.socket = sock
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Unix sockets have no peer address; http.server wants a pair."""
+        conn, address = self.socket.accept()
+        return conn, address or ("unix", 0)
+
+
+def listening_servers(handler: type[BaseHTTPRequestHandler]) -> list[HTTPServer]:
+    """The port's server (inherited fd 3 when LISTEN_PID is ours, else bound), plus the slot's unix socket."""
+    if os.environ.get("LISTEN_FDS") == "1" and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        servers: list[HTTPServer] = [InheritedHTTPServer(socket.socket(fileno=3), handler)]
+    else:
+        host = os.environ.get("WEB_HOST", "127.0.0.1")
+        servers = [ThreadingHTTPServer((host, int(os.environ.get("WEB_PORT", "8080"))), handler)]
+    slot_socket = os.environ.get("SLOT_SOCKET")
+    if slot_socket:
+        Path(slot_socket).parent.mkdir(parents=True, exist_ok=True)
+        Path(slot_socket).unlink(missing_ok=True)
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.bind(slot_socket)
+        unix.listen(16)
+        servers.append(InheritedHTTPServer(unix, handler))
+    return servers
+
+
+def take_lease(behaviour: dict[str, Any], stop: threading.Event) -> None:
+    """Takes LEADER_LOCK_FILE when free (retrying), unless this release is told never to lead."""
+    path = os.environ.get("LEADER_LOCK_FILE")
+    if not path or not behaviour.get("leads", True):
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    while not stop.is_set():
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stop.wait(0.02)
+            continue
+        ROLE["role"] = "leader"
+        return  # held until the process exits
+
+
 def run(behaviour: dict[str, Any]) -> int:
     """Serves /healthz until SIGTERM."""
-    host = os.environ.get("WEB_HOST", "127.0.0.1")
-    port = int(os.environ.get("WEB_PORT", "8080"))
-    server = ThreadingHTTPServer((host, port), make_handler(behaviour))
+    servers = listening_servers(make_handler(behaviour))
+    stop = threading.Event()
+    threading.Thread(target=take_lease, args=(behaviour, stop), daemon=True).start()
 
     def on_term(signum: int, frame: object) -> None:
+        stop.set()
         # shutdown() waits for serve_forever() to return, so it must not run on the serving thread.
-        threading.Thread(target=server.shutdown).start()
+        for server in servers:
+            threading.Thread(target=server.shutdown).start()
 
     signal.signal(signal.SIGTERM, on_term)
-    print(f"stand-in {behaviour['version']} serving on {host}:{port}", flush=True)
-    server.serve_forever(poll_interval=0.05)
-    server.server_close()
+    print(f"stand-in {behaviour['version']} serving", flush=True)
+    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}) for s in servers[1:]]
+    for thread in threads:
+        thread.start()
+    servers[0].serve_forever(poll_interval=0.05)
+    for thread in threads:
+        thread.join()
+    for server in servers:
+        server.server_close()
     return 0
 
 
@@ -100,6 +162,12 @@ def main() -> None:
     """Entry point of the `marketingbot` console script."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     behaviour = load_behaviour()
+    real = behaviour.get("exec_python")
+    if real:
+        # The real app of the worktree under test, in the release directory, with the unit's environment and
+        # fds (the held socket stays fd 3, LISTEN_PID stays right: exec keeps the pid). -I: never import the
+        # stand-in `bot` from the working directory.
+        os.execv(real, [real, "-u", "-I", "-m", "bot", *sys.argv[1:]])
     if command == "check":
         sys.exit(check(behaviour))
     if command == "run":

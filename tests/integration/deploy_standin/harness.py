@@ -60,6 +60,10 @@ SCRIPT_SETTINGS = (
     "SMOKE_TIMEOUT",
     "VENV_OPTS",
     "DEPLOY_PIP_OPTS",
+    "DEPLOY_LAYOUT",
+    "SLOT_SERVICE",
+    "SLOT_SOCKET_DIR",
+    "LEASE_TIMEOUT",
     "SANDBOX_RUN",
     "UNIT_FILE",
     "CHECK_OPTS",
@@ -153,14 +157,30 @@ class StandinRepo:
         (self.path / ".env").write_text("SECRET=from-the-developer-laptop\n")
 
     def commit_release(
-        self, version: str, *, check_ok: bool = True, healthy: bool = True, data_in_release: bool = False
+        self,
+        version: str,
+        *,
+        check_ok: bool = True,
+        healthy: bool = True,
+        leads: bool = True,
+        exec_python: str | None = None,
+        data_in_release: bool = False,
     ) -> str:
         """Commits a release with the given behaviour and a releases.md entry; returns the commit hash.
 
-        `data_in_release`: its check writes to data/ inside the release (fine outside the unit's sandbox,
-        read-only inside it) instead of DATA_DIR.
+        `leads=False`: in a slot, it never takes the leader lease. With `exec_python`, the release's
+        `marketingbot` runs the real app with that interpreter instead. `data_in_release`: its check writes to
+        data/ inside the release (fine outside the unit's sandbox, read-only inside it) instead of DATA_DIR.
         """
-        behaviour = {"version": version, "check_ok": check_ok, "healthy": healthy, "data_in_release": data_in_release}
+        behaviour: dict[str, object] = {
+            "version": version,
+            "check_ok": check_ok,
+            "healthy": healthy,
+            "leads": leads,
+            "data_in_release": data_in_release,
+        }
+        if exec_python:
+            behaviour["exec_python"] = exec_python
         (self.path / "bot" / "behaviour.json").write_text(json.dumps(behaviour))
         notes = self.path / "releases.md"
         head, rest = notes.read_text().split("## [Unreleased]\n\n", 1)
@@ -210,6 +230,7 @@ class Site:
             FAKE_SYSTEMCTL_UNIT=str(UNIT_FILE),
             FAKE_SYSTEMCTL_ROOT=str(self.base),
             FAKE_SYSTEMCTL_STATE=str(self.state),
+            FAKE_SYSTEMCTL_LISTEN=f"127.0.0.1:{self.port}",
         )
         env.update(overrides)
         return env
