@@ -37,19 +37,45 @@ class ServerLimits:
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for receiving each request head."""
+    """uvicorn's h11 protocol with a deadline for receiving each request head, and a graceful stop that serves
+    a request already on its way."""
 
     head_timeout: float = 10.0
+    # How long a stopping server waits for the first request of a connection it has just accepted.
+    fresh_grace: float = 2.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the first head's clock as the connection opens."""
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._served_any = False  # bytes of a request have arrived on this connection
+        self._stopping = False
         self._arm_head_timer()
+
+    def shutdown(self) -> None:
+        """A graceful stop. uvicorn closes every connection that is between requests, which resets one the
+        server has just accepted and whose first request is still on its way: on a listening socket shared by
+        two slots during a hand-over, the client chose this process, so serve that one request (or give it up
+        after `fresh_grace`) and close after the response."""
+        self._stopping = True
+        if self.cycle is None and not self._served_any and not self.transport.is_closing():
+            self.loop.call_later(self.fresh_grace, self._give_up_if_silent)
+            return
+        if self.cycle is None and self._served_any:
+            return  # a head is arriving: its cycle ends with keep_alive off (see data_received)
+        super().shutdown()
+
+    def _give_up_if_silent(self) -> None:
+        if self.cycle is None and not self._served_any and not self.transport.is_closing():
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         """Feed h11, then (re)arm or clear the head deadline depending on what arrived."""
+        if data:
+            self._served_any = True
         super().data_received(data)
+        if self._stopping and self.cycle is not None:
+            self.cycle.keep_alive = False  # the last request of a stopping server: close after its response
         if self._awaiting_head():
             if self._head_timer is None and data:
                 self._arm_head_timer()

@@ -130,3 +130,40 @@ def test_limits_must_be_positive(bad: float) -> None:
     """A zero or negative bound is refused when the limits are built."""
     with pytest.raises(ValueError):
         ServerLimits(header_timeout=bad)
+
+
+async def test_a_request_arriving_just_as_the_server_stops_is_answered_not_reset() -> None:
+    """A connection accepted just before a graceful stop whose request arrives a moment later (a hand-over
+    between slots on one socket) gets its answer and then the close, never a reset."""
+    port = free_port()
+    server = uvicorn.Server(server_config(tiny_app(), host="127.0.0.1", port=port, limits=LIMITS))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.02)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.1)  # accepted, nothing sent yet
+    server.should_exit = True
+    await asyncio.sleep(0.3)  # the server is stopping
+    writer.write(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)  # up to EOF: the server closes after the response
+    writer.close()
+    await asyncio.wait_for(task, 10)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"pong":"yes"}')  # and then EOF: closed
+
+
+async def test_a_silent_connection_does_not_hold_a_stopping_server() -> None:
+    """A connection that never sends anything is closed shortly after a graceful stop begins."""
+    port = free_port()
+    server = uvicorn.Server(server_config(tiny_app(), host="127.0.0.1", port=port, limits=LIMITS))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.02)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    server.should_exit = True
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    await asyncio.wait_for(task, 10)
+    writer.close()
+    assert time.monotonic() - started < HEADER_TIMEOUT + 1.5
