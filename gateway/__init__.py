@@ -11,7 +11,7 @@ from gateway.errors import (
     StructureFault,
 )
 from gateway.gateway import AsyncSheetsGateway
-from gateway.table import Record, normalize_key
+from gateway.records import Record, normalize_key
 
 __all__ = [
     "AsyncSheetsGateway",

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from gateway import a1
 from gateway.backend import Rows
+from gateway.batch import BatchApplier
 from gateway.coalesce import Batcher
 from gateway.errors import BadRequest, SchemaError, SheetMissing, StructureFault
 from gateway.journal import JournalFile, TurnJournal, UpdateInbox
@@ -31,12 +32,11 @@ from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
 from gateway.outbox import Writer
+from gateway.records import HeaderMap
 from gateway.resilience import ResilientBackend
 from gateway.schemas import ALL_SCHEMAS, AUXILIARY_SCHEMAS, SheetSchema, normalize_header
 from gateway.state import StateStore
-from gateway.table import HeaderMap
-from gateway.tables import Table
-from gateway.writer import BatchApplier
+from gateway.table import Table
 
 log = logging.getLogger(__name__)
 MAX_RANGES_PER_CALL = 100

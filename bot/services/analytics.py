@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 from bot.analytics.analysis import plural
 from bot.services.ports import Clock, utc_now
 from gateway import AsyncSheetsGateway, Record
+from gateway.records import HeaderMap
 from gateway.schemas import OBJECTS, QUEUE, ObjectCol, QueueCol, QueueStatus
-from gateway.table import HeaderMap
 
 MOSCOW = ZoneInfo("Europe/Moscow")  # the agency's zone: times in the sheet are read by staff
 CODE_MIN_LEN = 3

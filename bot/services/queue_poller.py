@@ -35,9 +35,9 @@ from bot.services.ports import Clock, Messenger, utc_now
 from gateway import AsyncSheetsGateway, GatewayError, Record, a1
 from gateway.drive_links import drive_file_id, drive_report_stem
 from gateway.private import private_dir, write_private
+from gateway.records import HeaderMap, normalize_key
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
 from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
-from gateway.table import HeaderMap, normalize_key
 
 log = logging.getLogger(__name__)
 

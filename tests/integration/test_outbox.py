@@ -178,7 +178,7 @@ async def test_replay_marked_attempted_survives_crash_mid_replay(tmp_path: Path)
     await asyncio.gather(gw.writer._replayer, return_exceptions=True)
     flaky.down = False
     await gw.state.outbox_mark_attempted([e.seq for e in entries])
-    from gateway.writer import Job
+    from gateway.batch import Job
 
     await gw.writer._applier.apply([Job(e.op) for e in entries])
     await gw.state.close()

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from bot.ai.base import Turn
 from bot.services import chatlog
 from bot.services.chatlog import Author, ChatEntry
-from gateway.writer import split_for_archive
+from gateway.batch import split_for_archive
 
 MSK = ZoneInfo("Europe/Moscow")
 T1 = datetime(2026, 11, 23, 14, 5)

@@ -17,9 +17,9 @@ from gateway.backend import SheetsBackend
 from gateway.errors import CellTooLarge, GatewayError, RowNotFound, SheetUnavailable, StructureFault
 from gateway.locate import Found, RowLocator, Want
 from gateway.ops import OpKind, WriteOp, insert
+from gateway.records import HeaderMap, normalize_key
 from gateway.resilience import BreakerOpen
 from gateway.schemas import ARCHIVE, ArchiveCol
-from gateway.table import HeaderMap, normalize_key
 
 _ENTRY_START = re.compile(r"^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?\]", re.MULTILINE)
 
