@@ -8,7 +8,6 @@ so no text is ever dropped).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,12 +15,11 @@ from gateway import a1
 from gateway.backend import SheetsBackend
 from gateway.errors import CellTooLarge, GatewayError, RowNotFound, SheetUnavailable, StructureFault
 from gateway.locate import Found, RowLocator, Want
+from gateway.logentry import entry_stamps, entry_starts
 from gateway.ops import OpKind, WriteOp, insert
 from gateway.records import HeaderMap, normalize_key
 from gateway.resilience import BreakerOpen
 from gateway.schemas import ARCHIVE, ArchiveCol
-
-_ENTRY_START = re.compile(r"^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?\]", re.MULTILINE)
 
 
 @dataclass
@@ -281,7 +279,7 @@ def split_for_archive(current: str, incoming: str, target: int) -> tuple[str, st
 
     Keeps the newest entries while kept + incoming stays within `target` characters.
     """
-    starts = [m.start() for m in _ENTRY_START.finditer(current)]
+    starts = entry_starts(current)
     if not starts or starts[0] != 0:
         starts = [0, *starts]
     budget = max(0, target - len(incoming) - 1)
@@ -299,7 +297,7 @@ def split_for_archive(current: str, incoming: str, target: int) -> tuple[str, st
 
 def period_of(text: str) -> str:
     """'first — last' timestamps of the entries in an archived part (or '' when none)."""
-    stamps = [m.group(0).strip("[]") for m in _ENTRY_START.finditer(text)]
+    stamps = entry_stamps(text)
     if not stamps:
         return ""
     return stamps[0] if len(stamps) == 1 else f"{stamps[0]} — {stamps[-1]}"
