@@ -117,7 +117,7 @@ async def ours(server: FakeSheetsServer, users: int, ops_per_user: int, tmp: Pat
     async def one(tid: str, n: int) -> None:
         t0 = time.perf_counter()
         await table.get(tid)
-        await table.append_text(tid, AppealCol.LOG, f"[2026-11-24 12:00] Пользователь: сообщение {n}")
+        await table.write([table.op_append_text(tid, AppealCol.LOG, f"[2026-11-24 12:00] Пользователь: сообщение {n}")])
         latencies.append(time.perf_counter() - t0)
 
     try:

@@ -87,14 +87,18 @@ async def add_bench_partners(data_dir: Path, count: int) -> list[int]:
     try:
         auth = gw.table(AUTH)
         for tid in ids:
-            await auth.upsert(
-                f"BENCH-{tid - BENCH_PARTNER_BASE:03d}",
-                {
-                    AuthCol.PHONE: f"+7900{tid:07d}",
-                    AuthCol.NAME: f"Партнёр {tid}",
-                    AuthCol.STATUS: "authorized",
-                    AuthCol.TELEGRAM_ID: str(tid),
-                },
+            await auth.write(
+                [
+                    auth.op_upsert(
+                        f"BENCH-{tid - BENCH_PARTNER_BASE:03d}",
+                        {
+                            AuthCol.PHONE: f"+7900{tid:07d}",
+                            AuthCol.NAME: f"Партнёр {tid}",
+                            AuthCol.STATUS: "authorized",
+                            AuthCol.TELEGRAM_ID: str(tid),
+                        },
+                    )
+                ]
             )
     finally:
         await gw.close()

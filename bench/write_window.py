@@ -41,7 +41,7 @@ async def _measure(turns: int, latency: float, with_new_row: bool) -> list[float
         try:
             await gw.ensure_sheets(fmt=False)
             appeals = gw.table(APPEALS)
-            await appeals.append_text("1", AppealCol.LOG, "первое")
+            await appeals.write([appeals.op_append_text("1", AppealCol.LOG, "первое")])
             server.set_latency(latency)
             windows = []
             for i in range(turns):

@@ -97,11 +97,11 @@ class Table:
         create: bool = True,
         insert_defaults: dict[str, str] | None = None,
     ) -> WriteOp:
-        """The op `upsert` would write (to combine several ops in one write)."""
+        """Set `values` on the keyed row (`column`, default the schema key); create it unless create=False."""
         return upsert(self.title, self._key_column(column), key, values, create=create, insert_defaults=insert_defaults)
 
     def op_insert(self, values: dict[str, str], key_columns: tuple[str, ...] | None = None) -> WriteOp:
-        """The op `insert` would write."""
+        """Add a row (skipped on replay if its key already exists)."""
         cols = key_columns or ((self.schema.key,) if self.schema.key else tuple(self.schema.headers[:1]))
         return insert(self.title, cols, values)
 
@@ -117,7 +117,7 @@ class Table:
         archive_overflow: bool = False,
         key_column: str | None = None,
     ) -> WriteOp:
-        """The op `append_text` would write."""
+        """Append `text` to one cell of the keyed row, setting `values` in the same op."""
         return append_text(
             self.title,
             self._key_column(key_column),
@@ -130,50 +130,9 @@ class Table:
             archive_overflow=archive_overflow,
         )
 
-    async def upsert(
-        self,
-        key: str,
-        values: dict[str, str],
-        *,
-        column: str | None = None,
-        create: bool = True,
-        insert_defaults: dict[str, str] | None = None,
-    ) -> None:
-        """Set cells on the keyed row (create it unless create=False)."""
-        op = self.op_upsert(key, values, column=column, create=create, insert_defaults=insert_defaults)
-        await self._write([op])
-
-    async def insert(self, values: dict[str, str]) -> None:
-        """Add a row (skipped on replay if its key already exists)."""
-        await self._write([self.op_insert(values)])
-
-    async def append_text(
-        self,
-        key: str,
-        column: str,
-        text: str,
-        *,
-        values: dict[str, str] | None = None,
-        insert_defaults: dict[str, str] | None = None,
-        create: bool = True,
-        archive_overflow: bool = False,
-        key_column: str | None = None,
-    ) -> None:
-        """Append text to one cell of the keyed row."""
-        op = self.op_append_text(
-            key,
-            column,
-            text,
-            values=values,
-            insert_defaults=insert_defaults,
-            create=create,
-            archive_overflow=archive_overflow,
-            key_column=key_column,
-        )
-        await self._write([op])
-
     async def write(self, ops: Sequence[WriteOp]) -> None:
-        """Several ops in one acknowledged write."""
+        """Apply ops (built by the `op_*` methods, of this table or others) in one acknowledged write:
+        returns once they are in the sheet or durably in the outbox."""
         await self._write(ops)
 
 

@@ -309,9 +309,11 @@ async def add_partner(
     values: dict[str, str] = {AuthCol.PHONE: phone, AuthCol.NAME: name, AuthCol.STATUS: status}
     if telegram_id is not None:
         values[AuthCol.TELEGRAM_ID] = str(telegram_id)
-    await gw.table(AUTH).upsert(code, values)
+    await gw.table(AUTH).write([gw.table(AUTH).op_upsert(code, values)])
 
 
 async def add_fact(gw: AsyncSheetsGateway, question: str, answer: str, tags: str = "", active: str = "да") -> None:
     """A knowledge-base row as staff would type it."""
-    await gw.table(KNOWLEDGE).insert({"Вопрос": question, "Ответ": answer, "Теги": tags, "Активно": active})
+    await gw.table(KNOWLEDGE).write(
+        [gw.table(KNOWLEDGE).op_insert({"Вопрос": question, "Ответ": answer, "Теги": tags, "Активно": active})]
+    )

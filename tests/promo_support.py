@@ -152,16 +152,20 @@ async def add_promo(
     status: str = "READY",
 ) -> None:
     """One row of Акции."""
-    await gw.table(PROMOTIONS).insert(
-        {
-            PromoCol.ID: promo_id,
-            PromoCol.TITLE: title,
-            PromoCol.TEXT: text,
-            PromoCol.PICTURE: picture,
-            PromoCol.START: start,
-            PromoCol.AUDIENCE: audience,
-            PromoCol.STATUS: status,
-        }
+    await gw.table(PROMOTIONS).write(
+        [
+            gw.table(PROMOTIONS).op_insert(
+                {
+                    PromoCol.ID: promo_id,
+                    PromoCol.TITLE: title,
+                    PromoCol.TEXT: text,
+                    PromoCol.PICTURE: picture,
+                    PromoCol.START: start,
+                    PromoCol.AUDIENCE: audience,
+                    PromoCol.STATUS: status,
+                }
+            )
+        ]
     )
 
 

@@ -228,7 +228,7 @@ class AnalyticsService:
                 QueueCol.STATUS: QueueStatus.NEW,
                 QueueCol.ATTEMPTS: "0",
             }
-            await self._queue.insert({str(k): v for k, v in values.items()})
+            await self._queue.write([self._queue.op_insert({str(k): v for k, v in values.items()})])
             return Job(job_id, code, str(QueueStatus.NEW), now, "", "", "", "", "")
 
     async def list_for(self, telegram_id: int) -> list[Job]:

@@ -180,7 +180,9 @@ class AppealsService:
         """Create the partner's row with status `Новое` unless they already have one (after authorization)."""
         now = self._clock()
         try:
-            await self._table.upsert(str(partner.telegram_id), {}, insert_defaults=self._row_defaults(partner, now))
+            await self._table.write(
+                [self._table.op_upsert(str(partner.telegram_id), {}, insert_defaults=self._row_defaults(partner, now))]
+            )
         except GatewayError as exc:
             log.error("could not open the Обращения row of %s: %s", partner.telegram_id, exc)
 

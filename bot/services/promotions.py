@@ -686,7 +686,7 @@ class PromotionService:
         if final:
             values[PromoCol.STATUS] = PromoStatus.SENT
         try:
-            await self._promos.upsert(run.promo.id, values, create=False)
+            await self._promos.write([self._promos.op_upsert(run.promo.id, values, create=False)])
         except GatewayError as exc:  # a removed row: nothing to report into
             log.error("could not write the counts of promotion %s: %s", run.promo.id, exc)
 

@@ -57,14 +57,18 @@ async def site(tmp_path: Path, gemini_server: FakeGeminiServer) -> AsyncIterator
     gw = build_gateway(GatewayConfig(backend="local", local_db_path=tmp_path / "sheets.db", retry=FAST_RETRY))
     await gw.start()
     await gw.ensure_sheets()
-    await gw.table(AUTH).insert(
-        {
-            AuthCol.CODE: "DEMO-001",
-            AuthCol.PHONE: "+79000000001",
-            AuthCol.NAME: "Анна Демо",
-            AuthCol.STATUS: "authorized",
-            AuthCol.TELEGRAM_ID: str(DEMO_ID),
-        }
+    await gw.table(AUTH).write(
+        [
+            gw.table(AUTH).op_insert(
+                {
+                    AuthCol.CODE: "DEMO-001",
+                    AuthCol.PHONE: "+79000000001",
+                    AuthCol.NAME: "Анна Демо",
+                    AuthCol.STATUS: "authorized",
+                    AuthCol.TELEGRAM_ID: str(DEMO_ID),
+                }
+            )
+        ]
     )
     gemini = GeminiProvider(api_key="k", model="gemini-test", base_url=gemini_server.url, timeout=3.0, retry=AI_RETRY)
     auth = AuthService(gw)

@@ -347,13 +347,17 @@ async def test_admin_commands_for_the_admin(bot: Bot) -> None:
         for i in range(40)
     ]
     for block in blocks:
-        await gw.table(APPEALS).append_text(
-            str(PARTNER),
-            AppealCol.LOG,
-            block,
-            values={AppealCol.STATUS: "В работе", AppealCol.UPDATED: "2026-11-02 09:40:00"},
-            insert_defaults={AppealCol.NAME: "Партнёр 500000", AppealCol.CODE: f"P-{PARTNER}"},
-            archive_overflow=True,
+        await gw.table(APPEALS).write(
+            [
+                gw.table(APPEALS).op_append_text(
+                    str(PARTNER),
+                    AppealCol.LOG,
+                    block,
+                    values={AppealCol.STATUS: "В работе", AppealCol.UPDATED: "2026-11-02 09:40:00"},
+                    insert_defaults={AppealCol.NAME: "Партнёр 500000", AppealCol.CODE: f"P-{PARTNER}"},
+                    archive_overflow=True,
+                )
+            ]
         )
     listing = await bot.command(ADMIN, "/list")
     assert (listing.plain_text or "").startswith("Открытые обращения: 1 (В работе — 1, Новое — 0)")

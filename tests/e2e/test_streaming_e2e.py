@@ -74,14 +74,18 @@ async def _start_gateway(tmp_path: Path) -> AsyncSheetsGateway:
     gw = build_gateway(cfg)
     await gw.start()
     await gw.ensure_sheets()
-    await gw.table(AUTH).insert(
-        {
-            AuthCol.CODE: "DEMO-001",
-            AuthCol.PHONE: "+79000000001",
-            AuthCol.NAME: "Демо Партнёр",
-            AuthCol.STATUS: "authorized",
-            AuthCol.TELEGRAM_ID: str(PARTNER),
-        }
+    await gw.table(AUTH).write(
+        [
+            gw.table(AUTH).op_insert(
+                {
+                    AuthCol.CODE: "DEMO-001",
+                    AuthCol.PHONE: "+79000000001",
+                    AuthCol.NAME: "Демо Партнёр",
+                    AuthCol.STATUS: "authorized",
+                    AuthCol.TELEGRAM_ID: str(PARTNER),
+                }
+            )
+        ]
     )
     return gw
 

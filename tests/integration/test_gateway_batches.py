@@ -58,9 +58,11 @@ async def test_insert_then_update_of_the_same_key_in_one_write(local_gateway: As
 async def test_a_rejected_op_changes_nothing_on_an_existing_row(local_gateway: AsyncSheetsGateway) -> None:
     """An append that would overflow the cell is rejected whole: the status set in the same op is not written."""
     appeals = local_gateway.table(APPEALS)
-    await appeals.append_text("1", AppealCol.LOG, "x" * 40_000, values={AppealCol.STATUS: "Новое"})
+    await appeals.write([appeals.op_append_text("1", AppealCol.LOG, "x" * 40_000, values={AppealCol.STATUS: "Новое"})])
     with pytest.raises(CellTooLarge):
-        await appeals.append_text("1", AppealCol.LOG, "y" * 20_000, values={AppealCol.STATUS: "Решено"})
+        await appeals.write(
+            [appeals.op_append_text("1", AppealCol.LOG, "y" * 20_000, values={AppealCol.STATUS: "Решено"})]
+        )
     rec = await appeals.get("1")
     assert rec is not None and rec[AppealCol.STATUS] == "Новое" and rec[AppealCol.LOG] == "x" * 40_000
 
@@ -69,7 +71,7 @@ async def test_a_rejected_op_creates_no_row(local_gateway: AsyncSheetsGateway) -
     """An op whose new row cannot hold its text is rejected whole: no empty row is left behind."""
     appeals = local_gateway.table(APPEALS)
     with pytest.raises(CellTooLarge):
-        await appeals.append_text("2", AppealCol.LOG, "z" * 50_001)
+        await appeals.write([appeals.op_append_text("2", AppealCol.LOG, "z" * 50_001)])
     assert await appeals.get("2") is None
     assert len(await _rows(local_gateway, APPEALS.title)) == 1
 
@@ -77,8 +79,8 @@ async def test_a_rejected_op_creates_no_row(local_gateway: AsyncSheetsGateway) -
 async def test_an_op_naming_an_unknown_column_changes_nothing(local_gateway: AsyncSheetsGateway) -> None:
     """An upsert with one unknown column writes none of its values: it waits in the outbox for the column."""
     appeals = local_gateway.table(APPEALS)
-    await appeals.upsert("3", {AppealCol.STATUS: "Новое"})
-    await appeals.upsert("3", {AppealCol.STATUS: "Решено", "Нет такой колонки": "x"})
+    await appeals.write([appeals.op_upsert("3", {AppealCol.STATUS: "Новое"})])
+    await appeals.write([appeals.op_upsert("3", {AppealCol.STATUS: "Решено", "Нет такой колонки": "x"})])
     rec = await appeals.get("3")
     assert rec is not None and rec[AppealCol.STATUS] == "Новое"
     assert local_gateway.outbox_depth == 1
@@ -97,7 +99,7 @@ async def test_a_hinted_row_beyond_the_grid_fails_no_other_reader(tmp_path: Path
         server.set_values(QUEUE.title, [list(QUEUE.headers)] + [[f"job-{i}"] for i in range(3)])  # a full grid
         async with started_gateway(google_config(tmp_path, server)) as gw:
             queue = gw.table(QUEUE)
-            await gw.table(AUTH).upsert("P-1", {AuthCol.PHONE: "+79000000001"})
+            await gw.table(AUTH).write([gw.table(AUTH).op_upsert("P-1", {AuthCol.PHONE: "+79000000001"})])
             assert (await queue.get("job-2")) is not None  # hinted at row 4
             server.delete_rows(QUEUE.title, 2)  # the grid shrinks: row 4 no longer exists
             job, partners = await asyncio.gather(queue.get("job-2"), gw.table(AUTH).all())

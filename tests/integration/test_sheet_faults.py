@@ -222,7 +222,9 @@ async def test_an_overflow_while_the_archive_is_missing_waits_and_nothing_is_cut
     old text is in Архив (or still in E), the new turn in E once."""
     async with stand(tmp_path, backend) as s:
         old = "[2026-11-01 10:00] Пользователь: " + "с" * 49_900
-        await s.gw.table(APPEALS).append_text(str(PARTNER.telegram_id), AppealCol.LOG, old)
+        await s.gw.table(APPEALS).write(
+            [s.gw.table(APPEALS).op_append_text(str(PARTNER.telegram_id), AppealCol.LOG, old)]
+        )
         await s.rename(ARCHIVE.title, "старый архив")
         assert (await s.ask("после переполнения")).startswith("Ответ")
         assert s.gw.outbox_depth >= 1 and await s.log() == old  # nothing trimmed without the archive row

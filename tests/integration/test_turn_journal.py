@@ -105,7 +105,7 @@ async def test_a_staff_edit_is_seen_on_the_next_message(gated: tuple[AsyncSheets
     kit = build_kit(gw, reply_first=True)
     await kit.appeals.handle_text(PARTNER, "Привет")
     await gw.turns.drain()
-    await gw.table(APPEALS).upsert("42", {AppealCol.STATUS: AppealStatus.IN_WORK})
+    await gw.table(APPEALS).write([gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: AppealStatus.IN_WORK})])
     reply = await kit.appeals.handle_text(PARTNER, "Ещё вопрос")
     assert reply.kind is ReplyKind.SILENT and reply.text == ""
 

@@ -113,7 +113,7 @@ async def test_restart_after_sending_before_marking_does_not_resend(
     await make_poller(local_gateway, first, reports).poll_once()
     assert len(first.sent) == 2
     # The delivered_at write is lost (as if the process died right before it), then the bot restarts.
-    await local_gateway.table(QUEUE).upsert("job-1", {QueueCol.DELIVERED_AT: ""})
+    await local_gateway.table(QUEUE).write([local_gateway.table(QUEUE).op_upsert("job-1", {QueueCol.DELIVERED_AT: ""})])
     await local_gateway.close()
     gw2 = build_gateway(local_gateway_config)
     await gw2.start()
@@ -306,7 +306,9 @@ async def test_rerun_with_a_new_attempt_is_delivered_again(local_gateway: AsyncS
     messenger = RecordingMessenger()
     poller = make_poller(local_gateway, messenger, reports)
     await poller.poll_once()
-    await local_gateway.table(QUEUE).upsert("job-1", {QueueCol.ATTEMPTS: "2", QueueCol.DELIVERED_AT: ""})
+    await local_gateway.table(QUEUE).write(
+        [local_gateway.table(QUEUE).op_upsert("job-1", {QueueCol.ATTEMPTS: "2", QueueCol.DELIVERED_AT: ""})]
+    )
     await poller.poll_once()
     await poller.poll_once()
     assert [s.kind for s in messenger.sent] == ["text", "document", "text", "document"]
@@ -339,7 +341,7 @@ async def test_rerun_with_the_attempts_reset_is_delivered_again(
         QueueCol.RESULT_TEXT: "📊 Аналитика 360 · OBJ-1\nНовые данные",
         QueueCol.DELIVERED_AT: "",
     }
-    await local_gateway.table(QUEUE).upsert("job-1", rerun)
+    await local_gateway.table(QUEUE).write([local_gateway.table(QUEUE).op_upsert("job-1", rerun)])
     await poller.poll_once()
     await poller.poll_once()
     assert [s.kind for s in messenger.sent] == ["text", "document", "text", "document"]
