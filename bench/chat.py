@@ -76,9 +76,12 @@ from bot.config import Settings  # noqa: E402
 from bot.services.container import services_from  # noqa: E402
 from bot.services.knowledge import demo_knowledge  # noqa: E402
 from bot.telegram_inbox import InboxPoller, resume_unfinished  # noqa: E402
-from gateway import a1  # noqa: E402
-from gateway.backend import Rows, SheetsBackend  # noqa: E402
-from gateway.backends.google import RebasedSession  # noqa: E402
+from gateway import (  # noqa: E402
+    RebasedSession,
+    Rows,
+    SheetsBackend,
+    parse_a1,
+)
 from gateway.schemas import ALL_SCHEMAS, APPEALS, AUTH, KNOWLEDGE, AppealCol, AuthCol, SheetSchema  # noqa: E402
 from tests.fakes.gemini_server import FakeGeminiServer, FakeTimeout, last_user_text  # noqa: E402
 from tests.fakes.sheets_server import FakeSheetsServer  # noqa: E402
@@ -211,7 +214,7 @@ def data_rows(ranges: Iterable[str]) -> frozenset[tuple[str, int]]:
     out = set()
     for text in ranges:
         try:
-            rng = a1.parse(text)
+            rng = parse_a1(text)
         except ValueError:
             continue
         if rng.row1 is not None and rng.row1 == rng.row2 and rng.row1 > 1:

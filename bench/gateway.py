@@ -25,8 +25,7 @@ from google.auth.credentials import AnonymousCredentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.backends.google import RebasedSession
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import GatewayConfig, RebasedSession, build_gateway
 from gateway.schemas import APPEALS, AppealCol
 from tests.fakes.sheets_server import FakeSheetsServer
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN  # noqa: E402
 from bot.web.initdata import sign_init_data  # noqa: E402
-from gateway.factory import GatewayConfig, build_gateway  # noqa: E402
+from gateway import GatewayConfig, build_gateway  # noqa: E402
 from gateway.schemas import AUTH, AuthCol  # noqa: E402
 from tests.local_stack import free_port, running_local_stack, stack_env  # noqa: E402
 

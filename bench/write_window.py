@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AppealCol
 from tests.fakes.sheets_server import FakeSheetsServer
 

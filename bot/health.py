@@ -24,8 +24,15 @@ from typing import Any, Protocol
 
 from bot.services.ports import Messenger
 from bot.services.queue_poller import PollStats
-from gateway import AsyncSheetsGateway, GatewayError, StructureFault
-from gateway.errors import AccessDenied, GridFull, RangeProtected, SheetMissing
+from gateway import (
+    AccessDenied,
+    AsyncSheetsGateway,
+    GatewayError,
+    GridFull,
+    RangeProtected,
+    SheetMissing,
+    StructureFault,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +142,7 @@ class HealthMonitor:
         body: dict[str, Any] = {
             "status": "degraded" if problems else "ok",
             "problems": problems,
-            "sheet_backend": gw.backend.name,
+            "sheet_backend": gw.backend_name,
             "sheet_breaker": gw.breaker_state,
             "outbox_depth": gw.outbox_depth,
             "outbox_oldest_seconds": None if oldest is None else round(oldest, 1),
@@ -214,7 +221,7 @@ class HealthMonitor:
     async def _conditions(self, oldest: float | None, stats: PollStats | None) -> list[Condition]:
         gw, t = self.gateway, self.thresholds
         out: list[Condition] = []
-        unreachable = gw.backend.unreachable or self._probe_error
+        unreachable = gw.backend_unreachable or self._probe_error
         if gw.breaker_state != "closed" or unreachable:
             why = f"предохранитель {gw.breaker_state}" if gw.breaker_state != "closed" else unreachable
             out.append(

@@ -150,6 +150,15 @@ class AsyncSheetsGateway:
         """Values of A1 ranges, coalesced with concurrent readers into one call."""
         return await self._reads.submit(tuple(ranges))
 
+    async def sheet_titles(self) -> list[str]:
+        """The titles of the spreadsheet's sheets, in order (one call)."""
+        return await self.backend.sheet_titles()
+
+    async def read_sheet(self, title: str) -> Rows:
+        """Every row of one sheet, header first (the staff console's dump; services read through `table`)."""
+        (rows,) = await self.read_ranges([a1.sheet_range(title)])
+        return rows
+
     async def write(self, ops: Sequence[WriteOp]) -> None:
         """Apply ops in order; returns once they are in the sheet or durably in the outbox."""
         await self.writer.write(ops)
@@ -164,6 +173,16 @@ class AsyncSheetsGateway:
         await self.inbox.prune()
 
     # -- health --------------------------------------------------------------------------------
+
+    @property
+    def backend_name(self) -> str:
+        """Which store serves the sheets: 'google' or 'local'."""
+        return self.backend.name
+
+    @property
+    def backend_unreachable(self) -> str | None:
+        """Why the sheet could not be reached at all on the last call (network, DNS); None once it answers."""
+        return self.backend.unreachable
 
     @property
     def breaker_state(self) -> str:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 
 STAMP = r"\d{4}-\d{1,2}-\d{1,2}[ T]\d{1,2}:\d{2}(?::\d{2})?|\d{1,2}\.\d{1,2}\.\d{4},?\s+\d{1,2}:\d{2}(?::\d{2})?"
-STAMPED = re.compile(rf"^\[\s*(?P<stamp>{STAMP})\s*\]\s*(?P<rest>.*)$")
-UNSTAMPED = re.compile(r"^(?P<author>Пользователь|ИИ|Оператор)\s*:\s?(?P<text>.*)$", re.IGNORECASE)
+STAMPED_HEADER = re.compile(rf"^\[\s*(?P<stamp>{STAMP})\s*\]\s*(?P<rest>.*)$")
+UNSTAMPED_HEADER = re.compile(r"^(?P<author>Пользователь|ИИ|Оператор)\s*:\s?(?P<text>.*)$", re.IGNORECASE)
 
 
 def is_entry_start(line: str) -> bool:
     """Whether this line (without its line break) starts a new entry."""
     line = line.rstrip()
-    return bool(STAMPED.match(line) or UNSTAMPED.match(line))
+    return bool(STAMPED_HEADER.match(line) or UNSTAMPED_HEADER.match(line))
 
 
 def entry_starts(log: str) -> list[int]:
@@ -37,7 +37,7 @@ def entry_stamps(log: str) -> list[str]:
     """The times of the timestamped entries in `log`, as written, in order."""
     stamps = []
     for line in log.split("\n"):
-        m = STAMPED.match(line.rstrip())
+        m = STAMPED_HEADER.match(line.rstrip())
         if m:
             stamps.append(m.group("stamp").strip())
     return stamps

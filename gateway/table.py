@@ -60,8 +60,14 @@ class Table:
         self._locator.headers[self.title] = hm
         return [hm.record(i + 2, cells, self.schema.headers) for i, cells in enumerate(rows[1:]) if any(cells)]
 
-    async def select(self, columns: Sequence[str]) -> list[Record]:
-        """Only `columns` of every data row, normally in one read (the header is verified in the same call)."""
+    async def select(self, columns: Sequence[str], *, default_header: bool = False) -> list[Record]:
+        """Only `columns` of every data row, normally in one read (the header is verified in the same call).
+
+        With `default_header`, a sheet whose header was not read yet is assumed to have the schema's layout,
+        so even the first select after a start is one read; a wrong guess costs one more read, never a wrong value.
+        """
+        if default_header and self.title not in self._locator.headers:
+            self._locator.headers[self.title] = HeaderMap.from_row(self.title, list(self.schema.headers))
         for _ in range(3):
             hm = self._locator.headers.get(self.title) or await self._locator.header(self.title)
             cols = [hm.col(c) for c in columns]
@@ -81,6 +87,21 @@ class Table:
                     out.append(Record(i + 1, values))
             return out
         raise TransientBackendError(f"columns of {self.title!r} kept moving")
+
+    async def reread(self, records: Sequence[Record], column: str | None = None) -> dict[str, Record]:
+        """Whole rows of `records` (e.g. from a narrow select) again by row number, in one read, keyed by the
+        trimmed value of `column` (default: the schema key). A row whose key changed since (staff sorted or
+        deleted rows) is left out: the caller sees it on its next select."""
+        col = self._key_column(column)
+        ranges = [a1.row_range(self.title, 1)] + [a1.row_range(self.title, r.row) for r in records]
+        results = await self._read(ranges)
+        hm = HeaderMap.from_row(self.title, results[0][0] if results[0] else [])
+        out: dict[str, Record] = {}
+        for rec, res in zip(records, results[1:], strict=True):
+            whole = hm.record(rec.row, res[0] if res else [], self.schema.headers)
+            if normalize_key(whole[col]) == normalize_key(rec[col]):
+                out[rec[col].strip()] = whole
+        return out
 
     async def header(self) -> HeaderMap:
         """The sheet's header row, fresh."""

@@ -18,11 +18,15 @@ from bot.services.auth import AuthService
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.ports import DeliveryError, InlineButton
-from gateway import AsyncSheetsGateway
-from gateway.backend import Rows, SheetsBackend
-from gateway.errors import TransientBackendError
-from gateway.factory import GatewayConfig, build_gateway
-from gateway.resilience import RetryPolicy
+from gateway import (
+    AsyncSheetsGateway,
+    GatewayConfig,
+    RetryPolicy,
+    Rows,
+    SheetsBackend,
+    TransientBackendError,
+    build_gateway,
+)
 from gateway.schemas import AUTH, KNOWLEDGE, AuthCol
 
 PROMPT_PATH = Path(__file__).resolve().parents[1] / "prompts" / "system_prompt.txt"

@@ -49,8 +49,7 @@ from bot.services.locks import KeyedLock
 from bot.services.partner_limits import StaffNoticeBatcher
 from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
 from bot.services.turn_context import current_turn
-from gateway import AsyncSheetsGateway, GatewayError, Record
-from gateway.ops import WriteOp
+from gateway import AsyncSheetsGateway, GatewayError, Record, WriteOp
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from bot.services.ports import Clock, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable, normalize_key
-from gateway.ops import WriteOp
+from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable, WriteOp, normalize_key
 from gateway.schemas import AUTH, AuthCol
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 from enum import StrEnum
 
 from bot.ai.base import Turn
-from gateway.logentry import STAMPED, UNSTAMPED, is_entry_start
+from gateway import STAMPED_HEADER, UNSTAMPED_HEADER, is_entry_start
 
 
 class Author(StrEnum):
@@ -122,7 +122,7 @@ def parse(log: str, tz: tzinfo | None = None) -> list[ChatEntry]:
 
 
 def _parse_header(line: str, tz: tzinfo | None) -> tuple[datetime | None, str, str] | None:
-    m = STAMPED.match(line)
+    m = STAMPED_HEADER.match(line)
     if m:
         at = parse_stamp(m.group("stamp"), tz)
         rest = m.group("rest")
@@ -133,7 +133,7 @@ def _parse_header(line: str, tz: tzinfo | None) -> tuple[datetime | None, str, s
         # `Оператор (Анна)`: the named person is one of the canonical authors.
         author = _SYNONYMS.get(label.casefold()) or _SYNONYMS.get(_NAMED.sub("", label).casefold())
         return at, str(author) if author else label, a.group("text").strip()
-    u = UNSTAMPED.match(line)
+    u = UNSTAMPED_HEADER.match(line)
     if u:
         return None, str(_SYNONYMS[u.group("author").casefold()]), u.group("text").strip()
     return None

@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from bot.services.ports import DeliveryError
-from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
+from gateway import DeliveryPhase, DeliveryRecord, StateStore
 
 log = logging.getLogger(__name__)
 

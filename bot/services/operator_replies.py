@@ -36,9 +36,8 @@ from bot.services.delivery import Deliveries, Outcome
 from bot.services.live import LiveSink
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import split_message
-from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
+from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord, GatewayError, Record, StateStore, normalize_key
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
-from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.services.promotions import LEDGER_PREFIX, Promotion, legacy_record
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord
 from gateway.schemas import PROMOTIONS
-from gateway.state import DeliveryPhase, DeliveryRecord
 
 
 @dataclass(frozen=True, slots=True)

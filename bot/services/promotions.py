@@ -52,10 +52,18 @@ from bot.services.auth import MOSCOW, Partner, is_authorized_status
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import MAX_CAPTION_LENGTH, split_message, utf16_len
-from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
-from gateway.ops import WriteOp
+from gateway import (
+    AsyncSheetsGateway,
+    DeliveryPhase,
+    DeliveryRecord,
+    GatewayError,
+    LedgerEntry,
+    Record,
+    StateStore,
+    WriteOp,
+    normalize_key,
+)
 from gateway.schemas import AUTH, PROMOTIONS, AuthCol, PromoCol, PromoStatus
-from gateway.state import DeliveryPhase, DeliveryRecord, LedgerEntry, StateStore
 
 log = logging.getLogger(__name__)
 

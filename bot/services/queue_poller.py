@@ -32,12 +32,20 @@ import httpx
 from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.ports import Clock, Messenger, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record, a1
-from gateway.drive_links import drive_file_id, drive_report_stem
-from gateway.private import private_dir, write_private
-from gateway.records import HeaderMap, normalize_key
+from gateway import (
+    AsyncSheetsGateway,
+    DeliveryPhase,
+    DeliveryRecord,
+    GatewayError,
+    Record,
+    StateStore,
+    drive_file_id,
+    drive_report_stem,
+    normalize_key,
+    private_dir,
+    write_private,
+)
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
-from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +202,11 @@ class QueuePoller:
 
     async def _full_rows(self, recs: list[Record]) -> dict[str, Record]:
         """Whole rows (with result_text) by their row numbers, in one read, verified by id."""
-        ranges = [a1.row_range(QUEUE.title, 1)] + [a1.row_range(QUEUE.title, r.row) for r in recs]
         try:
-            results = await self._gw.read_ranges(ranges)
+            return await self._gw.table(QUEUE).reread(recs, QueueCol.ID)
         except GatewayError as exc:
             log.warning("finished rows not fetched, delivering next poll: %s", exc)
             return {}
-        header = HeaderMap.from_row(QUEUE.title, results[0][0] if results[0] else [])
-        out: dict[str, Record] = {}
-        for rec, res in zip(recs, results[1:], strict=True):
-            whole = header.record(rec.row, res[0] if res else [], QUEUE.headers)
-            if whole[QueueCol.ID].strip() == rec[QueueCol.ID].strip():  # staff may have sorted meanwhile
-                out[rec[QueueCol.ID].strip()] = whole
-        return out
 
     # -- deliveries ----------------------------------------------------------------------------
 

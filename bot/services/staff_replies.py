@@ -36,9 +36,8 @@ from bot.services.locks import KeyedLock
 from bot.services.operator_replies import format_operator_message, reply_hash
 from bot.services.ports import Clock, InlineButton, Messenger, StaffChat, utc_now
 from bot.telegram_messenger import split_message
-from gateway import AsyncSheetsGateway, GatewayError
+from gateway import AsyncSheetsGateway, DeliveryPhase, GatewayError
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
-from gateway.state import DeliveryPhase
 
 log = logging.getLogger(__name__)
 

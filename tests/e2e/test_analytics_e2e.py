@@ -26,8 +26,7 @@ from bot.services.auth import AuthService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
 from bot.services.worker import AnalyticsWorker
 from bot.telegram_messenger import TelegramMessenger
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import AUTH, QUEUE, AuthCol, QueueCol
 from tests.conftest import FAST_RETRY
 from tests.fakes.sheets_server import FakeSheetsServer

@@ -34,8 +34,7 @@ from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService, format_operator_message
 from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter
 from bot.telegram_messenger import TelegramMessenger
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH, FlakyBackend, ManualClock, add_fact, moscow
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text

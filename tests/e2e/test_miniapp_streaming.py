@@ -22,7 +22,7 @@ from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
 from bot.services.knowledge import KnowledgeBase
 from bot.web.app import create_web_app
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import GatewayConfig, build_gateway
 from gateway.schemas import AUTH, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH, FakeMessenger
 from tests.e2e.browser_support import shoot

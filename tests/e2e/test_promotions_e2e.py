@@ -35,10 +35,8 @@ from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.promotions import LEDGER_PREFIX, PromotionService, recipient_records
 from bot.telegram_messenger import TelegramMessenger
-from gateway import AsyncSheetsGateway
-from gateway.factory import build_gateway
+from gateway import AsyncSheetsGateway, DeliveryPhase, build_gateway
 from gateway.schemas import APPEALS, AUTH, PROMOTIONS, AppealCol, AuthCol, PromoCol
-from gateway.state import DeliveryPhase
 from tests.chat_support import PROMPT_PATH, moscow
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
 from tests.promo_support import add_promo, partner_ids, promo_row, seed_partners, store_config

@@ -29,8 +29,7 @@ from bot.services.operator_replies import OperatorReplyService, format_operator_
 from bot.services.staff_replies import StaffDesk
 from bot.telegram_messenger import TelegramMessenger, split_message
 from bot.telegram_staff_chat import TelegramStaffChat
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, CellTooLarge, SchemaError
 from gateway.a1 import sheet_range
-from gateway.errors import CellTooLarge, SchemaError
 from gateway.schemas import APPEALS, AUTH, QUEUE, AppealCol, AuthCol, QueueCol
 from tests.conftest import google_config, started_gateway
 from tests.fakes.sheets_server import FakeSheetsServer

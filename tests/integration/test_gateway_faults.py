@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway, SheetUnavailable
+from gateway import AsyncSheetsGateway, GatewayMetrics, SheetUnavailable, StateStore
 from gateway.backends.google import GoogleSheetsBackend
-from gateway.metrics import GatewayMetrics
 from gateway.resilience import ResilientBackend, RetryPolicy
 from gateway.schemas import APPEALS, AppealCol
-from gateway.state import StateStore
 from tests.fakes.sheets_server import FakeSheetsServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,11 +162,11 @@ _CHILD = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from gateway.backends.google import GoogleSheetsBackend
-    from gateway.gateway import AsyncSheetsGateway
-    from gateway.metrics import GatewayMetrics
+    from gateway import AsyncSheetsGateway
+    from gateway import GatewayMetrics
     from gateway.resilience import ResilientBackend, RetryPolicy
     from gateway.schemas import APPEALS, AppealCol
-    from gateway.state import StateStore
+    from gateway import StateStore
 
     async def main() -> None:
         url, sid, state = sys.argv[1:4]

@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, BadRequest, GatewayMetrics, Rows, SchemaError, TransientBackendError
 from gateway.a1 import sheet_range
-from gateway.backend import Rows
 from gateway.backends.local import LocalSheetsBackend
-from gateway.errors import BadRequest, SchemaError, TransientBackendError
-from gateway.metrics import GatewayMetrics
 from gateway.resilience import ResilientBackend, RetryPolicy
 from gateway.schemas import APPEALS, PROMOTIONS, QUEUE, AppealCol, PromoCol, QueueCol
 from gateway.state import OutboxEntry, StateStore

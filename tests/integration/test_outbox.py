@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway, SheetUnavailable
-from gateway.backend import Rows
+from gateway import AsyncSheetsGateway, GatewayMetrics, Rows, SheetUnavailable, StateStore, TransientBackendError
 from gateway.backends.local import LocalSheetsBackend
-from gateway.errors import TransientBackendError
-from gateway.metrics import GatewayMetrics
 from gateway.resilience import ResilientBackend, RetryPolicy
 from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol
-from gateway.state import StateStore
 
 
 class FlakyBackend:

@@ -10,10 +10,9 @@ import pytest
 from bot.services.analytics import MOSCOW
 from bot.services.queue_poller import DELIVERY_LEDGER
 from bot.services.retention import RetentionService
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord
 from gateway.a1 import sheet_range
 from gateway.schemas import QUEUE, QUEUE_ARCHIVE, QueueCol
-from gateway.state import DeliveryPhase, DeliveryRecord
 from tests.conftest import google_config, local_config, started_gateway
 from tests.fakes.sheets_server import FakeSheetsServer
 

@@ -16,9 +16,8 @@ import pytest
 
 from bot.health import HealthMonitor, HealthThresholds
 from bot.services.auth import Partner
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, build_gateway
 from gateway.a1 import cell_range
-from gateway.factory import build_gateway
 from gateway.schemas import APPEALS, ARCHIVE, AppealCol
 from tests.chat_support import ChatKit, build_kit
 from tests.conftest import google_config, local_config

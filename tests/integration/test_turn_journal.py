@@ -14,10 +14,7 @@ from bot.services.appeals import ChatReply, ReplyKind, decode_reply, encode_repl
 from bot.services.auth import AuthService, Partner
 from bot.services.container import Services
 from bot.services.turn_context import TurnContext, enter_turn, leave_turn
-from gateway import AsyncSheetsGateway, SheetUnavailable
-from gateway.backend import Rows
-from gateway.factory import build_gateway
-from gateway.journal import InboxUpdate
+from gateway import AsyncSheetsGateway, InboxUpdate, Rows, SheetUnavailable, build_gateway
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 from tests.chat_support import (
     ChatKit,

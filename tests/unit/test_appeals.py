@@ -15,8 +15,7 @@ from bot.ai.offline import OFFLINE_INTRO
 from bot.services.appeals import ReplyKind, WorkingHours, contains_keyword, limit_text
 from bot.services.auth import Partner
 from bot.services.chatlog import ChatEntry
-from gateway import AsyncSheetsGateway
-from gateway.factory import build_gateway
+from gateway import AsyncSheetsGateway, build_gateway
 from gateway.schemas import APPEALS, ARCHIVE, AppealCol, AppealStatus
 from tests.chat_support import (
     ChatKit,

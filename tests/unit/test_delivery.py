@@ -10,7 +10,7 @@ import pytest
 
 from bot.services.delivery import Deliveries, Outcome, Part
 from bot.services.ports import DeliveryError
-from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
+from gateway import DeliveryPhase, DeliveryRecord, StateStore
 
 
 class Crash(BaseException):

@@ -16,10 +16,8 @@ from bot.services.operator_replies import (
 from bot.services.ports import DeliveryError, InlineButton
 from bot.staff_console import GatewayStaffConsole
 from bot.telegram_messenger import split_message
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig
+from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord, GatewayConfig
 from gateway.schemas import APPEALS, AppealCol
-from gateway.state import DeliveryPhase, DeliveryRecord
 from tests.chat_support import (
     Crash,
     FakeMessenger,

@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.services.queue_poller import DELIVERY_LEDGER, QueuePoller, make_pdf_loader
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, DeliveryPhase, GatewayConfig, build_gateway
 from gateway.schemas import QUEUE, QueueCol
-from gateway.state import DeliveryPhase
 from tests.unit.analytics_support import Crash, FakeClock, RecordingMessenger, put_queue_rows, queue_row
 
 BASE_URL = "http://127.0.0.1:8080"

@@ -9,8 +9,8 @@ import pytest
 
 from bot.services.ports import DeliveryError, InlineButton
 from bot.services.staff_replies import ReplyOutcome, StaffDesk, StaffMember
+from gateway import DeliveryRecord
 from gateway.schemas import APPEALS, AppealCol
-from gateway.state import DeliveryRecord
 from tests.chat_support import (
     Crash,
     FakeMessenger,

@@ -12,8 +12,7 @@ import bot.services.worker as worker_module
 from bot.analytics.analysis import analyze, fmt_rub
 from bot.analytics.seed import seed_demo_market
 from bot.services.worker import AnalyticsWorker
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import MARKET, OBJECTS, QUEUE, QueueCol
 from tests.unit.analytics_support import FakeClock, put_objects, put_queue_rows, queue_row, small_market
 
