@@ -107,14 +107,13 @@ class HealthMonitor:
     async def start(self) -> None:
         """Record this process as running; a marker left by a dead process means it crashed: tell staff."""
         self._started = self.clock()
-        state = self.gateway.state
+        runs = self.gateway.ledgers.runs
         crashed = []
-        for key in await state.meta_keys(RUN_MARKER_PREFIX):
-            pid = key.removeprefix(RUN_MARKER_PREFIX)
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                crashed.append(key)
-                await state.meta_delete(key)
-        await state.meta_set(f"{RUN_MARKER_PREFIX}{os.getpid()}", str(time.time()))
+        for pid in await runs.others():
+            if pid != os.getpid() and not _alive(pid):
+                crashed.append(f"{RUN_MARKER_PREFIX}{pid}")
+                await runs.clear(pid)
+        await runs.mark(os.getpid())
         if crashed:
             log.warning("the previous run did not stop cleanly (%s)", ", ".join(crashed))
             await self._post(
@@ -127,7 +126,7 @@ class HealthMonitor:
         """A clean stop: remove this process's run marker."""
         self.phase = "stopping"
         try:
-            await self.gateway.state.meta_delete(f"{RUN_MARKER_PREFIX}{os.getpid()}")
+            await self.gateway.ledgers.runs.clear(os.getpid())
         except Exception:  # the state file may already be closed on an aborted start
             log.exception("could not clear the run marker")
 

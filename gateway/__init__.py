@@ -32,6 +32,7 @@ from gateway.errors import (
 from gateway.factory import STATE_FILE_NAME, GatewayConfig, build_gateway
 from gateway.gateway import AsyncSheetsGateway
 from gateway.journal import InboxUpdate, TurnJournal, UpdateInbox
+from gateway.ledgers import DeliveryLedger, Job, Ledgers, LegacyDecoder, Remembered
 from gateway.logentry import STAMPED_HEADER, UNSTAMPED_HEADER, entry_starts, is_entry_start
 from gateway.metrics import GatewayMetrics
 from gateway.ops import OpKind, WriteOp
@@ -68,6 +69,7 @@ __all__ = [
     "AsyncSheetsGateway",
     "BadRequest",
     "CellTooLarge",
+    "DeliveryLedger",
     "DeliveryPhase",
     "DeliveryRecord",
     "DriveFiles",
@@ -77,7 +79,10 @@ __all__ = [
     "GridFull",
     "HeaderMap",
     "InboxUpdate",
+    "Job",
     "LedgerEntry",
+    "Ledgers",
+    "LegacyDecoder",
     "MoveResult",
     "OpKind",
     "QueuedWrite",
@@ -85,6 +90,7 @@ __all__ = [
     "RangeProtected",
     "RebasedSession",
     "Record",
+    "Remembered",
     "RetryPolicy",
     "RowNotFound",
     "Rows",

@@ -28,6 +28,7 @@ from gateway.batch import BatchApplier
 from gateway.coalesce import Batcher
 from gateway.errors import BadRequest, SchemaError, SheetMissing, StructureFault
 from gateway.journal import JournalFile, TurnJournal, UpdateInbox
+from gateway.ledgers import Ledgers
 from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
@@ -61,6 +62,7 @@ class AsyncSheetsGateway:
     ) -> None:
         self.backend = backend
         self.state = state
+        self.ledgers = Ledgers(state)  # the typed stores services keep their records in
         self.metrics = metrics
         self._reads: Batcher[tuple[str, ...], list[Rows]] = Batcher(
             self._flush_reads, window=read_window, gate=backend.read_ready

@@ -280,7 +280,7 @@ class AppealsService:
         context = await self._context(text)
         answer = await self._ai.answer(self._prompt.text, history, text, context, on_delta)
         if answer.from_model and self.daily_limit:
-            await self._gw.state.counter_add(self._counter(partner), self._today())
+            await self._gw.ledgers.ai_answers.add(str(partner.telegram_id), self._today())
         ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)
         new_status = None if status is None or status == AppealStatus.AI else AppealStatus.AI
         kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
@@ -321,7 +321,7 @@ class AppealsService:
     async def _limit_reached(self, partner: Partner) -> bool:
         if not self.daily_limit:
             return False
-        used = await self._gw.state.counter_get(self._counter(partner), self._today())
+        used = await self._gw.ledgers.ai_answers.get(str(partner.telegram_id), self._today())
         return used >= self.daily_limit
 
     async def _context(self, text: str) -> list[str]:
@@ -411,9 +411,6 @@ class AppealsService:
             f"Ваш вопрос передан, оператор ответит здесь {day} после {opening:%H:%M}. "
             "Пока вопрос у оператора, автоматические ответы ассистента отключены."
         )
-
-    def _counter(self, partner: Partner) -> str:
-        return f"ai-answers:{partner.telegram_id}"
 
     def _today(self) -> str:
         return self._clock().astimezone(self._tz).date().isoformat()

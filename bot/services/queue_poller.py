@@ -37,8 +37,8 @@ from gateway import (
     DeliveryPhase,
     DeliveryRecord,
     GatewayError,
+    LedgerEntry,
     Record,
-    StateStore,
     drive_file_id,
     drive_report_stem,
     normalize_key,
@@ -93,22 +93,17 @@ class _Done(StrEnum):
     SKIPPED = "skipped"  # given up (now or before) and reported to staff
 
 
-def _legacy_reader(state: StateStore) -> Callable[[str], Awaitable[DeliveryRecord | None]]:
-    """Reads a delivery recorded by an older release: JSON `{"done", "failures"}` in the string ledger."""
+def _legacy_record(entry: LedgerEntry) -> DeliveryRecord | None:
+    """A delivery recorded by an older release: JSON `{"done", "failures"}` in the string ledger."""
+    data = json.loads(entry.payload) if entry.payload else {}
+    phases = {"sending": DeliveryPhase.SENDING, "sent": DeliveryPhase.SENT, "failed": DeliveryPhase.FAILED}
+    phase = phases.get(entry.state)
+    return DeliveryRecord(phase, "", int(data.get("done", 0)), int(data.get("failures", 0))) if phase else None
 
-    async def read(key: str) -> DeliveryRecord | None:
-        entry = await state.ledger_get(DELIVERY_LEDGER, key)
-        if entry is None and "@" in key:
-            # Recorded before the finish time was part of the key (a delivery in progress at an upgrade).
-            entry = await state.ledger_get(DELIVERY_LEDGER, key.rpartition("@")[0])
-        if entry is None:
-            return None
-        data = json.loads(entry.payload) if entry.payload else {}
-        phases = {"sending": DeliveryPhase.SENDING, "sent": DeliveryPhase.SENT, "failed": DeliveryPhase.FAILED}
-        phase = phases.get(entry.state)
-        return DeliveryRecord(phase, "", int(data.get("done", 0)), int(data.get("failures", 0))) if phase else None
 
-    return read
+def _legacy_keys(key: str) -> tuple[str, ...]:
+    # Recorded before the finish time was part of the key (a delivery in progress at an upgrade).
+    return (key, key.rpartition("@")[0]) if "@" in key else (key,)
 
 
 class QueuePoller:
@@ -133,8 +128,10 @@ class QueuePoller:
         self._clock = clock
         self._tz = tz
         self._deliveries = Deliveries(
-            gw.state, DELIVERY_LEDGER, max_failures=max_send_failures, legacy=_legacy_reader(gw.state)
+            gw.ledgers.deliveries(DELIVERY_LEDGER, legacy=_legacy_record, legacy_keys=_legacy_keys),
+            max_failures=max_send_failures,
         )
+        self._stuck_reported = gw.ledgers.once(STUCK_LEDGER)
         self.last_stats: PollStats | None = None
         self._stuck_known: set[str] = set()  # ledger answers cached: a long-stuck backlog costs no queries
 
@@ -294,12 +291,12 @@ class QueuePoller:
         key = rec[QueueCol.ID].strip()
         if key in self._stuck_known:
             return False
-        if await self._gw.state.ledger_get(STUCK_LEDGER, key) is not None:
+        if await self._stuck_reported.done(key):
             self._stuck_known.add(key)
             return False
         self._stuck_known.add(key)
         # Recorded first: a notice lost to a crash is acceptable, one repeated every poll is not.
-        await self._gw.state.ledger_set(STUCK_LEDGER, key, "reported")
+        await self._stuck_reported.mark(key)
         code = rec[QueueCol.OBJECT_CODE].strip()
         status = rec[QueueCol.STATUS].strip().upper()
         minutes = int(self._stuck_after.total_seconds() // 60)

@@ -174,7 +174,7 @@ async def test_killed_process_resumes_outside_the_window(telegram_server: FakeTe
     gw = build_gateway(store_config(db))
     await gw.start()
     try:
-        records = await recipient_records(gw.state, LEDGER_PREFIX + "A1")
+        records = await recipient_records(gw, LEDGER_PREFIX + "A1")
         in_flight = {int(k) for k, r in records.items() if r.phase is DeliveryPhase.SENDING}
         assert len(in_flight) <= 1  # one send in flight at a time
         app = build_app(tg)
