@@ -9,7 +9,8 @@ import pytest
 
 from gateway import AsyncSheetsGateway, CellTooLarge, SchemaError
 from gateway.a1 import sheet_range
-from gateway.schemas import APPEALS, AUTH, QUEUE, AppealCol, AuthCol, QueueCol
+from gateway.batch import BatchApplier, Job
+from gateway.schemas import APPEALS, ARCHIVE, AUTH, QUEUE, AppealCol, AuthCol, Overflow, QueueCol
 from tests.conftest import google_config, started_gateway
 from tests.fakes.sheets_server import FakeSheetsServer
 
@@ -104,3 +105,38 @@ async def test_a_hinted_row_beyond_the_grid_fails_no_other_reader(tmp_path: Path
             job, partners = await asyncio.gather(queue.get("job-2"), gw.table(AUTH).all())
             assert job is not None and job.row == 3
             assert [p[AuthCol.CODE] for p in partners] == ["P-1"]
+
+
+# -- where an overflowing log goes ------------------------------------------------------------------
+
+
+async def test_the_overflow_target_is_the_one_the_schema_names(local_gateway: AsyncSheetsGateway) -> None:
+    """The applier archives into whatever sheet and columns the sheet's Overflow names, not a built-in «Архив»."""
+    gw = local_gateway
+    await gw.backend.add_sheet("Старые логи", ("кто", "когда", "что"))
+    applier = BatchApplier(
+        gw.backend, gw.locator, overflows={APPEALS.title: Overflow("Старые логи", "кто", "когда", "что")}
+    )
+    appeals = gw.table(APPEALS)
+    first = "[2026-11-01 10:00] Пользователь: " + "о" * 35_000
+    staff = "[01.11.2026 12:00] Менеджер: ответ"  # typed by staff: still an entry boundary
+    new = "[2026-11-02 11:00] Оператор: " + "н" * 15_000
+    await appeals.write([appeals.op_append_text("8", AppealCol.LOG, f"{first}\n{staff}")])
+    [error] = await applier.apply([Job(appeals.op_append_text("8", AppealCol.LOG, new, archive_overflow=True))])
+    assert error is None
+    assert (await _rows(gw, "Старые логи"))[1:] == [["8", "2026-11-01 10:00", first]]
+    assert await _rows(gw, ARCHIVE.title) == [list(ARCHIVE.headers)]
+    rec = await appeals.get("8")
+    assert rec is not None and rec[AppealCol.LOG] == f"{staff}\n{new}"
+
+
+async def test_a_sheet_without_an_overflow_target_refuses_an_overflowing_append(
+    local_gateway: AsyncSheetsGateway,
+) -> None:
+    """Consent to archive does not help a sheet whose schema names no overflow: the op is refused, the cell kept."""
+    queue = local_gateway.table(QUEUE)
+    await queue.write([queue.op_upsert("job-1", {QueueCol.RESULT_TEXT: "р" * 45_000})])
+    with pytest.raises(CellTooLarge):
+        await queue.write([queue.op_append_text("job-1", QueueCol.RESULT_TEXT, "х" * 10_000, archive_overflow=True)])
+    rec = await queue.get("job-1")
+    assert rec is not None and rec[QueueCol.RESULT_TEXT] == "р" * 45_000
