@@ -391,8 +391,7 @@ def bench_settings(tg: FakeTelegramServer, sheets: FakeSheetsServer, gemini: Fak
 def instrument_runtime(runtime: Runtime, turns: Mapping[tuple[int, str], TurnRecord]) -> TracingBackend:
     """Time every step a turn awaits, and every raw sheet call."""
     gw = runtime.gateway
-    tracer = TracingBackend(gw.backend.inner)
-    gw.backend.inner = tracer
+    tracer = gw.wrap_raw_backend(TracingBackend)
     instrument(gw.table(AUTH), "get", "sheet:auth")
     instrument(gw.table(APPEALS), "get", "sheet:load")
     # The whole search: a turn may be waiting on the knowledge base's lock while another turn reads the sheet.

@@ -20,10 +20,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from gateway import a1
-from gateway.backend import Rows
+from gateway.backend import Rows, SheetsBackend
 from gateway.batch import BatchApplier
 from gateway.coalesce import Batcher
 from gateway.errors import BadRequest, SchemaError, SheetMissing, StructureFault
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 MAX_RANGES_PER_CALL = 100
 QUOTA_WINDOW = 60.0  # Google counts calls per minute
 LAST_CALL_KEY = "sheets-last-call"
+B = TypeVar("B", bound=SheetsBackend)
 
 
 class AsyncSheetsGateway:
@@ -164,6 +166,13 @@ class AsyncSheetsGateway:
     async def write(self, ops: Sequence[WriteOp]) -> None:
         """Apply ops in order; returns once they are in the sheet or durably in the outbox."""
         await self.writer.write(ops)
+
+    def wrap_raw_backend(self, wrap: Callable[[SheetsBackend], B]) -> B:
+        """Put `wrap(raw backend)` in the raw backend's place, below batching, the limiter and retries (a
+        benchmark's call tracer); returns the wrapper."""
+        wrapper = wrap(self.backend.inner)
+        self.backend.inner = wrapper
+        return wrapper
 
     async def write_range(self, rng: str, rows: Rows) -> None:
         """Raw write of a range (the CLI's `sheets set`); bypasses keys, so not for services."""
