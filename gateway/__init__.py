@@ -32,7 +32,7 @@ from gateway.errors import (
 from gateway.factory import STATE_FILE_NAME, GatewayConfig, build_gateway
 from gateway.gateway import AsyncSheetsGateway
 from gateway.journal import InboxUpdate, TurnJournal, UpdateInbox
-from gateway.ledgers import DeliveryLedger, Job, Ledgers, LegacyDecoder, Remembered
+from gateway.ledgers import DeliveryLedger, JournaledJob, Ledgers, LegacyDecoder, Remembered
 from gateway.logentry import STAMPED_HEADER, UNSTAMPED_HEADER, entry_starts, is_entry_start
 from gateway.metrics import GatewayMetrics
 from gateway.ops import OpKind, WriteOp
@@ -79,7 +79,7 @@ __all__ = [
     "GridFull",
     "HeaderMap",
     "InboxUpdate",
-    "Job",
+    "JournaledJob",
     "LedgerEntry",
     "Ledgers",
     "LegacyDecoder",

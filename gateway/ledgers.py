@@ -116,7 +116,7 @@ class NoticeMap:
 
 
 @dataclass(frozen=True)
-class Job:
+class JournaledJob:
     """A journaled job: its data (JSON-able) and whether it is still to be finished."""
 
     key: str
@@ -140,12 +140,12 @@ class JobJournal:
         await self._state.ledger_set(self.kind, key, self._PENDING, json.dumps(data, ensure_ascii=False))
         return True
 
-    async def get(self, key: str) -> Job | None:
+    async def get(self, key: str) -> JournaledJob | None:
         """One job, if journaled."""
         entry = await self._state.ledger_get(self.kind, key)
         return None if entry is None else self._job(entry)
 
-    async def pending(self) -> list[Job]:
+    async def pending(self) -> list[JournaledJob]:
         """Every job still to be finished, oldest first."""
         return [self._job(e) for e in await self._state.ledger_list(self.kind, self._PENDING)]
 
@@ -154,9 +154,9 @@ class JobJournal:
         entry = await self._state.ledger_get(self.kind, key)
         await self._state.ledger_set(self.kind, key, self._DONE, entry.payload if entry is not None else "")
 
-    def _job(self, entry: LedgerEntry) -> Job:
+    def _job(self, entry: LedgerEntry) -> JournaledJob:
         data = json.loads(entry.payload) if entry.payload else {}
-        return Job(entry.key, data if isinstance(data, dict) else {}, entry.state == self._PENDING)
+        return JournaledJob(entry.key, data if isinstance(data, dict) else {}, entry.state == self._PENDING)
 
 
 class OnceMarks:
