@@ -31,8 +31,11 @@ from bot.services.analytics import format_stamp  # noqa: E402
 from bot.services.ports import InlineButton, utc_now  # noqa: E402
 from bot.services.queue_poller import QueuePoller, make_pdf_loader  # noqa: E402
 from bot.services.worker import AnalyticsWorker  # noqa: E402
-from gateway import AsyncSheetsGateway  # noqa: E402
-from gateway.factory import GatewayConfig, build_gateway  # noqa: E402
+from gateway import (  # noqa: E402
+    AsyncSheetsGateway,
+    GatewayConfig,
+    build_gateway,
+)
 from gateway.schemas import QUEUE, QueueCol  # noqa: E402
 from tests.fakes.sheets_server import FakeSheetsServer  # noqa: E402
 

@@ -27,8 +27,7 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder
 
 from bot.services.promotions import PromotionService
 from bot.telegram_messenger import TelegramMessenger
-from gateway import AsyncSheetsGateway
-from gateway.factory import build_gateway
+from gateway import AsyncSheetsGateway, build_gateway
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.promo_support import PromoMessenger, add_promo, seed_partners, store_config
 

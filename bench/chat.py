@@ -76,9 +76,12 @@ from bot.config import Settings  # noqa: E402
 from bot.services.container import services_from  # noqa: E402
 from bot.services.knowledge import demo_knowledge  # noqa: E402
 from bot.telegram_inbox import InboxPoller, resume_unfinished  # noqa: E402
-from gateway import a1  # noqa: E402
-from gateway.backend import Rows, SheetsBackend  # noqa: E402
-from gateway.backends.google import RebasedSession  # noqa: E402
+from gateway import (  # noqa: E402
+    RebasedSession,
+    Rows,
+    SheetsBackend,
+    parse_a1,
+)
 from gateway.schemas import ALL_SCHEMAS, APPEALS, AUTH, KNOWLEDGE, AppealCol, AuthCol, SheetSchema  # noqa: E402
 from tests.fakes.gemini_server import FakeGeminiServer, FakeTimeout, last_user_text  # noqa: E402
 from tests.fakes.sheets_server import FakeSheetsServer  # noqa: E402
@@ -211,7 +214,7 @@ def data_rows(ranges: Iterable[str]) -> frozenset[tuple[str, int]]:
     out = set()
     for text in ranges:
         try:
-            rng = a1.parse(text)
+            rng = parse_a1(text)
         except ValueError:
             continue
         if rng.row1 is not None and rng.row1 == rng.row2 and rng.row1 > 1:
@@ -389,8 +392,7 @@ def bench_settings(tg: FakeTelegramServer, sheets: FakeSheetsServer, gemini: Fak
 def instrument_runtime(runtime: Runtime, turns: Mapping[tuple[int, str], TurnRecord]) -> TracingBackend:
     """Time every step a turn awaits, and every raw sheet call."""
     gw = runtime.gateway
-    tracer = TracingBackend(gw.backend.inner)
-    gw.backend.inner = tracer
+    tracer = gw.wrap_raw_backend(TracingBackend)
     instrument(gw.table(AUTH), "get", "sheet:auth")
     instrument(gw.table(APPEALS), "get", "sheet:load")
     # The whole search: a turn may be waiting on the knowledge base's lock while another turn reads the sheet.

@@ -25,8 +25,7 @@ from google.auth.credentials import AnonymousCredentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.backends.google import RebasedSession
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import GatewayConfig, RebasedSession, build_gateway
 from gateway.schemas import APPEALS, AppealCol
 from tests.fakes.sheets_server import FakeSheetsServer
 
@@ -117,7 +116,7 @@ async def ours(server: FakeSheetsServer, users: int, ops_per_user: int, tmp: Pat
     async def one(tid: str, n: int) -> None:
         t0 = time.perf_counter()
         await table.get(tid)
-        await table.append_text(tid, AppealCol.LOG, f"[2026-11-24 12:00] Пользователь: сообщение {n}")
+        await table.write([table.op_append_text(tid, AppealCol.LOG, f"[2026-11-24 12:00] Пользователь: сообщение {n}")])
         latencies.append(time.perf_counter() - t0)
 
     try:

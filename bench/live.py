@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.services.live import EventHub, LiveWatcher  # noqa: E402
 from bot.web.initdata import sign_init_data  # noqa: E402
-from gateway.factory import GatewayConfig, build_gateway  # noqa: E402
+from gateway import GatewayConfig, build_gateway  # noqa: E402
 from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol  # noqa: E402
 from tests.fakes.sheets_server import FakeSheetsServer  # noqa: E402
 from tests.local_stack import running_local_stack, stack_env  # noqa: E402

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN  # noqa: E402
 from bot.web.initdata import sign_init_data  # noqa: E402
-from gateway.factory import GatewayConfig, build_gateway  # noqa: E402
+from gateway import GatewayConfig, build_gateway  # noqa: E402
 from gateway.schemas import AUTH, AuthCol  # noqa: E402
 from tests.local_stack import free_port, running_local_stack, stack_env  # noqa: E402
 
@@ -87,14 +87,18 @@ async def add_bench_partners(data_dir: Path, count: int) -> list[int]:
     try:
         auth = gw.table(AUTH)
         for tid in ids:
-            await auth.upsert(
-                f"BENCH-{tid - BENCH_PARTNER_BASE:03d}",
-                {
-                    AuthCol.PHONE: f"+7900{tid:07d}",
-                    AuthCol.NAME: f"Партнёр {tid}",
-                    AuthCol.STATUS: "authorized",
-                    AuthCol.TELEGRAM_ID: str(tid),
-                },
+            await auth.write(
+                [
+                    auth.op_upsert(
+                        f"BENCH-{tid - BENCH_PARTNER_BASE:03d}",
+                        {
+                            AuthCol.PHONE: f"+7900{tid:07d}",
+                            AuthCol.NAME: f"Партнёр {tid}",
+                            AuthCol.STATUS: "authorized",
+                            AuthCol.TELEGRAM_ID: str(tid),
+                        },
+                    )
+                ]
             )
     finally:
         await gw.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AppealCol
 from tests.fakes.sheets_server import FakeSheetsServer
 
@@ -41,7 +41,7 @@ async def _measure(turns: int, latency: float, with_new_row: bool) -> list[float
         try:
             await gw.ensure_sheets(fmt=False)
             appeals = gw.table(APPEALS)
-            await appeals.append_text("1", AppealCol.LOG, "первое")
+            await appeals.write([appeals.op_append_text("1", AppealCol.LOG, "первое")])
             server.set_latency(latency)
             windows = []
             for i in range(turns):

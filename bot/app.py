@@ -49,9 +49,7 @@ from bot.services.staff_replies import StaffDesk
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
 from bot.web.server import ServerLimits, server_config
-from gateway import AsyncSheetsGateway
-from gateway.backends.drive import DriveFiles
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, DriveFiles, GatewayConfig, build_gateway
 
 log = logging.getLogger(__name__)
 

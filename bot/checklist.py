@@ -20,9 +20,7 @@ import httpx
 
 from bot.config import Settings
 from bot.preflight import backend_problems, credentials_problems, data_dir_problems, mask_token, token_problems
-from gateway import AsyncSheetsGateway
-from gateway.errors import GatewayError
-from gateway.resilience import RetryPolicy
+from gateway import AsyncSheetsGateway, GatewayError, RetryPolicy
 from gateway.schemas import ALL_SCHEMAS, QUEUE, QueueCol, QueueStatus, normalize_header
 
 WORKER_STALE_AFTER = timedelta(minutes=5)
@@ -159,7 +157,7 @@ class Checklist:
         if self._probe.gateway is not None:
             return self._probe.gateway
         from bot.app import gateway_config
-        from gateway.factory import build_gateway
+        from gateway import build_gateway
 
         # Two attempts, not the bot's patient retries: a checklist should answer in seconds.
         cfg = replace(gateway_config(self._s), retry=RetryPolicy(max_attempts=2, max_backoff=1.0))
@@ -176,7 +174,7 @@ class Checklist:
         s = self._s
         try:
             gw = await self._gateway()
-            titles = await gw.backend.sheet_titles()
+            titles = await gw.sheet_titles()
         except GatewayError as exc:
             self._probe.gateway_error = "the spreadsheet is not reachable"
             raise CheckFailed(self._spreadsheet_fix(str(exc))) from None
@@ -353,7 +351,7 @@ class Checklist:
 
 async def structure_problems(gw: AsyncSheetsGateway) -> list[str]:
     """Missing sheets and headers, each named (empty: the structure is complete)."""
-    titles = {normalize_header(t) for t in await gw.backend.sheet_titles()}
+    titles = {normalize_header(t) for t in await gw.sheet_titles()}
     missing = [s.title for s in ALL_SCHEMAS if normalize_header(s.title) not in titles]
     problems = [("missing sheets " if len(missing) > 1 else "missing sheet ") + ", ".join(f"«{t}»" for t in missing)]
     problems = problems if missing else []
@@ -379,7 +377,7 @@ async def structure_refusal(settings: Settings, within: float = 20.0) -> list[st
     writes), so then this returns nothing.
     """
     from bot.app import gateway_config
-    from gateway.factory import build_gateway
+    from gateway import build_gateway
 
     cfg = replace(gateway_config(settings), retry=RetryPolicy(max_attempts=2, max_backoff=1.0))
     gw = build_gateway(cfg)

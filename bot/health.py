@@ -24,8 +24,15 @@ from typing import Any, Protocol
 
 from bot.services.ports import Messenger
 from bot.services.queue_poller import PollStats
-from gateway import AsyncSheetsGateway, GatewayError, StructureFault
-from gateway.errors import AccessDenied, GridFull, RangeProtected, SheetMissing
+from gateway import (
+    AccessDenied,
+    AsyncSheetsGateway,
+    GatewayError,
+    GridFull,
+    RangeProtected,
+    SheetMissing,
+    StructureFault,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +107,13 @@ class HealthMonitor:
     async def start(self) -> None:
         """Record this process as running; a marker left by a dead process means it crashed: tell staff."""
         self._started = self.clock()
-        state = self.gateway.state
+        runs = self.gateway.ledgers.runs
         crashed = []
-        for key in await state.meta_keys(RUN_MARKER_PREFIX):
-            pid = key.removeprefix(RUN_MARKER_PREFIX)
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                crashed.append(key)
-                await state.meta_delete(key)
-        await state.meta_set(f"{RUN_MARKER_PREFIX}{os.getpid()}", str(time.time()))
+        for pid in await runs.others():
+            if pid != os.getpid() and not _alive(pid):
+                crashed.append(f"{RUN_MARKER_PREFIX}{pid}")
+                await runs.clear(pid)
+        await runs.mark(os.getpid())
         if crashed:
             log.warning("the previous run did not stop cleanly (%s)", ", ".join(crashed))
             await self._post(
@@ -120,7 +126,7 @@ class HealthMonitor:
         """A clean stop: remove this process's run marker."""
         self.phase = "stopping"
         try:
-            await self.gateway.state.meta_delete(f"{RUN_MARKER_PREFIX}{os.getpid()}")
+            await self.gateway.ledgers.runs.clear(os.getpid())
         except Exception:  # the state file may already be closed on an aborted start
             log.exception("could not clear the run marker")
 
@@ -135,7 +141,7 @@ class HealthMonitor:
         body: dict[str, Any] = {
             "status": "degraded" if problems else "ok",
             "problems": problems,
-            "sheet_backend": gw.backend.name,
+            "sheet_backend": gw.backend_name,
             "sheet_breaker": gw.breaker_state,
             "outbox_depth": gw.outbox_depth,
             "outbox_oldest_seconds": None if oldest is None else round(oldest, 1),
@@ -214,7 +220,7 @@ class HealthMonitor:
     async def _conditions(self, oldest: float | None, stats: PollStats | None) -> list[Condition]:
         gw, t = self.gateway, self.thresholds
         out: list[Condition] = []
-        unreachable = gw.backend.unreachable or self._probe_error
+        unreachable = gw.backend_unreachable or self._probe_error
         if gw.breaker_state != "closed" or unreachable:
             why = f"предохранитель {gw.breaker_state}" if gw.breaker_state != "closed" else unreachable
             out.append(

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.ops import OpKind, WriteOp
-from gateway.state import QueuedWrite, StateStore
+from gateway import OpKind, QueuedWrite, StateStore, WriteOp
 
 
 async def list_entries(state_path: str) -> list[QueuedWrite]:

@@ -15,7 +15,7 @@ import socket
 import tempfile
 
 from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN, Settings
-from gateway.factory import STATE_FILE_NAME
+from gateway import STATE_FILE_NAME
 
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from gateway import AsyncSheetsGateway
-from gateway.a1 import A1Range, parse
+from gateway import A1Range, AsyncSheetsGateway, parse_a1
 from gateway.schemas import ALL_SCHEMAS, normalize_header
 
 
@@ -24,7 +23,7 @@ class GatewayStaffConsole:
 
     async def sheets(self) -> list[str]:
         """Sheet titles in order."""
-        return await self._gw.backend.sheet_titles()
+        return await self._gw.sheet_titles()
 
     async def _title(self, sheet: str) -> str:
         titles = await self.sheets()
@@ -37,13 +36,12 @@ class GatewayStaffConsole:
     async def dump(self, sheet: str) -> list[list[str]]:
         """Every row, header first."""
         title = await self._title(sheet)
-        (rows,) = await self._gw.read_ranges([str(A1Range(title))])
-        return rows
+        return await self._gw.read_sheet(title)
 
     async def set_cell(self, sheet: str, a1: str, value: str) -> None:
         """Write one cell verbatim (RAW); ValueError for anything but one cell."""
         title = await self._title(sheet)
-        rng = parse(f"{title}!{a1}") if "!" not in a1 else parse(a1)
+        rng = parse_a1(f"{title}!{a1}") if "!" not in a1 else parse_a1(a1)
         if rng.row1 is None or rng.col1 is None or (rng.row1, rng.col1) != (rng.row2, rng.col2):
             raise ValueError(f"{a1!r} is not one cell (expected e.g. G2)")
         await self._gw.write_range(str(A1Range(title, rng.row1, rng.col1, rng.row1, rng.col1)), [[value]])

@@ -27,7 +27,7 @@ from bot.handlers.ordering import PerChatUpdateProcessor
 from bot.services.appeals import decode_reply
 from bot.services.ports import DeliveryError, InlineButton, Messenger
 from bot.services.turn_context import TurnContext, enter_turn, leave_turn, update_turn_id
-from gateway.journal import InboxUpdate, TurnJournal, UpdateInbox
+from gateway import InboxUpdate, TurnJournal, UpdateInbox
 
 log = logging.getLogger(__name__)
 

@@ -20,28 +20,31 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from gateway import a1
-from gateway.backend import Rows
+from gateway.backend import Rows, SheetsBackend
+from gateway.batch import BatchApplier
 from gateway.coalesce import Batcher
 from gateway.errors import BadRequest, SchemaError, SheetMissing, StructureFault
 from gateway.journal import JournalFile, TurnJournal, UpdateInbox
+from gateway.ledgers import Ledgers
 from gateway.locate import RowLocator
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
 from gateway.outbox import Writer
+from gateway.records import HeaderMap
 from gateway.resilience import ResilientBackend
 from gateway.schemas import ALL_SCHEMAS, AUXILIARY_SCHEMAS, SheetSchema, normalize_header
 from gateway.state import StateStore
-from gateway.table import HeaderMap
-from gateway.tables import Table
-from gateway.writer import BatchApplier
+from gateway.table import Table
 
 log = logging.getLogger(__name__)
 MAX_RANGES_PER_CALL = 100
 QUOTA_WINDOW = 60.0  # Google counts calls per minute
 LAST_CALL_KEY = "sheets-last-call"
+B = TypeVar("B", bound=SheetsBackend)
 
 
 class AsyncSheetsGateway:
@@ -61,6 +64,7 @@ class AsyncSheetsGateway:
     ) -> None:
         self.backend = backend
         self.state = state
+        self.ledgers = Ledgers(state)  # the typed stores services keep their records in
         self.metrics = metrics
         self._reads: Batcher[tuple[str, ...], list[Rows]] = Batcher(
             self._flush_reads, window=read_window, gate=backend.read_ready
@@ -150,9 +154,25 @@ class AsyncSheetsGateway:
         """Values of A1 ranges, coalesced with concurrent readers into one call."""
         return await self._reads.submit(tuple(ranges))
 
+    async def sheet_titles(self) -> list[str]:
+        """The titles of the spreadsheet's sheets, in order (one call)."""
+        return await self.backend.sheet_titles()
+
+    async def read_sheet(self, title: str) -> Rows:
+        """Every row of one sheet, header first (the staff console's dump; services read through `table`)."""
+        (rows,) = await self.read_ranges([a1.sheet_range(title)])
+        return rows
+
     async def write(self, ops: Sequence[WriteOp]) -> None:
         """Apply ops in order; returns once they are in the sheet or durably in the outbox."""
         await self.writer.write(ops)
+
+    def wrap_raw_backend(self, wrap: Callable[[SheetsBackend], B]) -> B:
+        """Put `wrap(raw backend)` in the raw backend's place, below batching, the limiter and retries (a
+        benchmark's call tracer); returns the wrapper."""
+        wrapper = wrap(self.backend.inner)
+        self.backend.inner = wrapper
+        return wrapper
 
     async def write_range(self, rng: str, rows: Rows) -> None:
         """Raw write of a range (the CLI's `sheets set`); bypasses keys, so not for services."""
@@ -164,6 +184,16 @@ class AsyncSheetsGateway:
         await self.inbox.prune()
 
     # -- health --------------------------------------------------------------------------------
+
+    @property
+    def backend_name(self) -> str:
+        """Which store serves the sheets: 'google' or 'local'."""
+        return self.backend.name
+
+    @property
+    def backend_unreachable(self) -> str | None:
+        """Why the sheet could not be reached at all on the last call (network, DNS); None once it answers."""
+        return self.backend.unreachable
 
     @property
     def breaker_state(self) -> str:

@@ -25,11 +25,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from gateway.batch import _holds_entry, _join
 from gateway.errors import GatewayError
 from gateway.ops import OpKind, WriteOp
+from gateway.records import Record
 from gateway.state import StateStore
-from gateway.table import Record
-from gateway.writer import _holds_entry, _join
 
 log = logging.getLogger(__name__)
 

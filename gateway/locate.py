@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from gateway import a1
 from gateway.backend import Rows
 from gateway.errors import BadRequest, SchemaError, TransientBackendError
-from gateway.table import HeaderMap, RowHints, normalize_key, scan_keys
+from gateway.records import HeaderMap, RowHints, normalize_key, scan_keys
 
 ReadFn = Callable[[Sequence[str]], Awaitable[list[Rows]]]
 MAX_ROUNDS = 5

@@ -13,13 +13,13 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
+from gateway.batch import BatchApplier, Job
 from gateway.coalesce import Batcher
 from gateway.errors import GatewayError, SheetUnavailable, StructureFault
 from gateway.metrics import GatewayMetrics
 from gateway.ops import WriteOp
 from gateway.resilience import BreakerOpen
 from gateway.state import StateStore
-from gateway.writer import BatchApplier, Job
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from gateway import a1
 from gateway.gateway import AsyncSheetsGateway
+from gateway.records import HeaderMap, Record, normalize_key
 from gateway.schemas import SheetSchema, normalize_header
-from gateway.table import HeaderMap, Record, normalize_key
 
 log = logging.getLogger(__name__)
 

@@ -119,13 +119,26 @@ class PromoStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class Overflow:
+    """Where the oldest entries of a log cell move when an append would overflow it (with the writer's consent,
+    `archive_overflow`): one row per moved part, in another sheet. Cut at entry boundaries (gateway/logentry.py)."""
+
+    sheet: str
+    owner_column: str  # the key of the row the text came from
+    period_column: str  # 'first — last' times of the moved entries
+    text_column: str  # the moved entries
+
+
+@dataclass(frozen=True)
 class SheetSchema:
-    """One sheet: its title, default headers, the header of its unique key (if any) and dropdowns."""
+    """One sheet: its title, default headers, the header of its unique key (if any), dropdowns, and where its
+    log cells overflow to (if anywhere)."""
 
     title: str
     headers: tuple[str, ...]
     key: str | None = None
     dropdowns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    overflow: Overflow | None = None
 
     def __post_init__(self) -> None:
         if self.key is not None and self.key not in self.headers:
@@ -133,10 +146,14 @@ class SheetSchema:
 
 
 AUTH = SheetSchema("Auth", tuple(AuthCol), key=AuthCol.CODE, dropdowns={AuthCol.PROMO_OPT_IN: ("да", "нет")})
-APPEALS = SheetSchema(
-    "Обращения", tuple(AppealCol), key=AppealCol.TELEGRAM_ID, dropdowns={AppealCol.STATUS: tuple(AppealStatus)}
-)
 ARCHIVE = SheetSchema("Архив", tuple(ArchiveCol))
+APPEALS = SheetSchema(
+    "Обращения",
+    tuple(AppealCol),
+    key=AppealCol.TELEGRAM_ID,
+    dropdowns={AppealCol.STATUS: tuple(AppealStatus)},
+    overflow=Overflow(ARCHIVE.title, ArchiveCol.TELEGRAM_ID, ArchiveCol.PERIOD, ArchiveCol.LOG),
+)
 QUEUE = SheetSchema("Очередь", tuple(QueueCol), key=QueueCol.ID, dropdowns={QueueCol.STATUS: tuple(QueueStatus)})
 OBJECTS = SheetSchema("Объекты", tuple(ObjectCol), key=ObjectCol.CODE)
 MARKET = SheetSchema("Рынок", tuple(MarketCol), key=MarketCol.ID)

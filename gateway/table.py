@@ -1,140 +1,160 @@
-"""Header mapping, records and row-number hints shared by reads and writes."""
+"""`Table`: key-based reads and writes on one sheet, the building block of the domain repositories."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from gateway.errors import SchemaError
-from gateway.schemas import normalize_header
+from gateway import a1
+from gateway.backend import Rows
+from gateway.errors import GatewayError, SchemaError, TransientBackendError
+from gateway.locate import RowLocator, Want
+from gateway.ops import WriteOp, append_text, insert, upsert
+from gateway.records import HeaderMap, Record, normalize_key
+from gateway.schemas import SheetSchema
 
-
-@dataclass(frozen=True)
-class HeaderMap:
-    """Where each header is in a sheet's first row (1-based columns), matched case-insensitively."""
-
-    sheet: str
-    headers: tuple[str, ...]
-    _index: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_row(cls, sheet: str, row: Sequence[str]) -> HeaderMap:
-        """Build from the values of row 1; the first occurrence of a duplicated header wins."""
-        index: dict[str, int] = {}
-        for i, h in enumerate(row):
-            norm = normalize_header(h)
-            if norm and norm not in index:
-                index[norm] = i + 1
-        return cls(sheet, tuple(row), index)
-
-    def col(self, header: str) -> int:
-        """1-based column of `header`; SchemaError names the sheet and header when missing."""
-        try:
-            return self._index[normalize_header(header)]
-        except KeyError:
-            raise SchemaError(f"sheet {self.sheet!r} has no column {str(header)!r}", sheet=self.sheet) from None
-
-    def has(self, header: str) -> bool:
-        """Whether the header exists."""
-        return normalize_header(header) in self._index
-
-    @property
-    def width(self) -> int:
-        """Number of header cells."""
-        return len(self.headers)
-
-    def record(self, row: int, cells: Sequence[str], names: Iterable[str] = ()) -> Record:
-        """A record of `cells`, keyed by the schema's header names (and the sheet's own for the rest)."""
-        values: dict[str, str] = {}
-        wanted = {normalize_header(n): n for n in names}
-        for i, header in enumerate(self.headers):
-            if not header:
-                continue
-            name = wanted.get(normalize_header(header), header)
-            if name not in values:
-                values[name] = cells[i] if i < len(cells) else ""
-        for norm, name in wanted.items():
-            values.setdefault(name, "")
-            if norm not in self._index:
-                values[name] = ""
-        return Record(row, values)
+ReadFn = Callable[[Sequence[str]], Awaitable[list[Rows]]]
+WriteFn = Callable[[Sequence[WriteOp]], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Record(Mapping[str, str]):
-    """One row as header → value (always strings; missing cells are '')."""
+class Table:
+    """One sheet seen through its schema. Every read is fresh from the sheet; writes go through the outbox."""
 
-    row: int
-    data: Mapping[str, str]
+    def __init__(self, schema: SheetSchema, read: ReadFn, write: WriteFn, locator: RowLocator) -> None:
+        self.schema = schema
+        self.title = schema.title
+        self._read = read
+        self._write = write
+        self._locator = locator
 
-    def __getitem__(self, header: str) -> str:
-        return self.data.get(header, "")
+    def _key_column(self, column: str | None) -> str:
+        col = column or self.schema.key
+        if col is None:
+            raise SchemaError(f"sheet {self.title!r} has no key column; pass one")
+        return col
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.data)
+    # -- reads ---------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self.data)
+    async def get(self, key: str, column: str | None = None) -> Record | None:
+        """The row whose `column` (default: the schema key) equals `key`, read fresh; None if absent."""
+        return (await self.get_many([key], column))[key]
+
+    async def get_many(self, keys: Iterable[str], column: str | None = None) -> dict[str, Record | None]:
+        """Several rows by key in as few reads as possible."""
+        col = self._key_column(column)
+        keys = list(dict.fromkeys(keys))
+        wants = {k: Want(self.title, (col,), (normalize_key(k),)) for k in keys}
+        headers, found = await self._locator.locate(list(wants.values()))
+        hm = headers[self.title]
+        out: dict[str, Record | None] = {}
+        for k, w in wants.items():
+            f = found[w]
+            out[k] = hm.record(f.row, f.cells, self.schema.headers) if f else None
+        return out
+
+    async def all(self) -> list[Record]:
+        """Every data row (one read). Empty rows are skipped."""
+        (rows,) = await self._read([a1.sheet_range(self.title)])
+        if not rows:
+            raise SchemaError(f"sheet {self.title!r} has no header row", sheet=self.title)
+        hm = HeaderMap.from_row(self.title, rows[0])
+        self._locator.headers[self.title] = hm
+        return [hm.record(i + 2, cells, self.schema.headers) for i, cells in enumerate(rows[1:]) if any(cells)]
+
+    async def select(self, columns: Sequence[str], *, default_header: bool = False) -> list[Record]:
+        """Only `columns` of every data row, normally in one read (the header is verified in the same call).
+
+        With `default_header`, a sheet whose header was not read yet is assumed to have the schema's layout,
+        so even the first select after a start is one read; a wrong guess costs one more read, never a wrong value.
+        """
+        if default_header and self.title not in self._locator.headers:
+            self._locator.headers[self.title] = HeaderMap.from_row(self.title, list(self.schema.headers))
+        for _ in range(3):
+            hm = self._locator.headers.get(self.title) or await self._locator.header(self.title)
+            cols = [hm.col(c) for c in columns]
+            results = await self._read([a1.row_range(self.title, 1)] + [a1.column_range(self.title, c) for c in cols])
+            fresh = HeaderMap.from_row(self.title, results[0][0] if results[0] else [])
+            self._locator.headers[self.title] = fresh
+            if fresh.headers != hm.headers:
+                continue  # staff moved columns between our header read and this one
+            height = max((len(r) for r in results[1:]), default=0)
+            out = []
+            for i in range(1, height):
+                values = {
+                    c: (res[i][0] if i < len(res) and res[i] else "")
+                    for c, res in zip(columns, results[1:], strict=True)
+                }
+                if any(values.values()):
+                    out.append(Record(i + 1, values))
+            return out
+        raise TransientBackendError(f"columns of {self.title!r} kept moving")
+
+    async def reread(self, records: Sequence[Record], column: str | None = None) -> dict[str, Record]:
+        """Whole rows of `records` (e.g. from a narrow select) again by row number, in one read, keyed by the
+        trimmed value of `column` (default: the schema key). A row whose key changed since (staff sorted or
+        deleted rows) is left out: the caller sees it on its next select."""
+        col = self._key_column(column)
+        ranges = [a1.row_range(self.title, 1)] + [a1.row_range(self.title, r.row) for r in records]
+        results = await self._read(ranges)
+        hm = HeaderMap.from_row(self.title, results[0][0] if results[0] else [])
+        out: dict[str, Record] = {}
+        for rec, res in zip(records, results[1:], strict=True):
+            whole = hm.record(rec.row, res[0] if res else [], self.schema.headers)
+            if normalize_key(whole[col]) == normalize_key(rec[col]):
+                out[rec[col].strip()] = whole
+        return out
+
+    async def header(self) -> HeaderMap:
+        """The sheet's header row, fresh."""
+        return await self._locator.header(self.title)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def op_upsert(
+        self,
+        key: str,
+        values: dict[str, str],
+        *,
+        column: str | None = None,
+        create: bool = True,
+        insert_defaults: dict[str, str] | None = None,
+    ) -> WriteOp:
+        """Set `values` on the keyed row (`column`, default the schema key); create it unless create=False."""
+        return upsert(self.title, self._key_column(column), key, values, create=create, insert_defaults=insert_defaults)
+
+    def op_insert(self, values: dict[str, str], key_columns: tuple[str, ...] | None = None) -> WriteOp:
+        """Add a row (skipped on replay if its key already exists)."""
+        cols = key_columns or ((self.schema.key,) if self.schema.key else tuple(self.schema.headers[:1]))
+        return insert(self.title, cols, values)
+
+    def op_append_text(
+        self,
+        key: str,
+        column: str,
+        text: str,
+        *,
+        values: dict[str, str] | None = None,
+        insert_defaults: dict[str, str] | None = None,
+        create: bool = True,
+        archive_overflow: bool = False,
+        key_column: str | None = None,
+    ) -> WriteOp:
+        """Append `text` to one cell of the keyed row, setting `values` in the same op."""
+        return append_text(
+            self.title,
+            self._key_column(key_column),
+            key,
+            column,
+            text,
+            values=values,
+            insert_defaults=insert_defaults,
+            create=create,
+            archive_overflow=archive_overflow,
+        )
+
+    async def write(self, ops: Sequence[WriteOp]) -> None:
+        """Apply ops (built by the `op_*` methods, of this table or others) in one acknowledged write:
+        returns once they are in the sheet or durably in the outbox."""
+        await self._write(ops)
 
 
-class RowHints:
-    """key → row number guesses. Only hints: every row read back is checked against its key."""
-
-    def __init__(self) -> None:
-        self._rows: dict[tuple[str, tuple[str, ...]], dict[tuple[str, ...], int]] = {}
-
-    def get(self, sheet: str, columns: tuple[str, ...], key: tuple[str, ...]) -> int | None:
-        """The hinted row of `key`, if any."""
-        return self._rows.get((sheet, _norm(columns)), {}).get(key)
-
-    def set(self, sheet: str, columns: tuple[str, ...], key: tuple[str, ...], row: int) -> None:
-        """Remember where `key` was seen."""
-        self._rows.setdefault((sheet, _norm(columns)), {})[key] = row
-
-    def replace(self, sheet: str, columns: tuple[str, ...], mapping: dict[tuple[str, ...], int]) -> None:
-        """Replace every hint of one key after a full scan of its column(s)."""
-        self._rows[(sheet, _norm(columns))] = mapping
-
-    def forget_sheet(self, sheet: str) -> None:
-        """Drop every hint of a sheet (its rows moved)."""
-        for k in [k for k in self._rows if k[0] == sheet]:
-            del self._rows[k]
-
-
-_NUMERIC = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
-
-
-def normalize_key(text: str) -> str:
-    """A key as matched: trimmed, and a whole number however staff typed or formatted it.
-
-    `100001`, `100 001` (any spaces, incl. no-break ones), `100001.0`, `100001,0`, `1.00001E+5` are all
-    `100001`; anything that is not a whole number (codes like `DEMO-001`) is only trimmed.
-    """
-    stripped = text.strip()
-    compact = "".join(stripped.split())
-    if not compact or not _NUMERIC.match(compact):
-        return stripped
-    try:
-        number = Decimal(compact.replace(",", "."))
-    except InvalidOperation:
-        return stripped
-    if not number.is_finite() or number != number.to_integral_value() or abs(number) >= Decimal(10) ** 30:
-        return stripped
-    return str(int(number))
-
-
-def _norm(columns: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(normalize_header(c) for c in columns)
-
-
-def scan_keys(columns: Sequence[Sequence[Sequence[str]]]) -> dict[tuple[str, ...], int]:
-    """Map each key tuple to its first row, from whole-column reads (header row included)."""
-    height = max((len(c) for c in columns), default=0)
-    out: dict[tuple[str, ...], int] = {}
-    for i in range(1, height):  # skip the header row
-        key = tuple(normalize_key(c[i][0] if i < len(c) and c[i] else "") for c in columns)
-        if any(key) and key not in out:
-            out[key] = i + 1
-    return out
+__all__ = ["GatewayError", "Record", "Table"]

@@ -18,11 +18,15 @@ from bot.services.auth import AuthService
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.ports import DeliveryError, InlineButton
-from gateway import AsyncSheetsGateway
-from gateway.backend import Rows, SheetsBackend
-from gateway.errors import TransientBackendError
-from gateway.factory import GatewayConfig, build_gateway
-from gateway.resilience import RetryPolicy
+from gateway import (
+    AsyncSheetsGateway,
+    GatewayConfig,
+    RetryPolicy,
+    Rows,
+    SheetsBackend,
+    TransientBackendError,
+    build_gateway,
+)
 from gateway.schemas import AUTH, KNOWLEDGE, AuthCol
 
 PROMPT_PATH = Path(__file__).resolve().parents[1] / "prompts" / "system_prompt.txt"
@@ -309,9 +313,11 @@ async def add_partner(
     values: dict[str, str] = {AuthCol.PHONE: phone, AuthCol.NAME: name, AuthCol.STATUS: status}
     if telegram_id is not None:
         values[AuthCol.TELEGRAM_ID] = str(telegram_id)
-    await gw.table(AUTH).upsert(code, values)
+    await gw.table(AUTH).write([gw.table(AUTH).op_upsert(code, values)])
 
 
 async def add_fact(gw: AsyncSheetsGateway, question: str, answer: str, tags: str = "", active: str = "да") -> None:
     """A knowledge-base row as staff would type it."""
-    await gw.table(KNOWLEDGE).insert({"Вопрос": question, "Ответ": answer, "Теги": tags, "Активно": active})
+    await gw.table(KNOWLEDGE).write(
+        [gw.table(KNOWLEDGE).op_insert({"Вопрос": question, "Ответ": answer, "Теги": tags, "Активно": active})]
+    )

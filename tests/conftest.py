@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
-from gateway.resilience import RetryPolicy
+from gateway import AsyncSheetsGateway, GatewayConfig, RetryPolicy, build_gateway
 from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.sheets_server import FakeSheetsServer

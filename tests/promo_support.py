@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.services.ports import DeliveryError, InlineButton
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
-from gateway.resilience import RetryPolicy
+from gateway import AsyncSheetsGateway, GatewayConfig, RetryPolicy, build_gateway
 from gateway.schemas import AUTH, PROMOTIONS, AuthCol, PromoCol
 
 FAST_RETRY = RetryPolicy(max_attempts=3, max_delay=2.0, initial_backoff=0.01, max_backoff=0.05)
@@ -152,16 +150,20 @@ async def add_promo(
     status: str = "READY",
 ) -> None:
     """One row of Акции."""
-    await gw.table(PROMOTIONS).insert(
-        {
-            PromoCol.ID: promo_id,
-            PromoCol.TITLE: title,
-            PromoCol.TEXT: text,
-            PromoCol.PICTURE: picture,
-            PromoCol.START: start,
-            PromoCol.AUDIENCE: audience,
-            PromoCol.STATUS: status,
-        }
+    await gw.table(PROMOTIONS).write(
+        [
+            gw.table(PROMOTIONS).op_insert(
+                {
+                    PromoCol.ID: promo_id,
+                    PromoCol.TITLE: title,
+                    PromoCol.TEXT: text,
+                    PromoCol.PICTURE: picture,
+                    PromoCol.START: start,
+                    PromoCol.AUDIENCE: audience,
+                    PromoCol.STATUS: status,
+                }
+            )
+        ]
     )
 
 

@@ -50,8 +50,6 @@ ADMIN_COMMANDS: tuple[tuple[str, str], ...] = (
     ("reload", "Перечитать системный промпт"),
     ("broadcast_test", "Тест акции себе: /broadcast_test <id>"),
 )
-#: How AppealsService names its per-partner daily counters of model answers (`ai-answers:<telegram id>`).
-AI_COUNTER_PREFIX = "ai-answers:"
 OPEN_STATUSES = (AppealStatus.IN_WORK, AppealStatus.NEW)
 TEXT_SHEET_DOWN = "Таблица сейчас недоступна, попробуйте через минуту."
 
@@ -281,7 +279,7 @@ class AdminService:
         else:
             counts = Counter(r[AppealCol.STATUS].strip() or "без статуса" for r in appeals)
             lines.append("Обращения: " + _counts(counts, [str(s) for s in AppealStatus]))
-        answers = await self._gw.state.counter_sum(AI_COUNTER_PREFIX, now.date().isoformat())
+        answers = await self._gw.ledgers.ai_answers.total(now.date().isoformat())
         lines.append(f"Ответов ИИ сегодня: {answers}")
         if isinstance(queue, BaseException):
             lines.append(f"Очередь аналитики: нет данных ({_short(queue)})")

@@ -19,7 +19,6 @@ from bot.analytics.analysis import plural
 from bot.services.ports import Clock, utc_now
 from gateway import AsyncSheetsGateway, Record
 from gateway.schemas import OBJECTS, QUEUE, ObjectCol, QueueCol, QueueStatus
-from gateway.table import HeaderMap
 
 MOSCOW = ZoneInfo("Europe/Moscow")  # the agency's zone: times in the sheet are read by staff
 CODE_MIN_LEN = 3
@@ -90,10 +89,7 @@ async def read_queue_columns(gw: AsyncSheetsGateway, columns: Sequence[str]) -> 
     sheet has accumulated. With no header known yet, the default layout is taken as a guess: select()
     reads the header row in the same call and reads again with the real one if staff changed the layout.
     """
-    headers = gw.locator.headers
-    if QUEUE.title not in headers:
-        headers[QUEUE.title] = HeaderMap.from_row(QUEUE.title, list(QUEUE.headers))
-    return await gw.table(QUEUE).select(columns)
+    return await gw.table(QUEUE).select(columns, default_header=True)
 
 
 class AnalyticsRequestError(Exception):
@@ -228,7 +224,7 @@ class AnalyticsService:
                 QueueCol.STATUS: QueueStatus.NEW,
                 QueueCol.ATTEMPTS: "0",
             }
-            await self._queue.insert({str(k): v for k, v in values.items()})
+            await self._queue.write([self._queue.op_insert({str(k): v for k, v in values.items()})])
             return Job(job_id, code, str(QueueStatus.NEW), now, "", "", "", "", "")
 
     async def list_for(self, telegram_id: int) -> list[Job]:

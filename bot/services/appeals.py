@@ -49,8 +49,7 @@ from bot.services.locks import KeyedLock
 from bot.services.partner_limits import StaffNoticeBatcher
 from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
 from bot.services.turn_context import current_turn
-from gateway import AsyncSheetsGateway, GatewayError, Record
-from gateway.ops import WriteOp
+from gateway import AsyncSheetsGateway, GatewayError, Record, WriteOp
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
 log = logging.getLogger(__name__)
@@ -180,7 +179,9 @@ class AppealsService:
         """Create the partner's row with status `Новое` unless they already have one (after authorization)."""
         now = self._clock()
         try:
-            await self._table.upsert(str(partner.telegram_id), {}, insert_defaults=self._row_defaults(partner, now))
+            await self._table.write(
+                [self._table.op_upsert(str(partner.telegram_id), {}, insert_defaults=self._row_defaults(partner, now))]
+            )
         except GatewayError as exc:
             log.error("could not open the Обращения row of %s: %s", partner.telegram_id, exc)
 
@@ -279,7 +280,7 @@ class AppealsService:
         context = await self._context(text)
         answer = await self._ai.answer(self._prompt.text, history, text, context, on_delta)
         if answer.from_model and self.daily_limit:
-            await self._gw.state.counter_add(self._counter(partner), self._today())
+            await self._gw.ledgers.ai_answers.add(str(partner.telegram_id), self._today())
         ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)
         new_status = None if status is None or status == AppealStatus.AI else AppealStatus.AI
         kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
@@ -320,7 +321,7 @@ class AppealsService:
     async def _limit_reached(self, partner: Partner) -> bool:
         if not self.daily_limit:
             return False
-        used = await self._gw.state.counter_get(self._counter(partner), self._today())
+        used = await self._gw.ledgers.ai_answers.get(str(partner.telegram_id), self._today())
         return used >= self.daily_limit
 
     async def _context(self, text: str) -> list[str]:
@@ -410,9 +411,6 @@ class AppealsService:
             f"Ваш вопрос передан, оператор ответит здесь {day} после {opening:%H:%M}. "
             "Пока вопрос у оператора, автоматические ответы ассистента отключены."
         )
-
-    def _counter(self, partner: Partner) -> str:
-        return f"ai-answers:{partner.telegram_id}"
 
     def _today(self) -> str:
         return self._clock().astimezone(self._tz).date().isoformat()

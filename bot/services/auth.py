@@ -26,8 +26,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from bot.services.ports import Clock, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable, normalize_key
-from gateway.ops import WriteOp
+from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable, WriteOp, normalize_key
 from gateway.schemas import AUTH, AuthCol
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ class AuthService:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._table = gw.table(AUTH)
-        self._state = gw.state
+        self._memory = gw.ledgers.auth_memory  # the last good check of each partner, across restarts
         self._region = region
         self._tz = tz
         self._clock = clock
@@ -233,7 +232,7 @@ class AuthService:
         if persisted is not None and persisted[0] == partner and now - persisted[1] < PERSIST_EVERY:
             return
         try:
-            await self._state.ledger_set(LEDGER, str(partner.telegram_id), AUTHORIZED, _encode(partner))
+            await self._memory.remember(partner.telegram_id, _encode(partner))
             self._persisted[partner.telegram_id] = (partner, now)
         except Exception:  # the memory is a convenience for outages, never a reason to fail a check
             log.exception("could not persist the authorization of %s", partner.telegram_id)
@@ -241,18 +240,18 @@ class AuthService:
     async def _forget(self, telegram_id: int) -> None:
         self._persisted.pop(telegram_id, None)
         try:
-            await self._state.ledger_set(LEDGER, str(telegram_id), "denied")
+            await self._memory.deny(telegram_id)
         except Exception:
             log.exception("could not persist the denial of %s", telegram_id)
 
     async def _recall(self, telegram_id: int) -> Partner | None:
         """The authorization remembered in local state (from before a restart), if young enough."""
         try:
-            entry = await self._state.ledger_get(LEDGER, str(telegram_id))
+            entry = await self._memory.recall(telegram_id, max_age=self._fallback_ttl)
         except Exception:
             log.exception("could not read the remembered authorization of %s", telegram_id)
             return None
-        if entry is None or entry.state != AUTHORIZED or time.time() - entry.updated > self._fallback_ttl:
+        if entry is None:
             return None
         partner = _decode(entry.payload, telegram_id)
         if partner is not None:
@@ -261,7 +260,6 @@ class AuthService:
         return partner
 
 
-LEDGER = "auth-last-good"
 PERSIST_EVERY = 300.0  # seconds between persisting the same partner's successful check
 
 

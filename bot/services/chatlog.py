@@ -21,6 +21,7 @@ from datetime import datetime, tzinfo
 from enum import StrEnum
 
 from bot.ai.base import Turn
+from gateway import STAMPED_HEADER, UNSTAMPED_HEADER, is_entry_start
 
 
 class Author(StrEnum):
@@ -49,11 +50,7 @@ _SYNONYMS = {
     "operator": Author.OPERATOR,
 }
 
-_STAMP = r"\d{4}-\d{1,2}-\d{1,2}[ T]\d{1,2}:\d{2}(?::\d{2})?|\d{1,2}\.\d{1,2}\.\d{4},?\s+\d{1,2}:\d{2}(?::\d{2})?"
-_STAMPED = re.compile(rf"^\[\s*(?P<stamp>{_STAMP})\s*\]\s*(?P<rest>.*)$")
 _AUTHOR = re.compile(r"^(?P<author>[^:\n\[\]]{1,40}?)\s*:\s?(?P<text>.*)$", re.DOTALL)
-# Without a time, only a line opening with a known author's name starts an entry.
-_UNSTAMPED = re.compile(r"^(?P<author>Пользователь|ИИ|Оператор)\s*:\s?(?P<text>.*)$", re.IGNORECASE)
 _NAMED = re.compile(r"\s*\([^()]*\)$")
 STAMP_FORMAT = "%Y-%m-%d %H:%M"
 
@@ -76,7 +73,7 @@ class ChatEntry:
 
 
 def _is_header(line: str) -> bool:
-    return bool(_STAMPED.match(line) or _UNSTAMPED.match(line))
+    return is_entry_start(line)
 
 
 def format_entry(at: datetime, author: Author | str, text: str, *, name: str | None = None) -> str:
@@ -125,7 +122,7 @@ def parse(log: str, tz: tzinfo | None = None) -> list[ChatEntry]:
 
 
 def _parse_header(line: str, tz: tzinfo | None) -> tuple[datetime | None, str, str] | None:
-    m = _STAMPED.match(line)
+    m = STAMPED_HEADER.match(line)
     if m:
         at = parse_stamp(m.group("stamp"), tz)
         rest = m.group("rest")
@@ -136,7 +133,7 @@ def _parse_header(line: str, tz: tzinfo | None) -> tuple[datetime | None, str, s
         # `Оператор (Анна)`: the named person is one of the canonical authors.
         author = _SYNONYMS.get(label.casefold()) or _SYNONYMS.get(_NAMED.sub("", label).casefold())
         return at, str(author) if author else label, a.group("text").strip()
-    u = _UNSTAMPED.match(line)
+    u = UNSTAMPED_HEADER.match(line)
     if u:
         return None, str(_SYNONYMS[u.group("author").casefold()]), u.group("text").strip()
     return None

@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from bot.services.ports import DeliveryError
-from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
+from gateway import DeliveryLedger, DeliveryPhase, DeliveryRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,6 @@ T = TypeVar("T")
 
 #: One part of a delivery: sends one message (raises on failure; DeliveryError.permanent when hopeless).
 Part = Callable[[], Awaitable[None]]
-#: Reads a delivery recorded by an older release in its own encoding (so an upgrade never re-sends).
-LegacyReader = Callable[[str], Awaitable[DeliveryRecord | None]]
 
 
 class Outcome(StrEnum):
@@ -64,27 +62,19 @@ class DeliveryResult:
 
 
 class Deliveries:
-    """Deliveries of one kind, recorded in the state store (see the module docstring)."""
+    """Deliveries of one kind, recorded in their ledger (see the module docstring).
 
-    def __init__(
-        self,
-        state: StateStore,
-        kind: str,
-        *,
-        max_failures: int | None = None,
-        legacy: LegacyReader | None = None,
-    ) -> None:
-        self._state = state
-        self.kind = kind
+    The ledger (`gateway.ledgers.deliveries(kind, legacy=…)`) also reads an older release's records in their
+    own encoding, so an upgrade never re-sends."""
+
+    def __init__(self, ledger: DeliveryLedger, *, max_failures: int | None = None) -> None:
+        self._ledger = ledger
+        self.kind = ledger.kind
         self._max_failures = max_failures  # None: a transient failure never gives up
-        self._legacy = legacy
 
     async def record(self, key: str) -> DeliveryRecord | None:
         """The recorded state of one delivery (an older release's record when there is no new one)."""
-        found = await self._state.delivery_get(self.kind, key)
-        if found is None and self._legacy is not None:
-            found = await self._legacy(key)
-        return found
+        return await self._ledger.get(key)
 
     async def deliver(
         self,
@@ -149,7 +139,7 @@ class Deliveries:
         return after
 
     async def _save(self, key: str, rec: DeliveryRecord) -> None:
-        await self._state.delivery_set(self.kind, key, rec)
+        await self._ledger.set(key, rec)
 
 
 async def _finish_despite_cancel(coro: Awaitable[T]) -> T:

@@ -36,9 +36,8 @@ from bot.services.delivery import Deliveries, Outcome
 from bot.services.live import LiveSink
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import split_message
-from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
+from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord, GatewayError, LedgerEntry, Record, normalize_key
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
-from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +58,12 @@ def reply_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def legacy_reader(state: StateStore) -> Callable[[str], Awaitable[DeliveryRecord | None]]:
-    """Reads a reply recorded by an older release (`hash` / `hash#i`) as a typed delivery record."""
-
-    async def read(key: str) -> DeliveryRecord | None:
-        entry = await state.ledger_get(LEDGER_KIND, key)
-        if entry is None or entry.state not in _LEGACY_PHASES:
-            return None
-        h, _, piece = entry.payload.partition("#")
-        return DeliveryRecord(_LEGACY_PHASES[entry.state], h, int(piece) if piece.isdigit() else 0)
-
-    return read
+def legacy_record(entry: LedgerEntry) -> DeliveryRecord | None:
+    """A reply recorded by an older release (`hash` / `hash#i`) as a typed delivery record."""
+    if entry.state not in _LEGACY_PHASES:
+        return None
+    h, _, piece = entry.payload.partition("#")
+    return DeliveryRecord(_LEGACY_PHASES[entry.state], h, int(piece) if piece.isdigit() else 0)
 
 
 def format_operator_message(text: str) -> str:
@@ -93,7 +87,7 @@ class OperatorReplyService:
         self._live = live  # an open Mini App shows the delivered reply at once
         self._table = gw.table(APPEALS)
         self._messenger = messenger
-        self._deliveries = Deliveries(gw.state, LEDGER_KIND, legacy=legacy_reader(gw.state))
+        self._deliveries = Deliveries(gw.ledgers.deliveries(LEDGER_KIND, legacy=legacy_record))
         self._clock = clock
         self._tz = tz
         self._lock = asyncio.Lock()

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.services.promotions import LEDGER_PREFIX, Promotion, legacy_record
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord
 from gateway.schemas import PROMOTIONS
-from gateway.state import DeliveryPhase, DeliveryRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +42,5 @@ async def sent_to(gw: AsyncSheetsGateway, telegram_id: int) -> list[SentPromotio
 
 async def _record(gw: AsyncSheetsGateway, kind: str, key: str) -> tuple[DeliveryRecord | None, float]:
     """The recipient's delivery record and when it was written (an older release's ledger entry as a fallback)."""
-    record = await gw.state.delivery_get(kind, key)
-    if record is not None:
-        return record, record.updated
-    entry = await gw.state.ledger_get(kind, key)
-    if entry is None:
-        return None, 0.0
-    return legacy_record(entry), entry.updated
+    record = await gw.ledgers.deliveries(kind, legacy=legacy_record).get(key)
+    return (record, record.updated) if record is not None else (None, 0.0)

@@ -52,10 +52,17 @@ from bot.services.auth import MOSCOW, Partner, is_authorized_status
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.telegram_messenger import MAX_CAPTION_LENGTH, split_message, utf16_len
-from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
-from gateway.ops import WriteOp
+from gateway import (
+    AsyncSheetsGateway,
+    DeliveryPhase,
+    DeliveryRecord,
+    GatewayError,
+    LedgerEntry,
+    Record,
+    WriteOp,
+    normalize_key,
+)
 from gateway.schemas import AUTH, PROMOTIONS, AuthCol, PromoCol, PromoStatus
-from gateway.state import DeliveryPhase, DeliveryRecord, LedgerEntry, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -503,7 +510,7 @@ class PromotionService:
                 continue
             self._reported.pop(promo.id, None)
             # The counts start from the records: a promotion paused by staff and set READY again continues.
-            sent, reasons = _counts(await recipient_records(self._gw.state, LEDGER_PREFIX + promo.id))
+            sent, reasons = _counts(await recipient_records(self._gw, LEDGER_PREFIX + promo.id))
             values: dict[str, str] = {
                 PromoCol.STATUS: PromoStatus.SENDING,
                 PromoCol.SENT: str(sent),
@@ -546,15 +553,15 @@ class PromotionService:
         except GatewayError as exc:
             log.warning("promotion %s postponed: Auth unreadable (%s)", promo.id, exc)
             return BroadcastReport(promo.id, 0, 0, 0, "", finished=False)
-        state = self._gw.state
-        records = await recipient_records(state, kind)
-        deliveries = Deliveries(state, kind, legacy=_legacy_reader(state, kind))
+        ledger = self._gw.ledgers.deliveries(kind, legacy=legacy_record)
+        records = await ledger.all()
+        deliveries = Deliveries(ledger)
         run = _Run(promo, kind, len(audience.recipients), records, deliveries, last_progress=self._monotonic())
         run.sent, run.reasons = _counts(records)
-        broken = await state.ledger_get(META_PREFIX + promo.id, "picture")
+        broken = await self._gw.ledgers.notes(META_PREFIX + promo.id).get("picture")
         if broken is not None:
             run.variant = TEXT_ONLY
-            run.notes.append(broken.payload)
+            run.notes.append(broken)
         elif promo.picture_problem:
             run.notes.append(promo.picture_problem)
         todo = [
@@ -642,7 +649,7 @@ class PromotionService:
         run.variant = TEXT_ONLY  # the text reached a partner the picture did not: send the rest without it
         note = f"картинка не отправлена ({short_reason(error)}), акция ушла без неё"
         run.notes.append(note)
-        await self._gw.state.ledger_set(META_PREFIX + run.promo.id, "picture", "broken", note)
+        await self._gw.ledgers.notes(META_PREFIX + run.promo.id).set("picture", "broken", note)
         log.warning("promotion %s: picture %s unusable (%s); sending text only", run.promo.id, run.promo.picture, error)
 
     async def _progress(self, run: _Run) -> None:
@@ -669,7 +676,7 @@ class PromotionService:
 
     async def _finish(self, run: _Run, audience: Audience) -> BroadcastReport:
         # Count from the records, the durable truth, rather than from this run's memory.
-        run.sent, run.reasons = _counts(await recipient_records(self._gw.state, run.kind))
+        run.sent, run.reasons = _counts(await recipient_records(self._gw, run.kind))
         await self._write_counts(run, final=True)
         errors = self._errors(run)
         failed = sum(run.reasons.values())
@@ -686,7 +693,7 @@ class PromotionService:
         if final:
             values[PromoCol.STATUS] = PromoStatus.SENT
         try:
-            await self._promos.upsert(run.promo.id, values, create=False)
+            await self._promos.write([self._promos.op_upsert(run.promo.id, values, create=False)])
         except GatewayError as exc:  # a removed row: nothing to report into
             log.error("could not write the counts of promotion %s: %s", run.promo.id, exc)
 
@@ -739,11 +746,9 @@ class PromotionService:
         await self._gw.write([op])
 
 
-async def recipient_records(state: StateStore, kind: str) -> dict[str, DeliveryRecord]:
+async def recipient_records(gw: AsyncSheetsGateway, kind: str) -> dict[str, DeliveryRecord]:
     """Every recipient's delivery record of one promotion (older releases' string ledger included)."""
-    records = {e.key: r for e in await state.ledger_list(kind) if (r := legacy_record(e)) is not None}
-    records.update(await state.delivery_list(kind))
-    return records
+    return await gw.ledgers.deliveries(kind, legacy=legacy_record).all()
 
 
 def _counts(records: dict[str, DeliveryRecord]) -> tuple[int, Counter[str]]:
@@ -764,14 +769,6 @@ def legacy_record(entry: LedgerEntry) -> DeliveryRecord | None:
     if entry.state == FAILED:
         return DeliveryRecord(DeliveryPhase.FAILED, note=entry.payload)
     return None
-
-
-def _legacy_reader(state: StateStore, kind: str) -> Callable[[str], Awaitable[DeliveryRecord | None]]:
-    async def read(key: str) -> DeliveryRecord | None:
-        entry = await state.ledger_get(kind, key)
-        return legacy_record(entry) if entry is not None else None
-
-    return read
 
 
 def _as_delivery_error(exc: Exception | None) -> DeliveryError:

@@ -32,12 +32,20 @@ import httpx
 from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.ports import Clock, Messenger, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record, a1
-from gateway.drive_links import drive_file_id, drive_report_stem
-from gateway.private import private_dir, write_private
+from gateway import (
+    AsyncSheetsGateway,
+    DeliveryPhase,
+    DeliveryRecord,
+    GatewayError,
+    LedgerEntry,
+    Record,
+    drive_file_id,
+    drive_report_stem,
+    normalize_key,
+    private_dir,
+    write_private,
+)
 from gateway.schemas import QUEUE, QueueCol, QueueStatus
-from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
-from gateway.table import HeaderMap, normalize_key
 
 log = logging.getLogger(__name__)
 
@@ -85,22 +93,17 @@ class _Done(StrEnum):
     SKIPPED = "skipped"  # given up (now or before) and reported to staff
 
 
-def _legacy_reader(state: StateStore) -> Callable[[str], Awaitable[DeliveryRecord | None]]:
-    """Reads a delivery recorded by an older release: JSON `{"done", "failures"}` in the string ledger."""
+def _legacy_record(entry: LedgerEntry) -> DeliveryRecord | None:
+    """A delivery recorded by an older release: JSON `{"done", "failures"}` in the string ledger."""
+    data = json.loads(entry.payload) if entry.payload else {}
+    phases = {"sending": DeliveryPhase.SENDING, "sent": DeliveryPhase.SENT, "failed": DeliveryPhase.FAILED}
+    phase = phases.get(entry.state)
+    return DeliveryRecord(phase, "", int(data.get("done", 0)), int(data.get("failures", 0))) if phase else None
 
-    async def read(key: str) -> DeliveryRecord | None:
-        entry = await state.ledger_get(DELIVERY_LEDGER, key)
-        if entry is None and "@" in key:
-            # Recorded before the finish time was part of the key (a delivery in progress at an upgrade).
-            entry = await state.ledger_get(DELIVERY_LEDGER, key.rpartition("@")[0])
-        if entry is None:
-            return None
-        data = json.loads(entry.payload) if entry.payload else {}
-        phases = {"sending": DeliveryPhase.SENDING, "sent": DeliveryPhase.SENT, "failed": DeliveryPhase.FAILED}
-        phase = phases.get(entry.state)
-        return DeliveryRecord(phase, "", int(data.get("done", 0)), int(data.get("failures", 0))) if phase else None
 
-    return read
+def _legacy_keys(key: str) -> tuple[str, ...]:
+    # Recorded before the finish time was part of the key (a delivery in progress at an upgrade).
+    return (key, key.rpartition("@")[0]) if "@" in key else (key,)
 
 
 class QueuePoller:
@@ -125,8 +128,10 @@ class QueuePoller:
         self._clock = clock
         self._tz = tz
         self._deliveries = Deliveries(
-            gw.state, DELIVERY_LEDGER, max_failures=max_send_failures, legacy=_legacy_reader(gw.state)
+            gw.ledgers.deliveries(DELIVERY_LEDGER, legacy=_legacy_record, legacy_keys=_legacy_keys),
+            max_failures=max_send_failures,
         )
+        self._stuck_reported = gw.ledgers.once(STUCK_LEDGER)
         self.last_stats: PollStats | None = None
         self._stuck_known: set[str] = set()  # ledger answers cached: a long-stuck backlog costs no queries
 
@@ -194,19 +199,11 @@ class QueuePoller:
 
     async def _full_rows(self, recs: list[Record]) -> dict[str, Record]:
         """Whole rows (with result_text) by their row numbers, in one read, verified by id."""
-        ranges = [a1.row_range(QUEUE.title, 1)] + [a1.row_range(QUEUE.title, r.row) for r in recs]
         try:
-            results = await self._gw.read_ranges(ranges)
+            return await self._gw.table(QUEUE).reread(recs, QueueCol.ID)
         except GatewayError as exc:
             log.warning("finished rows not fetched, delivering next poll: %s", exc)
             return {}
-        header = HeaderMap.from_row(QUEUE.title, results[0][0] if results[0] else [])
-        out: dict[str, Record] = {}
-        for rec, res in zip(recs, results[1:], strict=True):
-            whole = header.record(rec.row, res[0] if res else [], QUEUE.headers)
-            if whole[QueueCol.ID].strip() == rec[QueueCol.ID].strip():  # staff may have sorted meanwhile
-                out[rec[QueueCol.ID].strip()] = whole
-        return out
 
     # -- deliveries ----------------------------------------------------------------------------
 
@@ -294,12 +291,12 @@ class QueuePoller:
         key = rec[QueueCol.ID].strip()
         if key in self._stuck_known:
             return False
-        if await self._gw.state.ledger_get(STUCK_LEDGER, key) is not None:
+        if await self._stuck_reported.done(key):
             self._stuck_known.add(key)
             return False
         self._stuck_known.add(key)
         # Recorded first: a notice lost to a crash is acceptable, one repeated every poll is not.
-        await self._gw.state.ledger_set(STUCK_LEDGER, key, "reported")
+        await self._stuck_reported.mark(key)
         code = rec[QueueCol.OBJECT_CODE].strip()
         status = rec[QueueCol.STATUS].strip().upper()
         minutes = int(self._stuck_after.total_seconds() // 60)

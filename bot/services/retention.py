@@ -11,8 +11,7 @@ from datetime import timedelta, tzinfo
 
 from bot.services.analytics import MOSCOW, parse_stamp
 from bot.services.ports import Clock, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record
-from gateway.retention import MoveResult, move_rows, prune_state
+from gateway import AsyncSheetsGateway, GatewayError, MoveResult, Record, move_rows, prune_state
 from gateway.schemas import QUEUE, QUEUE_ARCHIVE, QueueCol, QueueStatus
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ log means it was written).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,15 +35,12 @@ from bot.services.locks import KeyedLock
 from bot.services.operator_replies import format_operator_message, reply_hash
 from bot.services.ports import Clock, InlineButton, Messenger, StaffChat, utc_now
 from bot.telegram_messenger import split_message
-from gateway import AsyncSheetsGateway, GatewayError
+from gateway import AsyncSheetsGateway, DeliveryPhase, GatewayError
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
-from gateway.state import DeliveryPhase
 
 log = logging.getLogger(__name__)
 
-NOTICE_KIND = "staff-notice"
 REPLY_KIND = "staff-reply"
-PENDING, DONE = "pending", "done"
 CALLBACK_PREFIX = "staff"
 TAKE, SOLVE = "take", "solve"
 # Statuses a human reply moves to `В работе` (a human is now talking; the AI must not talk over them).
@@ -99,7 +95,8 @@ class StaffDesk:
         self._chat = chat
         self._clock = clock
         self._tz = tz
-        self._deliveries = Deliveries(gw.state, REPLY_KIND)
+        self._deliveries = Deliveries(gw.ledgers.deliveries(REPLY_KIND))
+        self._jobs = gw.ledgers.jobs(REPLY_KIND)  # the replies journaled before they are delivered
         self._locks = KeyedLock()
         # Held while a notice is posted and recorded: a reply to it that arrives meanwhile waits for the record.
         self._posting = asyncio.Lock()
@@ -113,14 +110,13 @@ class StaffDesk:
             async with self._posting:
                 ids = await self._chat.post(text, buttons)
                 for message_id in ids:
-                    await self._gw.state.ledger_set(NOTICE_KIND, str(message_id), "partner", str(telegram_id))
+                    await self._gw.ledgers.staff_notices.link(message_id, telegram_id)
         except Exception:  # the partner's turn must not fail because the staff chat did
             log.exception("staff notice about %s failed", telegram_id)
 
     async def partner_of(self, message_id: int) -> int | None:
         """The partner a staff-chat message of the bot is about, if it is a notice."""
-        entry = await self._gw.state.ledger_get(NOTICE_KIND, str(message_id))
-        return int(entry.payload) if entry is not None and entry.payload.lstrip("-").isdigit() else None
+        return await self._gw.ledgers.staff_notices.partner_of(message_id)
 
     # -- buttons -------------------------------------------------------------------------------
 
@@ -161,30 +157,30 @@ class StaffDesk:
             return ReplyOutcome.NOT_MEMBER
         key = str(message_id)
         async with self._locks(telegram_id):
-            if await self._gw.state.ledger_get(REPLY_KIND, key) is None:  # a redelivered update is the same reply
+            if await self._jobs.get(key) is None:  # a redelivered update is the same reply
                 block = chatlog.format_entry(
                     self._clock().astimezone(self._tz), Author.OPERATOR, text.strip(), name=who.name
                 )
-                job = {"partner": telegram_id, "name": who.name, "text": text.strip(), "block": block}
-                await self._gw.state.ledger_set(REPLY_KIND, key, PENDING, json.dumps(job, ensure_ascii=False))
+                await self._jobs.add(
+                    key, {"partner": telegram_id, "name": who.name, "text": text.strip(), "block": block}
+                )
             return await self._process(key, first_try=True)
 
     async def resume_pending(self) -> int:
         """Finish every journaled reply (after a crash or a failure); returns how many were delivered now."""
         done = 0
-        for entry in await self._gw.state.ledger_list(REPLY_KIND, PENDING):
-            job = json.loads(entry.payload)
-            async with self._locks(int(job["partner"])):
-                if await self._process(entry.key, first_try=False) is ReplyOutcome.DELIVERED:
+        for pending in await self._jobs.pending():
+            async with self._locks(int(pending.data["partner"])):
+                if await self._process(pending.key, first_try=False) is ReplyOutcome.DELIVERED:
                     done += 1
         return done
 
     async def _process(self, key: str, *, first_try: bool) -> ReplyOutcome:
         """Deliver, log and close one journaled reply; the staff member hears the outcome (a wait only once)."""
-        entry = await self._gw.state.ledger_get(REPLY_KIND, key)
-        if entry is None or entry.state != PENDING:
+        journaled = await self._jobs.get(key)
+        if journaled is None or not journaled.pending:
             return ReplyOutcome.DELIVERED
-        job = json.loads(entry.payload)
+        job = journaled.data
         telegram_id, text, block = int(job["partner"]), str(job["text"]), str(job["block"])
         h = reply_hash(text)
         pieces = split_message(format_operator_message(text))
@@ -195,7 +191,7 @@ class StaffDesk:
                 await self._tell(key, "⏳ Telegram не ответил; ответ будет отправлен партнёру автоматически.")
             return ReplyOutcome.PENDING
         if result.outcome in (Outcome.FAILED, Outcome.ABANDONED):
-            await self._gw.state.ledger_set(REPLY_KIND, key, DONE, entry.payload)
+            await self._jobs.finish(key)
             await self._tell(key, f"❗ Ответ не доставлен партнёру: {result.record.note}")
             return ReplyOutcome.FAILED
         if result.record.phase is not DeliveryPhase.SETTLED:
@@ -205,7 +201,7 @@ class StaffDesk:
                 log.warning("staff reply %s sent; logging it postponed: %s", key, exc)
                 return ReplyOutcome.PENDING  # stays SENT: the periodic job redoes only the write
             await self._deliveries.settle(key, h)
-        await self._gw.state.ledger_set(REPLY_KIND, key, DONE, entry.payload)
+        await self._jobs.finish(key)
         log.info("staff reply %s by %s delivered to %s", key, job.get("name", ""), telegram_id)
         await self._tell(key, "✅ Отправлено партнёру.")
         return ReplyOutcome.DELIVERED

@@ -35,9 +35,7 @@ from bot.analytics.analysis import AnalysisError, Report, analyze, narrative_pro
 from bot.analytics.pdf import render_pdf
 from bot.services.analytics import MOSCOW, claim_stamp, format_stamp, parse_stamp, read_queue_columns
 from bot.services.ports import Clock, utc_now
-from gateway import AsyncSheetsGateway, GatewayError, Record
-from gateway.ops import WriteOp
-from gateway.private import private_dir, write_private
+from gateway import AsyncSheetsGateway, GatewayError, Record, WriteOp, private_dir, write_private
 from gateway.schemas import MARKET, OBJECTS, QUEUE, QueueCol, QueueStatus
 
 log = logging.getLogger(__name__)

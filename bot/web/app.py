@@ -52,7 +52,7 @@ from bot.web.live import CataloguePort, EscalateFn, PromotionsFn, install_live_r
 from bot.web.middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
 from bot.web.ports import AnalyticsPort, AuthPort, ChatEntryView, ChatPort, JobView, PartnerView, StaffPort
 from bot.web.reports import DEFAULT_LINK_TTL, ReportLinks, report_path, report_stem, valid_job_id
-from gateway.drive_links import drive_file_id, drive_report_stem
+from gateway import drive_file_id, drive_report_stem
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from gateway.errors import SheetUnavailable
+from gateway import SheetUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,7 @@ from bot.services.auth import AuthService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
 from bot.services.worker import AnalyticsWorker
 from bot.telegram_messenger import TelegramMessenger
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import AUTH, QUEUE, AuthCol, QueueCol
 from tests.conftest import FAST_RETRY
 from tests.fakes.sheets_server import FakeSheetsServer
@@ -67,14 +66,18 @@ async def store(store_config: GatewayConfig) -> AsyncIterator[AsyncSheetsGateway
     try:
         await gw.ensure_sheets()
         await seed_demo_market(gw, FakeClock().now.date())
-        await gw.table(AUTH).insert(
-            {
-                AuthCol.CODE: "DEMO-001",
-                AuthCol.PHONE: "+79000000001",
-                AuthCol.NAME: "Демо Партнёр",
-                AuthCol.STATUS: "authorized",
-                AuthCol.TELEGRAM_ID: str(PARTNER),
-            }
+        await gw.table(AUTH).write(
+            [
+                gw.table(AUTH).op_insert(
+                    {
+                        AuthCol.CODE: "DEMO-001",
+                        AuthCol.PHONE: "+79000000001",
+                        AuthCol.NAME: "Демо Партнёр",
+                        AuthCol.STATUS: "authorized",
+                        AuthCol.TELEGRAM_ID: str(PARTNER),
+                    }
+                )
+            ]
         )
         yield gw
     finally:
@@ -224,7 +227,9 @@ async def test_worker_error_is_delivered_once(
         telegram_server.user_sends_command(PARTNER, "/analytics DEMO-0003")
         await telegram_server.wait_for_sent(chat_id=PARTNER)
         [row] = await store.table(QUEUE).all()
-        await store.table(QUEUE).upsert(row[QueueCol.ID], {QueueCol.OBJECT_CODE: "GONE-0003"})
+        await store.table(QUEUE).write(
+            [store.table(QUEUE).op_upsert(row[QueueCol.ID], {QueueCol.OBJECT_CODE: "GONE-0003"})]
+        )
         await worker(store, reports).run_once()
         error = await telegram_server.wait_for_sent(chat_id=PARTNER)
         await settle_polls(telegram_server)

@@ -34,8 +34,7 @@ from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService, format_operator_message
 from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter
 from bot.telegram_messenger import TelegramMessenger
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH, FlakyBackend, ManualClock, add_fact, moscow
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
@@ -72,7 +71,7 @@ class World:
 
     async def staff_sets(self, tid: int, values: dict[str, str]) -> None:
         """Staff type into the partner's Обращения row."""
-        await self.gw.table(APPEALS).upsert(str(tid), values, create=False)
+        await self.gw.table(APPEALS).write([self.gw.table(APPEALS).op_upsert(str(tid), values, create=False)])
 
     def user_writes(self, text: str, tid: int = PARTNER) -> None:
         """The user writes (recorded for the transcript)."""
@@ -157,17 +156,25 @@ async def world(
 
     await gw.start()
     await gw.ensure_sheets()
-    await gw.table(AUTH).insert(
-        {
-            AuthCol.CODE: "DEMO-001",
-            AuthCol.PHONE: "+79000000001",
-            AuthCol.NAME: "Демо Партнёр",
-            AuthCol.STATUS: "authorized",
-            AuthCol.TELEGRAM_ID: str(PARTNER),
-        }
+    await gw.table(AUTH).write(
+        [
+            gw.table(AUTH).op_insert(
+                {
+                    AuthCol.CODE: "DEMO-001",
+                    AuthCol.PHONE: "+79000000001",
+                    AuthCol.NAME: "Демо Партнёр",
+                    AuthCol.STATUS: "authorized",
+                    AuthCol.TELEGRAM_ID: str(PARTNER),
+                }
+            )
+        ]
     )
-    await gw.table(AUTH).insert(
-        {AuthCol.CODE: "P-002", AuthCol.PHONE: "8 (916) 555-44-33", AuthCol.NAME: "Новый Партнёр"}
+    await gw.table(AUTH).write(
+        [
+            gw.table(AUTH).op_insert(
+                {AuthCol.CODE: "P-002", AuthCol.PHONE: "8 (916) 555-44-33", AuthCol.NAME: "Новый Партнёр"}
+            )
+        ]
     )
     await add_fact(gw, "Какое вознаграждение у партнёра?", "50% от комиссии агентства по сделке.", "комиссия, процент")
 

@@ -16,8 +16,7 @@ from bot.services.appeals import ChatReply, encode_reply
 from bot.services.turn_context import current_turn
 from bot.telegram_inbox import DurableUpdateProcessor, InboxPoller, inbox_entry, journal_update, resume_unfinished
 from bot.telegram_messenger import TelegramMessenger
-from gateway import AsyncSheetsGateway
-from gateway.journal import InboxUpdate
+from gateway import AsyncSheetsGateway, InboxUpdate
 from gateway.schemas import APPEALS, AppealStatus
 from tests.fakes.telegram_server import FakeTelegramServer
 

@@ -22,7 +22,7 @@ from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
 from bot.services.knowledge import KnowledgeBase
 from bot.web.app import create_web_app
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import GatewayConfig, build_gateway
 from gateway.schemas import AUTH, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH, FakeMessenger
 from tests.e2e.browser_support import shoot
@@ -57,14 +57,18 @@ async def site(tmp_path: Path, gemini_server: FakeGeminiServer) -> AsyncIterator
     gw = build_gateway(GatewayConfig(backend="local", local_db_path=tmp_path / "sheets.db", retry=FAST_RETRY))
     await gw.start()
     await gw.ensure_sheets()
-    await gw.table(AUTH).insert(
-        {
-            AuthCol.CODE: "DEMO-001",
-            AuthCol.PHONE: "+79000000001",
-            AuthCol.NAME: "Анна Демо",
-            AuthCol.STATUS: "authorized",
-            AuthCol.TELEGRAM_ID: str(DEMO_ID),
-        }
+    await gw.table(AUTH).write(
+        [
+            gw.table(AUTH).op_insert(
+                {
+                    AuthCol.CODE: "DEMO-001",
+                    AuthCol.PHONE: "+79000000001",
+                    AuthCol.NAME: "Анна Демо",
+                    AuthCol.STATUS: "authorized",
+                    AuthCol.TELEGRAM_ID: str(DEMO_ID),
+                }
+            )
+        ]
     )
     gemini = GeminiProvider(api_key="k", model="gemini-test", base_url=gemini_server.url, timeout=3.0, retry=AI_RETRY)
     auth = AuthService(gw)

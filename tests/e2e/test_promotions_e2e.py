@@ -35,10 +35,8 @@ from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.promotions import LEDGER_PREFIX, PromotionService, recipient_records
 from bot.telegram_messenger import TelegramMessenger
-from gateway import AsyncSheetsGateway
-from gateway.factory import build_gateway
+from gateway import AsyncSheetsGateway, DeliveryPhase, build_gateway
 from gateway.schemas import APPEALS, AUTH, PROMOTIONS, AppealCol, AuthCol, PromoCol
-from gateway.state import DeliveryPhase
 from tests.chat_support import PROMPT_PATH, moscow
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
 from tests.promo_support import add_promo, partner_ids, promo_row, seed_partners, store_config
@@ -176,7 +174,7 @@ async def test_killed_process_resumes_outside_the_window(telegram_server: FakeTe
     gw = build_gateway(store_config(db))
     await gw.start()
     try:
-        records = await recipient_records(gw.state, LEDGER_PREFIX + "A1")
+        records = await recipient_records(gw, LEDGER_PREFIX + "A1")
         in_flight = {int(k) for k, r in records.items() if r.phase is DeliveryPhase.SENDING}
         assert len(in_flight) <= 1  # one send in flight at a time
         app = build_app(tg)
@@ -347,13 +345,17 @@ async def test_admin_commands_for_the_admin(bot: Bot) -> None:
         for i in range(40)
     ]
     for block in blocks:
-        await gw.table(APPEALS).append_text(
-            str(PARTNER),
-            AppealCol.LOG,
-            block,
-            values={AppealCol.STATUS: "В работе", AppealCol.UPDATED: "2026-11-02 09:40:00"},
-            insert_defaults={AppealCol.NAME: "Партнёр 500000", AppealCol.CODE: f"P-{PARTNER}"},
-            archive_overflow=True,
+        await gw.table(APPEALS).write(
+            [
+                gw.table(APPEALS).op_append_text(
+                    str(PARTNER),
+                    AppealCol.LOG,
+                    block,
+                    values={AppealCol.STATUS: "В работе", AppealCol.UPDATED: "2026-11-02 09:40:00"},
+                    insert_defaults={AppealCol.NAME: "Партнёр 500000", AppealCol.CODE: f"P-{PARTNER}"},
+                    archive_overflow=True,
+                )
+            ]
         )
     listing = await bot.command(ADMIN, "/list")
     assert (listing.plain_text or "").startswith("Открытые обращения: 1 (В работе — 1, Новое — 0)")

@@ -29,8 +29,7 @@ from bot.services.operator_replies import OperatorReplyService, format_operator_
 from bot.services.staff_replies import StaffDesk
 from bot.telegram_messenger import TelegramMessenger, split_message
 from bot.telegram_staff_chat import TelegramStaffChat
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
@@ -168,14 +167,18 @@ async def world(
     telegram_server.set_chat_member(STAFF_CHAT, GONE, "left", first_name="Григорий")
     telegram_server.set_chat_member(OTHER_GROUP, STRANGER, "member", first_name="Чужой")
     gw = (await w.start()).gw
-    await gw.table(AUTH).insert(
-        {
-            AuthCol.CODE: "DEMO-001",
-            AuthCol.PHONE: "+79000000001",
-            AuthCol.NAME: "Демо Партнёр",
-            AuthCol.STATUS: "authorized",
-            AuthCol.TELEGRAM_ID: str(PARTNER),
-        }
+    await gw.table(AUTH).write(
+        [
+            gw.table(AUTH).op_insert(
+                {
+                    AuthCol.CODE: "DEMO-001",
+                    AuthCol.PHONE: "+79000000001",
+                    AuthCol.NAME: "Демо Партнёр",
+                    AuthCol.STATUS: "authorized",
+                    AuthCol.TELEGRAM_ID: str(PARTNER),
+                }
+            )
+        ]
     )
     try:
         yield w
@@ -188,7 +191,9 @@ async def test_take_and_solve_buttons_name_the_operator_and_set_the_status(world
     notice = await world.escalate()
     assert [b["text"] for row in notice.inline_keyboard for b in row] == ["Взять", "Решено"]
     assert notice.message_id is not None
-    await world.gw.table(APPEALS).upsert(str(PARTNER), {AppealCol.STATUS: "Новое"}, create=False)
+    await world.gw.table(APPEALS).write(
+        [world.gw.table(APPEALS).op_upsert(str(PARTNER), {AppealCol.STATUS: "Новое"}, create=False)]
+    )
     take = next(b["callback_data"] for row in notice.inline_keyboard for b in row if "Взять" in b["text"])
     world.tg.user_presses_button(ANNA, take, notice.message_id, chat_id=STAFF_CHAT)
     answer = await world.tg.wait_for_sent(chat_id=STAFF_CHAT, method="answerCallbackQuery")
@@ -234,7 +239,9 @@ async def test_a_staff_reply_reaches_the_partner_once_and_is_logged(world: World
     second = await world.tg.wait_for_sent(chat_id=PARTNER, method="sendMessage")
     assert text_of(second) == format_operator_message("Паспорт и договор.")
 
-    await world.gw.table(APPEALS).upsert(str(PARTNER), {AppealCol.OPERATOR_REPLY: "И из таблицы."}, create=False)
+    await world.gw.table(APPEALS).write(
+        [world.gw.table(APPEALS).op_upsert(str(PARTNER), {AppealCol.OPERATOR_REPLY: "И из таблицы."}, create=False)]
+    )
     third = await world.tg.wait_for_sent(chat_id=PARTNER, method="sendMessage")
     assert text_of(third) == format_operator_message("И из таблицы.")
     await world.settle()

@@ -31,8 +31,7 @@ from bot.services.operator_replies import OperatorReplyService
 from bot.telegram_drafts import DRAFT_INTERVAL
 from bot.telegram_messenger import TelegramMessenger, utf16_len
 from bot.telegram_ratelimit import RepliesFirstRateLimiter
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import AUTH, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH, ManualClock, moscow
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
@@ -74,14 +73,18 @@ async def _start_gateway(tmp_path: Path) -> AsyncSheetsGateway:
     gw = build_gateway(cfg)
     await gw.start()
     await gw.ensure_sheets()
-    await gw.table(AUTH).insert(
-        {
-            AuthCol.CODE: "DEMO-001",
-            AuthCol.PHONE: "+79000000001",
-            AuthCol.NAME: "Демо Партнёр",
-            AuthCol.STATUS: "authorized",
-            AuthCol.TELEGRAM_ID: str(PARTNER),
-        }
+    await gw.table(AUTH).write(
+        [
+            gw.table(AUTH).op_insert(
+                {
+                    AuthCol.CODE: "DEMO-001",
+                    AuthCol.PHONE: "+79000000001",
+                    AuthCol.NAME: "Демо Партнёр",
+                    AuthCol.STATUS: "authorized",
+                    AuthCol.TELEGRAM_ID: str(PARTNER),
+                }
+            )
+        ]
     )
     return gw
 

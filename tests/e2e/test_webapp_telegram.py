@@ -25,7 +25,7 @@ from bot.handlers.webapp import (
 )
 from bot.services.auth import TEXT_NOT_FOUND
 from bot.services.container import Services
-from gateway.factory import build_gateway
+from gateway import build_gateway
 from tests.chat_support import add_partner, build_kit, chat_gateway_config
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
 

@@ -156,7 +156,7 @@ async def test_cli_writes_while_the_bot_writes_the_same_store(tmp_path: Path) ->
     """The CLI (another process) and a running gateway write the same local file at once; nothing is lost."""
     import asyncio
 
-    from gateway.factory import GatewayConfig, build_gateway
+    from gateway import GatewayConfig, build_gateway
     from gateway.schemas import APPEALS, AppealCol
 
     gw = build_gateway(GatewayConfig(backend="local", local_db_path=tmp_path / "data" / "sheets.db"))
@@ -167,7 +167,7 @@ async def test_cli_writes_while_the_bot_writes_the_same_store(tmp_path: Path) ->
 
         async def bot_writes() -> None:
             for i in range(30):
-                await table.append_text(str(1000 + i), AppealCol.LOG, f"bot {i}")
+                await table.write([table.op_append_text(str(1000 + i), AppealCol.LOG, f"bot {i}")])
 
         cli = [asyncio.to_thread(_run, tmp_path, "sheets", "set", "Архив", f"A{r}", f"cli {r}") for r in range(2, 7)]
         results = await asyncio.gather(bot_writes(), *cli)

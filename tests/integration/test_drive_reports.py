@@ -15,7 +15,7 @@ from bot.services.auth import Partner
 from bot.services.queue_poller import make_pdf_loader
 from bot.web.app import create_web_app
 from bot.web.initdata import sign_init_data
-from gateway.backends.drive import DriveFiles, drive_file_id
+from gateway import DriveFiles, drive_file_id
 from tests.fakes.drive_server import FakeDriveServer
 from tests.fakes.web_ports import DEMO_ID, MINIMAL_PDF, FakeAnalytics, FakeAuth, FakeChat, ok_health
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, CellTooLarge, SchemaError
 from gateway.a1 import sheet_range
-from gateway.errors import CellTooLarge, SchemaError
-from gateway.schemas import APPEALS, AUTH, QUEUE, AppealCol, AuthCol, QueueCol
+from gateway.batch import BatchApplier, Job
+from gateway.schemas import APPEALS, ARCHIVE, AUTH, QUEUE, AppealCol, AuthCol, Overflow, QueueCol
 from tests.conftest import google_config, started_gateway
 from tests.fakes.sheets_server import FakeSheetsServer
 
@@ -58,9 +58,11 @@ async def test_insert_then_update_of_the_same_key_in_one_write(local_gateway: As
 async def test_a_rejected_op_changes_nothing_on_an_existing_row(local_gateway: AsyncSheetsGateway) -> None:
     """An append that would overflow the cell is rejected whole: the status set in the same op is not written."""
     appeals = local_gateway.table(APPEALS)
-    await appeals.append_text("1", AppealCol.LOG, "x" * 40_000, values={AppealCol.STATUS: "Новое"})
+    await appeals.write([appeals.op_append_text("1", AppealCol.LOG, "x" * 40_000, values={AppealCol.STATUS: "Новое"})])
     with pytest.raises(CellTooLarge):
-        await appeals.append_text("1", AppealCol.LOG, "y" * 20_000, values={AppealCol.STATUS: "Решено"})
+        await appeals.write(
+            [appeals.op_append_text("1", AppealCol.LOG, "y" * 20_000, values={AppealCol.STATUS: "Решено"})]
+        )
     rec = await appeals.get("1")
     assert rec is not None and rec[AppealCol.STATUS] == "Новое" and rec[AppealCol.LOG] == "x" * 40_000
 
@@ -69,7 +71,7 @@ async def test_a_rejected_op_creates_no_row(local_gateway: AsyncSheetsGateway) -
     """An op whose new row cannot hold its text is rejected whole: no empty row is left behind."""
     appeals = local_gateway.table(APPEALS)
     with pytest.raises(CellTooLarge):
-        await appeals.append_text("2", AppealCol.LOG, "z" * 50_001)
+        await appeals.write([appeals.op_append_text("2", AppealCol.LOG, "z" * 50_001)])
     assert await appeals.get("2") is None
     assert len(await _rows(local_gateway, APPEALS.title)) == 1
 
@@ -77,8 +79,8 @@ async def test_a_rejected_op_creates_no_row(local_gateway: AsyncSheetsGateway) -
 async def test_an_op_naming_an_unknown_column_changes_nothing(local_gateway: AsyncSheetsGateway) -> None:
     """An upsert with one unknown column writes none of its values: it waits in the outbox for the column."""
     appeals = local_gateway.table(APPEALS)
-    await appeals.upsert("3", {AppealCol.STATUS: "Новое"})
-    await appeals.upsert("3", {AppealCol.STATUS: "Решено", "Нет такой колонки": "x"})
+    await appeals.write([appeals.op_upsert("3", {AppealCol.STATUS: "Новое"})])
+    await appeals.write([appeals.op_upsert("3", {AppealCol.STATUS: "Решено", "Нет такой колонки": "x"})])
     rec = await appeals.get("3")
     assert rec is not None and rec[AppealCol.STATUS] == "Новое"
     assert local_gateway.outbox_depth == 1
@@ -97,9 +99,44 @@ async def test_a_hinted_row_beyond_the_grid_fails_no_other_reader(tmp_path: Path
         server.set_values(QUEUE.title, [list(QUEUE.headers)] + [[f"job-{i}"] for i in range(3)])  # a full grid
         async with started_gateway(google_config(tmp_path, server)) as gw:
             queue = gw.table(QUEUE)
-            await gw.table(AUTH).upsert("P-1", {AuthCol.PHONE: "+79000000001"})
+            await gw.table(AUTH).write([gw.table(AUTH).op_upsert("P-1", {AuthCol.PHONE: "+79000000001"})])
             assert (await queue.get("job-2")) is not None  # hinted at row 4
             server.delete_rows(QUEUE.title, 2)  # the grid shrinks: row 4 no longer exists
             job, partners = await asyncio.gather(queue.get("job-2"), gw.table(AUTH).all())
             assert job is not None and job.row == 3
             assert [p[AuthCol.CODE] for p in partners] == ["P-1"]
+
+
+# -- where an overflowing log goes ------------------------------------------------------------------
+
+
+async def test_the_overflow_target_is_the_one_the_schema_names(local_gateway: AsyncSheetsGateway) -> None:
+    """The applier archives into whatever sheet and columns the sheet's Overflow names, not a built-in «Архив»."""
+    gw = local_gateway
+    await gw.backend.add_sheet("Старые логи", ("кто", "когда", "что"))
+    applier = BatchApplier(
+        gw.backend, gw.locator, overflows={APPEALS.title: Overflow("Старые логи", "кто", "когда", "что")}
+    )
+    appeals = gw.table(APPEALS)
+    first = "[2026-11-01 10:00] Пользователь: " + "о" * 35_000
+    staff = "[01.11.2026 12:00] Менеджер: ответ"  # typed by staff: still an entry boundary
+    new = "[2026-11-02 11:00] Оператор: " + "н" * 15_000
+    await appeals.write([appeals.op_append_text("8", AppealCol.LOG, f"{first}\n{staff}")])
+    [error] = await applier.apply([Job(appeals.op_append_text("8", AppealCol.LOG, new, archive_overflow=True))])
+    assert error is None
+    assert (await _rows(gw, "Старые логи"))[1:] == [["8", "2026-11-01 10:00", first]]
+    assert await _rows(gw, ARCHIVE.title) == [list(ARCHIVE.headers)]
+    rec = await appeals.get("8")
+    assert rec is not None and rec[AppealCol.LOG] == f"{staff}\n{new}"
+
+
+async def test_a_sheet_without_an_overflow_target_refuses_an_overflowing_append(
+    local_gateway: AsyncSheetsGateway,
+) -> None:
+    """Consent to archive does not help a sheet whose schema names no overflow: the op is refused, the cell kept."""
+    queue = local_gateway.table(QUEUE)
+    await queue.write([queue.op_upsert("job-1", {QueueCol.RESULT_TEXT: "р" * 45_000})])
+    with pytest.raises(CellTooLarge):
+        await queue.write([queue.op_append_text("job-1", QueueCol.RESULT_TEXT, "х" * 10_000, archive_overflow=True)])
+    rec = await queue.get("job-1")
+    assert rec is not None and rec[QueueCol.RESULT_TEXT] == "р" * 45_000

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway, SheetUnavailable
+from gateway import AsyncSheetsGateway, GatewayMetrics, SheetUnavailable, StateStore
 from gateway.backends.google import GoogleSheetsBackend
-from gateway.metrics import GatewayMetrics
 from gateway.resilience import ResilientBackend, RetryPolicy
 from gateway.schemas import APPEALS, AppealCol
-from gateway.state import StateStore
 from tests.fakes.sheets_server import FakeSheetsServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +79,12 @@ async def test_429_storm_honours_retry_after_and_loses_nothing(server: FakeSheet
     gw = await _started(_gateway(server, tmp_path / "s.db", sleeps=sleeps))
     try:
         server.fail_next(12, status=429, retry_after=3)
-        await asyncio.gather(*(gw.table(APPEALS).append_text(str(i), AppealCol.LOG, f"m{i}") for i in range(20)))
+        await asyncio.gather(
+            *(
+                gw.table(APPEALS).write([gw.table(APPEALS).op_append_text(str(i), AppealCol.LOG, f"m{i}")])
+                for i in range(20)
+            )
+        )
         assert await gw.writer.wait_empty(10)
         assert 3.0 in sleeps.seconds
         assert gw.metrics.quota_errors >= 1
@@ -97,7 +100,12 @@ async def test_5xx_burst_is_retried_and_every_write_lands_once(server: FakeSheet
     gw = await _started(_gateway(server, tmp_path / "s.db"))
     try:
         server.fail_next(4, status=503)
-        await asyncio.gather(*(gw.table(APPEALS).append_text(str(i), AppealCol.LOG, f"x{i}") for i in range(30)))
+        await asyncio.gather(
+            *(
+                gw.table(APPEALS).write([gw.table(APPEALS).op_append_text(str(i), AppealCol.LOG, f"x{i}")])
+                for i in range(30)
+            )
+        )
         assert await gw.writer.wait_empty(10)
         logs = _logs(server)
         assert sorted(logs) == sorted(str(i) for i in range(30))
@@ -113,11 +121,11 @@ async def test_outage_opens_breaker_then_half_opens_and_replays(server: FakeShee
     gw = await _started(_gateway(server, tmp_path / "s.db", fail_max=3, reset=0.3, attempts=2))
     appeals = gw.table(APPEALS)
     try:
-        await appeals.append_text("1", AppealCol.LOG, "before")
+        await appeals.write([appeals.op_append_text("1", AppealCol.LOG, "before")])
         server.set_outage(True)
         for i in range(6):
-            await appeals.append_text("1", AppealCol.LOG, f"during {i}")
-        await appeals.append_text("2", AppealCol.LOG, "new user during outage")
+            await appeals.write([appeals.op_append_text("1", AppealCol.LOG, f"during {i}")])
+        await appeals.write([appeals.op_append_text("2", AppealCol.LOG, "new user during outage")])
         assert gw.outbox_depth == 7
         with pytest.raises(SheetUnavailable):
             await appeals.get("1")
@@ -136,9 +144,13 @@ async def test_timeout_after_write_applied_is_not_doubled(server: FakeSheetsServ
     """The sheet applies a write but the answer never comes (client timeout): the replay does not apply it twice."""
     gw = await _started(_gateway(server, tmp_path / "s.db", timeout=0.5, attempts=1))
     try:
-        await gw.table(APPEALS).append_text("9", AppealCol.LOG, "[2026-11-24 10:00] Пользователь: раз")
+        await gw.table(APPEALS).write(
+            [gw.table(APPEALS).op_append_text("9", AppealCol.LOG, "[2026-11-24 10:00] Пользователь: раз")]
+        )
         server.hang_next(1, seconds=2.0, applied=True)
-        await gw.table(APPEALS).append_text("9", AppealCol.LOG, "[2026-11-24 10:01] Пользователь: два")
+        await gw.table(APPEALS).write(
+            [gw.table(APPEALS).op_append_text("9", AppealCol.LOG, "[2026-11-24 10:01] Пользователь: два")]
+        )
         assert await gw.writer.wait_empty(10)
         assert _logs(server)["9"] == "[2026-11-24 10:00] Пользователь: раз\n[2026-11-24 10:01] Пользователь: два"
     finally:
@@ -150,11 +162,11 @@ _CHILD = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from gateway.backends.google import GoogleSheetsBackend
-    from gateway.gateway import AsyncSheetsGateway
-    from gateway.metrics import GatewayMetrics
+    from gateway import AsyncSheetsGateway
+    from gateway import GatewayMetrics
     from gateway.resilience import ResilientBackend, RetryPolicy
     from gateway.schemas import APPEALS, AppealCol
-    from gateway.state import StateStore
+    from gateway import StateStore
 
     async def main() -> None:
         url, sid, state = sys.argv[1:4]
@@ -164,7 +176,8 @@ _CHILD = textwrap.dedent(
         gw = AsyncSheetsGateway(b, StateStore(Path(state)), m, replay_interval=3600)
         await gw.start()
         for i in range(3):
-            await gw.table(APPEALS).append_text("42", AppealCol.LOG, f"entry {i}")
+            t = gw.table(APPEALS)
+            await t.write([t.op_append_text("42", AppealCol.LOG, f"entry {i}")])
         print("ACKED", gw.outbox_depth, flush=True)
         await asyncio.sleep(3600)
 

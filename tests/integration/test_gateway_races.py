@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, BadRequest, GatewayMetrics, Rows, SchemaError, TransientBackendError
 from gateway.a1 import sheet_range
-from gateway.backend import Rows
 from gateway.backends.local import LocalSheetsBackend
-from gateway.errors import BadRequest, SchemaError, TransientBackendError
-from gateway.metrics import GatewayMetrics
 from gateway.resilience import ResilientBackend, RetryPolicy
 from gateway.schemas import APPEALS, PROMOTIONS, QUEUE, AppealCol, PromoCol, QueueCol
 from gateway.state import OutboxEntry, StateStore
@@ -141,7 +138,7 @@ async def test_close_during_a_replay_does_not_insert_twice(tmp_path: Path) -> No
     """Shutdown while the replayer is mid-append: the journaled insert still lands exactly once."""
     async with _running(tmp_path) as (gw, hook):
         hook.down = True
-        await gw.table(QUEUE).insert({QueueCol.ID: "job-1", QueueCol.STATUS: "NEW"})
+        await gw.table(QUEUE).write([gw.table(QUEUE).op_insert({QueueCol.ID: "job-1", QueueCol.STATUS: "NEW"})])
         assert gw.outbox_depth == 1
         entered, release = asyncio.Event(), asyncio.Event()
 
@@ -170,7 +167,7 @@ async def test_replay_and_a_concurrent_batch_keep_both_appends(tmp_path: Path) -
     """A replay and a batch that was already queued never read-modify-write the same cell at once."""
     async with _running(tmp_path) as (gw, hook):
         appeals = gw.table(APPEALS)
-        await appeals.append_text("1", AppealCol.LOG, "base")
+        await appeals.write([appeals.op_append_text("1", AppealCol.LOG, "base")])
         a_in_flight, proceed = asyncio.Event(), asyncio.Event()
         arrived: list[int] = []
         second = asyncio.Event()
@@ -188,9 +185,9 @@ async def test_replay_and_a_concurrent_batch_keep_both_appends(tmp_path: Path) -
                 await asyncio.wait_for(second.wait(), 0.3)
 
         hook.before["batch_update"] = first_fails_then_barrier
-        a = asyncio.create_task(appeals.append_text("1", AppealCol.LOG, "[10:00] a"))
+        a = asyncio.create_task(appeals.write([appeals.op_append_text("1", AppealCol.LOG, "[10:00] a")]))
         await asyncio.wait_for(a_in_flight.wait(), 5)
-        b = asyncio.create_task(appeals.append_text("1", AppealCol.LOG, "[10:01] b"))
+        b = asyncio.create_task(appeals.write([appeals.op_append_text("1", AppealCol.LOG, "[10:01] b")]))
         await asyncio.sleep(0.02)  # b is queued behind the batch in flight, not journaled
         proceed.set()
         await asyncio.gather(a, b)
@@ -210,14 +207,14 @@ async def test_write_journaled_while_replay_sees_an_empty_outbox_is_counted(
     async with _running(tmp_path) as (gw, hook):
         appeals = gw.table(APPEALS)
         hook.down = True
-        await appeals.append_text("5", AppealCol.LOG, "first")
+        await appeals.write([appeals.op_append_text("5", AppealCol.LOG, "first")])
         delete, peek = gw.state.outbox_delete, gw.state.outbox_peek
         late: list[asyncio.Task[None]] = []
 
         async def delete_then_write(seqs: list[int]) -> None:
             await delete(seqs)
             if not late:  # a caller writes now: it sees the outbox non-empty and queues behind it
-                late.append(asyncio.create_task(appeals.append_text("5", AppealCol.LOG, "second")))
+                late.append(asyncio.create_task(appeals.write([appeals.op_append_text("5", AppealCol.LOG, "second")])))
                 await asyncio.sleep(0.01)
 
         async def peek_before_the_journal(limit: int) -> list[OutboxEntry]:
@@ -250,7 +247,9 @@ async def test_close_waits_for_a_failed_write_to_be_journaled(tmp_path: Path) ->
 
         hook.down = True
         hook.before["batch_get"] = note
-        write = asyncio.create_task(gw.table(APPEALS).append_text("6", AppealCol.LOG, "during shutdown"))
+        write = asyncio.create_task(
+            gw.table(APPEALS).write([gw.table(APPEALS).op_append_text("6", AppealCol.LOG, "during shutdown")])
+        )
         await asyncio.wait_for(entered.wait(), 5)
         await gw.close()
         await write  # acknowledged: it is in the outbox
@@ -274,7 +273,9 @@ async def test_cancelled_caller_write_still_reaches_the_outbox(tmp_path: Path) -
 
         hook.down = True
         hook.before["batch_get"] = note
-        write = asyncio.create_task(gw.table(APPEALS).append_text("7", AppealCol.LOG, "cancelled caller"))
+        write = asyncio.create_task(
+            gw.table(APPEALS).write([gw.table(APPEALS).op_append_text("7", AppealCol.LOG, "cancelled caller")])
+        )
         await asyncio.wait_for(entered.wait(), 5)
         write.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -293,7 +294,7 @@ async def test_breaker_opening_after_a_lost_answer_does_not_double_the_text(tmp_
     """A write that landed but lost its answer, then met an open breaker on retry, is replayed idempotently."""
     async with _running(tmp_path, attempts=2, fail_max=1, reset=0.05) as (gw, hook):
         appeals = gw.table(APPEALS)
-        await appeals.append_text("8", AppealCol.LOG, "[2026-11-23 10:00] Пользователь: раз")
+        await appeals.write([appeals.op_append_text("8", AppealCol.LOG, "[2026-11-23 10:00] Пользователь: раз")])
         lost = [True]
 
         async def lose_once() -> None:
@@ -301,7 +302,7 @@ async def test_breaker_opening_after_a_lost_answer_does_not_double_the_text(tmp_
                 raise TransientBackendError("timeout after the write was applied")
 
         hook.after["batch_update"] = lose_once
-        await appeals.append_text("8", AppealCol.LOG, "[2026-11-23 10:01] Пользователь: два")
+        await appeals.write([appeals.op_append_text("8", AppealCol.LOG, "[2026-11-23 10:01] Пользователь: два")])
         gw.backend.breaker.close()  # the sheet is back before the replayer's first try
         assert await gw.writer.wait_empty(5)
         assert await _log(gw, "8") == "[2026-11-23 10:00] Пользователь: раз\n[2026-11-23 10:01] Пользователь: два"
@@ -311,9 +312,11 @@ async def test_replayed_message_is_not_mistaken_for_a_longer_one_already_logged(
     """A maybe-applied replay skips only a text logged as a whole entry, never one that merely occurs inside another."""
     async with _running(tmp_path) as (gw, hook):
         appeals = gw.table(APPEALS)
-        await appeals.append_text("11", AppealCol.LOG, "[2026-11-23 14:05] Пользователь: да, конечно")
+        await appeals.write(
+            [appeals.op_append_text("11", AppealCol.LOG, "[2026-11-23 14:05] Пользователь: да, конечно")]
+        )
         hook.down = True  # a 503 mid-write: journaled as "maybe applied" though it never landed
-        await appeals.append_text("11", AppealCol.LOG, "[2026-11-23 14:05] Пользователь: да")
+        await appeals.write([appeals.op_append_text("11", AppealCol.LOG, "[2026-11-23 14:05] Пользователь: да")])
         hook.down = False
         assert await gw.writer.wait_empty(5)
         assert await _log(gw, "11") == (
@@ -333,11 +336,15 @@ async def _break_promotions_key(gw: AsyncSheetsGateway, hook: HookBackend) -> No
 async def test_a_write_to_a_broken_sheet_waits_while_the_other_writers_of_its_batch_land(tmp_path: Path) -> None:
     """One caller's op on a sheet without its key column waits in the outbox; a partner's message in its batch lands."""
     async with _running(tmp_path) as (gw, hook):
-        await gw.table(PROMOTIONS).insert({PromoCol.ID: "p-1", PromoCol.STATUS: "SENDING"})
+        await gw.table(PROMOTIONS).write(
+            [gw.table(PROMOTIONS).op_insert({PromoCol.ID: "p-1", PromoCol.STATUS: "SENDING"})]
+        )
         await _break_promotions_key(gw, hook)
         promo, turn = await asyncio.gather(
-            gw.table(PROMOTIONS).upsert("p-1", {PromoCol.STATUS: "SENT"}, create=False),
-            gw.table(APPEALS).append_text("9", AppealCol.LOG, "сообщение партнёра"),
+            gw.table(PROMOTIONS).write(
+                [gw.table(PROMOTIONS).op_upsert("p-1", {PromoCol.STATUS: "SENT"}, create=False)]
+            ),
+            gw.table(APPEALS).write([gw.table(APPEALS).op_append_text("9", AppealCol.LOG, "сообщение партнёра")]),
             return_exceptions=True,
         )
         assert promo is None and turn is None  # both acknowledged: one in the sheet, one in the outbox
@@ -350,10 +357,14 @@ async def test_an_outbox_entry_refused_by_the_sheet_structure_waits_and_keeps_th
     """A journaled op the sheet refuses structurally waits (no dead letter) with the writes behind it; after the fix
     all land in order."""
     async with _running(tmp_path) as (gw, hook):
-        await gw.table(PROMOTIONS).insert({PromoCol.ID: "p-1", PromoCol.STATUS: "SENDING"})
+        await gw.table(PROMOTIONS).write(
+            [gw.table(PROMOTIONS).op_insert({PromoCol.ID: "p-1", PromoCol.STATUS: "SENDING"})]
+        )
         hook.down = True
-        await gw.table(PROMOTIONS).upsert("p-1", {PromoCol.STATUS: "SENT"}, create=False)
-        await gw.table(APPEALS).append_text("10", AppealCol.LOG, "после акции")
+        await gw.table(PROMOTIONS).write(
+            [gw.table(PROMOTIONS).op_upsert("p-1", {PromoCol.STATUS: "SENT"}, create=False)]
+        )
+        await gw.table(APPEALS).write([gw.table(APPEALS).op_append_text("10", AppealCol.LOG, "после акции")])
         assert gw.outbox_depth == 2
         await _break_promotions_key(gw, hook)
         hook.down = False
@@ -372,8 +383,10 @@ async def test_an_outbox_entry_that_can_never_apply_becomes_a_dead_letter(tmp_pa
     """A journaled update of a row staff deleted goes to dead letters with its error; the writes behind it land."""
     async with _running(tmp_path) as (gw, hook):
         hook.down = True
-        await gw.table(PROMOTIONS).upsert("p-gone", {PromoCol.STATUS: "SENT"}, create=False)
-        await gw.table(APPEALS).append_text("11", AppealCol.LOG, "после акции")
+        await gw.table(PROMOTIONS).write(
+            [gw.table(PROMOTIONS).op_upsert("p-gone", {PromoCol.STATUS: "SENT"}, create=False)]
+        )
+        await gw.table(APPEALS).write([gw.table(APPEALS).op_append_text("11", AppealCol.LOG, "после акции")])
         hook.down = False
         assert await gw.writer.wait_empty(5)
         assert await _log(gw, "11") == "после акции"
@@ -387,7 +400,9 @@ async def test_an_outbox_entry_that_can_never_apply_becomes_a_dead_letter(tmp_pa
 async def test_concurrent_raw_writes_to_the_local_store_all_land(local_gateway: AsyncSheetsGateway) -> None:
     """Twenty concurrent cell writes (the staff console) and a batch write share one SQLite connection safely."""
     writes = [local_gateway.write_range(f"{sheet_range(APPEALS.title)}!H{i + 2}", [[f"v{i}"]]) for i in range(20)]
-    await asyncio.gather(*writes, local_gateway.table(QUEUE).insert({QueueCol.ID: "job-9"}))
+    await asyncio.gather(
+        *writes, local_gateway.table(QUEUE).write([local_gateway.table(QUEUE).op_insert({QueueCol.ID: "job-9"})])
+    )
     (rows,) = await local_gateway.read_ranges([f"{sheet_range(APPEALS.title)}!H2:H21"])
     assert [r[0] for r in rows] == [f"v{i}" for i in range(20)]
     assert local_gateway.breaker_state == "closed"
@@ -399,8 +414,8 @@ async def test_a_spreadsheet_refusing_everything_keeps_the_outbox_intact(
     """Journaled writes the spreadsheet refuses wholesale (revoked access: 403) wait in the outbox, not dead letters."""
     async with _running(tmp_path) as (gw, hook):
         hook.down = True
-        await gw.table(APPEALS).append_text("12", AppealCol.LOG, "one")
-        await gw.table(APPEALS).append_text("13", AppealCol.LOG, "two")
+        await gw.table(APPEALS).write([gw.table(APPEALS).op_append_text("12", AppealCol.LOG, "one")])
+        await gw.table(APPEALS).write([gw.table(APPEALS).op_append_text("13", AppealCol.LOG, "two")])
         mark, attempts = gw.state.outbox_mark_attempted, [0]
 
         async def count_attempts(seqs: list[int]) -> None:

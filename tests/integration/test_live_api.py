@@ -83,7 +83,7 @@ async def live(local_gateway: AsyncSheetsGateway, tmp_path: Path) -> AsyncIterat
     for row in OBJECT_ROWS:
         cols = (ObjectCol.CODE, ObjectCol.TYPE, ObjectCol.DISTRICT, ObjectCol.ADDRESS, ObjectCol.ROOMS)
         cols += (ObjectCol.AREA, ObjectCol.PRICE, ObjectCol.STATUS)
-        await objects.insert(dict(zip(cols, row, strict=True)))
+        await objects.write([objects.op_insert(dict(zip(cols, row, strict=True)))])
     hub = EventHub(max_per_user=2)
     watcher = LiveWatcher(gw, hub, interval=0.2)
     messenger = FakeMessenger()
@@ -284,7 +284,9 @@ async def test_promotions_lists_only_what_was_sent_to_this_partner(live: Live) -
         ("D-4", "Вторая акция", "Текст D", "не ссылка"),
     ]
     for pid, title, text, picture in rows:
-        await promos.insert({"id": pid, "Заголовок": title, "Текст": text, "Картинка": picture, "Статус": "SENT"})
+        await promos.write(
+            [promos.op_insert({"id": pid, "Заголовок": title, "Текст": text, "Картинка": picture, "Статус": "SENT"})]
+        )
     state = live.gw.state
     await state.ledger_set(LEDGER_PREFIX + "A-1", str(DEMO_ID), "sent", "p")
     await state.ledger_set(LEDGER_PREFIX + "B-2", str(OTHER_ID), "sent", "t")
@@ -336,7 +338,9 @@ async def test_events_bring_turns_operator_replies_and_status_to_the_partner_onl
         assert (await events.until("status"))["data"] == {"status": "Ответ ИИ"}
 
         await live.client.post("/api/chat", json={"text": "вопрос второго"}, headers=tma(OTHER_ID))
-        await live.gw.table(APPEALS).upsert(str(DEMO_ID), {AppealCol.OPERATOR_REPLY: "Здравствуйте, это Мария."})
+        await live.gw.table(APPEALS).write(
+            [live.gw.table(APPEALS).op_upsert(str(DEMO_ID), {AppealCol.OPERATOR_REPLY: "Здравствуйте, это Мария."})]
+        )
         assert await live.replies.poll_once() == 1
         reply = await events.until("chat")
         assert (reply["data"]["author"], reply["data"]["text"]) == ("Оператор", "Здравствуйте, это Мария.")
@@ -357,7 +361,9 @@ async def test_events_show_staff_edits_made_in_the_sheet(live: Live) -> None:
         row = await table.get(str(DEMO_ID))
         assert row is not None
         log = row[AppealCol.LOG] + "\n[2026-12-01 10:00] Оператор: Дописано в таблице."
-        await table.upsert(str(DEMO_ID), {AppealCol.STATUS: "в работе", AppealCol.LOG: log, AppealCol.UPDATED: "x"})
+        await table.write(
+            [table.op_upsert(str(DEMO_ID), {AppealCol.STATUS: "в работе", AppealCol.LOG: log, AppealCol.UPDATED: "x"})]
+        )
         await live.watcher.poll_once()
         assert (await events.until("status"))["data"] == {"status": "В работе"}
         entry = await events.until("chat")

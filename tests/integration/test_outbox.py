@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import AsyncSheetsGateway, SheetUnavailable
-from gateway.backend import Rows
+from gateway import AsyncSheetsGateway, GatewayMetrics, Rows, SheetUnavailable, StateStore, TransientBackendError
 from gateway.backends.local import LocalSheetsBackend
-from gateway.errors import TransientBackendError
-from gateway.metrics import GatewayMetrics
 from gateway.resilience import ResilientBackend, RetryPolicy
 from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol
-from gateway.state import StateStore
 
 
 class FlakyBackend:
@@ -98,11 +94,11 @@ async def test_writes_during_outage_are_acked_and_land_in_order(pair: tuple[Asyn
     """During an outage writes return (journaled), reads fail loudly, and on recovery all land once, in order."""
     gw, flaky = pair
     appeals = gw.table(APPEALS)
-    await appeals.append_text("1", AppealCol.LOG, "before")
+    await appeals.write([appeals.op_append_text("1", AppealCol.LOG, "before")])
     flaky.down = True
     for i in range(5):
-        await appeals.append_text("1", AppealCol.LOG, f"during {i}")
-    await appeals.upsert("1", {AppealCol.STATUS: "В работе"})
+        await appeals.write([appeals.op_append_text("1", AppealCol.LOG, f"during {i}")])
+    await appeals.write([appeals.op_upsert("1", {AppealCol.STATUS: "В работе"})])
     assert gw.outbox_depth == 6
     with pytest.raises(SheetUnavailable):
         await appeals.get("1")
@@ -118,9 +114,9 @@ async def test_lost_answer_is_replayed_without_duplicating(pair: tuple[AsyncShee
     """A write that reached the sheet but whose answer was lost is replayed idempotently: the text appears once."""
     gw, flaky = pair
     appeals = gw.table(APPEALS)
-    await appeals.append_text("2", AppealCol.LOG, "[2026-11-23 10:00] Пользователь: one")
+    await appeals.write([appeals.op_append_text("2", AppealCol.LOG, "[2026-11-23 10:00] Пользователь: one")])
     flaky.lose_answers = True
-    await appeals.append_text("2", AppealCol.LOG, "[2026-11-23 10:01] Пользователь: two")
+    await appeals.write([appeals.op_append_text("2", AppealCol.LOG, "[2026-11-23 10:01] Пользователь: two")])
     assert gw.outbox_depth == 1
     flaky.lose_answers = False
     assert await gw.writer.wait_empty(5)
@@ -132,7 +128,9 @@ async def test_lost_append_of_new_row_is_not_duplicated(pair: tuple[AsyncSheetsG
     gw, flaky = pair
     queue = gw.table(QUEUE)
     flaky.lose_answers = True
-    await queue.insert({QueueCol.ID: "job-1", QueueCol.STATUS: "NEW", QueueCol.OBJECT_CODE: "DEMO-0001"})
+    await queue.write(
+        [queue.op_insert({QueueCol.ID: "job-1", QueueCol.STATUS: "NEW", QueueCol.OBJECT_CODE: "DEMO-0001"})]
+    )
     flaky.lose_answers = False
     assert await gw.writer.wait_empty(5)
     rows = [r for r in await queue.all() if r[QueueCol.ID] == "job-1"]
@@ -146,7 +144,7 @@ async def test_crash_with_journaled_writes_replays_them_once_after_restart(tmp_p
     await gw.ensure_sheets()
     flaky.down = True
     for i in range(3):
-        await gw.table(APPEALS).append_text("3", AppealCol.LOG, f"entry {i}")
+        await gw.table(APPEALS).write([gw.table(APPEALS).op_append_text("3", AppealCol.LOG, f"entry {i}")])
     assert gw.outbox_depth == 3
     # Simulate a kill: stop the replayer and drop connections without flushing anything.
     assert gw.writer._replayer is not None
@@ -170,7 +168,9 @@ async def test_replay_marked_attempted_survives_crash_mid_replay(tmp_path: Path)
     await gw.start()
     await gw.ensure_sheets()
     flaky.down = True
-    await gw.table(APPEALS).append_text("4", AppealCol.LOG, "[2026-11-23 11:00] ИИ: ответ")
+    await gw.table(APPEALS).write(
+        [gw.table(APPEALS).op_append_text("4", AppealCol.LOG, "[2026-11-23 11:00] ИИ: ответ")]
+    )
     entries = await gw.state.outbox_peek(10)
     # The replay marks, applies, then "dies" before deleting.
     assert gw.writer._replayer is not None
@@ -178,7 +178,7 @@ async def test_replay_marked_attempted_survives_crash_mid_replay(tmp_path: Path)
     await asyncio.gather(gw.writer._replayer, return_exceptions=True)
     flaky.down = False
     await gw.state.outbox_mark_attempted([e.seq for e in entries])
-    from gateway.writer import Job
+    from gateway.batch import Job
 
     await gw.writer._applier.apply([Job(e.op) for e in entries])
     await gw.state.close()

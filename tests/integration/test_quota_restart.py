@@ -6,14 +6,12 @@ import asyncio
 import time
 from pathlib import Path
 
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, GatewayMetrics, StateStore
 from gateway.backends.local import LocalSheetsBackend
 from gateway.gateway import LAST_CALL_KEY
-from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import QuotaLimiter
 from gateway.resilience import ResilientBackend
 from gateway.schemas import AUTH
-from gateway.state import StateStore
 
 
 class Sleeps:

@@ -10,10 +10,9 @@ import pytest
 from bot.services.analytics import MOSCOW
 from bot.services.queue_poller import DELIVERY_LEDGER
 from bot.services.retention import RetentionService
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord
 from gateway.a1 import sheet_range
 from gateway.schemas import QUEUE, QUEUE_ARCHIVE, QueueCol
-from gateway.state import DeliveryPhase, DeliveryRecord
 from tests.conftest import google_config, local_config, started_gateway
 from tests.fakes.sheets_server import FakeSheetsServer
 
@@ -140,10 +139,12 @@ async def test_rows_in_progress_hold_the_move(tmp_path: Path) -> None:
     async with started_gateway(local_config(tmp_path)) as gw:
         clock = SimClock()
         old = _stamp(clock.now - timedelta(days=90))
-        await gw.table(QUEUE).insert({QueueCol.ID: "old", QueueCol.STATUS: "DONE", QueueCol.DELIVERED_AT: old})
-        await gw.table(QUEUE).insert({QueueCol.ID: "busy", QueueCol.STATUS: "PROCESSING"})
+        await gw.table(QUEUE).write(
+            [gw.table(QUEUE).op_insert({QueueCol.ID: "old", QueueCol.STATUS: "DONE", QueueCol.DELIVERED_AT: old})]
+        )
+        await gw.table(QUEUE).write([gw.table(QUEUE).op_insert({QueueCol.ID: "busy", QueueCol.STATUS: "PROCESSING"})])
         result = await RetentionService(gw, clock=clock).run_once()
         assert result.moved == 0 and result.skipped
-        await gw.table(QUEUE).upsert("busy", {QueueCol.STATUS: "ERROR"})
+        await gw.table(QUEUE).write([gw.table(QUEUE).op_upsert("busy", {QueueCol.STATUS: "ERROR"})])
         assert (await RetentionService(gw, clock=clock).run_once()).moved == 1
         assert [r[QueueCol.ID] for r in await gw.table(QUEUE).all()] == ["busy"]

@@ -16,9 +16,8 @@ import pytest
 
 from bot.health import HealthMonitor, HealthThresholds
 from bot.services.auth import Partner
-from gateway import AsyncSheetsGateway
+from gateway import AsyncSheetsGateway, build_gateway
 from gateway.a1 import cell_range
-from gateway.factory import build_gateway
 from gateway.schemas import APPEALS, ARCHIVE, AppealCol
 from tests.chat_support import ChatKit, build_kit
 from tests.conftest import google_config, local_config
@@ -222,7 +221,9 @@ async def test_an_overflow_while_the_archive_is_missing_waits_and_nothing_is_cut
     old text is in Архив (or still in E), the new turn in E once."""
     async with stand(tmp_path, backend) as s:
         old = "[2026-11-01 10:00] Пользователь: " + "с" * 49_900
-        await s.gw.table(APPEALS).append_text(str(PARTNER.telegram_id), AppealCol.LOG, old)
+        await s.gw.table(APPEALS).write(
+            [s.gw.table(APPEALS).op_append_text(str(PARTNER.telegram_id), AppealCol.LOG, old)]
+        )
         await s.rename(ARCHIVE.title, "старый архив")
         assert (await s.ask("после переполнения")).startswith("Ответ")
         assert s.gw.outbox_depth >= 1 and await s.log() == old  # nothing trimmed without the archive row

@@ -14,10 +14,7 @@ from bot.services.appeals import ChatReply, ReplyKind, decode_reply, encode_repl
 from bot.services.auth import AuthService, Partner
 from bot.services.container import Services
 from bot.services.turn_context import TurnContext, enter_turn, leave_turn
-from gateway import AsyncSheetsGateway, SheetUnavailable
-from gateway.backend import Rows
-from gateway.factory import build_gateway
-from gateway.journal import InboxUpdate
+from gateway import AsyncSheetsGateway, InboxUpdate, Rows, SheetUnavailable, build_gateway
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 from tests.chat_support import (
     ChatKit,
@@ -105,7 +102,7 @@ async def test_a_staff_edit_is_seen_on_the_next_message(gated: tuple[AsyncSheets
     kit = build_kit(gw, reply_first=True)
     await kit.appeals.handle_text(PARTNER, "Привет")
     await gw.turns.drain()
-    await gw.table(APPEALS).upsert("42", {AppealCol.STATUS: AppealStatus.IN_WORK})
+    await gw.table(APPEALS).write([gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: AppealStatus.IN_WORK})])
     reply = await kit.appeals.handle_text(PARTNER, "Ещё вопрос")
     assert reply.kind is ReplyKind.SILENT and reply.text == ""
 

@@ -19,7 +19,9 @@ async def test_a_telegram_id_typed_as_a_number_matches_whatever_its_format_shows
     asks for UNFORMATTED_VALUE and the fake answers a JSON number, as Google does."""
     with FakeSheetsServer(sheets=()) as server:
         async with started_gateway(google_config(tmp_path, server)) as gw:
-            await gw.table(AUTH).upsert("P-1", {AuthCol.PHONE: "+79000000001", AuthCol.STATUS: "authorized"})
+            await gw.table(AUTH).write(
+                [gw.table(AUTH).op_upsert("P-1", {AuthCol.PHONE: "+79000000001", AuthCol.STATUS: "authorized"})]
+            )
             server.type_number(AUTH.title, "E2", 100001, shown)
             assert server.cell(AUTH.title, "E2") == shown  # what a FORMATTED read would have matched against
             rec = await gw.table(AUTH).get("100001", column=AuthCol.TELEGRAM_ID)
@@ -35,11 +37,13 @@ async def test_a_telegram_id_typed_as_text_in_another_spelling_matches(
     """On both backends a Telegram ID typed as text with spaces, a zero fraction or in scientific notation matches,
     and a write by that key updates the staff's row instead of adding a second one."""
     auth = any_gateway.table(AUTH)
-    await auth.upsert("P-2", {AuthCol.PHONE: "+79000000002"})
+    await auth.write([auth.op_upsert("P-2", {AuthCol.PHONE: "+79000000002"})])
     await any_gateway.write_range(f"{sheet_range(AUTH.title)}!E2", [[typed]])
     any_gateway.locator.hints.forget_sheet(AUTH.title)
     rec = await auth.get("100001", column=AuthCol.TELEGRAM_ID)
     assert rec is not None and rec[AuthCol.CODE] == "P-2"
-    await auth.upsert("100001", {AuthCol.STATUS: "authorized"}, column=AuthCol.TELEGRAM_ID, create=False)
+    await auth.write(
+        [auth.op_upsert("100001", {AuthCol.STATUS: "authorized"}, column=AuthCol.TELEGRAM_ID, create=False)]
+    )
     rows = [r for r in await auth.all() if r[AuthCol.CODE] or r[AuthCol.TELEGRAM_ID]]
     assert [(r[AuthCol.CODE], r[AuthCol.STATUS]) for r in rows] == [("P-2", "authorized")]

@@ -19,7 +19,7 @@ from bot.services.auth import Partner
 from bot.web.app import create_web_app
 from bot.web.initdata import InitDataValidator, sign_init_data
 from bot.web.reports import ReportLinks
-from gateway.errors import SheetUnavailable
+from gateway import SheetUnavailable
 from tests.fakes.web_ports import DEMO_ID, FakeAnalytics, FakeAuth, FakeChat, FakeStaff, ok_health
 
 TOKEN = "123456:web-api-test"

@@ -44,16 +44,20 @@ async def add_appeal(
     gw: AsyncSheetsGateway, tid: int, name: str, code: str, status: str, updated: str, log: str = ""
 ) -> None:
     """One Обращения row."""
-    await gw.table(APPEALS).insert(
-        {
-            AppealCol.DATE: "2026-11-01 10:00:00",
-            AppealCol.CODE: code,
-            AppealCol.NAME: name,
-            AppealCol.TELEGRAM_ID: str(tid),
-            AppealCol.LOG: log,
-            AppealCol.STATUS: status,
-            AppealCol.UPDATED: updated,
-        }
+    await gw.table(APPEALS).write(
+        [
+            gw.table(APPEALS).op_insert(
+                {
+                    AppealCol.DATE: "2026-11-01 10:00:00",
+                    AppealCol.CODE: code,
+                    AppealCol.NAME: name,
+                    AppealCol.TELEGRAM_ID: str(tid),
+                    AppealCol.LOG: log,
+                    AppealCol.STATUS: status,
+                    AppealCol.UPDATED: updated,
+                }
+            )
+        ]
     )
 
 
@@ -129,15 +133,25 @@ async def test_export_of_a_conversation_longer_than_a_cell(
         author = Author.USER if i % 2 == 0 else Author.AI
         block = chatlog.format_entry(at, author, f"Сообщение №{i:03d}. " + "текст " * 330)
         blocks.append(block)
-        await table.append_text(
-            "101",
-            AppealCol.LOG,
-            block,
-            insert_defaults={AppealCol.NAME: "Иван Петров", AppealCol.CODE: "P-101", AppealCol.STATUS: "Новое"},
-            archive_overflow=True,
+        await table.write(
+            [
+                table.op_append_text(
+                    "101",
+                    AppealCol.LOG,
+                    block,
+                    insert_defaults={AppealCol.NAME: "Иван Петров", AppealCol.CODE: "P-101", AppealCol.STATUS: "Новое"},
+                    archive_overflow=True,
+                )
+            ]
         )
     await add_appeal(gw, 102, "Другой", "P-102", "Новое", "", "[2026-11-01 09:00] Пользователь: чужое")
-    await gw.table(ARCHIVE).insert({ArchiveCol.TELEGRAM_ID: "102", ArchiveCol.LOG: "[2026-10-01 09:00] ИИ: тоже чужое"})
+    await gw.table(ARCHIVE).write(
+        [
+            gw.table(ARCHIVE).op_insert(
+                {ArchiveCol.TELEGRAM_ID: "102", ArchiveCol.LOG: "[2026-10-01 09:00] ИИ: тоже чужое"}
+            )
+        ]
+    )
     archived = [r for r in await gw.table(ARCHIVE).all() if r[ArchiveCol.TELEGRAM_ID] == "101"]
     assert len(archived) >= 2  # the conversation really spans several cells
     messenger = PromoMessenger()
@@ -163,8 +177,12 @@ async def test_export_all_zips_every_conversation(local_gateway: AsyncSheetsGate
     gw = local_gateway
     await add_appeal(gw, 101, "Иван", "P-101", "Новое", "", "[2026-11-01 09:00] Пользователь: один")
     await add_appeal(gw, 102, "Анна", "P/102", "Решено", "", "[2026-11-02 09:00] Пользователь: два")
-    await gw.table(ARCHIVE).insert({ArchiveCol.TELEGRAM_ID: "101", ArchiveCol.LOG: "[2026-10-01 09:00] ИИ: ранее"})
-    await gw.table(ARCHIVE).insert({ArchiveCol.TELEGRAM_ID: "103", ArchiveCol.LOG: "[2026-09-01 09:00] ИИ: давно"})
+    await gw.table(ARCHIVE).write(
+        [gw.table(ARCHIVE).op_insert({ArchiveCol.TELEGRAM_ID: "101", ArchiveCol.LOG: "[2026-10-01 09:00] ИИ: ранее"})]
+    )
+    await gw.table(ARCHIVE).write(
+        [gw.table(ARCHIVE).op_insert({ArchiveCol.TELEGRAM_ID: "103", ArchiveCol.LOG: "[2026-09-01 09:00] ИИ: давно"})]
+    )
     messenger = PromoMessenger()
     await admin_service(gw, messenger, prompt_file).handle(ADMIN, "export_all", [])
     (doc,) = messenger.delivered
@@ -180,12 +198,14 @@ async def test_stats(local_gateway: AsyncSheetsGateway, prompt_file: Path) -> No
     """/stats counts partners, appeals, AI answers today, the queue, API calls and 429s, breakers, outbox."""
     gw = local_gateway
     await seed_partners(gw, 4, opted_out=[500_001])
-    await gw.table(AUTH).insert({AuthCol.CODE: "X", AuthCol.STATUS: "blocked", AuthCol.TELEGRAM_ID: "9"})
+    await gw.table(AUTH).write(
+        [gw.table(AUTH).op_insert({AuthCol.CODE: "X", AuthCol.STATUS: "blocked", AuthCol.TELEGRAM_ID: "9"})]
+    )
     await add_appeal(gw, 101, "Иван", "P-101", "Новое", "")
     await add_appeal(gw, 102, "Анна", "P-102", "В работе", "")
     await add_appeal(gw, 103, "Олег", "P-103", "В работе", "")
     for i, status in enumerate(["NEW", "DONE", "DONE", "ERROR"]):
-        await gw.table(QUEUE).insert({QueueCol.ID: f"q{i}", QueueCol.STATUS: status})
+        await gw.table(QUEUE).write([gw.table(QUEUE).op_insert({QueueCol.ID: f"q{i}", QueueCol.STATUS: status})])
     await gw.state.counter_add("ai-answers:101", "2026-11-23", 3)
     await gw.state.counter_add("ai-answers:102", "2026-11-23", 2)
     await gw.state.counter_add("ai-answers:101", "2026-11-22", 7)

@@ -88,7 +88,7 @@ async def test_double_tap_queues_once(service: AnalyticsService, gw: AsyncSheets
 async def test_finished_request_can_be_asked_again(service: AnalyticsService, gw: AsyncSheetsGateway) -> None:
     """Once a request is DONE, the same code queues a fresh request."""
     first = await service.request(100001, "DEMO-001", "OBJ-1")
-    await gw.table(QUEUE).upsert(first.id, {QueueCol.STATUS: "DONE"})
+    await gw.table(QUEUE).write([gw.table(QUEUE).op_upsert(first.id, {QueueCol.STATUS: "DONE"})])
     second = await service.request(100001, "DEMO-001", "OBJ-1")
     assert second.id != first.id and not second.existing
 
@@ -131,7 +131,7 @@ async def test_unknown_code_is_refused_with_a_hint(service: AnalyticsService, gw
 
 async def test_code_check_matches_staff_typed_codes(gw: AsyncSheetsGateway) -> None:
     """Codes typed by staff in lower case or with spaces still match."""
-    await gw.table(OBJECTS).insert({"code": " demo-0042 ", "type": "квартира"})
+    await gw.table(OBJECTS).write([gw.table(OBJECTS).op_insert({"code": " demo-0042 ", "type": "квартира"})])
     svc = AnalyticsService(gw, clock=FakeClock())
     assert (await svc.request(7, "X", "DEMO-0042")).object_code == "DEMO-0042"
 

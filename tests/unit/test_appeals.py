@@ -15,8 +15,7 @@ from bot.ai.offline import OFFLINE_INTRO
 from bot.services.appeals import ReplyKind, WorkingHours, contains_keyword, limit_text
 from bot.services.auth import Partner
 from bot.services.chatlog import ChatEntry
-from gateway import AsyncSheetsGateway
-from gateway.factory import build_gateway
+from gateway import AsyncSheetsGateway, build_gateway
 from gateway.schemas import APPEALS, ARCHIVE, AppealCol, AppealStatus
 from tests.chat_support import (
     ChatKit,
@@ -73,7 +72,7 @@ async def test_open_creates_a_new_row_once(kit: ChatKit) -> None:
     await kit.appeals.open(PARTNER)
     row = await _row(kit.gw)
     assert row[AppealCol.STATUS] == "Новое" and row[AppealCol.LOG] == ""
-    await kit.gw.table(APPEALS).upsert("42", {AppealCol.STATUS: "Решено"})
+    await kit.gw.table(APPEALS).write([kit.gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: "Решено"})])
     await kit.appeals.open(PARTNER)
     assert (await _row(kit.gw))[AppealCol.STATUS] == "Решено"
 
@@ -98,7 +97,7 @@ async def test_staff_edit_of_the_log_is_seen_by_the_next_turn(kit: ChatKit) -> N
         "[2026-11-23 14:05] ИИ: Исправлено оператором\n"
         "[23.11.2026 14:06] Менеджер: Комиссия по договору"
     )
-    await kit.gw.table(APPEALS).upsert("42", {AppealCol.LOG: edited})
+    await kit.gw.table(APPEALS).write([kit.gw.table(APPEALS).op_upsert("42", {AppealCol.LOG: edited})])
     await kit.appeals.handle_text(PARTNER, "Второй")
     assert kit.ai.calls[1].history == [
         Turn("user", "Первый"),
@@ -148,7 +147,7 @@ async def test_escalation_outside_working_hours_says_when(kit: ChatKit) -> None:
     reply = await kit.appeals.handle_text(PARTNER, "нужен менеджер")
     assert "нерабочее время" in reply.text and "с 09:00 до 20:00" in reply.text and "завтра после 09:00" in reply.text
     kit.clock.now = moscow(2026, 11, 24, 7, 0)
-    await kit.gw.table(APPEALS).upsert("42", {AppealCol.STATUS: "Решено"})
+    await kit.gw.table(APPEALS).write([kit.gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: "Решено"})])
     early = await kit.appeals.handle_text(PARTNER, "нужен человек")
     assert "сегодня после 09:00" in early.text
 
@@ -157,7 +156,7 @@ async def test_status_back_to_ai_or_solved_returns_the_user(kit: ChatKit) -> Non
     """Staff setting Ответ ИИ or Решено hands the user back; after Решено a message reopens as Ответ ИИ."""
     await kit.appeals.handle_text(PARTNER, "оператор")
     for status in ("Ответ ИИ", "Решено"):
-        await kit.gw.table(APPEALS).upsert("42", {AppealCol.STATUS: status})
+        await kit.gw.table(APPEALS).write([kit.gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: status})])
         reply = await kit.appeals.handle_text(PARTNER, f"вопрос после {status}")
         assert reply.kind is ReplyKind.ANSWER and reply.text.endswith(f"вопрос после {status}")
         assert (await _row(kit.gw))[AppealCol.STATUS] == "Ответ ИИ"
@@ -168,7 +167,7 @@ async def test_a_status_change_during_generation_is_not_undone(kit: ChatKit) -> 
     await kit.appeals.handle_text(PARTNER, "Первый")
 
     async def staff_takes_over() -> None:
-        await kit.gw.table(APPEALS).upsert("42", {AppealCol.STATUS: "В работе"})
+        await kit.gw.table(APPEALS).write([kit.gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: "В работе"})])
 
     kit.ai.during = staff_takes_over
     await kit.appeals.handle_text(PARTNER, "Второй")
@@ -290,7 +289,7 @@ async def test_long_logs_move_to_the_archive(kit: ChatKit) -> None:
 async def test_status_typed_in_lower_case_is_understood(kit: ChatKit) -> None:
     """Staff typing `в работе` by hand (not from the dropdown) still silences the AI."""
     await kit.appeals.handle_text(PARTNER, "Вопрос")
-    await kit.gw.table(APPEALS).upsert("42", {AppealCol.STATUS: " в  работе "})
+    await kit.gw.table(APPEALS).write([kit.gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: " в  работе "})])
     assert (await kit.appeals.handle_text(PARTNER, "Ещё")).kind is ReplyKind.SILENT
     assert len(kit.ai.calls) == 1
 
@@ -344,7 +343,7 @@ async def test_a_turn_during_an_outage_does_not_overwrite_in_work(
     """The row cannot be read, so its status is unknown: the journaled turn must not replace staff's В работе."""
     gw, backend = sheet
     await kit.appeals.handle_text(PARTNER, "Первый")
-    await gw.table(APPEALS).upsert("42", {AppealCol.STATUS: "В работе"})
+    await gw.table(APPEALS).write([gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: "В работе"})])
     backend.down = True
     await kit.appeals.handle_text(PARTNER, "Второй")
     backend.down = False
@@ -359,6 +358,6 @@ async def test_staff_notes_in_the_log_are_not_shown_to_the_partner(kit: ChatKit)
     await kit.appeals.handle_text(PARTNER, "Вопрос")
     log = (await _row(kit.gw))[AppealCol.LOG]
     edited = "внутреннее: VIP-клиент\n" + log + "\n[2026-11-23 15:00] Заметка: не давать скидку"
-    await kit.gw.table(APPEALS).upsert("42", {AppealCol.LOG: edited})
+    await kit.gw.table(APPEALS).write([kit.gw.table(APPEALS).op_upsert("42", {AppealCol.LOG: edited})])
     entries = await kit.appeals.history(42)
     assert [(e.author, e.text) for e in entries] == [("Пользователь", "Вопрос"), ("ИИ", "Ответ 1: Вопрос")]

@@ -95,7 +95,9 @@ async def test_blocked_row_is_not_reopened_by_sharing_the_contact(local_gateway:
 
 async def test_row_without_code_is_authorized_by_phone(local_gateway: AsyncSheetsGateway) -> None:
     """A staff row with a phone but no partner code is still found and updated."""
-    await local_gateway.table(AUTH).insert({AuthCol.PHONE: "+7 916 123-45-67", AuthCol.NAME: "Без кода"})
+    await local_gateway.table(AUTH).write(
+        [local_gateway.table(AUTH).op_insert({AuthCol.PHONE: "+7 916 123-45-67", AuthCol.NAME: "Без кода"})]
+    )
     auth = AuthService(local_gateway)
     result = await auth.authorize_contact(42, 42, "+79161234567")
     assert result.ok
@@ -109,11 +111,13 @@ async def test_check_reads_the_sheet_every_time(local_gateway: AsyncSheetsGatewa
     auth = AuthService(local_gateway)
     partner = await auth.check(42)
     assert partner is not None and partner.code == "P-1" and partner.phone == "+79161234567"
-    await local_gateway.table(AUTH).upsert("P-1", {AuthCol.STATUS: "blocked"})
+    await local_gateway.table(AUTH).write([local_gateway.table(AUTH).op_upsert("P-1", {AuthCol.STATUS: "blocked"})])
     assert await auth.check(42) is None
-    await local_gateway.table(AUTH).upsert("P-1", {AuthCol.STATUS: "authorized", AuthCol.TELEGRAM_ID: ""})
+    await local_gateway.table(AUTH).write(
+        [local_gateway.table(AUTH).op_upsert("P-1", {AuthCol.STATUS: "authorized", AuthCol.TELEGRAM_ID: ""})]
+    )
     assert await auth.check(42) is None
-    await local_gateway.table(AUTH).upsert("P-1", {AuthCol.TELEGRAM_ID: "42"})
+    await local_gateway.table(AUTH).write([local_gateway.table(AUTH).op_upsert("P-1", {AuthCol.TELEGRAM_ID: "42"})])
     assert await auth.check(42) is not None
 
 
@@ -148,7 +152,7 @@ async def test_a_seen_revocation_is_not_undone_by_an_outage(flaky: tuple[AsyncSh
     await add_partner(gw, "P-1", "+79161234567", status="authorized", telegram_id=42)
     auth = AuthService(gw)
     assert await auth.check(42) is not None
-    await gw.table(AUTH).upsert("P-1", {AuthCol.STATUS: "blocked"})
+    await gw.table(AUTH).write([gw.table(AUTH).op_upsert("P-1", {AuthCol.STATUS: "blocked"})])
     assert await auth.check(42) is None
     backend.down = True
     with pytest.raises(SheetUnavailable):
@@ -172,5 +176,5 @@ async def test_revoking_the_row_a_partner_last_authorized_with_takes_effect(loca
     assert (await auth.authorize_contact(42, 42, "+79251234567")).ok
     partner = await auth.check(42)
     assert partner is not None and partner.code == "P-NEW"
-    await local_gateway.table(AUTH).upsert("P-NEW", {AuthCol.STATUS: "blocked"})
+    await local_gateway.table(AUTH).write([local_gateway.table(AUTH).op_upsert("P-NEW", {AuthCol.STATUS: "blocked"})])
     assert await auth.check(42) is None

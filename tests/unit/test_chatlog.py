@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from bot.ai.base import Turn
 from bot.services import chatlog
 from bot.services.chatlog import Author, ChatEntry
-from gateway.writer import split_for_archive
+from gateway.batch import period_of, split_for_archive
+from gateway.logentry import entry_starts
 
 MSK = ZoneInfo("Europe/Moscow")
 T1 = datetime(2026, 11, 23, 14, 5)
@@ -127,3 +128,35 @@ def test_a_named_operator_entry_is_an_operator_entry() -> None:
     assert block == "[2026-11-23 14:05] Оператор (Анна Петрова): Готово"
     (entry,) = chatlog.parse(block)
     assert entry.known_author is chatlog.Author.OPERATOR and entry.text == "Готово"
+
+
+STAFF_LOG = (
+    "заметка до первой записи\n"
+    "[2026-11-23 14:05:33] пользователь : вопрос\n"
+    "[23.11.2026 14:06] Менеджер: ответ менеджера\n"
+    "[23.11.2026, 14:06:10] Менеджер: ещё\n"
+    "[ 2026-11-23 14:07 ]Бот:ответ бота\n"
+    "вторая строка ответа\n"
+    "Оператор: без времени\n"
+    " [2026-11-23 14:08] экранированная строка\n"
+    "[2026-11-23T14:09] Заметка: клиент VIP"
+)
+
+
+def test_parser_and_archive_split_agree_on_entry_boundaries() -> None:
+    """Every line the parser reads as an entry header — DD.MM.YYYY stamps included — is one the archive splits at."""
+    lines = STAFF_LOG.split("\n")
+    offsets = [sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines))]
+    before = "[2026-01-01 00:00] Пользователь: x\n"
+    parser_starts = [off for off, line in zip(offsets, lines, strict=True) if len(chatlog.parse(before + line)) == 2]
+    assert parser_starts == [offsets[i] for i in (1, 2, 3, 4, 6, 8)]
+    assert entry_starts(STAFF_LOG) == parser_starts
+
+
+def test_archive_split_cuts_at_a_staff_typed_date() -> None:
+    """An overflowing log whose newest entry staff typed as `[DD.MM.YYYY HH:MM]` is cut at that entry, not inside it."""
+    old = "[2026-11-23 14:05] Пользователь: " + "x" * 50
+    staff = "[24.11.2026 09:30] Менеджер: ответ"
+    moved, kept = split_for_archive(f"{old}\n{staff}", "", target=len(staff) + 5)
+    assert (moved, kept) == (old, staff)
+    assert period_of(f"{old}\n{staff}") == "2026-11-23 14:05 — 24.11.2026 09:30"

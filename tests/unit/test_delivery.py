@@ -10,7 +10,7 @@ import pytest
 
 from bot.services.delivery import Deliveries, Outcome, Part
 from bot.services.ports import DeliveryError
-from gateway.state import DeliveryPhase, DeliveryRecord, StateStore
+from gateway import DeliveryLedger, DeliveryPhase, DeliveryRecord, LedgerEntry, StateStore
 
 
 class Crash(BaseException):
@@ -43,7 +43,7 @@ def parts(sent: list[str], names: list[str], fail: dict[str, BaseException] | No
 
 async def test_every_part_once_then_already(state: StateStore) -> None:
     """A message and a document go out once; asking again sends nothing."""
-    d, sent = Deliveries(state, "k"), []
+    d, sent = Deliveries(DeliveryLedger(state, "k")), []
     result = await d.deliver("1", "fp", parts(sent, ["text", "pdf"]))
     assert result.outcome is Outcome.DELIVERED and sent == ["text", "pdf"]
     assert (await d.deliver("1", "fp", parts(sent, ["text", "pdf"]))).outcome is Outcome.ALREADY
@@ -52,7 +52,7 @@ async def test_every_part_once_then_already(state: StateStore) -> None:
 
 async def test_transient_failure_resumes_at_the_failed_part(state: StateStore) -> None:
     """A part that fails transiently is retried later from that part, earlier parts are not resent."""
-    d, sent = Deliveries(state, "k", max_failures=3), []
+    d, sent = Deliveries(DeliveryLedger(state, "k"), max_failures=3), []
     first = await d.deliver("1", "fp", parts(sent, ["a", "b", "c"], {"b": DeliveryError("timeout", permanent=False)}))
     assert first.outcome is Outcome.RETRY and first.record == DeliveryRecord(DeliveryPhase.SENDING, "fp", 1, 1)
     assert (await d.deliver("1", "fp", parts(sent, ["a", "b", "c"]))).outcome is Outcome.DELIVERED
@@ -61,7 +61,7 @@ async def test_transient_failure_resumes_at_the_failed_part(state: StateStore) -
 
 async def test_permanent_failure_and_too_many_failures_give_up(state: StateStore) -> None:
     """A permanent error, or max_failures transient ones, record FAILED; later calls send nothing."""
-    d, sent = Deliveries(state, "k", max_failures=2), []
+    d, sent = Deliveries(DeliveryLedger(state, "k"), max_failures=2), []
     gone = await d.deliver("1", "fp", parts(sent, ["a"], {"a": DeliveryError("blocked", permanent=True)}))
     assert gone.outcome is Outcome.FAILED and gone.record.phase is DeliveryPhase.FAILED
     assert "blocked" in gone.record.note
@@ -87,18 +87,18 @@ async def test_crash_before_the_after_record_resends_only_that_part(tmp_path: Pa
 
     store.delivery_set = die_after_b  # type: ignore[method-assign]
     with pytest.raises(Crash):
-        await Deliveries(store, "k").deliver("1", "fp", parts(sent, ["a", "b", "c"]))
+        await Deliveries(DeliveryLedger(store, "k")).deliver("1", "fp", parts(sent, ["a", "b", "c"]))
     await store.close()
     store = StateStore(path)  # the restarted process
     await store.open()
-    result = await Deliveries(store, "k").deliver("1", "fp", parts(sent, ["a", "b", "c"]))
+    result = await Deliveries(DeliveryLedger(store, "k")).deliver("1", "fp", parts(sent, ["a", "b", "c"]))
     await store.close()
     assert result.outcome is Outcome.DELIVERED and sent == ["a", "b", "b", "c"]
 
 
 async def test_new_fingerprint_or_fresh_starts_over(state: StateStore) -> None:
     """Another fingerprint under the same key, or fresh=True, is a new delivery from part 0."""
-    d, sent = Deliveries(state, "k"), []
+    d, sent = Deliveries(DeliveryLedger(state, "k")), []
     await d.deliver("1", "v1", parts(sent, ["a"]))
     await d.settle("1", "v1")
     await d.deliver("1", "v2", parts(sent, ["b"]))
@@ -108,7 +108,7 @@ async def test_new_fingerprint_or_fresh_starts_over(state: StateStore) -> None:
 
 async def test_cancellation_waits_for_the_part_in_flight(state: StateStore) -> None:
     """Cancelling the caller mid-send lets the send and its record finish, so nothing is doubled."""
-    d, sent = Deliveries(state, "k"), []
+    d, sent = Deliveries(DeliveryLedger(state, "k")), []
     started = asyncio.Event()
 
     async def slow() -> None:
@@ -130,10 +130,11 @@ async def test_cancellation_waits_for_the_part_in_flight(state: StateStore) -> N
 async def test_legacy_reader_is_asked_only_without_a_typed_record(state: StateStore) -> None:
     """An older release's record is honoured until the first typed record replaces it."""
 
-    async def legacy(key: str) -> DeliveryRecord | None:
-        return DeliveryRecord(DeliveryPhase.SENT, "fp") if key == "old" else None
+    def legacy(entry: LedgerEntry) -> DeliveryRecord | None:
+        return DeliveryRecord(DeliveryPhase.SENT, entry.payload) if entry.state == "sent" else None
 
-    d, sent = Deliveries(state, "k", legacy=legacy), []
+    await state.ledger_set("k", "old", "sent", "fp")
+    d, sent = Deliveries(DeliveryLedger(state, "k", legacy=legacy)), []
     assert (await d.deliver("old", "fp", parts(sent, ["a"]))).outcome is Outcome.ALREADY
     assert (await d.deliver("new", "fp", parts(sent, ["b"]))).outcome is Outcome.DELIVERED
     assert sent == ["b"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.table import normalize_key
+from gateway import normalize_key
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,7 @@ async def test_seed_demo_is_idempotent_and_respects_staff_changes(local_gateway:
         "Демо Партнёр",
     )
     assert row[AuthCol.PROMO_OPT_IN] == "да"
-    await auth.upsert(DEMO_CODE, {AuthCol.STATUS: "blocked"})
+    await auth.write([auth.op_upsert(DEMO_CODE, {AuthCol.STATUS: "blocked"})])
     await seed_demo_partner(local_gateway)
     rows = await auth.all()
     assert len(rows) == 1 and rows[0][AuthCol.STATUS] == "blocked"

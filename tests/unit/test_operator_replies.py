@@ -16,10 +16,8 @@ from bot.services.operator_replies import (
 from bot.services.ports import DeliveryError, InlineButton
 from bot.staff_console import GatewayStaffConsole
 from bot.telegram_messenger import split_message
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig
+from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord, GatewayConfig
 from gateway.schemas import APPEALS, AppealCol
-from gateway.state import DeliveryPhase, DeliveryRecord
 from tests.chat_support import (
     Crash,
     FakeMessenger,
@@ -57,8 +55,12 @@ class Harness:
         return dict(rec)
 
     async def staff_types(self, reply: str, tid: str = "42", status: str = "В работе") -> None:
-        await self.gw.table(APPEALS).upsert(
-            tid, {AppealCol.LOG: LOG, AppealCol.STATUS: status, AppealCol.OPERATOR_REPLY: reply}
+        await self.gw.table(APPEALS).write(
+            [
+                self.gw.table(APPEALS).op_upsert(
+                    tid, {AppealCol.LOG: LOG, AppealCol.STATUS: status, AppealCol.OPERATOR_REPLY: reply}
+                )
+            ]
         )
 
     def delivered(self, chat_id: int = 42) -> list[str]:
@@ -103,7 +105,9 @@ async def test_a_telegram_id_staff_typed_with_a_space_still_gets_the_reply(h: Ha
 async def test_one_read_per_poll(h: Harness) -> None:
     """A poll with nothing to deliver costs exactly one read for all rows."""
     for tid in ("1", "2", "3"):
-        await h.gw.table(APPEALS).upsert(tid, {AppealCol.LOG: LOG, AppealCol.STATUS: "Ответ ИИ"})
+        await h.gw.table(APPEALS).write(
+            [h.gw.table(APPEALS).op_upsert(tid, {AppealCol.LOG: LOG, AppealCol.STATUS: "Ответ ИИ"})]
+        )
     before = h.gw.metrics.calls["batch_get"]
     assert await h.service.poll_once() == 0
     assert h.gw.metrics.calls["batch_get"] - before == 1
@@ -263,7 +267,9 @@ async def test_a_newer_reply_typed_during_sending_is_not_wiped(h: Harness) -> No
 
     async def staff_edits(chat_id: int, text: str) -> None:
         if "первый" in text:
-            await h.gw.table(APPEALS).upsert("42", {AppealCol.OPERATOR_REPLY: "второй ответ"})
+            await h.gw.table(APPEALS).write(
+                [h.gw.table(APPEALS).op_upsert("42", {AppealCol.OPERATOR_REPLY: "второй ответ"})]
+            )
 
     h.messenger.after_send = staff_edits
     await h.staff_types("первый ответ")
@@ -331,7 +337,9 @@ async def test_sheet_down_poll_does_nothing(h: Harness) -> None:
 
 async def test_row_without_a_telegram_id_is_skipped(h: Harness) -> None:
     """A reply on a row whose Telegram ID is not a number is left alone (and logged once)."""
-    await h.gw.table(APPEALS).insert({AppealCol.TELEGRAM_ID: "нет id", AppealCol.OPERATOR_REPLY: "текст"})
+    await h.gw.table(APPEALS).write(
+        [h.gw.table(APPEALS).op_insert({AppealCol.TELEGRAM_ID: "нет id", AppealCol.OPERATOR_REPLY: "текст"})]
+    )
     assert await h.service.poll_once() == 0
     assert h.messenger.sent == []
 
@@ -423,7 +431,9 @@ async def test_records_of_an_older_release_are_honoured(
     await h.staff_types(text)
     await h.gw.state.ledger_set(LEDGER_KIND, "42", state, payload.replace("H", reply_hash(text.strip())))
     if state == "cleared":
-        await h.gw.table(APPEALS).upsert("42", {AppealCol.OPERATOR_REPLY: ""}, create=False)
+        await h.gw.table(APPEALS).write(
+            [h.gw.table(APPEALS).op_upsert("42", {AppealCol.OPERATOR_REPLY: ""}, create=False)]
+        )
     await h.service.poll_once()
     pieces = split_message(format_operator_message(text.strip()))
     assert h.delivered() == pieces[len(pieces) - sent_after_upgrade :]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway import StateStore
 from gateway.backends.local import LocalSheetsBackend
-from gateway.state import StateStore
 
 
 def mode(path: Path) -> int:

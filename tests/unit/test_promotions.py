@@ -142,9 +142,15 @@ async def test_audience_opt_out_blocked_and_unauthorized(local_gateway: AsyncShe
     """Opted-out and unauthorized partners are skipped; blocked ones are counted in «Ошибки», not raised."""
     gw = local_gateway
     ids = await seed_partners(gw, 10, opted_out=[500_001, 500_002])
-    await gw.table(AUTH).insert({AuthCol.CODE: "X-1", AuthCol.STATUS: "blocked", AuthCol.TELEGRAM_ID: "700001"})
-    await gw.table(AUTH).insert({AuthCol.CODE: "X-2", AuthCol.STATUS: "authorized", AuthCol.TELEGRAM_ID: ""})
-    await gw.table(AUTH).insert({AuthCol.CODE: "X-3", AuthCol.STATUS: "avtorizovan", AuthCol.TELEGRAM_ID: "700003"})
+    await gw.table(AUTH).write(
+        [gw.table(AUTH).op_insert({AuthCol.CODE: "X-1", AuthCol.STATUS: "blocked", AuthCol.TELEGRAM_ID: "700001"})]
+    )
+    await gw.table(AUTH).write(
+        [gw.table(AUTH).op_insert({AuthCol.CODE: "X-2", AuthCol.STATUS: "authorized", AuthCol.TELEGRAM_ID: ""})]
+    )
+    await gw.table(AUTH).write(
+        [gw.table(AUTH).op_insert({AuthCol.CODE: "X-3", AuthCol.STATUS: "avtorizovan", AuthCol.TELEGRAM_ID: "700003"})]
+    )
     await add_promo(gw)
     messenger = PromoMessenger(blocked={500_003, 500_004, 500_005})
     (report,) = await service(gw, messenger).poll_once()
@@ -368,14 +374,16 @@ async def test_staff_pause_and_resume(local_gateway: AsyncSheetsGateway) -> None
     async def staff_pause(kind: str, chat_id: int) -> None:
         if chat_id == ids[9] and not paused[0]:
             paused[0] = True
-            await gw.table(PROMOTIONS).upsert("A1", {PromoCol.STATUS: "DRAFT"}, create=False)
+            await gw.table(PROMOTIONS).write(
+                [gw.table(PROMOTIONS).op_upsert("A1", {PromoCol.STATUS: "DRAFT"}, create=False)]
+            )
 
     first = PromoMessenger(after=staff_pause)
     (report,) = await service(gw, first, max_in_flight=1, progress_every=5).poll_once()
     assert not report.finished and 10 <= len(first.delivered) < 30
     row = await promo_row(gw)
     assert row[PromoCol.STATUS] == "DRAFT" and row[PromoCol.SENT] == str(len(first.delivered))
-    await gw.table(PROMOTIONS).upsert("A1", {PromoCol.STATUS: "READY"}, create=False)
+    await gw.table(PROMOTIONS).write([gw.table(PROMOTIONS).op_upsert("A1", {PromoCol.STATUS: "READY"}, create=False)])
     second = PromoMessenger()
     (report,) = await service(gw, second).poll_once()
     assert report.finished and report.sent == 30
@@ -420,7 +428,9 @@ async def test_opt_in_and_out_written_to_auth(local_gateway: AsyncSheetsGateway)
     """The partner's choice lands in Auth «Рассылка» as да/нет (by code, or by Telegram ID without one)."""
     gw = local_gateway
     await seed_partners(gw, 1)
-    await gw.table(AUTH).insert({AuthCol.STATUS: "authorized", AuthCol.TELEGRAM_ID: "700009", AuthCol.PHONE: "1"})
+    await gw.table(AUTH).write(
+        [gw.table(AUTH).op_insert({AuthCol.STATUS: "authorized", AuthCol.TELEGRAM_ID: "700009", AuthCol.PHONE: "1"})]
+    )
     svc = service(gw, PromoMessenger())
     await svc.set_opt_in(Partner("P-500000", "", "", 500_000), False)
     await svc.set_opt_in(Partner("", "", "", 700_009), False)

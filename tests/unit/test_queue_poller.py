@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.services.queue_poller import DELIVERY_LEDGER, QueuePoller, make_pdf_loader
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, DeliveryPhase, GatewayConfig, build_gateway
 from gateway.schemas import QUEUE, QueueCol
-from gateway.state import DeliveryPhase
 from tests.unit.analytics_support import Crash, FakeClock, RecordingMessenger, put_queue_rows, queue_row
 
 BASE_URL = "http://127.0.0.1:8080"
@@ -113,7 +111,7 @@ async def test_restart_after_sending_before_marking_does_not_resend(
     await make_poller(local_gateway, first, reports).poll_once()
     assert len(first.sent) == 2
     # The delivered_at write is lost (as if the process died right before it), then the bot restarts.
-    await local_gateway.table(QUEUE).upsert("job-1", {QueueCol.DELIVERED_AT: ""})
+    await local_gateway.table(QUEUE).write([local_gateway.table(QUEUE).op_upsert("job-1", {QueueCol.DELIVERED_AT: ""})])
     await local_gateway.close()
     gw2 = build_gateway(local_gateway_config)
     await gw2.start()
@@ -306,7 +304,9 @@ async def test_rerun_with_a_new_attempt_is_delivered_again(local_gateway: AsyncS
     messenger = RecordingMessenger()
     poller = make_poller(local_gateway, messenger, reports)
     await poller.poll_once()
-    await local_gateway.table(QUEUE).upsert("job-1", {QueueCol.ATTEMPTS: "2", QueueCol.DELIVERED_AT: ""})
+    await local_gateway.table(QUEUE).write(
+        [local_gateway.table(QUEUE).op_upsert("job-1", {QueueCol.ATTEMPTS: "2", QueueCol.DELIVERED_AT: ""})]
+    )
     await poller.poll_once()
     await poller.poll_once()
     assert [s.kind for s in messenger.sent] == ["text", "document", "text", "document"]
@@ -339,7 +339,7 @@ async def test_rerun_with_the_attempts_reset_is_delivered_again(
         QueueCol.RESULT_TEXT: "📊 Аналитика 360 · OBJ-1\nНовые данные",
         QueueCol.DELIVERED_AT: "",
     }
-    await local_gateway.table(QUEUE).upsert("job-1", rerun)
+    await local_gateway.table(QUEUE).write([local_gateway.table(QUEUE).op_upsert("job-1", rerun)])
     await poller.poll_once()
     await poller.poll_once()
     assert [s.kind for s in messenger.sent] == ["text", "document", "text", "document"]

@@ -6,9 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from gateway.backend import Rows
-from gateway.errors import BadRequest, QuotaExceeded, TransientBackendError
-from gateway.metrics import GatewayMetrics
+from gateway import BadRequest, GatewayMetrics, QuotaExceeded, Rows, TransientBackendError
 from gateway.resilience import BreakerOpen, ResilientBackend, RetryPolicy
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from bot.services.ports import DeliveryError, InlineButton
 from bot.services.staff_replies import ReplyOutcome, StaffDesk, StaffMember
+from gateway import DeliveryRecord
 from gateway.schemas import APPEALS, AppealCol
-from gateway.state import DeliveryRecord
 from tests.chat_support import (
     Crash,
     FakeMessenger,
@@ -73,7 +73,9 @@ async def d(tmp_path: Path) -> AsyncIterator[Desk]:
     """A desk with the partner's row and one escalation notice (message 1) about them."""
     desk = Desk(tmp_path)
     await desk.start()
-    await desk.gw.table(APPEALS).upsert(str(PARTNER), {AppealCol.STATUS: "В работе", AppealCol.LOG: ""})
+    await desk.gw.table(APPEALS).write(
+        [desk.gw.table(APPEALS).op_upsert(str(PARTNER), {AppealCol.STATUS: "В работе", AppealCol.LOG: ""})]
+    )
     await desk.desk.post_notice(PARTNER, "🔔 Партнёр просит оператора", actions=True)
     yield desk
     desk.backend.down = False
@@ -151,7 +153,7 @@ async def test_a_blocked_partner_is_reported_not_retried(d: Desk) -> None:
 
 async def test_take_and_solve_set_the_status_and_edit_the_notice(d: Desk) -> None:
     """«Взять» → В работе and «Взял(а): Анна»; «Решено» → Решено, buttons gone; a stranger changes nothing."""
-    await d.gw.table(APPEALS).upsert(str(PARTNER), {AppealCol.STATUS: "Новое"})
+    await d.gw.table(APPEALS).write([d.gw.table(APPEALS).op_upsert(str(PARTNER), {AppealCol.STATUS: "Новое"})])
     assert "только для сотрудников" in await d.desk.press("take", PARTNER, STRANGER, 1, "Уведомление")
     assert d.chat.edits == []
     await d.desk.press("take", PARTNER, ANNA, 1, "Уведомление")

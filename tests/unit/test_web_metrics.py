@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.web.metrics import MetricsExporter
-from gateway.metrics import GatewayMetrics
+from gateway import GatewayMetrics
 
 
 @dataclass

@@ -12,8 +12,7 @@ import bot.services.worker as worker_module
 from bot.analytics.analysis import analyze, fmt_rub
 from bot.analytics.seed import seed_demo_market
 from bot.services.worker import AnalyticsWorker
-from gateway import AsyncSheetsGateway
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import MARKET, OBJECTS, QUEUE, QueueCol
 from tests.unit.analytics_support import FakeClock, put_objects, put_queue_rows, queue_row, small_market
 
@@ -122,7 +121,9 @@ async def test_foreign_claim_during_settle_wins(gw: AsyncSheetsGateway, tmp_path
         if (await row(gw, "job-1"))[QueueCol.STATUS] == "PROCESSING":
             break
         await asyncio.sleep(0.01)
-    await gw.table(QUEUE).upsert("job-1", {QueueCol.STARTED_AT: "2026-11-24 12:00:00 #otherworker"})
+    await gw.table(QUEUE).write(
+        [gw.table(QUEUE).op_upsert("job-1", {QueueCol.STARTED_AT: "2026-11-24 12:00:00 #otherworker"})]
+    )
     run = await task
     assert run.lost == ("job-1",) and run.processed == ()
     assert (await row(gw, "job-1"))[QueueCol.STATUS] == "PROCESSING"
@@ -134,7 +135,9 @@ async def test_result_dropped_when_lease_was_taken_over(gw: AsyncSheetsGateway, 
     await put_queue_rows(gw, [queue_row("job-1")])
 
     async def slow_narrator(prompt: str) -> str:
-        await gw.table(QUEUE).upsert("job-1", {QueueCol.STARTED_AT: "2026-11-24 12:00:00 #otherworker"})
+        await gw.table(QUEUE).write(
+            [gw.table(QUEUE).op_upsert("job-1", {QueueCol.STARTED_AT: "2026-11-24 12:00:00 #otherworker"})]
+        )
         return "Цена близка к рынку."
 
     run = await make_worker(gw, tmp_path, ai_narrator=slow_narrator).run_once()

@@ -8,20 +8,18 @@ so no text is ever dropped).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway import a1
 from gateway.backend import SheetsBackend
 from gateway.errors import CellTooLarge, GatewayError, RowNotFound, SheetUnavailable, StructureFault
 from gateway.locate import Found, RowLocator, Want
+from gateway.logentry import entry_stamps, entry_starts
 from gateway.ops import OpKind, WriteOp, insert
+from gateway.records import HeaderMap, normalize_key
 from gateway.resilience import BreakerOpen
-from gateway.schemas import ARCHIVE, ArchiveCol
-from gateway.table import HeaderMap, normalize_key
-
-_ENTRY_START = re.compile(r"^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?\]", re.MULTILINE)
+from gateway.schemas import ALL_SCHEMAS, Overflow
 
 
 @dataclass
@@ -46,11 +44,19 @@ class BatchApplier:
     """Applies a batch of write ops to a backend."""
 
     def __init__(
-        self, backend: SheetsBackend, locator: RowLocator, archive_target: int = a1.MAX_CELL_CHARS // 2
+        self,
+        backend: SheetsBackend,
+        locator: RowLocator,
+        archive_target: int = a1.MAX_CELL_CHARS // 2,
+        overflows: Mapping[str, Overflow] | None = None,
     ) -> None:
         self._backend = backend
         self._locator = locator
         self._archive_target = archive_target
+        # sheet → where its log cells overflow to, as its schema names it
+        self._overflows = (
+            dict(overflows) if overflows is not None else {s.title: s.overflow for s in ALL_SCHEMAS if s.overflow}
+        )
 
     async def apply(self, jobs: Sequence[Job], *, stop_on_fault: bool = False) -> list[GatewayError | None]:
         """Apply jobs in order; returns a per-job error (or None). Backend failures raise for the batch.
@@ -61,7 +67,7 @@ class BatchApplier:
         try:
             return await self._apply(jobs, stop_on_fault, with_archive=False)
         except _NeedArchive:
-            # «Архив» is read only when a cell actually overflows: a missing Архив blocks nothing else.
+            # The overflow sheet is read only when a cell actually overflows: a missing one blocks nothing else.
             return await self._apply(jobs, stop_on_fault, with_archive=True)
 
     async def _apply(
@@ -71,7 +77,10 @@ class BatchApplier:
         for job in jobs:
             if job.op.kind is not OpKind.INSERT or job.idempotent:
                 wants.append(_want(job.op))
-        extra = [job.op.sheet for job in jobs] + ([ARCHIVE.title] if with_archive else [])
+        targets = {
+            self._overflows[j.op.sheet].sheet for j in jobs if j.op.archive_overflow and j.op.sheet in self._overflows
+        }
+        extra = [job.op.sheet for job in jobs] + (sorted(targets) if with_archive else [])
         headers, found = await self._locator.locate(list(dict.fromkeys(wants)), extra_sheets=sorted(set(extra)))
         images: dict[tuple[str, int], list[str]] = {}
         originals: dict[tuple[str, int], list[str]] = {}
@@ -191,20 +200,23 @@ class BatchApplier:
         if len(combined) > a1.MAX_CELL_CHARS:
             if not op.archive_overflow:
                 raise CellTooLarge(f"{hm.sheet}.{op.text_column}: would exceed {a1.MAX_CELL_CHARS} characters")
-            if ARCHIVE.title not in headers:
+            overflow = self._overflows.get(op.sheet)
+            if overflow is None:
+                raise CellTooLarge(f"{hm.sheet}.{op.text_column}: would exceed {a1.MAX_CELL_CHARS} characters")
+            if overflow.sheet not in headers:
                 raise _NeedArchive
             moved, kept = split_for_archive(current, op.text, self._archive_target)
             archive = insert(
-                ARCHIVE.title,
-                (ArchiveCol.TELEGRAM_ID, ArchiveCol.PERIOD),
+                overflow.sheet,
+                (overflow.owner_column, overflow.period_column),
                 {
-                    ArchiveCol.TELEGRAM_ID: op.key[0],
-                    ArchiveCol.PERIOD: period_of(moved),
-                    ArchiveCol.LOG: moved,
+                    overflow.owner_column: op.key[0],
+                    overflow.period_column: period_of(moved),
+                    overflow.text_column: moved,
                 },
             )
             # Archive rows are appended first, so the moved text is saved before the cell is trimmed.
-            archives.append(_Pending(ARCHIVE.title, None, self._new_row(archive, headers[ARCHIVE.title])))
+            archives.append(_Pending(overflow.sheet, None, self._new_row(archive, headers[overflow.sheet])))
             combined = _join(kept, op.text)
         self._set(hm, cells, op.text_column or "", combined)
 
@@ -243,7 +255,7 @@ class BatchApplier:
 
 
 class _NeedArchive(Exception):
-    """A cell overflows and «Архив» was not read with this batch: apply again, reading it."""
+    """A cell overflows and its overflow sheet was not read with this batch: apply again, reading it."""
 
 
 def _want(op: WriteOp) -> Want:
@@ -281,7 +293,7 @@ def split_for_archive(current: str, incoming: str, target: int) -> tuple[str, st
 
     Keeps the newest entries while kept + incoming stays within `target` characters.
     """
-    starts = [m.start() for m in _ENTRY_START.finditer(current)]
+    starts = entry_starts(current)
     if not starts or starts[0] != 0:
         starts = [0, *starts]
     budget = max(0, target - len(incoming) - 1)
@@ -299,7 +311,7 @@ def split_for_archive(current: str, incoming: str, target: int) -> tuple[str, st
 
 def period_of(text: str) -> str:
     """'first — last' timestamps of the entries in an archived part (or '' when none)."""
-    stamps = [m.group(0).strip("[]") for m in _ENTRY_START.finditer(text)]
+    stamps = entry_stamps(text)
     if not stamps:
         return ""
     return stamps[0] if len(stamps) == 1 else f"{stamps[0]} — {stamps[-1]}"
