@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from telegram.ext import AIORateLimiter, ApplicationBuilder
 
 from bot.services.promotions import PromotionService
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from gateway.factory import build_gateway
 from tests.fakes.telegram_server import FakeTelegramServer

@@ -75,7 +75,7 @@ from bot.app import Runtime, build_runtime  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.services.container import services_from  # noqa: E402
 from bot.services.knowledge import demo_knowledge  # noqa: E402
-from bot.telegram_inbox import InboxPoller, resume_unfinished  # noqa: E402
+from bot.telegram.inbox import InboxPoller, resume_unfinished  # noqa: E402
 from gateway import a1  # noqa: E402
 from gateway.backend import Rows, SheetsBackend  # noqa: E402
 from gateway.backends.google import RebasedSession  # noqa: E402

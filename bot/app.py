@@ -211,7 +211,7 @@ class Runtime:
     staff_desk: StaffDesk | None = None  # staff answer from the staff chat (Telegram and STAFF_CHAT_ID set)
     telegram: Any = None  # telegram.ext.Application when a bot token is configured
     rate_limiter: PartnerRateLimiter | None = None  # one budget per partner for Telegram and the API alike
-    inbox_poller: Any = None  # bot.telegram_inbox.InboxPoller while long polling
+    inbox_poller: Any = None  # bot.telegram.inbox.InboxPoller while long polling
     web: Any = None
     jobs: list[Periodic] = field(default_factory=list)  # the leader's: pollers, worker, promotions, health
     http_jobs: list[Periodic] = field(default_factory=list)  # every process serving the Mini App: the live watcher
@@ -257,8 +257,8 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
     messenger: Messenger
     staff_desk: StaffDesk | None = None
     if telegram_app is not None:
-        from bot.telegram_messenger import TelegramMessenger
-        from bot.telegram_staff_chat import TelegramStaffChat
+        from bot.telegram.messenger import TelegramMessenger
+        from bot.telegram.staff_chat import TelegramStaffChat
 
         messenger = TelegramMessenger(telegram_app.bot, settings.staff_chat_id)
         if settings.staff_chat_id is not None:
@@ -282,7 +282,7 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         reply_first=True,
     )
     if telegram_app is not None:
-        from bot.handlers.chat import OPERATOR_BUTTON
+        from bot.telegram.handlers.chat import OPERATOR_BUTTON
 
         telegram_app.update_processor.attach(gw.inbox, gw.turns, messenger, OPERATOR_BUTTON)
     rdir = reports_dir(settings)
@@ -353,19 +353,19 @@ async def _seed_demo(gw: AsyncSheetsGateway, working_hours: str) -> None:
 def _telegram_application(settings: Settings) -> Any:
     from telegram.ext import Application
 
-    from bot.telegram_ratelimit import RepliesFirstRateLimiter
+    from bot.telegram.ratelimit import RepliesFirstRateLimiter
 
     assert settings.telegram_bot_token is not None
     builder: Any = Application.builder().token(settings.telegram_bot_token.get_secret_value())
     if settings.telegram_api_base_url:
         base = settings.telegram_api_base_url.rstrip("/")
         builder = builder.base_url(base).base_file_url(base.removesuffix("/bot") + "/file/bot")
-    # Updates arrive through the durable inbox: our own long polling (bot.telegram_inbox.InboxPoller) or
+    # Updates arrive through the durable inbox: our own long polling (bot.telegram.inbox.InboxPoller) or
     # our own web server (see _install_webhook), each journaling an update before Telegram learns it arrived.
     builder = builder.updater(None)
     # PTB's rate limiter paces every call under Telegram's limits and honours RetryAfter.
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
-    from bot.telegram_inbox import DurableUpdateProcessor
+    from bot.telegram.inbox import DurableUpdateProcessor
 
     builder = builder.rate_limiter(RepliesFirstRateLimiter(max_retries=3)).concurrent_updates(
         DurableUpdateProcessor(256)
@@ -392,7 +392,7 @@ def _install_webhook(runtime: Runtime) -> None:
     from telegram import Update
 
     from bot.handoff import FORWARDED_HEADER, forward_to_leader
-    from bot.telegram_inbox import journal_update
+    from bot.telegram.inbox import journal_update
     from bot.web.webhook import SECRET_HEADER, RetryLater, webhook_endpoint
 
     app = runtime.telegram
@@ -437,15 +437,15 @@ def _install_webhook(runtime: Runtime) -> None:
 
 
 def _register_telegram(runtime: Runtime) -> None:
-    from bot.handlers.admin import register_admin_handlers
-    from bot.handlers.analytics import BOT_DATA_KEY as ANALYTICS_KEY
-    from bot.handlers.analytics import AnalyticsHandlerServices, register_analytics_handlers
-    from bot.handlers.chat import register_chat_handlers
-    from bot.handlers.commands import register_help_handler
-    from bot.handlers.errors import on_error
-    from bot.handlers.promotions import register_promotion_handlers
-    from bot.handlers.webapp import register_webapp_handlers
     from bot.services.container import Services
+    from bot.telegram.handlers.admin import register_admin_handlers
+    from bot.telegram.handlers.analytics import BOT_DATA_KEY as ANALYTICS_KEY
+    from bot.telegram.handlers.analytics import AnalyticsHandlerServices, register_analytics_handlers
+    from bot.telegram.handlers.chat import register_chat_handlers
+    from bot.telegram.handlers.commands import register_help_handler
+    from bot.telegram.handlers.errors import on_error
+    from bot.telegram.handlers.promotions import register_promotion_handlers
+    from bot.telegram.handlers.webapp import register_webapp_handlers
 
     app = runtime.telegram
     admins = runtime.settings.admin_telegram_ids
@@ -469,8 +469,8 @@ def _register_telegram(runtime: Runtime) -> None:
     register_help_handler(app, admins)
     register_webapp_handlers(app, runtime.settings.webapp_url)
     if runtime.staff_desk is not None and runtime.settings.staff_chat_id is not None:
-        from bot.handlers.staff import BOT_DATA_KEY as STAFF_KEY
-        from bot.handlers.staff import register_staff_handlers
+        from bot.telegram.handlers.staff import BOT_DATA_KEY as STAFF_KEY
+        from bot.telegram.handlers.staff import register_staff_handlers
 
         app.bot_data[STAFF_KEY] = runtime.staff_desk
         register_staff_handlers(app, runtime.settings.staff_chat_id)
@@ -696,8 +696,8 @@ async def _prepare_telegram(runtime: Runtime) -> None:
 
 async def _take_updates(runtime: Runtime) -> None:
     """The leader's half of the start: take Telegram updates (webhook or long polling), publish the menus."""
-    from bot.handlers.webapp import set_menu_button
-    from bot.telegram_inbox import InboxPoller, resume_unfinished
+    from bot.telegram.handlers.webapp import set_menu_button
+    from bot.telegram.inbox import InboxPoller, resume_unfinished
 
     app = runtime.telegram
     if app is None:
@@ -705,7 +705,7 @@ async def _take_updates(runtime: Runtime) -> None:
     settings = runtime.settings
     from telegram.error import TelegramError
 
-    from bot.handlers.commands import publish_commands
+    from bot.telegram.handlers.commands import publish_commands
 
     # Updates an earlier leader left unfinished go first, before any new one (per-chat order).
     await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
@@ -736,7 +736,7 @@ async def _give_updates(runtime: Runtime) -> None:
         with contextlib.suppress(Exception):
             await runtime.inbox_poller.stop()  # no new updates; in-flight handlers keep running
         runtime.inbox_poller = None
-    from bot.telegram_inbox import DurableUpdateProcessor
+    from bot.telegram.inbox import DurableUpdateProcessor
 
     if app is not None and isinstance(app.update_processor, DurableUpdateProcessor):
         app.update_processor.stopping.set()  # a message waiting for Auth stays in the inbox for the next start

@@ -14,7 +14,7 @@ from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.ports import Messenger
 from bot.services.promotions import PromotionService
-from bot.telegram_drafts import DraftSupport
+from bot.telegram.drafts import DraftSupport
 from gateway import AsyncSheetsGateway
 
 BOT_DATA_KEY = "services"

@@ -34,8 +34,8 @@ from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.live import LiveSink
+from bot.services.message_parts import split_message
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
-from bot.telegram_messenger import split_message
 from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 from gateway.state import DeliveryPhase, DeliveryRecord, StateStore

@@ -50,8 +50,8 @@ from zoneinfo import ZoneInfo
 
 from bot.services.auth import MOSCOW, Partner, is_authorized_status
 from bot.services.delivery import Deliveries, Outcome
+from bot.services.message_parts import MAX_CAPTION_LENGTH, split_message, utf16_len
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
-from bot.telegram_messenger import MAX_CAPTION_LENGTH, split_message, utf16_len
 from gateway import AsyncSheetsGateway, GatewayError, Record, normalize_key
 from gateway.ops import WriteOp
 from gateway.schemas import AUTH, PROMOTIONS, AuthCol, PromoCol, PromoStatus

@@ -13,19 +13,19 @@ import pytest
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.analytics.seed import seed_demo_market
-from bot.handlers.analytics import (
+from bot.jobs import Periodic
+from bot.services.analytics import AnalyticsService
+from bot.services.auth import AuthService
+from bot.services.queue_poller import QueuePoller, make_pdf_loader
+from bot.services.worker import AnalyticsWorker
+from bot.telegram.handlers.analytics import (
     BOT_DATA_KEY,
     PROMPT,
     TEXT_NOT_AUTHORIZED,
     AnalyticsHandlerServices,
     register_analytics_handlers,
 )
-from bot.jobs import Periodic
-from bot.services.analytics import AnalyticsService
-from bot.services.auth import AuthService
-from bot.services.queue_poller import QueuePoller, make_pdf_loader
-from bot.services.worker import AnalyticsWorker
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
 from gateway.schemas import AUTH, QUEUE, AuthCol, QueueCol

@@ -18,14 +18,6 @@ from bot.ai.gemini import GeminiProvider
 from bot.ai.offline import OFFLINE_INTRO
 from bot.ai.prompt import SystemPrompt
 from bot.ai.resilience import AIRetryPolicy
-from bot.handlers.chat import (
-    CALLBACK_HUMAN,
-    TEXT_GREETING,
-    TEXT_NON_TEXT,
-    TEXT_UNAUTHORIZED,
-    register_chat_handlers,
-)
-from bot.handlers.ordering import PerChatUpdateProcessor
 from bot.jobs import Periodic
 from bot.services.appeals import TEXT_ESCALATED, AppealsService, WorkingHours, limit_text
 from bot.services.auth import TEXT_NOT_OWN_CONTACT, AuthService
@@ -33,7 +25,15 @@ from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService, format_operator_message
 from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.handlers.chat import (
+    CALLBACK_HUMAN,
+    TEXT_GREETING,
+    TEXT_NON_TEXT,
+    TEXT_UNAUTHORIZED,
+    register_chat_handlers,
+)
+from bot.telegram.messenger import TelegramMessenger
+from bot.telegram.ordering import PerChatUpdateProcessor
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol

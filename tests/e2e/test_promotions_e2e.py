@@ -21,10 +21,6 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from bot.ai.fallback import FallbackAI
 from bot.ai.offline import OfflineResponder
 from bot.ai.prompt import SystemPrompt
-from bot.handlers.admin import register_admin_handlers
-from bot.handlers.chat import TEXT_UNAUTHORIZED, register_chat_handlers
-from bot.handlers.commands import PARTNER_COMMANDS, help_text, publish_commands, register_help_handler
-from bot.handlers.promotions import TEXT_RESUMED, TEXT_STOPPED, register_promotion_handlers
 from bot.jobs import Periodic
 from bot.services.admin import ADMIN_COMMANDS, AdminService
 from bot.services.appeals import AppealsService
@@ -34,7 +30,11 @@ from bot.services.container import BOT_DATA_KEY, Services
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.promotions import LEDGER_PREFIX, PromotionService, recipient_records
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.handlers.admin import register_admin_handlers
+from bot.telegram.handlers.chat import TEXT_UNAUTHORIZED, register_chat_handlers
+from bot.telegram.handlers.commands import PARTNER_COMMANDS, help_text, publish_commands, register_help_handler
+from bot.telegram.handlers.promotions import TEXT_RESUMED, TEXT_STOPPED, register_promotion_handlers
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from gateway.factory import build_gateway
 from gateway.schemas import APPEALS, AUTH, PROMOTIONS, AppealCol, AuthCol, PromoCol

@@ -17,7 +17,7 @@ from bot.app import Runtime, _shutdown
 from bot.jobs import Periodic
 from bot.services.live import EventHub
 from bot.services.promotions import PromotionService
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.promo_support import add_promo, promo_row, seed_partners

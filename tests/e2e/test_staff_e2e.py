@@ -16,19 +16,20 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from bot.ai.fallback import FallbackAI
 from bot.ai.gemini import GeminiProvider
 from bot.ai.prompt import SystemPrompt
-from bot.handlers.chat import register_chat_handlers
-from bot.handlers.ordering import PerChatUpdateProcessor
-from bot.handlers.staff import BOT_DATA_KEY as STAFF_KEY
-from bot.handlers.staff import register_staff_handlers
 from bot.jobs import Periodic
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
 from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
+from bot.services.message_parts import split_message
 from bot.services.operator_replies import OperatorReplyService, format_operator_message
 from bot.services.staff_replies import StaffDesk
-from bot.telegram_messenger import TelegramMessenger, split_message
-from bot.telegram_staff_chat import TelegramStaffChat
+from bot.telegram.handlers.chat import register_chat_handlers
+from bot.telegram.handlers.staff import BOT_DATA_KEY as STAFF_KEY
+from bot.telegram.handlers.staff import register_staff_handlers
+from bot.telegram.messenger import TelegramMessenger
+from bot.telegram.ordering import PerChatUpdateProcessor
+from bot.telegram.staff_chat import TelegramStaffChat
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol

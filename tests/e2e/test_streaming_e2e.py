@@ -21,16 +21,17 @@ from bot.ai.offline import OfflineResponder
 from bot.ai.openai_compat import OpenAICompatProvider
 from bot.ai.prompt import SystemPrompt
 from bot.ai.resilience import AIRetryPolicy
-from bot.handlers.chat import register_chat_handlers
-from bot.handlers.ordering import PerChatUpdateProcessor
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
 from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
+from bot.services.message_parts import utf16_len
 from bot.services.operator_replies import OperatorReplyService
-from bot.telegram_drafts import DRAFT_INTERVAL
-from bot.telegram_messenger import TelegramMessenger, utf16_len
-from bot.telegram_ratelimit import RepliesFirstRateLimiter
+from bot.telegram.drafts import DRAFT_INTERVAL
+from bot.telegram.handlers.chat import register_chat_handlers
+from bot.telegram.messenger import TelegramMessenger
+from bot.telegram.ordering import PerChatUpdateProcessor
+from bot.telegram.ratelimit import RepliesFirstRateLimiter
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig, build_gateway
 from gateway.schemas import AUTH, AuthCol

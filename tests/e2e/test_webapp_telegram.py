@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.handlers.chat import register_chat_handlers
-from bot.handlers.webapp import (
+from bot.services.auth import TEXT_NOT_FOUND
+from bot.services.container import Services
+from bot.telegram.handlers.chat import register_chat_handlers
+from bot.telegram.handlers.webapp import (
     BUTTON_TEXT,
     MENU_BUTTON_TEXT,
     TEXT_AFTER_AUTH,
@@ -23,8 +25,6 @@ from bot.handlers.webapp import (
     set_menu_button,
     usable_webapp_url,
 )
-from bot.services.auth import TEXT_NOT_FOUND
-from bot.services.container import Services
 from gateway.factory import build_gateway
 from tests.chat_support import add_partner, build_kit, chat_gateway_config
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.handlers.chat import _handle_when_authorizable, _Postponed
 from bot.services.appeals import ChatReply, ReplyKind, decode_reply, encode_reply
 from bot.services.auth import AuthService, Partner
 from bot.services.container import Services
 from bot.services.turn_context import TurnContext, enter_turn, leave_turn
+from bot.telegram.handlers.chat import _handle_when_authorizable, _Postponed
 from gateway import AsyncSheetsGateway, SheetUnavailable
 from gateway.backend import Rows
 from gateway.factory import build_gateway

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.services.message_parts import split_message
 from bot.services.operator_replies import (
     LEDGER_KIND,
     OperatorReplyService,
@@ -15,7 +16,6 @@ from bot.services.operator_replies import (
 )
 from bot.services.ports import DeliveryError, InlineButton
 from bot.staff_console import GatewayStaffConsole
-from bot.telegram_messenger import split_message
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig
 from gateway.schemas import APPEALS, AppealCol

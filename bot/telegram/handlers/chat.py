@@ -17,15 +17,15 @@ from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.ai.base import DeltaSink
-from bot.handlers.webapp import offer_webapp
 from bot.services.appeals import ChatReply
 from bot.services.auth import Partner
 from bot.services.container import BOT_DATA_KEY, Services, services_from
+from bot.services.message_parts import split_message
 from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter, rate_limited_text
 from bot.services.ports import DeliveryError, InlineButton
 from bot.services.turn_context import current_turn
-from bot.telegram_drafts import DraftStreamer
-from bot.telegram_messenger import split_message
+from bot.telegram.drafts import DraftStreamer
+from bot.telegram.handlers.webapp import offer_webapp
 from gateway import GatewayError, SheetUnavailable
 
 log = logging.getLogger(__name__)
