@@ -225,7 +225,7 @@ def bench_slots(harness: ModuleType, deploys: int, rollbacks: int, *, webhook: b
                     keep = keep or "hand-over:" in line
                     if keep and "  | " not in line:
                         print("  " + line)
-                print("hand-over of the last deploy, the two slots' logs (bot.leadership / bot.app):")
+                print("hand-over of the last deploy, the two slots' logs (bot.leadership / bot.lifecycle):")
                 for line in handover_journal(site.state, windows[deploys - 1]):
                     print("  " + line)
             finally:
@@ -253,7 +253,8 @@ def handover_journal(state: Path, window: tuple[float, float]) -> list[str]:
         for line in journal.read_text(errors="replace").splitlines():
             if not re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line):
                 continue
-            if not any(k in line for k in ("bot.leadership", "bot.app:", "Application.stop", "Application started")):
+            keys = ("bot.leadership", "bot.lifecycle:", "Application.stop", "Application started")
+            if not any(k in line for k in keys):
                 continue
             stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             if window[0] - 0.5 <= stamp <= window[1] + 0.5:

@@ -194,7 +194,7 @@ def profile(base: Path) -> None:
     code = (
         "import asyncio, sys, time\n"
         "t = time.perf_counter()\n"
-        "from bot.app import build_runtime\n"
+        "from bot.app import build_runtime\nimport bot.lifecycle\n"
         "from bot.config import load_settings\n"
         "imported = time.perf_counter() - t\n"
         "async def main():\n"

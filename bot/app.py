@@ -1,26 +1,20 @@
-"""The composition root: settings → gateway → services → Telegram application → web app.
+"""The composition root (wiring): settings → gateway → services → Telegram application → web app.
 
-Everything is built here and passed down through constructors; nothing else creates clients. The web
-server, the Telegram bot and the periodic jobs share one event loop and start and stop together: on
-SIGTERM/SIGINT the bot stops taking updates, in-flight turns finish, the jobs stop, and the gateway
-flushes pending writes (to the sheet, or to the durable outbox).
+Everything is built here and passed down through constructors; nothing else creates clients. Building
+starts nothing but the gateway: bot/lifecycle.py starts, serves, hands over and stops what this builds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import signal
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from bot.ai.fallback import FallbackAI
 from bot.ai.narrator import GeminiNarrator
@@ -29,10 +23,7 @@ from bot.config import Settings, parse_working_hours
 from bot.health import HealthMonitor
 from bot.jobs import Periodic
 from bot.leadership import Leadership
-from bot.lease import LeaderLease
-from bot.listen import bind_slot_socket, inherited_sockets
 from bot.log_messenger import LogMessenger
-from bot.logging_setup import setup_logging
 from bot.services.admin import AdminService
 from bot.services.analytics import AnalyticsService
 from bot.services.appeals import AppealsService, WorkingHours
@@ -48,7 +39,6 @@ from bot.services.retention import RetentionService
 from bot.services.staff_replies import StaffDesk
 from bot.services.worker import AnalyticsWorker
 from bot.staff_console import GatewayStaffConsole
-from bot.web.server import ServerLimits, server_config
 from gateway import AsyncSheetsGateway
 from gateway.backends.drive import DriveFiles
 from gateway.factory import GatewayConfig, build_gateway
@@ -107,27 +97,6 @@ async def open_gateway(settings: Settings) -> AsyncIterator[AsyncSheetsGateway]:
         await gw.close()
 
 
-# -- CLI helpers -------------------------------------------------------------------------------
-
-
-async def init_sheets(settings: Settings) -> list[str]:
-    """`marketingbot sheets init`."""
-    async with open_gateway(settings) as gw:
-        return await gw.ensure_sheets()
-
-
-async def dump_sheet(settings: Settings, sheet: str) -> list[list[str]]:
-    """`marketingbot sheets dump`: every row, header first (index i is sheet row i+1)."""
-    async with open_gateway(settings) as gw:
-        return await GatewayStaffConsole(gw).dump(sheet)
-
-
-async def set_cell(settings: Settings, sheet: str, cell: str, value: str) -> None:
-    """`marketingbot sheets set`: one cell, verbatim (RAW)."""
-    async with open_gateway(settings) as gw:
-        await GatewayStaffConsole(gw).set_cell(sheet, cell, value)
-
-
 # -- the running application ------------------------------------------------------------------
 
 
@@ -176,14 +145,6 @@ def _working_hours(settings: Settings) -> WorkingHours:
 
     start, end, tz = parse_working_hours(settings.working_hours)
     return WorkingHours(start=start, end=end, tz=ZoneInfo(tz))
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the composition root owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
 
 
 @dataclass
@@ -373,67 +334,28 @@ def _telegram_application(settings: Settings) -> Any:
     return builder.build()
 
 
-WEBHOOK_PATH = "/telegram/webhook"
-HANDOFF_WAIT_SECONDS = 3.0  # how long a standby holds a webhook update while no leader answers
-HANDOFF_RETRY_SECONDS = 0.05
-
-
-def webhook_secret(settings: Settings) -> str:
-    """The secret Telegram echoes in X-Telegram-Bot-Api-Secret-Token: derived from the bot token, so the
-    old and the new release of a blue-green switch accept the same webhook."""
-    import hashlib
-
-    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
-    return hashlib.sha256(f"marketingbot-webhook:{token}".encode()).hexdigest()[:48]
-
-
 def _install_webhook(runtime: Runtime) -> None:
-    """POST /telegram/webhook: verified updates go into PTB's update queue (PTB's custom-webhook pattern)."""
+    """POST /telegram/webhook on the web app: verified updates go into the durable inbox (bot/web/webhook.py)."""
     from telegram import Update
 
-    from bot.handoff import FORWARDED_HEADER, forward_to_leader
     from bot.telegram.inbox import journal_update
-    from bot.web.webhook import SECRET_HEADER, RetryLater, webhook_endpoint
+    from bot.web.webhook import WEBHOOK_PATH, leader_deliver, webhook_endpoint, webhook_secret
 
     app = runtime.telegram
     secret = webhook_secret(runtime.settings)
 
-    async def deliver(data: dict[str, Any], headers: Mapping[str, str]) -> int | None:
+    def parse(data: dict[str, Any]) -> Update | None:
         try:
-            update = Update.de_json(data, app.bot)
+            return Update.de_json(data, app.bot)
         except (TypeError, KeyError, AttributeError, ValueError) as exc:  # a malformed object: 400, not 500
             raise ValueError(f"unusable update: {type(exc).__name__}") from None
-        if update is None:
-            return None
-        # Only the leader takes updates, and only until it steps down (updates_open closes first).
-        leadership = runtime.leadership
-        deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
-        while True:
-            if leadership is None or (leadership.role in ("taking-over", "leader") and runtime.updates_open):
-                # Journaled before the 200: an update Telegram considers delivered is never lost.
-                await journal_update(app, runtime.gateway.inbox, update)
-                return None
-            if leadership.role != "standby" or headers.get(FORWARDED_HEADER):
-                break  # stepping down (its shutdown must not wait on this), or already forwarded once
-            # A standby hands the update to the leader; while none answers (the old one stepping down, the
-            # new one taking over: a few hundred ms), it holds it, and takes it itself once it leads.
-            status = await forward_to_leader(
-                leadership.lease,
-                WEBHOOK_PATH,
-                json.dumps(data).encode(),
-                {SECRET_HEADER: secret, "Content-Type": "application/json"},
-                runtime.settings.slot_socket,
-            )
-            if status is not None and status < 500:
-                return status
-            if time.monotonic() >= deadline or runtime.phase != "running":
-                break
-            await asyncio.sleep(HANDOFF_RETRY_SECONDS)
-        raise RetryLater("no leader: retry")  # Telegram delivers it again later
 
+    async def journal(update: Update) -> None:
+        await journal_update(app, runtime.gateway.inbox, update)
+
+    deliver = leader_deliver(runtime, parse, journal, secret=secret, slot_socket=runtime.settings.slot_socket)
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
-    endpoint = webhook_endpoint(secret, deliver)
-    runtime.web.add_route(WEBHOOK_PATH, endpoint, methods=["POST"], include_in_schema=False)
+    runtime.web.add_route(WEBHOOK_PATH, webhook_endpoint(secret, deliver), methods=["POST"], include_in_schema=False)
 
 
 def _register_telegram(runtime: Runtime) -> None:
@@ -588,233 +510,7 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
     return jobs
 
 
-async def run_application(settings: Settings, *, local: bool) -> None:
-    """`marketingbot local|run`: start everything, serve until SIGTERM/SIGINT, stop cleanly."""
-    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
-    runtime = await build_runtime(settings, local=local, replay_outbox=False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    config = server_config(
-        runtime.web,
-        host=settings.web_host,
-        port=settings.web_port,
-        limits=ServerLimits(settings.web_header_timeout, settings.web_keep_alive_timeout, settings.web_max_concurrency),
-        log_config=None,  # no handlers of uvicorn's own: its lines go through the root's, masked
-    )
-    server = _Server(config)
-    serve = asyncio.create_task(_serve(server, _listen_sockets(settings, config)), name="web")
-    runtime.leadership = _leadership(runtime)
-    try:
-        await _prepare_telegram(runtime)
-        if runtime.monitor is not None:
-            await runtime.monitor.start()  # after Telegram: a crash notice is sent through the bot
-        for job in runtime.http_jobs:
-            job.start()  # what every process serving the Mini App needs (the live watcher)
-        while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.02)
-        if serve.done():
-            serve.result()  # the port was taken after the CLI's preflight: PortUnavailable, after a clean stop
-        # HTTP is served from here on; Telegram updates and the jobs wait for the leader lease (a free lease is
-        # taken before /healthz says ok, so "ok" means "doing its job": leading, or standing by).
-        await runtime.leadership.start()
-        runtime.phase = "running"
-        log.info(
-            "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
-        ) if local else log.info("MarketingBot is up%s", f" in slot {settings.slot}" if settings.slot else "")
-        if local:
-            print(
-                f"MarketingBot local is running: open {public_base_url(settings)}/  (staff console: "
-                f"{public_base_url(settings)}/staff). Ctrl+C stops it.",
-                flush=True,
-            )
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiter, serve}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-    finally:
-        await _shutdown(runtime, server, serve)
-
-
-class PortUnavailable(RuntimeError):
-    """The web server could not listen on WEB_HOST:WEB_PORT (taken by another process)."""
-
-
-async def _serve(server: _Server, sockets: list[Any] | None) -> None:
-    # uvicorn answers a bind error with sys.exit(1) inside this task; a SystemExit escaping a task skips our
-    # shutdown and leaves the store's threads running (the process hung). Turn it into an ordinary error.
-    try:
-        await server.serve(sockets=sockets)
-    except SystemExit:
-        cfg = server.config
-        raise PortUnavailable(
-            f"WEB_PORT: cannot listen on {cfg.host}:{cfg.port} (is another marketingbot running?)"
-        ) from None
-
-
-def _listen_sockets(settings: Settings, config: uvicorn.Config) -> list[Any] | None:
-    """The sockets to serve on: systemd's (socket activation) or our own port, plus the slot's probe socket.
-
-    None lets uvicorn bind WEB_HOST:WEB_PORT itself (no socket unit, no slot: the single-unit layout).
-    """
-    inherited = inherited_sockets()
-    if inherited:
-        log.info("serving on %d socket(s) inherited from the service manager", len(inherited))
-    if not inherited and settings.slot_socket is None:
-        return None
-    sockets = inherited or [config.bind_socket()]
-    if settings.slot_socket is not None:
-        sockets.append(bind_slot_socket(settings.slot_socket))
-    return sockets
-
-
-def _leadership(runtime: Runtime) -> Leadership:
-    settings = runtime.settings
-    holder = {"slot": settings.slot, "socket": str(settings.slot_socket or "")}
-    lease = LeaderLease(settings.leader_lock_path, holder=holder)
-
-    async def take() -> None:
-        # Turns a crashed leader journaled but never confirmed written go to the outbox; then the outbox replays
-        # (also what a crashed leader left there).
-        await runtime.gateway.turns.recover()
-        await runtime.gateway.resume_outbox_replay()
-        await _take_updates(runtime)
-        for job in runtime.jobs:
-            job.start()
-
-    return Leadership(lease, take, lambda: _give_updates(runtime), retry=settings.leader_retry_seconds)
-
-
-async def _prepare_telegram(runtime: Runtime) -> None:
-    """Initializes and starts the bot so it can send (Mini App replies), without taking updates yet."""
-    app = runtime.telegram
-    if app is None:
-        return
-    await app.initialize()
-    await app.start()
-
-
-async def _take_updates(runtime: Runtime) -> None:
-    """The leader's half of the start: take Telegram updates (webhook or long polling), publish the menus."""
-    from bot.telegram.handlers.webapp import set_menu_button
-    from bot.telegram.inbox import InboxPoller, resume_unfinished
-
-    app = runtime.telegram
-    if app is None:
-        return
-    settings = runtime.settings
-    from telegram.error import TelegramError
-
-    from bot.telegram.handlers.commands import publish_commands
-
-    # Updates an earlier leader left unfinished go first, before any new one (per-chat order).
-    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
-    if settings.webhook_url:
-        # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook, or the
-        # held socket). Registration is idempotent and stepping down never deletes it: the next leader, on
-        # the same socket, accepts from the moment it holds the lease.
-        runtime.updates_open = True
-        await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
-    else:
-        # Long polling: only one process may poll a token (Telegram answers 409 to the second); the lease
-        # makes this the only one. The offset moves past an update only once it is journaled (the inbox).
-        await app.bot.delete_webhook()
-        runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox)
-        await runtime.inbox_poller.start()
-    try:
-        await publish_commands(app.bot, settings.admin_telegram_ids)
-    except TelegramError as exc:  # the menu is a convenience: never a reason not to start
-        log.warning("could not publish the command menu: %s", exc)
-    await set_menu_button(app.bot, settings.webapp_url)  # the Mini App in every chat's menu (when https)
-
-
-async def _give_updates(runtime: Runtime) -> None:
-    """The leader's half of the stop: no new updates, the jobs and in-flight turns finish."""
-    runtime.updates_open = False
-    app = runtime.telegram
-    if runtime.inbox_poller is not None:
-        with contextlib.suppress(Exception):
-            await runtime.inbox_poller.stop()  # no new updates; in-flight handlers keep running
-        runtime.inbox_poller = None
-    from bot.telegram.inbox import DurableUpdateProcessor
-
-    if app is not None and isinstance(app.update_processor, DurableUpdateProcessor):
-        app.update_processor.stopping.set()  # a message waiting for Auth stays in the inbox for the next start
-    # Everything that sends through the bot stops while the bot can still send: a send after app.shutdown()
-    # fails, and a broadcast would record those partners as failed and never reach them.
-    if runtime.promotions is not None:
-        await runtime.promotions.stop()  # finishes the sends in flight; the broadcast resumes on next start
-    for job in runtime.jobs:
-        await job.stop()
-    await runtime.appeals.aclose()  # staff notices still gathered go out while the bot can send
-    if app is not None and app.running:
-        with contextlib.suppress(Exception):
-            await app.stop()  # handles every update already taken, waits for in-flight handlers
-
-
-async def _drain_http(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
-    for job in runtime.http_jobs:
-        await job.stop()
-    runtime.events.close_all()  # open Mini App streams end (the pages reconnect to the other slot / next start)
-    server.should_exit = True  # stops accepting; a connection still queued on a shared socket goes to the peer
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(serve, 10)
-
-
-async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
-    runtime.phase = "stopping"
-    leadership = getattr(runtime, "leadership", None)
-    if leadership is not None:
-        # Telegram and HTTP drain side by side: the lease moves only after both, and the gateway's flush.
-        await asyncio.gather(leadership.stop(), _drain_http(runtime, server, serve))
-    else:
-        await _give_updates(runtime)
-        await _drain_http(runtime, server, serve)
-    app = runtime.telegram
-    if app is not None:
-        with contextlib.suppress(Exception):
-            if app.running:
-                await app.stop()
-            await app.shutdown()
-    from bot.ai.factory import close_ai
-
-    await close_ai(runtime.ai)
-    narrator = getattr(runtime, "narrator", None)  # stand-in runtimes of tests may not carry one
-    if narrator is not None:
-        await narrator.aclose()
-    if runtime.monitor is not None:
-        await runtime.monitor.stop()  # a clean stop: the next start will not report a crash
-    await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
-    if leadership is not None:
-        leadership.release()  # after the flush: the next leader reads what this one wrote
-    log.info("MarketingBot stopped")
-
-
 def secrets_of(settings: Settings) -> list[str]:
     """Every configured secret value (for masking)."""
     values = [settings.telegram_bot_token, settings.gemini_api_key, settings.openai_api_key]
     return [v.get_secret_value() for v in values if v is not None]
-
-
-# -- worker -------------------------------------------------------------------------------------
-
-
-async def run_worker(settings: Settings, *, once: bool, interval: float) -> None:
-    """`marketingbot worker`: the Python twin of the Apps Script worker against the configured backend."""
-    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
-    narrator = analysis_narrator(settings)
-    try:
-        async with open_gateway(settings) as gw:
-            worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings), ai_narrator=narrator)
-            if once:
-                run = await worker.run_once()
-                print(run)
-                return
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await worker.run_forever(interval, stop)
-    finally:
-        if narrator is not None:
-            await narrator.aclose()

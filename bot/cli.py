@@ -1,4 +1,4 @@
-"""The `marketingbot` command (also `python -m bot`). Commands are thin: the work is in bot/app.py."""
+"""The `marketingbot` command (also `python -m bot`). Commands are thin: bot/app.py builds, bot/lifecycle.py runs."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _first_per_variable(problems: list[str]) -> list[str]:
 
 def _serve_or_refuse(settings: Settings, *, local: bool) -> None:
     """Run the application; a port taken in the meantime is one line and exit 2, not a hang."""
-    from bot.app import PortUnavailable, run_application
+    from bot.lifecycle import PortUnavailable, run_application
 
     try:
         _run_masked(settings, run_application(settings, local=local))
@@ -119,7 +119,7 @@ def worker(
     interval: Annotated[float, typer.Option(help="Seconds between batches.")] = 10.0,
 ) -> None:
     """The analytics worker (the Python twin of the Apps Script) against the configured backend."""
-    from bot.app import run_worker
+    from bot.lifecycle import run_worker
 
     settings = _settings()
     _run_masked(settings, run_worker(settings, once=once, interval=interval))
@@ -164,7 +164,7 @@ def check(
 def _run_masked(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
     """Run a long-lived command; an exception escaping it is printed with secrets masked (PTB's InvalidToken
     quotes the token), never as the raw traceback, and exits 1."""
-    from bot.app import PortUnavailable
+    from bot.lifecycle import PortUnavailable
 
     try:
         asyncio.run(main)
@@ -188,7 +188,7 @@ def secret_masker(settings: Settings) -> Callable[[str], str]:
 @sheets_cli.command("init")
 def sheets_init() -> None:
     """Create missing sheets and header rows (on Google also status dropdowns and frozen headers)."""
-    from bot.app import init_sheets
+    from bot.cli_sheets import init_sheets
 
     created = asyncio.run(init_sheets(_settings()))
     typer.echo("created: " + (", ".join(created) if created else "nothing (all sheets exist)"))
@@ -200,7 +200,7 @@ def sheets_dump(
     fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
 ) -> None:
     """Print a sheet: CSV, or JSON (an array of rows, header row first)."""
-    from bot.app import dump_sheet
+    from bot.cli_sheets import dump_sheet
 
     if fmt not in ("csv", "json"):
         typer.echo("--format must be csv or json", err=True)
@@ -221,7 +221,7 @@ def sheets_dump(
 @sheets_cli.command("set")
 def sheets_set(sheet: str, cell: str, value: str) -> None:
     """Write one cell (A1 notation, e.g. G2) verbatim: how a staff edit is simulated locally."""
-    from bot.app import set_cell
+    from bot.cli_sheets import set_cell
 
     try:
         asyncio.run(set_cell(_settings(), sheet, cell, value))
