@@ -73,8 +73,8 @@ from telegram.ext import ContextTypes, TypeHandler  # noqa: E402
 from bot.ai.factory import close_ai  # noqa: E402
 from bot.app import Runtime, build_runtime  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.services.container import services_from  # noqa: E402
 from bot.services.knowledge import demo_knowledge  # noqa: E402
+from bot.telegram.context import bot_context  # noqa: E402
 from bot.telegram.inbox import InboxPoller, resume_unfinished  # noqa: E402
 from gateway import a1  # noqa: E402
 from gateway.backend import Rows, SheetsBackend  # noqa: E402
@@ -394,7 +394,7 @@ def instrument_runtime(runtime: Runtime, turns: Mapping[tuple[int, str], TurnRec
     instrument(gw.table(AUTH), "get", "sheet:auth")
     instrument(gw.table(APPEALS), "get", "sheet:load")
     # The whole search: a turn may be waiting on the knowledge base's lock while another turn reads the sheet.
-    instrument(services_from(runtime.telegram.bot_data).knowledge, "search", "sheet:kb")
+    instrument(runtime.knowledge, "search", "sheet:kb")
     instrument(gw, "write", "sheet:write")
     instrument(gw.state, "counter_get", "state")
     instrument(gw.state, "counter_add", "state")
@@ -421,7 +421,7 @@ async def warm_up(runtime: Runtime, tids: Sequence[int]) -> None:
     """What a running bot has already done: learned headers and rows, loaded the knowledge base."""
     await asyncio.gather(*(runtime.auth.check(tid) for tid in tids))
     await asyncio.gather(*(runtime.appeals.history(tid) for tid in tids))
-    await services_from(runtime.telegram.bot_data).knowledge.entries()
+    await runtime.knowledge.entries()
 
 
 async def start_telegram(runtime: Runtime) -> None:
@@ -673,7 +673,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
 
         runtime = await build_runtime(bench_settings(tg, sheets, gemini, tmp), local=False)
         tracer = instrument_runtime(runtime, by_key)
-        drafts = services_from(runtime.telegram.bot_data).drafts
+        drafts = bot_context(runtime.telegram).drafts
         if getattr(args, "no_drafts", False) and drafts is not None:
             drafts.switch_off()  # the same streaming model, answers sent whole: the before of the comparison
         try:

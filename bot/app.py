@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.ai.fallback import FallbackAI
 from bot.ai.narrator import GeminiNarrator
@@ -42,6 +42,12 @@ from bot.staff_console import GatewayStaffConsole
 from gateway import AsyncSheetsGateway
 from gateway.backends.drive import DriveFiles
 from gateway.factory import GatewayConfig, build_gateway
+
+if TYPE_CHECKING:  # imported where used: `marketingbot check` and the CLI stay quick to start
+    from fastapi import FastAPI
+    from telegram.ext import Application
+
+    from bot.telegram.inbox import InboxPoller
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +176,10 @@ class Runtime:
     promotions: PromotionService | None = None
     admin: AdminService | None = None
     staff_desk: StaffDesk | None = None  # staff answer from the staff chat (Telegram and STAFF_CHAT_ID set)
-    telegram: Any = None  # telegram.ext.Application when a bot token is configured
+    telegram: Application[Any, Any, Any, Any, Any, Any] | None = None  # when a bot token is configured
     rate_limiter: PartnerRateLimiter | None = None  # one budget per partner for Telegram and the API alike
-    inbox_poller: Any = None  # bot.telegram.inbox.InboxPoller while long polling
-    web: Any = None
+    inbox_poller: InboxPoller | None = None  # while long polling
+    web: FastAPI | None = None
     jobs: list[Periodic] = field(default_factory=list)  # the leader's: pollers, worker, promotions, health
     http_jobs: list[Periodic] = field(default_factory=list)  # every process serving the Mini App: the live watcher
     started_at: float = field(default_factory=time.monotonic)
@@ -341,7 +347,8 @@ def _install_webhook(runtime: Runtime) -> None:
     from bot.telegram.inbox import journal_update
     from bot.web.webhook import WEBHOOK_PATH, leader_deliver, webhook_endpoint, webhook_secret
 
-    app = runtime.telegram
+    app, web = runtime.telegram, runtime.web
+    assert app is not None and web is not None  # built before the webhook is installed
     secret = webhook_secret(runtime.settings)
 
     def parse(data: dict[str, Any]) -> Update | None:
@@ -355,14 +362,13 @@ def _install_webhook(runtime: Runtime) -> None:
 
     deliver = leader_deliver(runtime, parse, journal, secret=secret, slot_socket=runtime.settings.slot_socket)
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
-    runtime.web.add_route(WEBHOOK_PATH, webhook_endpoint(secret, deliver), methods=["POST"], include_in_schema=False)
+    web.add_route(WEBHOOK_PATH, webhook_endpoint(secret, deliver), methods=["POST"], include_in_schema=False)
 
 
 def _register_telegram(runtime: Runtime) -> None:
-    from bot.services.container import Services
+    from bot.telegram.context import BotContext, install_context
     from bot.telegram.handlers.admin import register_admin_handlers
-    from bot.telegram.handlers.analytics import BOT_DATA_KEY as ANALYTICS_KEY
-    from bot.telegram.handlers.analytics import AnalyticsHandlerServices, register_analytics_handlers
+    from bot.telegram.handlers.analytics import register_analytics_handlers
     from bot.telegram.handlers.chat import register_chat_handlers
     from bot.telegram.handlers.commands import register_help_handler
     from bot.telegram.handlers.errors import on_error
@@ -370,19 +376,22 @@ def _register_telegram(runtime: Runtime) -> None:
     from bot.telegram.handlers.webapp import register_webapp_handlers
 
     app = runtime.telegram
+    assert app is not None
     admins = runtime.settings.admin_telegram_ids
-    services = Services(
-        gateway=runtime.gateway,
-        auth=runtime.auth,
-        appeals=runtime.appeals,
-        operator_replies=runtime.operator_replies,
-        knowledge=runtime.knowledge,
-        prompt=runtime.prompt,
-        messenger=runtime.messenger,
-        promotions=runtime.promotions,
-        admin=runtime.admin,
+    # The one typed context every handler reads (bot/telegram/context.py).
+    install_context(
+        app,
+        BotContext(
+            auth=runtime.auth,
+            appeals=runtime.appeals,
+            messenger=runtime.messenger,
+            analytics=runtime.analytics,
+            promotions=runtime.promotions,
+            admin=runtime.admin,
+            staff_desk=runtime.staff_desk,
+            rate_limiter=runtime.rate_limiter,
+        ),
     )
-    app.bot_data[ANALYTICS_KEY] = AnalyticsHandlerServices(runtime.analytics, runtime.auth)
     # Order matters: admin (group -20), analytics (-10), promotions (-5) and help answer before the chat,
     # which treats any other text as a question for the assistant.
     register_admin_handlers(app, admins)
@@ -391,12 +400,10 @@ def _register_telegram(runtime: Runtime) -> None:
     register_help_handler(app, admins)
     register_webapp_handlers(app, runtime.settings.webapp_url)
     if runtime.staff_desk is not None and runtime.settings.staff_chat_id is not None:
-        from bot.telegram.handlers.staff import BOT_DATA_KEY as STAFF_KEY
         from bot.telegram.handlers.staff import register_staff_handlers
 
-        app.bot_data[STAFF_KEY] = runtime.staff_desk
         register_staff_handlers(app, runtime.settings.staff_chat_id)
-    register_chat_handlers(app, services, rate_limiter=runtime.rate_limiter)
+    register_chat_handlers(app)
     app.add_error_handler(on_error)
 
 

@@ -146,7 +146,7 @@ async def _prepare_telegram(runtime: Runtime) -> None:
 async def _take_updates(runtime: Runtime) -> None:
     """The leader's half of the start: take Telegram updates (webhook or long polling), publish the menus."""
     from bot.telegram.handlers.webapp import set_menu_button
-    from bot.telegram.inbox import InboxPoller, resume_unfinished
+    from bot.telegram.inbox import DurableUpdateProcessor, InboxPoller, resume_unfinished
 
     app = runtime.telegram
     if app is None:
@@ -157,7 +157,9 @@ async def _take_updates(runtime: Runtime) -> None:
     from bot.telegram.handlers.commands import publish_commands
 
     # Updates an earlier leader left unfinished go first, before any new one (per-chat order).
-    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
+    processor = app.update_processor
+    assert isinstance(processor, DurableUpdateProcessor)  # what bot/app.py builds the application with
+    await resume_unfinished(app, runtime.gateway.inbox, processor)
     if settings.webhook_url:
         # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook, or the
         # held socket). Registration is idempotent and stepping down never deletes it: the next leader, on

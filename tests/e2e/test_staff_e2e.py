@@ -19,13 +19,12 @@ from bot.ai.prompt import SystemPrompt
 from bot.jobs import Periodic
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
-from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
 from bot.services.message_parts import split_message
 from bot.services.operator_replies import OperatorReplyService, format_operator_message
 from bot.services.staff_replies import StaffDesk
+from bot.telegram.context import BotContext
 from bot.telegram.handlers.chat import register_chat_handlers
-from bot.telegram.handlers.staff import BOT_DATA_KEY as STAFF_KEY
 from bot.telegram.handlers.staff import register_staff_handlers
 from bot.telegram.messenger import TelegramMessenger
 from bot.telegram.ordering import PerChatUpdateProcessor
@@ -98,21 +97,13 @@ class World:
         appeals = AppealsService(
             gw, FallbackAI(gemini), prompt, knowledge, messenger, working_hours=WorkingHours(), staff_notices=desk
         )
-        services = Services(
-            gateway=gw,
-            auth=AuthService(gw),
-            appeals=appeals,
-            operator_replies=OperatorReplyService(gw, messenger),
-            knowledge=knowledge,
-            prompt=prompt,
-            messenger=messenger,
-        )
-        app.bot_data[STAFF_KEY] = desk
+        replies = OperatorReplyService(gw, messenger)
+        services = BotContext(auth=AuthService(gw), appeals=appeals, messenger=messenger, staff_desk=desk)
         register_staff_handlers(app, STAFF_CHAT)
         register_chat_handlers(app, services)
         await stack.enter_async_context(long_polling(app))
         for job in (
-            Periodic("operator-replies", POLL, services.operator_replies.poll_once, first=POLL),
+            Periodic("operator-replies", POLL, replies.poll_once, first=POLL),
             Periodic("staff-replies", POLL, desk.resume_pending, first=POLL),  # as in bot/app.py
         ):
             job.start()

@@ -23,10 +23,9 @@ from bot.ai.prompt import SystemPrompt
 from bot.ai.resilience import AIRetryPolicy
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
-from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
 from bot.services.message_parts import utf16_len
-from bot.services.operator_replies import OperatorReplyService
+from bot.telegram.context import BotContext
 from bot.telegram.drafts import DRAFT_INTERVAL
 from bot.telegram.handlers.chat import register_chat_handlers
 from bot.telegram.messenger import TelegramMessenger
@@ -106,8 +105,7 @@ async def running_bot(
     messenger = TelegramMessenger(app.bot, staff_chat_id=STAFF_CHAT)
     prompt = SystemPrompt(PROMPT_PATH)
     knowledge = KnowledgeBase(gw, refresh_seconds=0.0)
-    services = Services(
-        gateway=gw,
+    services = BotContext(
         auth=AuthService(gw, clock=clock, monotonic=clock.monotonic),
         appeals=AppealsService(
             gw,
@@ -119,9 +117,6 @@ async def running_bot(
             clock=clock,
             monotonic=clock.monotonic,
         ),
-        operator_replies=OperatorReplyService(gw, messenger, clock=clock),
-        knowledge=knowledge,
-        prompt=prompt,
         messenger=messenger,
     )
     register_chat_handlers(app, services)

@@ -12,7 +12,7 @@ import pytest
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.services.auth import TEXT_NOT_FOUND
-from bot.services.container import Services
+from bot.telegram.context import BotContext
 from bot.telegram.handlers.chat import register_chat_handlers
 from bot.telegram.handlers.webapp import (
     BUTTON_TEXT,
@@ -66,15 +66,7 @@ async def start_bot(tmp_path: Path, telegram_server: FakeTelegramServer) -> Asyn
             .base_file_url(telegram_server.file_base_url)
             .build()
         )
-        services = Services(
-            gateway=gw,
-            auth=kit.auth,
-            appeals=kit.appeals,
-            operator_replies=kit.replies,
-            knowledge=kit.knowledge,
-            prompt=kit.prompt,
-            messenger=kit.messenger,
-        )
+        services = BotContext(auth=kit.auth, appeals=kit.appeals, messenger=kit.messenger)
         register_webapp_handlers(app, webapp_url)
         register_chat_handlers(app, services)
         await app.initialize()

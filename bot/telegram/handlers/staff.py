@@ -9,10 +9,10 @@ from telegram import Message, Update, User
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.services.staff_replies import CALLBACK_PREFIX, SOLVE, TAKE, StaffDesk, StaffMember
+from bot.telegram.context import bot_context, present
 
 log = logging.getLogger(__name__)
 
-BOT_DATA_KEY = "staff_desk"
 STAFF_CHAT_KEY = "staff_chat_id"
 HANDLER_GROUP = -15  # before the chat handlers; they only take private chats anyway
 _PATTERN = rf"^{CALLBACK_PREFIX}:({TAKE}|{SOLVE}):-?\d+$"
@@ -27,10 +27,7 @@ def register_staff_handlers(application: Application[Any, Any, Any, Any, Any, An
 
 
 def _desk(context: ContextTypes.DEFAULT_TYPE) -> StaffDesk:
-    desk = context.application.bot_data.get(BOT_DATA_KEY)
-    if not isinstance(desk, StaffDesk):
-        raise RuntimeError(f"application.bot_data[{BOT_DATA_KEY!r}] must hold a StaffDesk")
-    return desk
+    return present(bot_context(context).staff_desk, "staff_desk")
 
 
 def _member(user: User) -> StaffMember:

@@ -14,7 +14,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, MenuButton
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, filters
 
-from bot.services.container import services_from
+from bot.telegram.context import bot_context
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ async def on_app(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await message.reply_text(TEXT_NOT_CONFIGURED, parse_mode=None)
         return
     try:
-        allowed = await services_from(context.bot_data).auth.check(user.id) is not None
+        allowed = await bot_context(context).auth.check(user.id) is not None
     except GatewayError as exc:  # the Mini App checks access itself; do not block the way in
         log.warning("authorization check of %s for /app failed: %s", user.id, exc)
         allowed = True
