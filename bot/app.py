@@ -38,7 +38,7 @@ from bot.services.queue_poller import QueuePoller, make_pdf_loader
 from bot.services.retention import RetentionService
 from bot.services.staff_replies import StaffDesk
 from bot.services.worker import AnalyticsWorker
-from bot.staff_console import GatewayStaffConsole
+from bot.web.staff_console import GatewayStaffConsole
 from gateway import AsyncSheetsGateway
 from gateway.backends.drive import DriveFiles
 from gateway.factory import GatewayConfig, build_gateway

@@ -32,7 +32,6 @@ from bot.services.analytics import (
 )
 from bot.services.live import EventHub, LiveWatcher
 from bot.services.partner_limits import PartnerRateLimiter, rate_limited_text
-from bot.staff_console import dropdowns
 from bot.web.chat_stream import ChatStreams
 from bot.web.errors import (
     MSG_FORBIDDEN,
@@ -52,6 +51,7 @@ from bot.web.live import CataloguePort, EscalateFn, PromotionsFn, install_live_r
 from bot.web.middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
 from bot.web.ports import AnalyticsPort, AuthPort, ChatEntryView, ChatPort, JobView, PartnerView, StaffPort
 from bot.web.reports import DEFAULT_LINK_TTL, ReportLinks, report_path, report_stem, valid_job_id
+from bot.web.staff_console import dropdowns
 from gateway.drive_links import drive_file_id, drive_report_stem
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from bot.services.operator_replies import (
     reply_hash,
 )
 from bot.services.ports import DeliveryError, InlineButton
-from bot.staff_console import GatewayStaffConsole
+from bot.web.staff_console import GatewayStaffConsole
 from gateway import AsyncSheetsGateway
 from gateway.factory import GatewayConfig
 from gateway.schemas import APPEALS, AppealCol

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.app import open_gateway
 from bot.config import Settings
-from bot.staff_console import GatewayStaffConsole
+from bot.web.staff_console import GatewayStaffConsole
 
 
 async def init_sheets(settings: Settings) -> list[str]:
