@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # imported where used: `marketingbot check` and the CLI stay 
     from telegram.ext import Application
 
     from bot.telegram.inbox import InboxPoller
+    from bot.web.metrics import MetricsExporter
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[AsyncSheetsGateway]:
 # -- the running application ------------------------------------------------------------------
 
 
-def _ai(settings: Settings) -> FallbackAI:
+def _ai(settings: Settings, observe_latency: Callable[[str, float], None] | None = None) -> FallbackAI:
     from bot.ai.factory import AIConfig, build_ai
 
     def secret(v: Any) -> str | None:
@@ -121,7 +122,8 @@ def _ai(settings: Settings) -> FallbackAI:
             openai_base_url=settings.openai_base_url,
             openai_api_key=secret(settings.openai_api_key),
             openai_model=settings.openai_model,
-        )
+        ),
+        observe_latency=observe_latency,
     )
 
 
@@ -188,6 +190,7 @@ class Runtime:
     updates_open: bool = False  # the leader accepts webhook updates (closed first when it steps down)
 
     monitor: HealthMonitor | None = None
+    metrics: MetricsExporter | None = None  # /metrics (the AI observes its latency into it)
 
     async def health(self) -> dict[str, Any]:
         """The /healthz and /readyz body (bot/health.py): ok, or degraded with the problems named; with the
@@ -219,7 +222,14 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         await _seed_demo(gw, _working_hours(settings).describe())
     prompt = SystemPrompt(settings.prompt_path, prompt_values(settings))
     knowledge = KnowledgeBase(gw)
-    ai = _ai(settings)
+    from bot.web.metrics import MetricsExporter
+
+    def queue_lag() -> float | None:
+        stats = runtime.poller.last_stats
+        return stats.oldest_pending_seconds if stats else None
+
+    metrics = MetricsExporter(gw, queue_lag=queue_lag)
+    ai = _ai(settings, metrics.observe_ai_latency)
     telegram_app = _telegram_application(settings) if settings.telegram_bot_token else None
     messenger: Messenger
     staff_desk: StaffDesk | None = None
@@ -278,6 +288,7 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         events=events,
         live_watcher=LiveWatcher(gw, events, interval=LOCAL_LIVE_POLL_SECONDS if local else LIVE_POLL_SECONDS),
         staff_desk=staff_desk,
+        metrics=metrics,
     )
     runtime.monitor = HealthMonitor(
         gw,
@@ -412,16 +423,11 @@ def _web_app(runtime: Runtime) -> Any:
     from bot.services.promo_history import sent_to
     from bot.web.app import create_web_app
     from bot.web.initdata import dev_init_data_factory
-    from bot.web.metrics import MetricsExporter
 
     settings = runtime.settings
     token = web_signing_token(settings, local=runtime.local)
-
-    def queue_lag() -> float | None:
-        stats = runtime.poller.last_stats
-        return stats.oldest_pending_seconds if stats else None
-
-    exporter = MetricsExporter(runtime.gateway, queue_lag=queue_lag)
+    metrics = runtime.metrics
+    assert metrics is not None  # built with the runtime
     dev = runtime.local and settings.telegram_bot_token is None and token is not None
     gw = runtime.gateway
     assert runtime.live_watcher is not None
@@ -435,7 +441,7 @@ def _web_app(runtime: Runtime) -> Any:
         auth=runtime.auth,
         bot_token=token,
         health=runtime.health,
-        metrics_text=exporter.render,
+        metrics_text=metrics.render,
         reports_dir=reports_dir(settings),
         dev_init_data=dev_init_data_factory(token) if dev and token else None,
         rate_limiter=runtime.rate_limiter,
