@@ -102,7 +102,7 @@ class OperatorReplyService:
     async def poll_once(self) -> int:
         """One poll: deliver every pending reply; returns how many were delivered (sent or resent)."""
         if self._lock.locked():
-            return 0  # the previous poll is still running; the job queue will call again
+            return 0  # the previous poll is still running; the operator-replies job calls again
         async with self._lock:
             # Taken BEFORE the read: a clear replayed from the outbox after the read has not reached `rows`.
             journaled = self._gw.outbox_depth > 0

@@ -1,4 +1,4 @@
-"""Аналитика 360 in the chat: `/analytics CODE`, the «Аналитика 360» button, and the queue poll job.
+"""Аналитика 360 in the chat: `/analytics CODE` and the «Аналитика 360» button (the queue poll is a job of bot/app.py).
 
 Handlers are thin: they find the partner, call AnalyticsService and answer. They sit in a handler group
 before the chat assistant's and stop further processing once they answered, so the assistant never
