@@ -7,7 +7,7 @@
 2. Sheet calls: the same broadcast at a high rate for 100 and 1000 recipients on the local store; prints the
    gateway's backend calls (target: the same for both — O(1) in recipients).
 
-Run: `.venv/bin/python bench/broadcast.py [--recipients 750] [--rate 25] [--telegram-limit 30]`.
+Run: `.venv/bin/python -m bench.broadcast [--recipients 750] [--rate 25] [--telegram-limit 30]`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from telegram.ext import AIORateLimiter, ApplicationBuilder
 

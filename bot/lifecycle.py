@@ -56,7 +56,7 @@ async def run_application(settings: Settings, *, local: bool) -> None:
     serve = asyncio.create_task(_serve(server, _listen_sockets(settings, config)), name="web")
     runtime.leadership = _leadership(runtime)
     try:
-        await _prepare_telegram(runtime)
+        await prepare_telegram(runtime)
         if runtime.monitor is not None:
             await runtime.monitor.start()  # after Telegram: a crash notice is sent through the bot
         for job in runtime.http_jobs:
@@ -127,14 +127,14 @@ def _leadership(runtime: Runtime) -> Leadership:
         # (also what a crashed leader left there).
         await runtime.gateway.turns.recover()
         await runtime.gateway.resume_outbox_replay()
-        await _take_updates(runtime)
+        await take_updates(runtime)
         for job in runtime.jobs:
             job.start()
 
-    return Leadership(lease, take, lambda: _give_updates(runtime), retry=settings.leader_retry_seconds)
+    return Leadership(lease, take, lambda: give_updates(runtime), retry=settings.leader_retry_seconds)
 
 
-async def _prepare_telegram(runtime: Runtime) -> None:
+async def prepare_telegram(runtime: Runtime) -> None:
     """Initializes and starts the bot so it can send (Mini App replies), without taking updates yet."""
     app = runtime.telegram
     if app is None:
@@ -143,7 +143,7 @@ async def _prepare_telegram(runtime: Runtime) -> None:
     await app.start()
 
 
-async def _take_updates(runtime: Runtime) -> None:
+async def take_updates(runtime: Runtime) -> None:
     """The leader's half of the start: take Telegram updates (webhook or long polling), publish the menus."""
     from bot.telegram.handlers.webapp import set_menu_button
     from bot.telegram.inbox import DurableUpdateProcessor, InboxPoller, resume_unfinished
@@ -179,7 +179,7 @@ async def _take_updates(runtime: Runtime) -> None:
     await set_menu_button(app.bot, settings.webapp_url)  # the Mini App in every chat's menu (when https)
 
 
-async def _give_updates(runtime: Runtime) -> None:
+async def give_updates(runtime: Runtime) -> None:
     """The leader's half of the stop: no new updates, the jobs and in-flight turns finish."""
     runtime.updates_open = False
     app = runtime.telegram
@@ -212,15 +212,9 @@ async def _drain_http(runtime: Runtime, server: _Server, serve: asyncio.Task[Non
         await asyncio.wait_for(serve, 10)
 
 
-async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
-    runtime.phase = "stopping"
-    leadership = getattr(runtime, "leadership", None)
-    if leadership is not None:
-        # Telegram and HTTP drain side by side: the lease moves only after both, and the gateway's flush.
-        await asyncio.gather(leadership.stop(), _drain_http(runtime, server, serve))
-    else:
-        await _give_updates(runtime)
-        await _drain_http(runtime, server, serve)
+async def close_runtime(runtime: Runtime) -> None:
+    """After give_updates: shut the bot down, close the AI clients and the health monitor, and close the gateway
+    (in-flight writes flushed to the sheet or the outbox)."""
     app = runtime.telegram
     if app is not None:
         with contextlib.suppress(Exception):
@@ -235,7 +229,19 @@ async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]
         await narrator.aclose()
     if runtime.monitor is not None:
         await runtime.monitor.stop()  # a clean stop: the next start will not report a crash
-    await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
+    await runtime.gateway.close()
+
+
+async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
+    runtime.phase = "stopping"
+    leadership = getattr(runtime, "leadership", None)
+    if leadership is not None:
+        # Telegram and HTTP drain side by side: the lease moves only after both, and the gateway's flush.
+        await asyncio.gather(leadership.stop(), _drain_http(runtime, server, serve))
+    else:
+        await give_updates(runtime)
+        await _drain_http(runtime, server, serve)
+    await close_runtime(runtime)
     if leadership is not None:
         leadership.release()  # after the flush: the next leader reads what this one wrote
     log.info("MarketingBot stopped")
