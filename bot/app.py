@@ -384,7 +384,7 @@ def _register_telegram(runtime: Runtime) -> None:
     from bot.telegram.handlers.commands import register_help_handler
     from bot.telegram.handlers.errors import on_error
     from bot.telegram.handlers.promotions import register_promotion_handlers
-    from bot.telegram.handlers.webapp import register_webapp_handlers
+    from bot.telegram.handlers.webapp import register_webapp_handlers, usable_webapp_url
 
     app = runtime.telegram
     assert app is not None
@@ -401,6 +401,8 @@ def _register_telegram(runtime: Runtime) -> None:
             admin=runtime.admin,
             staff_desk=runtime.staff_desk,
             rate_limiter=runtime.rate_limiter,
+            webapp_url=usable_webapp_url(runtime.settings.webapp_url),
+            staff_chat_id=runtime.settings.staff_chat_id,
         ),
     )
     # Order matters: admin (group -20), analytics (-10), promotions (-5) and help answer before the chat,

@@ -44,6 +44,8 @@ class BotContext:
     admin: AdminService | None = None
     staff_desk: StaffDesk | None = None  # staff answer from the staff chat (STAFF_CHAT_ID set)
     rate_limiter: PartnerRateLimiter | None = None  # one budget per partner, shared with the web API
+    webapp_url: str | None = None  # a WEBAPP_URL Telegram can open (https), else None: no Mini App buttons
+    staff_chat_id: int | None = None  # the staff chat whose buttons and replies the staff handlers take
     # Where Telegram accepts streamed drafts (refusals remembered for the process); None: never stream.
     drafts: DraftSupport | None = field(default_factory=DraftSupport)
 

@@ -98,7 +98,9 @@ class World:
             gw, FallbackAI(gemini), prompt, knowledge, messenger, working_hours=WorkingHours(), staff_notices=desk
         )
         replies = OperatorReplyService(gw, messenger)
-        services = BotContext(auth=AuthService(gw), appeals=appeals, messenger=messenger, staff_desk=desk)
+        services = BotContext(
+            auth=AuthService(gw), appeals=appeals, messenger=messenger, staff_desk=desk, staff_chat_id=STAFF_CHAT
+        )
         register_staff_handlers(app, STAFF_CHAT)
         register_chat_handlers(app, services)
         await stack.enter_async_context(long_polling(app))

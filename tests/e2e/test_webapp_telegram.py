@@ -66,7 +66,9 @@ async def start_bot(tmp_path: Path, telegram_server: FakeTelegramServer) -> Asyn
             .base_file_url(telegram_server.file_base_url)
             .build()
         )
-        services = BotContext(auth=kit.auth, appeals=kit.appeals, messenger=kit.messenger)
+        services = BotContext(
+            auth=kit.auth, appeals=kit.appeals, messenger=kit.messenger, webapp_url=usable_webapp_url(webapp_url)
+        )
         register_webapp_handlers(app, webapp_url)
         register_chat_handlers(app, services)
         await app.initialize()
