@@ -420,7 +420,7 @@ def _register_telegram(runtime: Runtime) -> None:
     app.add_error_handler(on_error)
 
 
-def _web_app(runtime: Runtime) -> Any:
+def _web_app(runtime: Runtime) -> FastAPI:
     from bot.services.catalogue import CatalogueService
     from bot.services.promo_history import sent_to
     from bot.web.app import create_web_app
