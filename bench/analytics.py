@@ -7,7 +7,7 @@ Then the Python worker processes 10 requests over the demo data (analysis + PDF)
 When A's `bench/analytics_compute.py` exists its figures (analysis time over 10 000 listings, Python and
 Node) are printed too.
 
-Run: `.venv/bin/python bench/analytics.py [--pending 1 20 200] [--history 500] [--no-compute]`.
+Run: `.venv/bin/python -m bench.analytics [--pending 1 20 200] [--history 500] [--no-compute]`.
 """
 
 from __future__ import annotations
@@ -23,22 +23,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from bot.analytics.seed import seed_demo_market
+from bot.services.analytics import format_stamp
+from bot.services.ports import InlineButton, utc_now
+from bot.services.queue_poller import QueuePoller, make_pdf_loader
+from bot.services.worker import AnalyticsWorker
+from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
+from gateway.schemas import QUEUE, QueueCol
+from tests.fakes.sheets_server import FakeSheetsServer
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bot.analytics.seed import seed_demo_market  # noqa: E402
-from bot.services.analytics import format_stamp  # noqa: E402
-from bot.services.ports import InlineButton, utc_now  # noqa: E402
-from bot.services.queue_poller import QueuePoller, make_pdf_loader  # noqa: E402
-from bot.services.worker import AnalyticsWorker  # noqa: E402
-from gateway import (  # noqa: E402
-    AsyncSheetsGateway,
-    GatewayConfig,
-    build_gateway,
-)
-from gateway.schemas import QUEUE, QueueCol  # noqa: E402
-from tests.fakes.sheets_server import FakeSheetsServer  # noqa: E402
-
 POLLS = 5
 
 
@@ -199,7 +193,12 @@ def compute_figures() -> str | None:
     if not script.is_file():
         return None
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=ROOT, check=False
+        [sys.executable, "-m", "bench.analytics_compute"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
     )
     return (done.stdout + done.stderr).strip()
 

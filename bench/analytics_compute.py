@@ -5,7 +5,7 @@ with 10 000 listings; a few objects are timed (a typical one, one whose criteria
 loads gas/src/analysis.js exactly as the Node tests do. Both twins' reports on this data are also compared.
 Also printed: the summary text and the PDF rendering time (Python).
 
-Run: `.venv/bin/python bench/analytics_compute.py [--listings 10000] [--runs 7]`.
+Run: `.venv/bin/python -m bench.analytics_compute [--listings 10000] [--runs 7]`.
 """
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
+from bot.analytics.analysis import analyze, render_summary, report_to_dict
+from bot.analytics.demo_data import demo_market, demo_objects
+from bot.analytics.pdf import render_pdf
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bot.analytics.analysis import analyze, render_summary, report_to_dict  # noqa: E402
-from bot.analytics.demo_data import demo_market, demo_objects  # noqa: E402
-from bot.analytics.pdf import render_pdf  # noqa: E402
-
 TODAY = date(2026, 11, 24)
 SEED = 360
 CODES = ("DEMO-0001", "DEMO-0018")

@@ -7,7 +7,7 @@
 2. Sheet calls: the same broadcast at a high rate for 100 and 1000 recipients on the local store; prints the
    gateway's backend calls (target: the same for both — O(1) in recipients).
 
-Run: `.venv/bin/python bench/broadcast.py [--recipients 750] [--rate 25] [--telegram-limit 30]`.
+Run: `.venv/bin/python -m bench.broadcast [--recipients 750] [--rate 25] [--telegram-limit 30]`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from telegram.ext import AIORateLimiter, ApplicationBuilder
 
 from bot.services.promotions import PromotionService
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway, build_gateway
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.promo_support import PromoMessenger, add_promo, seed_partners, store_config

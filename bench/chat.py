@@ -32,7 +32,7 @@ Figures:
 - the reference: a straightforward bot (`get_all_values` + `update_cell` per turn, worksheet opened once) spends
   2 calls per turn and reads the whole sheet each time; measured for `--reference-turns` turns.
 
-Run: `.venv/bin/python bench/chat.py [--partners 50] [--messages 2] [--cold] [--spread 0]`.
+Run: `.venv/bin/python -m bench.chat [--partners 50] [--messages 2] [--cold] [--spread 0]`.
 
 `--streaming` (issue 14): the model streams (`--first-token` 0.5 s, then `--stream-duration` 2 s in `--chunks`
 pieces) and the private chats get drafts (`--no-drafts`: answers sent whole, for comparison); the extra section
@@ -53,7 +53,6 @@ import logging
 import math
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -61,32 +60,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import gspread
+from google.auth.credentials import AnonymousCredentials
+from pydantic import SecretStr
+from telegram import Update
+from telegram.ext import ContextTypes, TypeHandler
+
+from bot.app import Runtime, build_runtime
+from bot.config import Settings
+from bot.lifecycle import close_runtime, give_updates, prepare_telegram, take_updates
+from bot.services.knowledge import demo_knowledge
+from bot.telegram.context import bot_context
+from gateway import RebasedSession, Rows, SheetsBackend, parse_a1
+from gateway.schemas import ALL_SCHEMAS, APPEALS, AUTH, KNOWLEDGE, AppealCol, AuthCol, SheetSchema
+from tests.fakes.gemini_server import FakeGeminiServer, FakeTimeout, last_user_text
+from tests.fakes.sheets_server import FakeSheetsServer
+from tests.fakes.telegram_server import FakeTelegramServer
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import gspread  # noqa: E402
-from google.auth.credentials import AnonymousCredentials  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-from telegram import Update  # noqa: E402
-from telegram.ext import ContextTypes, TypeHandler  # noqa: E402
-
-from bot.ai.factory import close_ai  # noqa: E402
-from bot.app import Runtime, build_runtime  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.services.container import services_from  # noqa: E402
-from bot.services.knowledge import demo_knowledge  # noqa: E402
-from bot.telegram_inbox import InboxPoller, resume_unfinished  # noqa: E402
-from gateway import (  # noqa: E402
-    RebasedSession,
-    Rows,
-    SheetsBackend,
-    parse_a1,
-)
-from gateway.schemas import ALL_SCHEMAS, APPEALS, AUTH, KNOWLEDGE, AppealCol, AuthCol, SheetSchema  # noqa: E402
-from tests.fakes.gemini_server import FakeGeminiServer, FakeTimeout, last_user_text  # noqa: E402
-from tests.fakes.sheets_server import FakeSheetsServer  # noqa: E402
-from tests.fakes.telegram_server import FakeTelegramServer  # noqa: E402
-
 T = TypeVar("T")
 FIRST_TID = 700_001
 IDLE_TID = 800_001
@@ -396,7 +387,7 @@ def instrument_runtime(runtime: Runtime, turns: Mapping[tuple[int, str], TurnRec
     instrument(gw.table(AUTH), "get", "sheet:auth")
     instrument(gw.table(APPEALS), "get", "sheet:load")
     # The whole search: a turn may be waiting on the knowledge base's lock while another turn reads the sheet.
-    instrument(services_from(runtime.telegram.bot_data).knowledge, "search", "sheet:kb")
+    instrument(runtime.knowledge, "search", "sheet:kb")
     instrument(gw, "write", "sheet:write")
     instrument(gw.state, "counter_get", "state")
     instrument(gw.state, "counter_add", "state")
@@ -423,32 +414,19 @@ async def warm_up(runtime: Runtime, tids: Sequence[int]) -> None:
     """What a running bot has already done: learned headers and rows, loaded the knowledge base."""
     await asyncio.gather(*(runtime.auth.check(tid) for tid in tids))
     await asyncio.gather(*(runtime.appeals.history(tid) for tid in tids))
-    await services_from(runtime.telegram.bot_data).knowledge.entries()
+    await runtime.knowledge.entries()
 
 
 async def start_telegram(runtime: Runtime) -> None:
-    """Start long polling through the durable inbox, as `bot.app` does in production."""
-    app = runtime.telegram
-    await app.initialize()
-    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
-    await app.start()
-    await app.bot.delete_webhook()
-    runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox, timeout=1)
-    await runtime.inbox_poller.start()
+    """Start the bot and take updates by long polling through the durable inbox, as the leader does."""
+    await prepare_telegram(runtime)
+    await take_updates(runtime)
 
 
 async def stop_all(runtime: Runtime) -> None:
     """Stop taking updates, let in-flight turns finish, close the AI client and the gateway (outbox flushed)."""
-    app = runtime.telegram
-    with contextlib.suppress(Exception):
-        if runtime.inbox_poller is not None:
-            await runtime.inbox_poller.stop()
-        app.update_processor.stopping.set()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
-    await close_ai(runtime.ai)
-    await runtime.gateway.close()
+    await give_updates(runtime)
+    await close_runtime(runtime)
 
 
 # -- simulated partners ---------------------------------------------------------------------------
@@ -675,7 +653,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
 
         runtime = await build_runtime(bench_settings(tg, sheets, gemini, tmp), local=False)
         tracer = instrument_runtime(runtime, by_key)
-        drafts = services_from(runtime.telegram.bot_data).drafts
+        drafts = bot_context(runtime.telegram).drafts
         if getattr(args, "no_drafts", False) and drafts is not None:
             drafts.switch_off()  # the same streaming model, answers sent whole: the before of the comparison
         try:

@@ -17,7 +17,7 @@ writing to the bot, against the fake Telegram, Sheets and Gemini servers. Per ha
 Telegram processing (no reply sent to any partner) and the slowest Mini App request during the hand-over
 (from the new slot's start to deploy.sh's return), and the failed requests. Goals: 0 failed requests,
 gap < 1 s, p99 request < 1 s. Prints the hand-over sequence from the logs of the last deploy.
-Run: `.venv/bin/python bench/deploy.py [--rollbacks 30] [--switches 2000] [--deploys 3] [--slot-deploys 10]
+Run: `.venv/bin/python -m bench.deploy [--rollbacks 30] [--switches 2000] [--deploys 3] [--slot-deploys 10]
 [--slot-rollbacks 10] [--webhook] [--slots-only]`.
 """
 
@@ -143,7 +143,6 @@ def percentile(values: list[float], q: float) -> float:
 def bench_slots(harness: ModuleType, deploys: int, rollbacks: int, *, webhook: bool) -> None:
     """Real-app slot hand-overs under load: `deploys` deploys, then `rollbacks` rollback.sh runs alternating
     between the last two releases; one line per hand-over and the hand-over log of the last deploy."""
-    sys.path.insert(0, str(ROOT))
     from tests.fakes.gemini_server import FakeGeminiServer
     from tests.fakes.sheets_server import FakeSheetsServer
     from tests.fakes.telegram_server import FakeTelegramServer
@@ -225,7 +224,7 @@ def bench_slots(harness: ModuleType, deploys: int, rollbacks: int, *, webhook: b
                     keep = keep or "hand-over:" in line
                     if keep and "  | " not in line:
                         print("  " + line)
-                print("hand-over of the last deploy, the two slots' logs (bot.leadership / bot.app):")
+                print("hand-over of the last deploy, the two slots' logs (bot.leadership / bot.lifecycle):")
                 for line in handover_journal(site.state, windows[deploys - 1]):
                     print("  " + line)
             finally:
@@ -253,7 +252,8 @@ def handover_journal(state: Path, window: tuple[float, float]) -> list[str]:
         for line in journal.read_text(errors="replace").splitlines():
             if not re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line):
                 continue
-            if not any(k in line for k in ("bot.leadership", "bot.app:", "Application.stop", "Application started")):
+            keys = ("bot.leadership", "bot.lifecycle:", "Application.stop", "Application started")
+            if not any(k in line for k in keys):
                 continue
             stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             if window[0] - 0.5 <= stamp <= window[1] + 0.5:

@@ -6,7 +6,7 @@ a line to their log. The fake server adds ~150 ms latency per call and enforces 
 `get_all_values`, find the row, `update_cell` (gspread 6, no retries: a 429 loses the write).
 
 Prints API calls per logical operation, bytes read per operation at two sheet sizes, 429s, lost
-writes and p50/p95 latency. Run: `.venv/bin/python bench/gateway.py [--users 1 10 50] [--latency 0.15]`.
+writes and p50/p95 latency. Run: `.venv/bin/python -m bench.gateway [--users 1 10 50] [--latency 0.15]`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,8 +21,6 @@ from pathlib import Path
 
 import gspread
 from google.auth.credentials import AnonymousCredentials
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway import GatewayConfig, RebasedSession, build_gateway
 from gateway.schemas import APPEALS, AppealCol

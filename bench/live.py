@@ -7,7 +7,7 @@
    `chat` event on an open /api/events stream (target: under 5 s), and from a status written by another
    process (`marketingbot sheets set`) to the `status` event (the watcher's path).
 
-Run: `.venv/bin/python bench/live.py [--rounds 5]`.
+Run: `.venv/bin/python -m bench.live [--rounds 5]`.
 """
 
 from __future__ import annotations
@@ -25,16 +25,14 @@ from pathlib import Path
 
 import httpx
 
+from bot.services.live import EventHub, LiveWatcher
+from bot.web.initdata import sign_init_data
+from gateway import GatewayConfig, build_gateway
+from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol
+from tests.fakes.sheets_server import FakeSheetsServer
+from tests.local_stack import running_local_stack, stack_env
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bot.services.live import EventHub, LiveWatcher  # noqa: E402
-from bot.web.initdata import sign_init_data  # noqa: E402
-from gateway import GatewayConfig, build_gateway  # noqa: E402
-from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol  # noqa: E402
-from tests.fakes.sheets_server import FakeSheetsServer  # noqa: E402
-from tests.local_stack import running_local_stack, stack_env  # noqa: E402
-
 POLLS = 5
 DEMO_ID = 100001
 

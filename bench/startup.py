@@ -11,7 +11,7 @@
 - --profile: what start-up spends its time on (imports, measured with `python -X importtime`, and the
   composition root's build_runtime on an empty and an existing store).
 
-Prints figures; asserts nothing. Run: `.venv/bin/python bench/startup.py [--runs 5] [--requests 200]
+Prints figures; asserts nothing. Run: `.venv/bin/python -m bench.startup [--runs 5] [--requests 200]
 [--clients 20] [--profile]`.
 """
 
@@ -29,15 +29,13 @@ from pathlib import Path
 
 import httpx
 
+from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN
+from bot.web.initdata import sign_init_data
+from gateway import GatewayConfig, build_gateway
+from gateway.schemas import AUTH, AuthCol
+from tests.local_stack import free_port, running_local_stack, stack_env
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bot.config import DEFAULT_LOCAL_DEV_BOT_TOKEN  # noqa: E402
-from bot.web.initdata import sign_init_data  # noqa: E402
-from gateway import GatewayConfig, build_gateway  # noqa: E402
-from gateway.schemas import AUTH, AuthCol  # noqa: E402
-from tests.local_stack import free_port, running_local_stack, stack_env  # noqa: E402
-
 IDLE_SETTLE = 3.0
 BENCH_PARTNER_BASE = 200_000
 
@@ -198,7 +196,7 @@ def profile(base: Path) -> None:
     code = (
         "import asyncio, sys, time\n"
         "t = time.perf_counter()\n"
-        "from bot.app import build_runtime\n"
+        "from bot.app import build_runtime\nimport bot.lifecycle\n"
         "from bot.config import load_settings\n"
         "imported = time.perf_counter() - t\n"
         "async def main():\n"

@@ -7,7 +7,7 @@ that window as the fake Sheets server sees it (time between handling the batchGe
 batchUpdate of the same turn), with a per-call latency like Google's, for the write order in use (cells
 right after the read, new rows appended after the cells) and for the old order (append first).
 
-Run: `.venv/bin/python bench/write_window.py [--turns 40] [--latency 0.15]`.
+Run: `.venv/bin/python -m bench.write_window [--turns 40] [--latency 0.15]`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway import GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AppealCol

@@ -1,26 +1,20 @@
-"""The composition root: settings → gateway → services → Telegram application → web app.
+"""The composition root (wiring): settings → gateway → services → Telegram application → web app.
 
-Everything is built here and passed down through constructors; nothing else creates clients. The web
-server, the Telegram bot and the periodic jobs share one event loop and start and stop together: on
-SIGTERM/SIGINT the bot stops taking updates, in-flight turns finish, the jobs stop, and the gateway
-flushes pending writes (to the sheet, or to the durable outbox).
+Everything is built here and passed down through constructors; nothing else creates clients. Building
+starts nothing but the gateway: bot/lifecycle.py starts, serves, hands over and stops what this builds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import signal
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
-
-import uvicorn
+from typing import TYPE_CHECKING, Any
 
 from bot.ai.fallback import FallbackAI
 from bot.ai.narrator import GeminiNarrator
@@ -29,10 +23,7 @@ from bot.config import Settings, parse_working_hours
 from bot.health import HealthMonitor
 from bot.jobs import Periodic
 from bot.leadership import Leadership
-from bot.lease import LeaderLease
-from bot.listen import bind_slot_socket, inherited_sockets
 from bot.log_messenger import LogMessenger
-from bot.logging_setup import setup_logging
 from bot.services.admin import AdminService
 from bot.services.analytics import AnalyticsService
 from bot.services.appeals import AppealsService, WorkingHours
@@ -47,9 +38,15 @@ from bot.services.queue_poller import QueuePoller, make_pdf_loader
 from bot.services.retention import RetentionService
 from bot.services.staff_replies import StaffDesk
 from bot.services.worker import AnalyticsWorker
-from bot.staff_console import GatewayStaffConsole
-from bot.web.server import ServerLimits, server_config
+from bot.web.staff_console import GatewayStaffConsole
 from gateway import AsyncSheetsGateway, DriveFiles, GatewayConfig, build_gateway
+
+if TYPE_CHECKING:  # imported where used: `marketingbot check` and the CLI stay quick to start
+    from fastapi import FastAPI
+    from telegram.ext import Application
+
+    from bot.telegram.inbox import InboxPoller
+    from bot.web.metrics import MetricsExporter
 
 log = logging.getLogger(__name__)
 
@@ -105,31 +102,10 @@ async def open_gateway(settings: Settings) -> AsyncIterator[AsyncSheetsGateway]:
         await gw.close()
 
 
-# -- CLI helpers -------------------------------------------------------------------------------
-
-
-async def init_sheets(settings: Settings) -> list[str]:
-    """`marketingbot sheets init`."""
-    async with open_gateway(settings) as gw:
-        return await gw.ensure_sheets()
-
-
-async def dump_sheet(settings: Settings, sheet: str) -> list[list[str]]:
-    """`marketingbot sheets dump`: every row, header first (index i is sheet row i+1)."""
-    async with open_gateway(settings) as gw:
-        return await GatewayStaffConsole(gw).dump(sheet)
-
-
-async def set_cell(settings: Settings, sheet: str, cell: str, value: str) -> None:
-    """`marketingbot sheets set`: one cell, verbatim (RAW)."""
-    async with open_gateway(settings) as gw:
-        await GatewayStaffConsole(gw).set_cell(sheet, cell, value)
-
-
 # -- the running application ------------------------------------------------------------------
 
 
-def _ai(settings: Settings) -> FallbackAI:
+def _ai(settings: Settings, observe_latency: Callable[[str, float], None] | None = None) -> FallbackAI:
     from bot.ai.factory import AIConfig, build_ai
 
     def secret(v: Any) -> str | None:
@@ -144,7 +120,8 @@ def _ai(settings: Settings) -> FallbackAI:
             openai_base_url=settings.openai_base_url,
             openai_api_key=secret(settings.openai_api_key),
             openai_model=settings.openai_model,
-        )
+        ),
+        observe_latency=observe_latency,
     )
 
 
@@ -176,14 +153,6 @@ def _working_hours(settings: Settings) -> WorkingHours:
     return WorkingHours(start=start, end=end, tz=ZoneInfo(tz))
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the composition root owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-
 @dataclass
 class Runtime:
     """Everything `marketingbot local|run` runs, built by `build_runtime`."""
@@ -207,10 +176,10 @@ class Runtime:
     promotions: PromotionService | None = None
     admin: AdminService | None = None
     staff_desk: StaffDesk | None = None  # staff answer from the staff chat (Telegram and STAFF_CHAT_ID set)
-    telegram: Any = None  # telegram.ext.Application when a bot token is configured
+    telegram: Application[Any, Any, Any, Any, Any, Any] | None = None  # when a bot token is configured
     rate_limiter: PartnerRateLimiter | None = None  # one budget per partner for Telegram and the API alike
-    inbox_poller: Any = None  # bot.telegram_inbox.InboxPoller while long polling
-    web: Any = None
+    inbox_poller: InboxPoller | None = None  # while long polling
+    web: FastAPI | None = None
     jobs: list[Periodic] = field(default_factory=list)  # the leader's: pollers, worker, promotions, health
     http_jobs: list[Periodic] = field(default_factory=list)  # every process serving the Mini App: the live watcher
     started_at: float = field(default_factory=time.monotonic)
@@ -219,6 +188,7 @@ class Runtime:
     updates_open: bool = False  # the leader accepts webhook updates (closed first when it steps down)
 
     monitor: HealthMonitor | None = None
+    metrics: MetricsExporter | None = None  # /metrics (the AI observes its latency into it)
 
     async def health(self) -> dict[str, Any]:
         """The /healthz and /readyz body (bot/health.py): ok, or degraded with the problems named; with the
@@ -250,13 +220,20 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         await _seed_demo(gw, _working_hours(settings).describe())
     prompt = SystemPrompt(settings.prompt_path, prompt_values(settings))
     knowledge = KnowledgeBase(gw)
-    ai = _ai(settings)
+    from bot.web.metrics import MetricsExporter
+
+    def queue_lag() -> float | None:
+        stats = runtime.poller.last_stats
+        return stats.oldest_pending_seconds if stats else None
+
+    metrics = MetricsExporter(gw, queue_lag=queue_lag)
+    ai = _ai(settings, metrics.observe_ai_latency)
     telegram_app = _telegram_application(settings) if settings.telegram_bot_token else None
     messenger: Messenger
     staff_desk: StaffDesk | None = None
     if telegram_app is not None:
-        from bot.telegram_messenger import TelegramMessenger
-        from bot.telegram_staff_chat import TelegramStaffChat
+        from bot.telegram.messenger import TelegramMessenger
+        from bot.telegram.staff_chat import TelegramStaffChat
 
         messenger = TelegramMessenger(telegram_app.bot, settings.staff_chat_id)
         if settings.staff_chat_id is not None:
@@ -280,7 +257,7 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         reply_first=True,
     )
     if telegram_app is not None:
-        from bot.handlers.chat import OPERATOR_BUTTON
+        from bot.telegram.handlers.chat import OPERATOR_BUTTON
 
         telegram_app.update_processor.attach(gw.inbox, gw.turns, messenger, OPERATOR_BUTTON)
     rdir = reports_dir(settings)
@@ -309,6 +286,7 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         events=events,
         live_watcher=LiveWatcher(gw, events, interval=LOCAL_LIVE_POLL_SECONDS if local else LIVE_POLL_SECONDS),
         staff_desk=staff_desk,
+        metrics=metrics,
     )
     runtime.monitor = HealthMonitor(
         gw,
@@ -351,19 +329,19 @@ async def _seed_demo(gw: AsyncSheetsGateway, working_hours: str) -> None:
 def _telegram_application(settings: Settings) -> Any:
     from telegram.ext import Application
 
-    from bot.telegram_ratelimit import RepliesFirstRateLimiter
+    from bot.telegram.ratelimit import RepliesFirstRateLimiter
 
     assert settings.telegram_bot_token is not None
     builder: Any = Application.builder().token(settings.telegram_bot_token.get_secret_value())
     if settings.telegram_api_base_url:
         base = settings.telegram_api_base_url.rstrip("/")
         builder = builder.base_url(base).base_file_url(base.removesuffix("/bot") + "/file/bot")
-    # Updates arrive through the durable inbox: our own long polling (bot.telegram_inbox.InboxPoller) or
+    # Updates arrive through the durable inbox: our own long polling (bot.telegram.inbox.InboxPoller) or
     # our own web server (see _install_webhook), each journaling an update before Telegram learns it arrived.
     builder = builder.updater(None)
     # PTB's rate limiter paces every call under Telegram's limits and honours RetryAfter.
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
-    from bot.telegram_inbox import DurableUpdateProcessor
+    from bot.telegram.inbox import DurableUpdateProcessor
 
     builder = builder.rate_limiter(RepliesFirstRateLimiter(max_retries=3)).concurrent_updates(
         DurableUpdateProcessor(256)
@@ -371,94 +349,60 @@ def _telegram_application(settings: Settings) -> Any:
     return builder.build()
 
 
-WEBHOOK_PATH = "/telegram/webhook"
-HANDOFF_WAIT_SECONDS = 3.0  # how long a standby holds a webhook update while no leader answers
-HANDOFF_RETRY_SECONDS = 0.05
-
-
-def webhook_secret(settings: Settings) -> str:
-    """The secret Telegram echoes in X-Telegram-Bot-Api-Secret-Token: derived from the bot token, so the
-    old and the new release of a blue-green switch accept the same webhook."""
-    import hashlib
-
-    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
-    return hashlib.sha256(f"marketingbot-webhook:{token}".encode()).hexdigest()[:48]
-
-
 def _install_webhook(runtime: Runtime) -> None:
-    """POST /telegram/webhook: verified updates go into PTB's update queue (PTB's custom-webhook pattern)."""
+    """POST /telegram/webhook on the web app: verified updates go into the durable inbox (bot/web/webhook.py)."""
     from telegram import Update
 
-    from bot.handoff import FORWARDED_HEADER, forward_to_leader
-    from bot.telegram_inbox import journal_update
-    from bot.web.webhook import SECRET_HEADER, RetryLater, webhook_endpoint
+    from bot.telegram.inbox import journal_update
+    from bot.web.webhook import WEBHOOK_PATH, leader_deliver, webhook_endpoint, webhook_secret
 
-    app = runtime.telegram
+    app, web = runtime.telegram, runtime.web
+    assert app is not None and web is not None  # built before the webhook is installed
     secret = webhook_secret(runtime.settings)
 
-    async def deliver(data: dict[str, Any], headers: Mapping[str, str]) -> int | None:
+    def parse(data: dict[str, Any]) -> Update | None:
         try:
-            update = Update.de_json(data, app.bot)
+            return Update.de_json(data, app.bot)
         except (TypeError, KeyError, AttributeError, ValueError) as exc:  # a malformed object: 400, not 500
             raise ValueError(f"unusable update: {type(exc).__name__}") from None
-        if update is None:
-            return None
-        # Only the leader takes updates, and only until it steps down (updates_open closes first).
-        leadership = runtime.leadership
-        deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
-        while True:
-            if leadership is None or (leadership.role in ("taking-over", "leader") and runtime.updates_open):
-                # Journaled before the 200: an update Telegram considers delivered is never lost.
-                await journal_update(app, runtime.gateway.inbox, update)
-                return None
-            if leadership.role != "standby" or headers.get(FORWARDED_HEADER):
-                break  # stepping down (its shutdown must not wait on this), or already forwarded once
-            # A standby hands the update to the leader; while none answers (the old one stepping down, the
-            # new one taking over: a few hundred ms), it holds it, and takes it itself once it leads.
-            status = await forward_to_leader(
-                leadership.lease,
-                WEBHOOK_PATH,
-                json.dumps(data).encode(),
-                {SECRET_HEADER: secret, "Content-Type": "application/json"},
-                runtime.settings.slot_socket,
-            )
-            if status is not None and status < 500:
-                return status
-            if time.monotonic() >= deadline or runtime.phase != "running":
-                break
-            await asyncio.sleep(HANDOFF_RETRY_SECONDS)
-        raise RetryLater("no leader: retry")  # Telegram delivers it again later
 
+    async def journal(update: Update) -> None:
+        await journal_update(app, runtime.gateway.inbox, update)
+
+    deliver = leader_deliver(runtime, parse, journal, secret=secret, slot_socket=runtime.settings.slot_socket)
     # A plain Starlette route: the handler takes the raw request, no FastAPI parameter parsing.
-    endpoint = webhook_endpoint(secret, deliver)
-    runtime.web.add_route(WEBHOOK_PATH, endpoint, methods=["POST"], include_in_schema=False)
+    web.add_route(WEBHOOK_PATH, webhook_endpoint(secret, deliver), methods=["POST"], include_in_schema=False)
 
 
 def _register_telegram(runtime: Runtime) -> None:
-    from bot.handlers.admin import register_admin_handlers
-    from bot.handlers.analytics import BOT_DATA_KEY as ANALYTICS_KEY
-    from bot.handlers.analytics import AnalyticsHandlerServices, register_analytics_handlers
-    from bot.handlers.chat import register_chat_handlers
-    from bot.handlers.commands import register_help_handler
-    from bot.handlers.errors import on_error
-    from bot.handlers.promotions import register_promotion_handlers
-    from bot.handlers.webapp import register_webapp_handlers
-    from bot.services.container import Services
+    from bot.telegram.context import BotContext, install_context
+    from bot.telegram.handlers.admin import register_admin_handlers
+    from bot.telegram.handlers.analytics import register_analytics_handlers
+    from bot.telegram.handlers.chat import register_chat_handlers
+    from bot.telegram.handlers.commands import register_help_handler
+    from bot.telegram.handlers.errors import on_error
+    from bot.telegram.handlers.promotions import register_promotion_handlers
+    from bot.telegram.handlers.webapp import register_webapp_handlers, usable_webapp_url
 
     app = runtime.telegram
+    assert app is not None
     admins = runtime.settings.admin_telegram_ids
-    services = Services(
-        gateway=runtime.gateway,
-        auth=runtime.auth,
-        appeals=runtime.appeals,
-        operator_replies=runtime.operator_replies,
-        knowledge=runtime.knowledge,
-        prompt=runtime.prompt,
-        messenger=runtime.messenger,
-        promotions=runtime.promotions,
-        admin=runtime.admin,
+    # The one typed context every handler reads (bot/telegram/context.py).
+    install_context(
+        app,
+        BotContext(
+            auth=runtime.auth,
+            appeals=runtime.appeals,
+            messenger=runtime.messenger,
+            analytics=runtime.analytics,
+            promotions=runtime.promotions,
+            admin=runtime.admin,
+            staff_desk=runtime.staff_desk,
+            rate_limiter=runtime.rate_limiter,
+            webapp_url=usable_webapp_url(runtime.settings.webapp_url),
+            staff_chat_id=runtime.settings.staff_chat_id,
+        ),
     )
-    app.bot_data[ANALYTICS_KEY] = AnalyticsHandlerServices(runtime.analytics, runtime.auth)
     # Order matters: admin (group -20), analytics (-10), promotions (-5) and help answer before the chat,
     # which treats any other text as a question for the assistant.
     register_admin_handlers(app, admins)
@@ -467,30 +411,23 @@ def _register_telegram(runtime: Runtime) -> None:
     register_help_handler(app, admins)
     register_webapp_handlers(app, runtime.settings.webapp_url)
     if runtime.staff_desk is not None and runtime.settings.staff_chat_id is not None:
-        from bot.handlers.staff import BOT_DATA_KEY as STAFF_KEY
-        from bot.handlers.staff import register_staff_handlers
+        from bot.telegram.handlers.staff import register_staff_handlers
 
-        app.bot_data[STAFF_KEY] = runtime.staff_desk
         register_staff_handlers(app, runtime.settings.staff_chat_id)
-    register_chat_handlers(app, services, rate_limiter=runtime.rate_limiter)
+    register_chat_handlers(app)
     app.add_error_handler(on_error)
 
 
-def _web_app(runtime: Runtime) -> Any:
+def _web_app(runtime: Runtime) -> FastAPI:
     from bot.services.catalogue import CatalogueService
     from bot.services.promo_history import sent_to
     from bot.web.app import create_web_app
     from bot.web.initdata import dev_init_data_factory
-    from bot.web.metrics import MetricsExporter
 
     settings = runtime.settings
     token = web_signing_token(settings, local=runtime.local)
-
-    def queue_lag() -> float | None:
-        stats = runtime.poller.last_stats
-        return stats.oldest_pending_seconds if stats else None
-
-    exporter = MetricsExporter(runtime.gateway, queue_lag=queue_lag)
+    metrics = runtime.metrics
+    assert metrics is not None  # built with the runtime
     dev = runtime.local and settings.telegram_bot_token is None and token is not None
     gw = runtime.gateway
     assert runtime.live_watcher is not None
@@ -504,7 +441,7 @@ def _web_app(runtime: Runtime) -> Any:
         auth=runtime.auth,
         bot_token=token,
         health=runtime.health,
-        metrics_text=exporter.render,
+        metrics_text=metrics.render,
         reports_dir=reports_dir(settings),
         dev_init_data=dev_init_data_factory(token) if dev and token else None,
         rate_limiter=runtime.rate_limiter,
@@ -586,233 +523,7 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
     return jobs
 
 
-async def run_application(settings: Settings, *, local: bool) -> None:
-    """`marketingbot local|run`: start everything, serve until SIGTERM/SIGINT, stop cleanly."""
-    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
-    runtime = await build_runtime(settings, local=local, replay_outbox=False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    config = server_config(
-        runtime.web,
-        host=settings.web_host,
-        port=settings.web_port,
-        limits=ServerLimits(settings.web_header_timeout, settings.web_keep_alive_timeout, settings.web_max_concurrency),
-        log_config=None,  # no handlers of uvicorn's own: its lines go through the root's, masked
-    )
-    server = _Server(config)
-    serve = asyncio.create_task(_serve(server, _listen_sockets(settings, config)), name="web")
-    runtime.leadership = _leadership(runtime)
-    try:
-        await _prepare_telegram(runtime)
-        if runtime.monitor is not None:
-            await runtime.monitor.start()  # after Telegram: a crash notice is sent through the bot
-        for job in runtime.http_jobs:
-            job.start()  # what every process serving the Mini App needs (the live watcher)
-        while not server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.02)
-        if serve.done():
-            serve.result()  # the port was taken after the CLI's preflight: PortUnavailable, after a clean stop
-        # HTTP is served from here on; Telegram updates and the jobs wait for the leader lease (a free lease is
-        # taken before /healthz says ok, so "ok" means "doing its job": leading, or standing by).
-        await runtime.leadership.start()
-        runtime.phase = "running"
-        log.info(
-            "MarketingBot is up: %s (Mini App), %s/staff", public_base_url(settings), public_base_url(settings)
-        ) if local else log.info("MarketingBot is up%s", f" in slot {settings.slot}" if settings.slot else "")
-        if local:
-            print(
-                f"MarketingBot local is running: open {public_base_url(settings)}/  (staff console: "
-                f"{public_base_url(settings)}/staff). Ctrl+C stops it.",
-                flush=True,
-            )
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiter, serve}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-    finally:
-        await _shutdown(runtime, server, serve)
-
-
-class PortUnavailable(RuntimeError):
-    """The web server could not listen on WEB_HOST:WEB_PORT (taken by another process)."""
-
-
-async def _serve(server: _Server, sockets: list[Any] | None) -> None:
-    # uvicorn answers a bind error with sys.exit(1) inside this task; a SystemExit escaping a task skips our
-    # shutdown and leaves the store's threads running (the process hung). Turn it into an ordinary error.
-    try:
-        await server.serve(sockets=sockets)
-    except SystemExit:
-        cfg = server.config
-        raise PortUnavailable(
-            f"WEB_PORT: cannot listen on {cfg.host}:{cfg.port} (is another marketingbot running?)"
-        ) from None
-
-
-def _listen_sockets(settings: Settings, config: uvicorn.Config) -> list[Any] | None:
-    """The sockets to serve on: systemd's (socket activation) or our own port, plus the slot's probe socket.
-
-    None lets uvicorn bind WEB_HOST:WEB_PORT itself (no socket unit, no slot: the single-unit layout).
-    """
-    inherited = inherited_sockets()
-    if inherited:
-        log.info("serving on %d socket(s) inherited from the service manager", len(inherited))
-    if not inherited and settings.slot_socket is None:
-        return None
-    sockets = inherited or [config.bind_socket()]
-    if settings.slot_socket is not None:
-        sockets.append(bind_slot_socket(settings.slot_socket))
-    return sockets
-
-
-def _leadership(runtime: Runtime) -> Leadership:
-    settings = runtime.settings
-    holder = {"slot": settings.slot, "socket": str(settings.slot_socket or "")}
-    lease = LeaderLease(settings.leader_lock_path, holder=holder)
-
-    async def take() -> None:
-        # Turns a crashed leader journaled but never confirmed written go to the outbox; then the outbox replays
-        # (also what a crashed leader left there).
-        await runtime.gateway.turns.recover()
-        await runtime.gateway.resume_outbox_replay()
-        await _take_updates(runtime)
-        for job in runtime.jobs:
-            job.start()
-
-    return Leadership(lease, take, lambda: _give_updates(runtime), retry=settings.leader_retry_seconds)
-
-
-async def _prepare_telegram(runtime: Runtime) -> None:
-    """Initializes and starts the bot so it can send (Mini App replies), without taking updates yet."""
-    app = runtime.telegram
-    if app is None:
-        return
-    await app.initialize()
-    await app.start()
-
-
-async def _take_updates(runtime: Runtime) -> None:
-    """The leader's half of the start: take Telegram updates (webhook or long polling), publish the menus."""
-    from bot.handlers.webapp import set_menu_button
-    from bot.telegram_inbox import InboxPoller, resume_unfinished
-
-    app = runtime.telegram
-    if app is None:
-        return
-    settings = runtime.settings
-    from telegram.error import TelegramError
-
-    from bot.handlers.commands import publish_commands
-
-    # Updates an earlier leader left unfinished go first, before any new one (per-chat order).
-    await resume_unfinished(app, runtime.gateway.inbox, app.update_processor)
-    if settings.webhook_url:
-        # Webhook mode: Telegram POSTs to WEBHOOK_URL (a reverse proxy in front of /telegram/webhook, or the
-        # held socket). Registration is idempotent and stepping down never deletes it: the next leader, on
-        # the same socket, accepts from the moment it holds the lease.
-        runtime.updates_open = True
-        await app.bot.set_webhook(url=settings.webhook_url, secret_token=webhook_secret(settings))
-    else:
-        # Long polling: only one process may poll a token (Telegram answers 409 to the second); the lease
-        # makes this the only one. The offset moves past an update only once it is journaled (the inbox).
-        await app.bot.delete_webhook()
-        runtime.inbox_poller = InboxPoller(app, runtime.gateway.inbox)
-        await runtime.inbox_poller.start()
-    try:
-        await publish_commands(app.bot, settings.admin_telegram_ids)
-    except TelegramError as exc:  # the menu is a convenience: never a reason not to start
-        log.warning("could not publish the command menu: %s", exc)
-    await set_menu_button(app.bot, settings.webapp_url)  # the Mini App in every chat's menu (when https)
-
-
-async def _give_updates(runtime: Runtime) -> None:
-    """The leader's half of the stop: no new updates, the jobs and in-flight turns finish."""
-    runtime.updates_open = False
-    app = runtime.telegram
-    if runtime.inbox_poller is not None:
-        with contextlib.suppress(Exception):
-            await runtime.inbox_poller.stop()  # no new updates; in-flight handlers keep running
-        runtime.inbox_poller = None
-    from bot.telegram_inbox import DurableUpdateProcessor
-
-    if app is not None and isinstance(app.update_processor, DurableUpdateProcessor):
-        app.update_processor.stopping.set()  # a message waiting for Auth stays in the inbox for the next start
-    # Everything that sends through the bot stops while the bot can still send: a send after app.shutdown()
-    # fails, and a broadcast would record those partners as failed and never reach them.
-    if runtime.promotions is not None:
-        await runtime.promotions.stop()  # finishes the sends in flight; the broadcast resumes on next start
-    for job in runtime.jobs:
-        await job.stop()
-    await runtime.appeals.aclose()  # staff notices still gathered go out while the bot can send
-    if app is not None and app.running:
-        with contextlib.suppress(Exception):
-            await app.stop()  # handles every update already taken, waits for in-flight handlers
-
-
-async def _drain_http(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
-    for job in runtime.http_jobs:
-        await job.stop()
-    runtime.events.close_all()  # open Mini App streams end (the pages reconnect to the other slot / next start)
-    server.should_exit = True  # stops accepting; a connection still queued on a shared socket goes to the peer
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(serve, 10)
-
-
-async def _shutdown(runtime: Runtime, server: _Server, serve: asyncio.Task[None]) -> None:
-    runtime.phase = "stopping"
-    leadership = getattr(runtime, "leadership", None)
-    if leadership is not None:
-        # Telegram and HTTP drain side by side: the lease moves only after both, and the gateway's flush.
-        await asyncio.gather(leadership.stop(), _drain_http(runtime, server, serve))
-    else:
-        await _give_updates(runtime)
-        await _drain_http(runtime, server, serve)
-    app = runtime.telegram
-    if app is not None:
-        with contextlib.suppress(Exception):
-            if app.running:
-                await app.stop()
-            await app.shutdown()
-    from bot.ai.factory import close_ai
-
-    await close_ai(runtime.ai)
-    narrator = getattr(runtime, "narrator", None)  # stand-in runtimes of tests may not carry one
-    if narrator is not None:
-        await narrator.aclose()
-    if runtime.monitor is not None:
-        await runtime.monitor.stop()  # a clean stop: the next start will not report a crash
-    await runtime.gateway.close()  # flushes in-flight writes to the sheet or the outbox
-    if leadership is not None:
-        leadership.release()  # after the flush: the next leader reads what this one wrote
-    log.info("MarketingBot stopped")
-
-
 def secrets_of(settings: Settings) -> list[str]:
     """Every configured secret value (for masking)."""
     values = [settings.telegram_bot_token, settings.gemini_api_key, settings.openai_api_key]
     return [v.get_secret_value() for v in values if v is not None]
-
-
-# -- worker -------------------------------------------------------------------------------------
-
-
-async def run_worker(settings: Settings, *, once: bool, interval: float) -> None:
-    """`marketingbot worker`: the Python twin of the Apps Script worker against the configured backend."""
-    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
-    narrator = analysis_narrator(settings)
-    try:
-        async with open_gateway(settings) as gw:
-            worker = AnalyticsWorker(gw, reports_dir(settings), public_base_url(settings), ai_narrator=narrator)
-            if once:
-                run = await worker.run_once()
-                print(run)
-                return
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await worker.run_forever(interval, stop)
-    finally:
-        if narrator is not None:
-            await narrator.aclose()

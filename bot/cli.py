@@ -1,4 +1,4 @@
-"""The `marketingbot` command (also `python -m bot`). Commands are thin: the work is in bot/app.py."""
+"""The `marketingbot` command (also `python -m bot`). Commands are thin: bot/app.py builds, bot/lifecycle.py runs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.spreadsheet_safety import spreadsheet_safe
+from bot.ops.spreadsheet_safety import spreadsheet_safe
 
 CONFIG_ERROR = 2  # exit code of every configuration refusal (a checklist failure exits 1)
 
@@ -46,7 +46,7 @@ def _refuse(problems: list[str]) -> None:
 
 def _settings(**overrides: object) -> Settings:
     """The settings, or every problem printed (one line each) and exit 2. The data directory must be writable."""
-    from bot.preflight import data_dir_problems
+    from bot.ops.preflight import data_dir_problems
 
     try:
         settings = load_settings(**overrides)
@@ -71,7 +71,7 @@ def _first_per_variable(problems: list[str]) -> list[str]:
 
 def _serve_or_refuse(settings: Settings, *, local: bool) -> None:
     """Run the application; a port taken in the meantime is one line and exit 2, not a hang."""
-    from bot.app import PortUnavailable, run_application
+    from bot.lifecycle import PortUnavailable, run_application
 
     try:
         _run_masked(settings, run_application(settings, local=local))
@@ -82,7 +82,7 @@ def _serve_or_refuse(settings: Settings, *, local: bool) -> None:
 @cli.command()
 def local() -> None:
     """The embedded default: local store with demo data, Mini App on http://127.0.0.1:8080, worker in-process."""
-    from bot.preflight import startup_problems
+    from bot.ops.preflight import startup_problems
 
     settings = _settings(sheets_backend="local")
     if not is_loopback_host(settings.web_host):
@@ -98,9 +98,9 @@ def local() -> None:
 @cli.command()
 def run() -> None:
     """Production: everything from the environment / .env. Refuses (exit 2) what would fail later."""
-    from bot.checklist import structure_refusal
     from bot.config import load_settings_lenient
-    from bot.preflight import production_problems, startup_problems
+    from bot.ops.checklist import structure_refusal
+    from bot.ops.preflight import production_problems, startup_problems
 
     # Every problem at once: the settings' own, then what production needs (first line per variable).
     settings, problems = load_settings_lenient()
@@ -119,7 +119,7 @@ def worker(
     interval: Annotated[float, typer.Option(help="Seconds between batches.")] = 10.0,
 ) -> None:
     """The analytics worker (the Python twin of the Apps Script) against the configured backend."""
-    from bot.app import run_worker
+    from bot.lifecycle import run_worker
 
     settings = _settings()
     _run_masked(settings, run_worker(settings, once=once, interval=interval))
@@ -136,8 +136,8 @@ def check(
     ] = None,
 ) -> None:
     """The go-live checklist: one line per item, ✔ or ✖ with how to fix it; exit 0 only when all hold."""
-    from bot.checklist import SKIPPABLE, run_checklist
     from bot.config import load_settings_lenient
+    from bot.ops.checklist import SKIPPABLE, run_checklist
 
     unknown = sorted(set(skip or ()) - set(SKIPPABLE))
     if unknown:
@@ -164,7 +164,7 @@ def check(
 def _run_masked(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
     """Run a long-lived command; an exception escaping it is printed with secrets masked (PTB's InvalidToken
     quotes the token), never as the raw traceback, and exits 1."""
-    from bot.app import PortUnavailable
+    from bot.lifecycle import PortUnavailable
 
     try:
         asyncio.run(main)
@@ -188,7 +188,7 @@ def secret_masker(settings: Settings) -> Callable[[str], str]:
 @sheets_cli.command("init")
 def sheets_init() -> None:
     """Create missing sheets and header rows (on Google also status dropdowns and frozen headers)."""
-    from bot.app import init_sheets
+    from bot.ops.sheets import init_sheets
 
     created = asyncio.run(init_sheets(_settings()))
     typer.echo("created: " + (", ".join(created) if created else "nothing (all sheets exist)"))
@@ -200,7 +200,7 @@ def sheets_dump(
     fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
 ) -> None:
     """Print a sheet: CSV, or JSON (an array of rows, header row first)."""
-    from bot.app import dump_sheet
+    from bot.ops.sheets import dump_sheet
 
     if fmt not in ("csv", "json"):
         typer.echo("--format must be csv or json", err=True)
@@ -221,7 +221,7 @@ def sheets_dump(
 @sheets_cli.command("set")
 def sheets_set(sheet: str, cell: str, value: str) -> None:
     """Write one cell (A1 notation, e.g. G2) verbatim: how a staff edit is simulated locally."""
-    from bot.app import set_cell
+    from bot.ops.sheets import set_cell
 
     try:
         asyncio.run(set_cell(_settings(), sheet, cell, value))
@@ -240,7 +240,7 @@ def _state_path() -> str:
 @outbox_cli.command("list")
 def outbox_list() -> None:
     """Print waiting writes and dead letters: id, state, age, sheet, op, last error."""
-    from bot.outbox_admin import list_entries, render
+    from bot.ops.outbox_admin import list_entries, render
 
     for line in render(asyncio.run(list_entries(_state_path()))):
         typer.echo(line)
@@ -249,7 +249,7 @@ def outbox_list() -> None:
 @outbox_cli.command("retry")
 def outbox_retry(entry_id: int) -> None:
     """Move a dead letter back to the outbox (the running bot replays it within seconds)."""
-    from bot.outbox_admin import retry
+    from bot.ops.outbox_admin import retry
 
     if not asyncio.run(retry(_state_path(), entry_id)):
         typer.echo(f"no dead letter with id {entry_id} (see marketingbot outbox list)", err=True)
@@ -260,7 +260,7 @@ def outbox_retry(entry_id: int) -> None:
 @outbox_cli.command("drop")
 def outbox_drop(entry_id: int) -> None:
     """Delete one waiting write or dead letter for good."""
-    from bot.outbox_admin import drop
+    from bot.ops.outbox_admin import drop
 
     if not asyncio.run(drop(_state_path(), entry_id)):
         typer.echo(f"no outbox entry or dead letter with id {entry_id} (see marketingbot outbox list)", err=True)

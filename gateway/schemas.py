@@ -167,12 +167,6 @@ QUEUE_ARCHIVE = SheetSchema("Очередь архив", tuple(QueueCol), key=Qu
 AUXILIARY_SCHEMAS: tuple[SheetSchema, ...] = (QUEUE_ARCHIVE,)
 
 
-def schema_by_title(title: str) -> SheetSchema | None:
-    """The schema whose title matches `title` (case-insensitive, trimmed), if any."""
-    wanted = normalize_header(title)
-    return next((s for s in ALL_SCHEMAS if normalize_header(s.title) == wanted), None)
-
-
 def normalize_header(text: str) -> str:
     """How headers are compared: case-insensitive, outer spaces trimmed, inner runs of spaces folded."""
     return " ".join(text.split()).casefold()

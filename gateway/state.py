@@ -257,10 +257,6 @@ class StateStore:
             await cur.close()
         return dropped > 0
 
-    async def outbox_pending(self, sheet: str) -> list[WriteOp]:
-        """Journaled ops for one sheet, oldest first (to overlay on fresh reads)."""
-        return [e.op for e in await self.outbox_peek(1_000_000) if e.op.sheet == sheet]
-
     # -- ledgers -------------------------------------------------------------------------------
 
     async def ledger_get(self, kind: str, key: str) -> LedgerEntry | None:

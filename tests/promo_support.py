@@ -184,7 +184,7 @@ async def _broadcast_once(db: Path, api_url: str, token: str, rate: float, max_i
     from telegram.request import HTTPXRequest
 
     from bot.services.promotions import PromotionService
-    from bot.telegram_messenger import TelegramMessenger
+    from bot.telegram.messenger import TelegramMessenger
 
     gw = build_gateway(store_config(db))
     await gw.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.ai.base import AIProvider
@@ -63,9 +64,9 @@ def build_provider(cfg: AIConfig) -> AIProvider:
     raise UnknownProvider(f"unknown AI provider {cfg.provider!r} (expected gemini, openai or offline)")
 
 
-def build_ai(cfg: AIConfig) -> FallbackAI:
+def build_ai(cfg: AIConfig, *, observe_latency: Callable[[str, float], None] | None = None) -> FallbackAI:
     """The provider wrapped so that any failure becomes the offline answer (what AppealsService takes)."""
-    return FallbackAI(build_provider(cfg))
+    return FallbackAI(build_provider(cfg), observe_latency=observe_latency)
 
 
 async def close_ai(ai: FallbackAI) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.ai.base import AIEmptyAnswer, AIError, AIProvider, AIStreamBroken, DeltaSink, StreamingAIProvider, Turn
@@ -27,9 +29,17 @@ class AIAnswer:
 class FallbackAI:
     """Wraps the configured provider; on any failure answers offline and reports `failed=True`."""
 
-    def __init__(self, primary: AIProvider, offline: OfflineResponder | None = None) -> None:
+    def __init__(
+        self,
+        primary: AIProvider,
+        offline: OfflineResponder | None = None,
+        *,
+        observe_latency: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.primary = primary
         self.offline = offline or OfflineResponder()
+        # (provider, seconds) of each answer the provider gave: /metrics' AI latency histogram.
+        self._observe_latency = observe_latency
         # For the health monitor: consecutive provider failures (0 after any success) and the last error.
         self.failures_in_row = 0
         self.last_error = ""
@@ -60,6 +70,7 @@ class FallbackAI:
             if on_delta is not None:
                 on_delta(text)
             return AIAnswer(text, self.offline.name, from_model=False)
+        started = time.monotonic()
         try:
             if on_delta is not None and isinstance(self.primary, StreamingAIProvider):
                 text = await self._streamed(self.primary, system, history, user_text, context, on_delta)
@@ -68,6 +79,8 @@ class FallbackAI:
                 if on_delta is not None:
                     on_delta(text)
             self.failures_in_row = 0
+            if self._observe_latency is not None:
+                self._observe_latency(self.primary.name, time.monotonic() - started)
             return AIAnswer(text, self.primary.name, from_model=True)
         except AIStreamBroken as exc:
             log.warning("%s stream broke after %d chars (%s)", self.primary.name, len(exc.received), exc)

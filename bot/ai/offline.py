@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from bot.ai.base import Turn, split_fact
 from bot.ai.prompt import Script, parse_scripts
-from bot.services.search import BM25Index, Tokenizer
+from bot.ai.search import BM25Index, Tokenizer
 
 OFFLINE_INTRO = "Сейчас я работаю в офлайн-режиме (без ИИ) и отвечаю по базе знаний агентства."
 NO_ANSWER = (

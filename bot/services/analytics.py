@@ -13,14 +13,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
-from zoneinfo import ZoneInfo
 
 from bot.analytics.analysis import plural
 from bot.services.ports import Clock, utc_now
+from bot.services.sheet_time import MOSCOW as MOSCOW  # re-exported: services import the zone from here
+from bot.services.sheet_time import stamp
 from gateway import AsyncSheetsGateway, Record
 from gateway.schemas import OBJECTS, QUEUE, ObjectCol, QueueCol, QueueStatus
 
-MOSCOW = ZoneInfo("Europe/Moscow")  # the agency's zone: times in the sheet are read by staff
+format_stamp = stamp  # the name the queue code (poller, worker, benches) writes its times with
 CODE_MIN_LEN = 3
 CODE_MAX_LEN = 32
 # Latin or Cyrillic letters and digits, dashes only inside: DEMO-0001, КВ-12.
@@ -32,11 +33,6 @@ _OFFSET = re.compile(r"^(?:\.\d+)?([+-]\d{2}:?\d{2}|Z)")
 PENDING = frozenset({QueueStatus.NEW, QueueStatus.PROCESSING})
 # What the pending/duplicate check reads (not the long result texts).
 REQUEST_CHECK_COLUMNS = (QueueCol.ID, QueueCol.CREATED_AT, QueueCol.OBJECT_CODE, QueueCol.TELEGRAM_ID, QueueCol.STATUS)
-
-
-def format_stamp(moment: datetime, zone: tzinfo = MOSCOW) -> str:
-    """How the bot writes times into the sheet: `2026-11-24 15:10:05` in `zone` (readable by staff)."""
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def claim_stamp(moment: datetime, zone: tzinfo = MOSCOW) -> str:

@@ -19,13 +19,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 
 from bot.services.ports import Clock, utc_now
+from bot.services.sheet_time import MOSCOW as MOSCOW  # re-exported: services import the zone from here
+from bot.services.sheet_time import stamp as stamp
 from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable, WriteOp, normalize_key
 from gateway.schemas import AUTH, AuthCol
 
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 AUTHORIZED = "authorized"
 AUTHORIZED_VALUES = frozenset({"authorized", "avtorizovan"})
-MOSCOW = ZoneInfo("Europe/Moscow")
 
 
 @dataclass(frozen=True)
@@ -298,11 +298,6 @@ def welcome_text(partner: Partner) -> str:
         "Задайте вопрос обычным сообщением: о вознаграждении, передаче клиентов, документах, ипотеке, объектах "
         "или «Аналитике 360». Если нужен сотрудник — напишите «оператор»."
     )
-
-
-def stamp(moment: datetime, tz: ZoneInfo = MOSCOW) -> str:
-    """How the bot writes a date-time into Auth and Обращения (staff's zone)."""
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
 TEXT_NOT_OWN_CONTACT = (

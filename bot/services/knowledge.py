@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from bot.ai.base import render_fact
 from bot.ai.prompt import DEFAULT_VALUES
-from bot.services.search import FieldedBM25, Tokenizer
+from bot.ai.search import FieldedBM25, Tokenizer
 from gateway import AsyncSheetsGateway, GatewayError
 from gateway.schemas import KNOWLEDGE, KnowledgeCol
 

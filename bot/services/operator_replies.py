@@ -34,8 +34,8 @@ from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.live import LiveSink
+from bot.services.message_parts import split_message
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
-from bot.telegram_messenger import split_message
 from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord, GatewayError, LedgerEntry, Record, normalize_key
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
@@ -96,7 +96,7 @@ class OperatorReplyService:
     async def poll_once(self) -> int:
         """One poll: deliver every pending reply; returns how many were delivered (sent or resent)."""
         if self._lock.locked():
-            return 0  # the previous poll is still running; the job queue will call again
+            return 0  # the previous poll is still running; the operator-replies job calls again
         async with self._lock:
             # Taken BEFORE the read: a clear replayed from the outbox after the read has not reached `rows`.
             journaled = self._gw.outbox_depth > 0

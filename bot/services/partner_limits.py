@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-RATE_LIMIT_KEY = "partner_rate_limiter"  # PTB bot_data key of the limiter the handlers share with the web API
 DEFAULT_PER_MINUTE = 20
 DEFAULT_BURST = 5
 DEFAULT_NOTICE_INTERVAL = 60.0

@@ -37,7 +37,6 @@ who were not in the audience before. To send the same offer again, add a row wit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -50,8 +49,8 @@ from zoneinfo import ZoneInfo
 
 from bot.services.auth import MOSCOW, Partner, is_authorized_status
 from bot.services.delivery import Deliveries, Outcome
+from bot.services.message_parts import MAX_CAPTION_LENGTH, split_message, utf16_len
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
-from bot.telegram_messenger import MAX_CAPTION_LENGTH, split_message, utf16_len
 from gateway import (
     AsyncSheetsGateway,
     DeliveryPhase,
@@ -412,8 +411,6 @@ class PromotionService:
         self._monotonic = monotonic
         self._lock = asyncio.Lock()
         self._stopping = False
-        self._closed = False
-        self._task: asyncio.Task[None] | None = None
         self._reported: dict[str, str] = {}  # promo id → the problem already written to «Ошибки»
         self._run: _Run | None = None
 
@@ -443,25 +440,10 @@ class PromotionService:
                 reports.append(await self._broadcast(promo))
             return reports
 
-    def start_poll(self) -> bool:
-        """Run `poll_once` in the background unless one is running (the job queue's entry point)."""
-        if self._closed or (self._task is not None and not self._task.done()):
-            return False
-        self._task = asyncio.create_task(self._poll_logged(), name="promotions-poll")
-        return True
-
-    async def stop(self, grace: float = 10.0) -> None:
-        """Finish the recipients in flight and stop (the broadcast resumes on the next start); no new polls."""
-        self._closed = self._stopping = True
-        task = self._task
-        if task is None or task.done():
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), grace)
-        except TimeoutError:
-            task.cancel()  # still safe: the send in flight is finished and recorded first
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def stop(self) -> None:
+        """No new polls: a running broadcast finishes the sends in flight and leaves SENDING (resumed on the next
+        start); the promotions job's own stop awaits it."""
+        self._stopping = True
 
     @property
     def progress(self) -> Progress | None:
@@ -470,12 +452,6 @@ class PromotionService:
         if run is None:
             return None
         return Progress(run.promo.id, run.promo.title, run.done, run.total)
-
-    async def _poll_logged(self) -> None:
-        try:
-            await self.poll_once()
-        except Exception:
-            log.exception("promotions poll failed")
 
     async def _select(self, rows: list[Record]) -> tuple[list[Promotion], list[WriteOp]]:
         """Promotions to send now (resumed ones first) and the ONE write that marks them / reports problems."""

@@ -32,9 +32,9 @@ from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.locks import KeyedLock
+from bot.services.message_parts import split_message
 from bot.services.operator_replies import format_operator_message, reply_hash
 from bot.services.ports import Clock, InlineButton, Messenger, StaffChat, utc_now
-from bot.telegram_messenger import split_message
 from gateway import AsyncSheetsGateway, DeliveryPhase, GatewayError
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 

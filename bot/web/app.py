@@ -32,7 +32,6 @@ from bot.services.analytics import (
 )
 from bot.services.live import EventHub, LiveWatcher
 from bot.services.partner_limits import PartnerRateLimiter, rate_limited_text
-from bot.staff_console import dropdowns
 from bot.web.chat_stream import ChatStreams
 from bot.web.errors import (
     MSG_FORBIDDEN,
@@ -52,6 +51,7 @@ from bot.web.live import CataloguePort, EscalateFn, PromotionsFn, install_live_r
 from bot.web.middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
 from bot.web.ports import AnalyticsPort, AuthPort, ChatEntryView, ChatPort, JobView, PartnerView, StaffPort
 from bot.web.reports import DEFAULT_LINK_TTL, ReportLinks, report_path, report_stem, valid_job_id
+from bot.web.staff_console import dropdowns
 from gateway import drive_file_id, drive_report_stem
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,6 @@ def create_web_app(
     reports_dir: Path,
     dev_init_data: Callable[[], str] | None = None,
     staff: StaffPort | None = None,
-    promotions: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     init_data_max_age: float = DEFAULT_MAX_AGE.total_seconds(),
     validator: InitDataValidator | None = None,
@@ -179,7 +178,7 @@ def create_web_app(
     links = report_links
     static = static_dir()
     index_html = (static / "index.html").read_text(encoding="utf-8")
-    promotions = promotions or promotion_feed is not None
+    promotions = promotion_feed is not None
     index_html = index_html.replace('data-promotions="off"', f'data-promotions="{"on" if promotions else "off"}"')
     index_html = index_html.replace('data-dev="off"', f'data-dev="{"on" if dev_init_data else "off"}"')
     for feature, on in (("live", live), ("catalogue", catalogue), ("escalate", escalate)):

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot.config import Settings
+from bot.handoff import FORWARDED_HEADER, forward_to_leader
+from bot.leadership import Leadership
+
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_PATH = "/telegram/webhook"
+HANDOFF_WAIT_SECONDS = 3.0  # how long a standby holds a webhook update while no leader answers
+HANDOFF_RETRY_SECONDS = 0.05
 
 Deliver = Callable[[dict[str, Any], Mapping[str, str]], Awaitable[int | None]]
 
@@ -48,3 +59,67 @@ def webhook_endpoint(secret: str, deliver: Deliver) -> Callable[[Request], Await
         return Response(status_code=status or 200)
 
     return telegram_webhook
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The secret Telegram echoes in X-Telegram-Bot-Api-Secret-Token: derived from the bot token, so the
+    old and the new release of a blue-green switch accept the same webhook."""
+    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
+    return hashlib.sha256(f"marketingbot-webhook:{token}".encode()).hexdigest()[:48]
+
+
+class HandOffGate(Protocol):
+    """What the route asks the running process (bot.app.Runtime): may it take an update now."""
+
+    @property
+    def leadership(self) -> Leadership | None: ...
+
+    @property
+    def updates_open(self) -> bool: ...
+
+    @property
+    def phase(self) -> str: ...
+
+
+def leader_deliver(
+    gate: HandOffGate,
+    parse: Callable[[dict[str, Any]], Any],
+    journal: Callable[[Any], Awaitable[None]],
+    *,
+    secret: str,
+    slot_socket: Path | None,
+) -> Deliver:
+    """`deliver` for webhook_endpoint: the leader journals the update (`parse` raises ValueError for an
+    unusable one, returns None for one to ignore); a standby hands it to the leader or asks to retry."""
+
+    async def deliver(data: dict[str, Any], headers: Mapping[str, str]) -> int | None:
+        update = parse(data)
+        if update is None:
+            return None
+        # Only the leader takes updates, and only until it steps down (updates_open closes first).
+        leadership = gate.leadership
+        deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
+        while True:
+            if leadership is None or (leadership.role in ("taking-over", "leader") and gate.updates_open):
+                # Journaled before the 200: an update Telegram considers delivered is never lost.
+                await journal(update)
+                return None
+            if leadership.role != "standby" or headers.get(FORWARDED_HEADER):
+                break  # stepping down (its shutdown must not wait on this), or already forwarded once
+            # A standby hands the update to the leader; while none answers (the old one stepping down, the
+            # new one taking over: a few hundred ms), it holds it, and takes it itself once it leads.
+            status = await forward_to_leader(
+                leadership.lease,
+                WEBHOOK_PATH,
+                json.dumps(data).encode(),
+                {SECRET_HEADER: secret, "Content-Type": "application/json"},
+                slot_socket,
+            )
+            if status is not None and status < 500:
+                return status
+            if time.monotonic() >= deadline or gate.phase != "running":
+                break
+            await asyncio.sleep(HANDOFF_RETRY_SECONDS)
+        raise RetryLater("no leader: retry")  # Telegram delivers it again later
+
+    return deliver

@@ -13,19 +13,14 @@ import pytest
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.analytics.seed import seed_demo_market
-from bot.handlers.analytics import (
-    BOT_DATA_KEY,
-    PROMPT,
-    TEXT_NOT_AUTHORIZED,
-    AnalyticsHandlerServices,
-    register_analytics_handlers,
-)
 from bot.jobs import Periodic
 from bot.services.analytics import AnalyticsService
 from bot.services.auth import AuthService
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
 from bot.services.worker import AnalyticsWorker
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.context import BotContext, bot_context, install_context
+from bot.telegram.handlers.analytics import PROMPT, TEXT_NOT_AUTHORIZED, register_analytics_handlers
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import AUTH, QUEUE, AuthCol, QueueCol
 from tests.conftest import FAST_RETRY
@@ -105,7 +100,7 @@ async def running_bot(
         pdf_loader=make_pdf_loader(reports, BASE_URL),
         clock=clock,
     )
-    app.bot_data[BOT_DATA_KEY] = AnalyticsHandlerServices(AnalyticsService(gw, clock=clock), AuthService(gw))
+    install_context(app, BotContext(auth=AuthService(gw), analytics=AnalyticsService(gw, clock=clock)))
     app.bot_data["poller"] = poller
     register_analytics_handlers(app)
     job = Periodic("queue-poll", poll_interval, poller.poll_once, first=poll_interval) if poll_interval else None
@@ -206,10 +201,10 @@ async def test_analytics_requests_over_the_partner_rate_are_refused_and_not_queu
     telegram_server: FakeTelegramServer, store: AsyncSheetsGateway, tmp_path: Path
 ) -> None:
     """/analytics past the per-partner burst gets the polite refusal and writes no «Очередь» row."""
-    from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter
+    from bot.services.partner_limits import PartnerRateLimiter
 
     async with running_bot(telegram_server, store, tmp_path / "reports", poll_interval=None) as app:
-        app.bot_data[RATE_LIMIT_KEY] = PartnerRateLimiter(per_minute=1, burst=1)
+        bot_context(app).rate_limiter = PartnerRateLimiter(per_minute=1, burst=1)
         telegram_server.user_sends_command(PARTNER, "/analytics DEMO-0001")
         await telegram_server.wait_for_sent(chat_id=PARTNER)
         telegram_server.user_sends_command(PARTNER, "/analytics DEMO-0002")

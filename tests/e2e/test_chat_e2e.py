@@ -18,22 +18,22 @@ from bot.ai.gemini import GeminiProvider
 from bot.ai.offline import OFFLINE_INTRO
 from bot.ai.prompt import SystemPrompt
 from bot.ai.resilience import AIRetryPolicy
-from bot.handlers.chat import (
+from bot.jobs import Periodic
+from bot.services.appeals import TEXT_ESCALATED, AppealsService, WorkingHours, limit_text
+from bot.services.auth import TEXT_NOT_OWN_CONTACT, AuthService
+from bot.services.knowledge import KnowledgeBase
+from bot.services.operator_replies import OperatorReplyService, format_operator_message
+from bot.services.partner_limits import PartnerRateLimiter
+from bot.telegram.context import BotContext, bot_context
+from bot.telegram.handlers.chat import (
     CALLBACK_HUMAN,
     TEXT_GREETING,
     TEXT_NON_TEXT,
     TEXT_UNAUTHORIZED,
     register_chat_handlers,
 )
-from bot.handlers.ordering import PerChatUpdateProcessor
-from bot.jobs import Periodic
-from bot.services.appeals import TEXT_ESCALATED, AppealsService, WorkingHours, limit_text
-from bot.services.auth import TEXT_NOT_OWN_CONTACT, AuthService
-from bot.services.container import Services
-from bot.services.knowledge import KnowledgeBase
-from bot.services.operator_replies import OperatorReplyService, format_operator_message
-from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.messenger import TelegramMessenger
+from bot.telegram.ordering import PerChatUpdateProcessor
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH, FlakyBackend, ManualClock, add_fact, moscow
@@ -57,7 +57,8 @@ class World:
     tg: FakeTelegramServer
     gemini: FakeGeminiServer
     gw: AsyncSheetsGateway
-    services: Services
+    services: BotContext
+    prompt: SystemPrompt
     clock: ManualClock
     set_sheet_down: Callable[[bool], None]
     said: list[tuple[float, int, str]] = field(default_factory=list)
@@ -195,8 +196,8 @@ async def world(
     )
     prompt = SystemPrompt(PROMPT_PATH)
     knowledge = KnowledgeBase(gw, refresh_seconds=0.0)
-    services = Services(
-        gateway=gw,
+    replies = OperatorReplyService(gw, messenger, clock=clock)
+    services = BotContext(
         auth=AuthService(gw, clock=clock, monotonic=clock.monotonic),
         appeals=AppealsService(
             gw,
@@ -209,18 +210,15 @@ async def world(
             clock=clock,
             monotonic=clock.monotonic,
         ),
-        operator_replies=OperatorReplyService(gw, messenger, clock=clock),
-        knowledge=knowledge,
-        prompt=prompt,
         messenger=messenger,
     )
     register_chat_handlers(app, services)
-    job = Periodic("operator-replies", POLL, services.operator_replies.poll_once, first=POLL)  # as in bot/app.py
+    job = Periodic("operator-replies", POLL, replies.poll_once, first=POLL)  # as in bot/app.py
     try:
         async with long_polling(app):
             job.start()
             try:
-                yield World(telegram_server, gemini_server, gw, services, clock, set_sheet_down, app=app)
+                yield World(telegram_server, gemini_server, gw, services, prompt, clock, set_sheet_down, app=app)
             finally:
                 await job.stop()
     finally:
@@ -295,7 +293,7 @@ async def test_three_turns_exact_history_and_log(world: World) -> None:
         ("user", "Спасибо"),
     )
     assert requests[0].system_instruction is not None
-    assert requests[0].system_instruction.startswith(world.services.prompt.text)
+    assert requests[0].system_instruction.startswith(world.prompt.text)
     assert "50% от комиссии агентства по сделке." in requests[0].system_instruction  # the knowledge base
     final = await world.appeal()
     assert final[AppealCol.LOG] == (
@@ -378,7 +376,7 @@ async def test_daily_limit(world: World) -> None:
 async def test_messages_over_the_partner_rate_are_refused_politely_and_not_stored(world: World) -> None:
     """Past the per-partner burst a message gets a polite refusal saying it was not saved; it never reaches the
     model nor the log."""
-    world.app.bot_data[RATE_LIMIT_KEY] = PartnerRateLimiter(per_minute=1, burst=2)
+    bot_context(world.app).rate_limiter = PartnerRateLimiter(per_minute=1, burst=2)
     for i in range(2):
         await world.say(f"Вопрос {i}")
     refused = await world.say("Лишний вопрос")

@@ -11,11 +11,11 @@ import pytest
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
-from bot.handlers.chat import OPERATOR_BUTTON
 from bot.services.appeals import ChatReply, encode_reply
 from bot.services.turn_context import current_turn
-from bot.telegram_inbox import DurableUpdateProcessor, InboxPoller, inbox_entry, journal_update, resume_unfinished
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.handlers.chat import OPERATOR_BUTTON
+from bot.telegram.inbox import DurableUpdateProcessor, InboxPoller, inbox_entry, journal_update, resume_unfinished
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway, InboxUpdate
 from gateway.schemas import APPEALS, AppealStatus
 from tests.fakes.telegram_server import FakeTelegramServer

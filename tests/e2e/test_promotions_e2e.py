@@ -21,20 +21,19 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from bot.ai.fallback import FallbackAI
 from bot.ai.offline import OfflineResponder
 from bot.ai.prompt import SystemPrompt
-from bot.handlers.admin import register_admin_handlers
-from bot.handlers.chat import TEXT_UNAUTHORIZED, register_chat_handlers
-from bot.handlers.commands import PARTNER_COMMANDS, help_text, publish_commands, register_help_handler
-from bot.handlers.promotions import TEXT_RESUMED, TEXT_STOPPED, register_promotion_handlers
 from bot.jobs import Periodic
 from bot.services.admin import ADMIN_COMMANDS, AdminService
 from bot.services.appeals import AppealsService
 from bot.services.auth import AuthService
 from bot.services.chatlog import Author, format_entry
-from bot.services.container import BOT_DATA_KEY, Services
 from bot.services.knowledge import KnowledgeBase
-from bot.services.operator_replies import OperatorReplyService
 from bot.services.promotions import LEDGER_PREFIX, PromotionService, recipient_records
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.context import BotContext, install_context
+from bot.telegram.handlers.admin import register_admin_handlers
+from bot.telegram.handlers.chat import TEXT_UNAUTHORIZED, register_chat_handlers
+from bot.telegram.handlers.commands import PARTNER_COMMANDS, help_text, publish_commands, register_help_handler
+from bot.telegram.handlers.promotions import TEXT_RESUMED, TEXT_STOPPED, register_promotion_handlers
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway, DeliveryPhase, build_gateway
 from gateway.schemas import APPEALS, AUTH, PROMOTIONS, AppealCol, AuthCol, PromoCol
 from tests.chat_support import PROMPT_PATH, moscow
@@ -249,7 +248,7 @@ class Bot:
 
     tg: FakeTelegramServer
     gw: AsyncSheetsGateway
-    services: Services
+    services: BotContext
 
     async def command(self, user: int, text: str) -> SentMessage:
         """A user sends a command; the bot's next message to them."""
@@ -286,18 +285,14 @@ class EchoAI:
         return f"Ответ: {user_text}"
 
 
-def make_services(gw: AsyncSheetsGateway, messenger: TelegramMessenger) -> Services:
-    """The services as the composition root wires them, promotions and admin included."""
+def make_services(gw: AsyncSheetsGateway, messenger: TelegramMessenger) -> BotContext:
+    """The handlers' context as the composition root wires it, promotions and admin included."""
     prompt = SystemPrompt(PROMPT_PATH)
     knowledge = KnowledgeBase(gw, refresh_seconds=0.0)
     promotions = PromotionService(gw, messenger, rate_per_second=FAST_RATE)
-    return Services(
-        gateway=gw,
+    return BotContext(
         auth=AuthService(gw),
         appeals=AppealsService(gw, FallbackAI(EchoAI(), OfflineResponder()), prompt, knowledge, messenger),
-        operator_replies=OperatorReplyService(gw, messenger),
-        knowledge=knowledge,
-        prompt=prompt,
         messenger=messenger,
         promotions=promotions,
         admin=AdminService(gw, messenger, prompt, promotions=promotions),
@@ -409,7 +404,7 @@ async def test_periodic_job_polls_promotions(world: World) -> None:
     await add_promo(world.gw)
     app = build_app(world.tg)
     services = make_services(world.gw, TelegramMessenger(app.bot))
-    app.bot_data[BOT_DATA_KEY] = services
+    install_context(app, services)
     register_promotion_handlers(app)
     assert services.promotions is not None
     job = Periodic("promotions", 0.05, services.promotions.poll_once, first=0.0)

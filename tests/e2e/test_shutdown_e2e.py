@@ -13,11 +13,12 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.ai.fallback import FallbackAI
 from bot.ai.offline import OfflineResponder
-from bot.app import Runtime, _shutdown
+from bot.app import Runtime
 from bot.jobs import Periodic
+from bot.lifecycle import _shutdown
 from bot.services.live import EventHub
 from bot.services.promotions import PromotionService
-from bot.telegram_messenger import TelegramMessenger
+from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.promo_support import add_promo, promo_row, seed_partners

@@ -16,19 +16,19 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from bot.ai.fallback import FallbackAI
 from bot.ai.gemini import GeminiProvider
 from bot.ai.prompt import SystemPrompt
-from bot.handlers.chat import register_chat_handlers
-from bot.handlers.ordering import PerChatUpdateProcessor
-from bot.handlers.staff import BOT_DATA_KEY as STAFF_KEY
-from bot.handlers.staff import register_staff_handlers
 from bot.jobs import Periodic
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
-from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
+from bot.services.message_parts import split_message
 from bot.services.operator_replies import OperatorReplyService, format_operator_message
 from bot.services.staff_replies import StaffDesk
-from bot.telegram_messenger import TelegramMessenger, split_message
-from bot.telegram_staff_chat import TelegramStaffChat
+from bot.telegram.context import BotContext
+from bot.telegram.handlers.chat import register_chat_handlers
+from bot.telegram.handlers.staff import register_staff_handlers
+from bot.telegram.messenger import TelegramMessenger
+from bot.telegram.ordering import PerChatUpdateProcessor
+from bot.telegram.staff_chat import TelegramStaffChat
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH
@@ -96,21 +96,15 @@ class World:
         appeals = AppealsService(
             gw, FallbackAI(gemini), prompt, knowledge, messenger, working_hours=WorkingHours(), staff_notices=desk
         )
-        services = Services(
-            gateway=gw,
-            auth=AuthService(gw),
-            appeals=appeals,
-            operator_replies=OperatorReplyService(gw, messenger),
-            knowledge=knowledge,
-            prompt=prompt,
-            messenger=messenger,
+        replies = OperatorReplyService(gw, messenger)
+        services = BotContext(
+            auth=AuthService(gw), appeals=appeals, messenger=messenger, staff_desk=desk, staff_chat_id=STAFF_CHAT
         )
-        app.bot_data[STAFF_KEY] = desk
         register_staff_handlers(app, STAFF_CHAT)
         register_chat_handlers(app, services)
         await stack.enter_async_context(long_polling(app))
         for job in (
-            Periodic("operator-replies", POLL, services.operator_replies.poll_once, first=POLL),
+            Periodic("operator-replies", POLL, replies.poll_once, first=POLL),
             Periodic("staff-replies", POLL, desk.resume_pending, first=POLL),  # as in bot/app.py
         ):
             job.start()

@@ -21,16 +21,16 @@ from bot.ai.offline import OfflineResponder
 from bot.ai.openai_compat import OpenAICompatProvider
 from bot.ai.prompt import SystemPrompt
 from bot.ai.resilience import AIRetryPolicy
-from bot.handlers.chat import register_chat_handlers
-from bot.handlers.ordering import PerChatUpdateProcessor
 from bot.services.appeals import AppealsService, WorkingHours
 from bot.services.auth import AuthService
-from bot.services.container import Services
 from bot.services.knowledge import KnowledgeBase
-from bot.services.operator_replies import OperatorReplyService
-from bot.telegram_drafts import DRAFT_INTERVAL
-from bot.telegram_messenger import TelegramMessenger, utf16_len
-from bot.telegram_ratelimit import RepliesFirstRateLimiter
+from bot.services.message_parts import utf16_len
+from bot.telegram.context import BotContext
+from bot.telegram.drafts import DRAFT_INTERVAL
+from bot.telegram.handlers.chat import register_chat_handlers
+from bot.telegram.messenger import TelegramMessenger
+from bot.telegram.ordering import PerChatUpdateProcessor
+from bot.telegram.ratelimit import RepliesFirstRateLimiter
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import AUTH, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH, ManualClock, moscow
@@ -108,8 +108,7 @@ async def running_bot(
     messenger = TelegramMessenger(app.bot, staff_chat_id=STAFF_CHAT)
     prompt = SystemPrompt(PROMPT_PATH)
     knowledge = KnowledgeBase(gw, refresh_seconds=0.0)
-    services = Services(
-        gateway=gw,
+    services = BotContext(
         auth=AuthService(gw, clock=clock, monotonic=clock.monotonic),
         appeals=AppealsService(
             gw,
@@ -121,9 +120,6 @@ async def running_bot(
             clock=clock,
             monotonic=clock.monotonic,
         ),
-        operator_replies=OperatorReplyService(gw, messenger, clock=clock),
-        knowledge=knowledge,
-        prompt=prompt,
         messenger=messenger,
     )
     register_chat_handlers(app, services)

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.handlers.chat import register_chat_handlers
-from bot.handlers.webapp import (
+from bot.services.auth import TEXT_NOT_FOUND
+from bot.telegram.context import BotContext
+from bot.telegram.handlers.chat import register_chat_handlers
+from bot.telegram.handlers.webapp import (
     BUTTON_TEXT,
     MENU_BUTTON_TEXT,
     TEXT_AFTER_AUTH,
@@ -23,8 +25,6 @@ from bot.handlers.webapp import (
     set_menu_button,
     usable_webapp_url,
 )
-from bot.services.auth import TEXT_NOT_FOUND
-from bot.services.container import Services
 from gateway import build_gateway
 from tests.chat_support import add_partner, build_kit, chat_gateway_config
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
@@ -66,14 +66,8 @@ async def start_bot(tmp_path: Path, telegram_server: FakeTelegramServer) -> Asyn
             .base_file_url(telegram_server.file_base_url)
             .build()
         )
-        services = Services(
-            gateway=gw,
-            auth=kit.auth,
-            appeals=kit.appeals,
-            operator_replies=kit.replies,
-            knowledge=kit.knowledge,
-            prompt=kit.prompt,
-            messenger=kit.messenger,
+        services = BotContext(
+            auth=kit.auth, appeals=kit.appeals, messenger=kit.messenger, webapp_url=usable_webapp_url(webapp_url)
         )
         register_webapp_handlers(app, webapp_url)
         register_chat_handlers(app, services)

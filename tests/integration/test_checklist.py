@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from bot.checklist import Item, run_checklist, structure_refusal
 from bot.config import Settings, load_settings_lenient
+from bot.ops.checklist import Item, run_checklist, structure_refusal
 from gateway.schemas import ALL_SCHEMAS, QUEUE
 from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fakes.sheets_server import TOKEN_PATH, FakeSheetsServer

@@ -188,7 +188,7 @@ def test_port_taken_after_the_preflight_stops_cleanly_within_seconds(tmp_path: P
     script = (
         "import asyncio, sys\n"
         "from bot.config import load_settings\n"
-        "from bot.app import PortUnavailable, run_application\n"
+        "from bot.lifecycle import PortUnavailable, run_application\n"
         "settings = load_settings(sheets_backend='local', web_port=int(sys.argv[1]))\n"
         "try:\n"
         "    asyncio.run(run_application(settings, local=True))\n"

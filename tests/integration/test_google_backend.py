@@ -9,8 +9,7 @@ import gspread
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from gateway.backends.google import GoogleSheetsBackend, RebasedSession, translate_error
-from gateway.errors import (
+from gateway import (
     BadRequest,
     CellTooLarge,
     GatewayError,
@@ -20,6 +19,7 @@ from gateway.errors import (
     SheetUnavailable,
     TransientBackendError,
 )
+from gateway.backends.google import GoogleSheetsBackend, RebasedSession, translate_error
 from gateway.schemas import QUEUE, QueueStatus
 from tests.fakes.sheets_server import FakeSheetsServer
 

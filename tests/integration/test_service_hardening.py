@@ -80,7 +80,7 @@ try:
     sys.exit("W+X memory was allowed: the kernel did not apply the policy")
 except OSError:
     pass
-import bot.app, telegram.ext, google.genai, gspread, google.oauth2.service_account, aiosqlite, uvicorn
+import bot.app, bot.lifecycle, telegram.ext, google.genai, gspread, google.oauth2.service_account, aiosqlite, uvicorn
 import pytest
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[1:]]))
 """

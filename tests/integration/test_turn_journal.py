@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.handlers.chat import _handle_when_authorizable, _Postponed
 from bot.services.appeals import ChatReply, ReplyKind, decode_reply, encode_reply
 from bot.services.auth import AuthService, Partner
-from bot.services.container import Services
 from bot.services.turn_context import TurnContext, enter_turn, leave_turn
+from bot.telegram.context import BotContext
+from bot.telegram.handlers.chat import _handle_when_authorizable, _Postponed
 from gateway import AsyncSheetsGateway, InboxUpdate, Rows, SheetUnavailable, build_gateway
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 from tests.chat_support import (
@@ -194,16 +194,8 @@ async def test_an_authorization_remembered_before_a_restart_answers_during_an_ou
         await gw.close()
 
 
-def _services(kit: ChatKit) -> Services:
-    return Services(
-        gateway=kit.gw,
-        auth=kit.auth,
-        appeals=kit.appeals,
-        operator_replies=kit.replies,
-        knowledge=kit.knowledge,
-        prompt=kit.prompt,
-        messenger=kit.messenger,
-    )
+def _services(kit: ChatKit) -> BotContext:
+    return BotContext(auth=kit.auth, appeals=kit.appeals, messenger=kit.messenger)
 
 
 async def test_a_message_whose_authorization_cannot_be_checked_waits_and_is_answered(tmp_path: Path) -> None:

@@ -165,7 +165,10 @@ async def test_index_serves_the_mini_app(env: Env) -> None:
 
 async def test_index_flags_dev_mode_and_promotions(make_env: Callable[..., Env]) -> None:
     """Local mode and the promotions feature are announced to the page through data attributes."""
-    resp = await make_env(dev_init_data=lambda: "x", promotions=True).client.get("/")
+    async def no_promotions(telegram_id: int) -> list[Any]:
+        return []
+
+    resp = await make_env(dev_init_data=lambda: "x", promotion_feed=no_promotions).client.get("/")
     assert 'data-dev="on"' in resp.text and 'data-promotions="on"' in resp.text
 
 

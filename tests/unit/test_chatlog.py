@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from bot.ai.base import Turn
 from bot.services import chatlog
 from bot.services.chatlog import Author, ChatEntry
+from gateway import entry_starts
 from gateway.batch import period_of, split_for_archive
-from gateway.logentry import entry_starts
 
 MSK = ZoneInfo("Europe/Moscow")
 T1 = datetime(2026, 11, 23, 14, 5)

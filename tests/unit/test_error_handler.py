@@ -6,7 +6,7 @@ import pytest
 from telegram import Update
 from telegram.ext import Application, CommandHandler, ContextTypes
 
-from bot.handlers.errors import TEXT_SOMETHING_WENT_WRONG, on_error
+from bot.telegram.handlers.errors import TEXT_SOMETHING_WENT_WRONG, on_error
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.telegram_support import long_polling
 

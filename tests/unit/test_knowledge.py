@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.ai.search import BM25Index, Tokenizer
 from bot.services.demo import DEMO_CODE, DEMO_TELEGRAM_ID, seed_demo_partner
 from bot.services.knowledge import KnowledgeBase, demo_knowledge, is_active
-from bot.services.search import BM25Index, Tokenizer
 from gateway import AsyncSheetsGateway
 from gateway.schemas import AUTH, KNOWLEDGE, AuthCol, KnowledgeCol
 from tests.chat_support import add_fact, chat_gateway_config, start_flaky_gateway

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.services.message_parts import split_message
 from bot.services.operator_replies import (
     LEDGER_KIND,
     OperatorReplyService,
@@ -14,8 +15,7 @@ from bot.services.operator_replies import (
     reply_hash,
 )
 from bot.services.ports import DeliveryError, InlineButton
-from bot.staff_console import GatewayStaffConsole
-from bot.telegram_messenger import split_message
+from bot.web.staff_console import GatewayStaffConsole
 from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord, GatewayConfig
 from gateway.schemas import APPEALS, AppealCol
 from tests.chat_support import (

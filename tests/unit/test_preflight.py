@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.preflight import data_dir_problems, mask_token, port_problems, production_problems, token_problems
+from bot.ops.preflight import data_dir_problems, mask_token, port_problems, production_problems, token_problems
 
 REAL = "7012345678:AAH1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvWx"
 

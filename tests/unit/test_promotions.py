@@ -279,11 +279,11 @@ async def test_stop_finishes_in_flight_and_leaves_sending(local_gateway: AsyncSh
     await add_promo(gw)
     first = PromoMessenger(delay=0.005)
     svc = service(gw, first, max_in_flight=2)
-    assert svc.start_poll()
-    assert not svc.start_poll()  # one poll at a time
+    poll = asyncio.create_task(svc.poll_once())  # as the promotions job runs it
     await first.wait_for(5)
     await svc.stop()
-    assert not svc.start_poll()
+    await poll
+    assert await svc.poll_once() == []  # no new poll once stopped
     assert 5 <= len(first.delivered) < 40
     row = await promo_row(gw)
     assert row[PromoCol.STATUS] == "SENDING" and row[PromoCol.SENT] == str(len(first.delivered))

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from bot.telegram_ratelimit import RepliesFirstRateLimiter
+from bot.telegram.ratelimit import RepliesFirstRateLimiter
 
 
 async def test_drafts_and_chat_actions_skip_the_queue_of_replies() -> None:

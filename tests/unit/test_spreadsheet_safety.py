@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.spreadsheet_safety import spreadsheet_safe
+from bot.ops.spreadsheet_safety import spreadsheet_safe
 
 
 @pytest.mark.parametrize("cell", ["=1+1", "+7", "-3", "@A1", "\tx", "\rx"])

@@ -12,12 +12,12 @@ from telegram.error import BadRequest, InvalidToken
 from bot.ai.base import AIUnavailable, Turn
 from bot.ai.fallback import OPERATOR_NOTIFIED, FallbackAI
 from bot.ai.offline import OFFLINE_INTRO
-from bot.handlers.chat import _unsent_rest
 from bot.services.appeals import AppealsService, ReplyKind, WorkingHours
 from bot.services.auth import Partner
 from bot.services.chatlog import parse
-from bot.telegram_drafts import DraftSupport
-from bot.telegram_messenger import split_message
+from bot.services.message_parts import split_message
+from bot.telegram.drafts import DraftSupport
+from bot.telegram.handlers.chat import _unsent_rest
 from gateway import AsyncSheetsGateway
 from gateway.schemas import APPEALS, AppealCol
 from tests.chat_support import FakeMessenger, ManualClock, build_kit, chat_gateway_config, flaky_gateway, moscow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.telegram_messenger import MAX_MESSAGE_LENGTH, split_message, utf16_len
+from bot.services.message_parts import MAX_MESSAGE_LENGTH, split_message, utf16_len
 
 
 def test_short_text_is_one_piece() -> None:

@@ -13,7 +13,7 @@ from telegram.ext import CommandHandler
 from bot.ai.prompt import SystemPrompt
 from bot.app import Runtime, build_runtime
 from bot.config import Settings, default_prompt_path
-from bot.handlers.chat import OPERATOR_BUTTON
+from bot.telegram.handlers.chat import OPERATOR_BUTTON
 from gateway.schemas import KNOWLEDGE, KnowledgeCol
 
 STATIC = Path(__file__).resolve().parents[2] / "bot" / "web" / "static" / "index.html"

@@ -7,7 +7,7 @@ import datetime as dtm
 
 from telegram import Chat, Message, Update
 
-from bot.handlers.ordering import PerChatUpdateProcessor
+from bot.telegram.ordering import PerChatUpdateProcessor
 
 
 def _update(update_id: int, chat_id: int) -> Update:

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from bot.web.initdata import sign_init_data
-from gateway.factory import GatewayConfig, build_gateway
+from gateway import GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
 from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fakes.sheets_server import FakeSheetsServer

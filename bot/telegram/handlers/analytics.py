@@ -1,4 +1,4 @@
-"""Аналитика 360 in the chat: `/analytics CODE`, the «Аналитика 360» button, and the queue poll job.
+"""Аналитика 360 in the chat: `/analytics CODE` and the «Аналитика 360» button (the queue poll is a job of bot/app.py).
 
 Handlers are thin: they find the partner, call AnalyticsService and answer. They sit in a handler group
 before the chat assistant's and stop further processing once they answered, so the assistant never
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from telegram import ForceReply, Message, Update
 from telegram.ext import (
@@ -26,13 +24,14 @@ from telegram.ext import (
     filters,
 )
 
-from bot.services.analytics import AnalyticsRequestError, AnalyticsService, Job
-from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter, rate_limited_text
+from bot.services.analytics import AnalyticsRequestError, Job
+from bot.services.partner_limits import rate_limited_text
+from bot.telegram.context import bot_context, present
+from bot.telegram.texts import TEXT_UNAVAILABLE
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
 
-BOT_DATA_KEY = "analytics"
 HANDLER_GROUP = -10  # before the chat assistant's handlers (group 0)
 BUTTON_LABEL = "Аналитика 360"
 PROMPT = "Аналитика 360: отправьте в ответ на это сообщение код объекта, например DEMO-0001."
@@ -40,45 +39,7 @@ TEXT_NOT_AUTHORIZED = (
     "Аналитика 360 доступна партнёрам агентства. Сначала авторизуйтесь: нажмите «Поделиться номером» "
     "или отправьте /start."
 )
-TEXT_UNAVAILABLE = "Сервис временно недоступен. Попробуйте, пожалуйста, ещё раз через несколько минут."
 STATUS_LABELS = {"NEW": "в очереди", "PROCESSING": "готовится"}
-
-
-class PartnerView(Protocol):
-    """What the handlers need to know about an authorized partner."""
-
-    @property
-    def code(self) -> str: ...
-    @property
-    def display_name(self) -> str: ...
-
-
-class PartnerLookup(Protocol):
-    """Finds the authorized partner behind a Telegram ID (AuthService satisfies it)."""
-
-    async def check(self, telegram_id: int) -> PartnerView | None:
-        """The partner, or None when this user is not authorized."""
-        ...
-
-
-@dataclass(frozen=True)
-class AnalyticsHandlerServices:
-    """What these handlers and the poll job use, stored in `application.bot_data[BOT_DATA_KEY]`."""
-
-    analytics: AnalyticsService
-    auth: PartnerLookup
-
-
-class AnalyticsServicesMissing(RuntimeError):
-    """A handler ran before the composition root stored AnalyticsHandlerServices in bot_data."""
-
-
-def analytics_services(bot_data: Mapping[str, Any]) -> AnalyticsHandlerServices:
-    """The services stored under BOT_DATA_KEY."""
-    found = bot_data.get(BOT_DATA_KEY)
-    if not isinstance(found, AnalyticsHandlerServices):
-        raise AnalyticsServicesMissing(f"application.bot_data[{BOT_DATA_KEY!r}] must hold AnalyticsHandlerServices")
-    return found
 
 
 class _ReplyToPrompt(filters.MessageFilter):
@@ -141,12 +102,12 @@ async def _ask_for_code(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     user = update.effective_user
     if message is None or user is None:
         return
-    services = analytics_services(context.application.bot_data)
+    ctx = bot_context(context)
     try:
-        if await services.auth.check(user.id) is None:
+        if await ctx.auth.check(user.id) is None:
             await message.reply_text(TEXT_NOT_AUTHORIZED, parse_mode=None)
             return
-        pending = [j for j in await services.analytics.list_for(user.id) if j.pending]
+        pending = [j for j in await present(ctx.analytics, "analytics").list_for(user.id) if j.pending]
     except GatewayError as exc:
         log.warning("analytics prompt for %s failed: %s", user.id, exc)
         await message.reply_text(TEXT_UNAVAILABLE, parse_mode=None)
@@ -165,18 +126,18 @@ async def _request(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str
     user = update.effective_user
     if message is None or user is None:
         return
-    services = analytics_services(context.application.bot_data)
-    limiter = context.application.bot_data.get(RATE_LIMIT_KEY)
-    if isinstance(limiter, PartnerRateLimiter) and (retry := limiter.acquire(user.id)) is not None:
+    ctx = bot_context(context)
+    limiter = ctx.rate_limiter
+    if limiter is not None and (retry := limiter.acquire(user.id)) is not None:
         await message.reply_text(rate_limited_text(retry), parse_mode=None)  # nothing queued
         return
     try:
-        partner = await services.auth.check(user.id)
+        partner = await ctx.auth.check(user.id)
         if partner is None:
             await message.reply_text(TEXT_NOT_AUTHORIZED, parse_mode=None)
             return
         requested_by = partner.code or partner.display_name
-        job = await services.analytics.request(user.id, requested_by, code)
+        job = await present(ctx.analytics, "analytics").request(user.id, requested_by, code)
     except AnalyticsRequestError as exc:
         await message.reply_text(exc.message, parse_mode=None)
         return

@@ -14,7 +14,7 @@ from telegram._utils.types import JSONDict
 from telegram.ext import AIORateLimiter
 
 # Drafts too: a draft queued behind replies would show stale text late; they are paced per chat by
-# bot/telegram_drafts.py instead (one every DRAFT_INTERVAL at most).
+# bot/telegram/drafts.py instead (one every DRAFT_INTERVAL at most).
 UNPACED_ENDPOINTS = frozenset({"sendChatAction", "sendMessageDraft"})
 
 

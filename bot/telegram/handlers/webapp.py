@@ -14,12 +14,11 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, MenuButton
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, filters
 
-from bot.services.container import services_from
+from bot.telegram.context import bot_context
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
 
-BOT_DATA_KEY = "webapp_url"
 BUTTON_TEXT = "Открыть приложение"
 MENU_BUTTON_TEXT = "Приложение"
 
@@ -51,14 +50,13 @@ def webapp_keyboard(webapp_url: str) -> InlineKeyboardMarkup:
 
 
 def register_webapp_handlers(application: Application[Any, Any, Any, Any, Any, Any], webapp_url: str | None) -> None:
-    """Add /app (private chats) and remember WEBAPP_URL for the button sent after authorization.
+    """Add /app (private chats). The button's URL is BotContext.webapp_url (`usable_webapp_url` of WEBAPP_URL).
 
     A WEBAPP_URL that is not https is logged and treated as not configured (Telegram would reject it).
     """
     usable = usable_webapp_url(webapp_url)
     if webapp_url and usable is None:
         log.warning("WEBAPP_URL must be an https URL for Telegram; the Mini App buttons are off")
-    application.bot_data[BOT_DATA_KEY] = usable
     application.add_handler(CommandHandler("app", on_app, filters=filters.ChatType.PRIVATE))
 
 
@@ -67,12 +65,12 @@ async def on_app(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    url = context.bot_data.get(BOT_DATA_KEY)
+    url = bot_context(context).webapp_url
     if not url:
         await message.reply_text(TEXT_NOT_CONFIGURED, parse_mode=None)
         return
     try:
-        allowed = await services_from(context.bot_data).auth.check(user.id) is not None
+        allowed = await bot_context(context).auth.check(user.id) is not None
     except GatewayError as exc:  # the Mini App checks access itself; do not block the way in
         log.warning("authorization check of %s for /app failed: %s", user.id, exc)
         allowed = True
@@ -84,7 +82,7 @@ async def on_app(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def offer_webapp(context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> None:
     """After a successful authorization: a message with the Mini App button (nothing when not configured)."""
-    url = context.bot_data.get(BOT_DATA_KEY)
+    url = bot_context(context).webapp_url
     if not url:
         return
     try:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from telegram import Bot, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import TelegramError
 
+from bot.services.message_parts import MAX_MESSAGE_LENGTH, split_message
 from bot.services.ports import InlineButton
-from bot.telegram_messenger import MAX_MESSAGE_LENGTH, split_message
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, TelegramError
 
-from bot.handlers.ordering import PerChatUpdateProcessor
 from bot.services.appeals import decode_reply
 from bot.services.ports import DeliveryError, InlineButton, Messenger
 from bot.services.turn_context import TurnContext, enter_turn, leave_turn, update_turn_id
+from bot.telegram.ordering import PerChatUpdateProcessor
 from gateway import InboxUpdate, TurnJournal, UpdateInbox
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,9 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, ContextTypes, filters
 
-from bot.services.container import ServicesMissing, services_from
 from bot.services.promotions import PromotionService
+from bot.telegram.context import bot_context, present
+from bot.telegram.texts import TEXT_UNAVAILABLE
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,6 @@ TEXT_ALREADY_STOPPED = "Вы уже отписаны от рассылки ак�
 TEXT_RESUMED = "Готово: вы снова будете получать акции агентства. Отписаться можно командой /stop_promo."
 TEXT_ALREADY_ON = "Вы уже получаете акции агентства. Отписаться можно командой /stop_promo."
 TEXT_NOT_PARTNER = "Акции агентства приходят партнёрам. Сначала подтвердите номер телефона: отправьте /start."
-TEXT_UNAVAILABLE = "Сервис временно недоступен. Попробуйте, пожалуйста, ещё раз через несколько минут."
 
 
 def register_promotion_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -32,12 +32,9 @@ def register_promotion_handlers(application: Application[Any, Any, Any, Any, Any
     application.add_handler(CommandHandler("promo", on_promo, filters=private), group=HANDLER_GROUP)
 
 
-def promotion_service(bot_data: Any) -> PromotionService:
-    """The PromotionService in `Services.promotions`."""
-    promotions = services_from(bot_data).promotions
-    if promotions is None:
-        raise ServicesMissing("Services.promotions is not set, but promotion handlers are registered")
-    return promotions
+def promotion_service(context: ContextTypes.DEFAULT_TYPE) -> PromotionService:
+    """The PromotionService of the BotContext."""
+    return present(bot_context(context).promotions, "promotions")
 
 
 async def on_stop_promo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -54,8 +51,8 @@ async def _choose(update: Update, context: ContextTypes.DEFAULT_TYPE, *, enabled
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    services = services_from(context.bot_data)
-    promotions = promotion_service(context.bot_data)
+    services = bot_context(context)
+    promotions = promotion_service(context)
     try:
         partner = await services.auth.check(user.id)
         if partner is None:

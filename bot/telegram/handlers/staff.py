@@ -9,11 +9,10 @@ from telegram import Message, Update, User
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.services.staff_replies import CALLBACK_PREFIX, SOLVE, TAKE, StaffDesk, StaffMember
+from bot.telegram.context import bot_context, present
 
 log = logging.getLogger(__name__)
 
-BOT_DATA_KEY = "staff_desk"
-STAFF_CHAT_KEY = "staff_chat_id"
 HANDLER_GROUP = -15  # before the chat handlers; they only take private chats anyway
 _PATTERN = rf"^{CALLBACK_PREFIX}:({TAKE}|{SOLVE}):-?\d+$"
 
@@ -23,14 +22,10 @@ def register_staff_handlers(application: Application[Any, Any, Any, Any, Any, An
     application.add_handler(CallbackQueryHandler(on_staff_button, pattern=_PATTERN), group=HANDLER_GROUP)
     replies = filters.Chat(chat_id=staff_chat_id) & filters.REPLY & filters.TEXT & ~filters.COMMAND
     application.add_handler(MessageHandler(replies, on_staff_reply), group=HANDLER_GROUP)
-    application.bot_data[STAFF_CHAT_KEY] = staff_chat_id
 
 
 def _desk(context: ContextTypes.DEFAULT_TYPE) -> StaffDesk:
-    desk = context.application.bot_data.get(BOT_DATA_KEY)
-    if not isinstance(desk, StaffDesk):
-        raise RuntimeError(f"application.bot_data[{BOT_DATA_KEY!r}] must hold a StaffDesk")
-    return desk
+    return present(bot_context(context).staff_desk, "staff_desk")
 
 
 def _member(user: User) -> StaffMember:
@@ -43,7 +38,7 @@ async def on_staff_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     if query is None or query.data is None:
         return
     message = query.message
-    staff_chat = context.application.bot_data.get(STAFF_CHAT_KEY)
+    staff_chat = bot_context(context).staff_chat_id
     if not isinstance(message, Message) or message.chat.id != staff_chat:
         await query.answer("Эта кнопка работает только в чате поддержки.")
         return

@@ -1,6 +1,6 @@
 """The partner's chat: /start, phone authorization, text messages, «Позвать оператора», everything else.
 
-Handlers only translate between Telegram and the services (reached through `application.bot_data`).
+Handlers only translate between Telegram and the services (reached through the BotContext, bot/telegram/context.py).
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.ai.base import DeltaSink
-from bot.handlers.webapp import offer_webapp
 from bot.services.appeals import ChatReply
 from bot.services.auth import Partner
-from bot.services.container import BOT_DATA_KEY, Services, services_from
-from bot.services.partner_limits import RATE_LIMIT_KEY, PartnerRateLimiter, rate_limited_text
+from bot.services.message_parts import split_message
+from bot.services.partner_limits import rate_limited_text
 from bot.services.ports import DeliveryError, InlineButton
 from bot.services.turn_context import current_turn
-from bot.telegram_drafts import DraftStreamer
-from bot.telegram_messenger import split_message
+from bot.telegram.context import BotContext, bot_context, install_context, present
+from bot.telegram.drafts import DraftStreamer
+from bot.telegram.handlers.webapp import offer_webapp
+from bot.telegram.texts import TEXT_UNAVAILABLE
 from gateway import GatewayError, SheetUnavailable
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ TEXT_UNAUTHORIZED = (
 TEXT_WELCOME_BACK = (
     "{name}, здравствуйте! Задайте вопрос обычным сообщением. Если нужен сотрудник — напишите «оператор»."
 )
-TEXT_UNAVAILABLE = "Сервис временно недоступен. Попробуйте, пожалуйста, ещё раз через несколько минут."
 TEXT_NON_TEXT = (
     "Пока я понимаю только текстовые сообщения. Напишите вопрос текстом, а если нужно передать файл или фото, "
     "напишите «оператор» — сотрудник подскажет, куда их отправить."
@@ -66,20 +66,17 @@ def contact_keyboard() -> ReplyKeyboardMarkup:
 
 def register_chat_handlers(
     application: Application[Any, Any, Any, Any, Any, Any],
-    services: Services | None = None,
+    services: BotContext | None = None,
     *,
     group: int = 0,
-    rate_limiter: PartnerRateLimiter | None = None,
 ) -> None:
-    """Add the chat handlers (private chats only); `services` is stored in bot_data when given.
+    """Add the chat handlers (private chats only); `services` becomes the application's context when given.
 
     The last handler answers every other non-text private message, so register handlers for other kinds of
     messages (documents, web_app_data…) before calling this, or in a lower-numbered group.
     """
     if services is not None:
-        application.bot_data[BOT_DATA_KEY] = services
-    if rate_limiter is not None:
-        application.bot_data[RATE_LIMIT_KEY] = rate_limiter
+        install_context(application, services)
     private = filters.ChatType.PRIVATE
     application.add_handler(CommandHandler("start", on_start, filters=private), group)
     application.add_handler(MessageHandler(private & filters.CONTACT, on_contact), group)
@@ -95,7 +92,7 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    services = services_from(context.bot_data)
+    services = bot_context(context)
     try:
         partner = await services.auth.check(user.id)
     except GatewayError:
@@ -114,11 +111,11 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     message, user = update.effective_message, update.effective_user
     if message is None or user is None or message.contact is None:
         return
-    services = services_from(context.bot_data)
+    services = bot_context(context)
     contact = message.contact
     result = await services.auth.authorize_contact(user.id, contact.user_id, contact.phone_number, user.first_name)
     if result.ok and result.partner is not None:
-        await services.appeals.open(result.partner)
+        await present(services.appeals, "appeals").open(result.partner)
         await message.reply_text(result.message, parse_mode=None, reply_markup=ReplyKeyboardRemove())
         await offer_webapp(context, message.chat_id)  # a separate message: this one removes the reply keyboard
     else:
@@ -130,8 +127,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None or user is None or message.text is None:
         return
-    services = services_from(context.bot_data)
-    if await _refused_by_rate(services, context, user.id, message.chat_id):
+    services = bot_context(context)
+    if await _refused_by_rate(services, user.id, message.chat_id):
         return
     drafts = _draft_streamer(services, context, message)
     try:
@@ -175,14 +172,14 @@ async def on_call_operator(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         return
     with contextlib.suppress(TelegramError):
         await query.answer()
-    services = services_from(context.bot_data)
+    services = bot_context(context)
     chat_id = query.message.chat.id if query.message is not None else user.id
-    if await _refused_by_rate(services, context, user.id, chat_id):
+    if await _refused_by_rate(services, user.id, chat_id):
         return
     partner = await _partner_or_explain(services, update)
     if partner is None:
         return
-    reply = await services.appeals.request_human(partner)
+    reply = await present(services.appeals, "appeals").request_human(partner)
     await _send(services, chat_id, reply.text)
 
 
@@ -197,10 +194,10 @@ async def on_non_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-async def _refused_by_rate(services: Services, context: ContextTypes.DEFAULT_TYPE, user_id: int, chat_id: int) -> bool:
+async def _refused_by_rate(services: BotContext, user_id: int, chat_id: int) -> bool:
     """Apply the per-partner rate limit before anything is read or stored; tell the partner when refused."""
-    limiter = context.bot_data.get(RATE_LIMIT_KEY)
-    if not isinstance(limiter, PartnerRateLimiter):
+    limiter = services.rate_limiter
+    if limiter is None:
         return False
     retry = limiter.acquire(user_id)
     if retry is None:
@@ -215,7 +212,7 @@ class _Postponed(Exception):
 
 
 async def _handle_when_authorizable(
-    services: Services, telegram_id: int, text: str, on_delta: DeltaSink | None = None
+    services: BotContext, telegram_id: int, text: str, on_delta: DeltaSink | None = None
 ) -> tuple[Partner | None, ChatReply | None]:
     """Answer the message once the sender's authorization can be checked: a message is never dropped because
     Auth is unreadable (a remembered authorization answers at once; otherwise it waits for the sheet)."""
@@ -223,7 +220,9 @@ async def _handle_when_authorizable(
     turn = current_turn()
     while True:
         try:
-            return await services.appeals.handle_message(telegram_id, text, services.auth.check, on_delta)
+            return await present(services.appeals, "appeals").handle_message(
+                telegram_id, text, services.auth.check, on_delta
+            )
         except SheetUnavailable as exc:
             if turn is None and waited >= AUTH_WAIT_LIMIT:
                 raise
@@ -240,7 +239,7 @@ async def _handle_when_authorizable(
         delay = min(delay * 2, AUTH_RETRY_MAX)
 
 
-async def _partner_or_explain(services: Services, update: Update) -> Partner | None:
+async def _partner_or_explain(services: BotContext, update: Update) -> Partner | None:
     """The authorized partner behind the update, or None after telling the user why not."""
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
@@ -256,7 +255,7 @@ async def _partner_or_explain(services: Services, update: Update) -> Partner | N
     return partner
 
 
-async def _explain_unauthorized(services: Services, update: Update) -> None:
+async def _explain_unauthorized(services: BotContext, update: Update) -> None:
     """Tell a user without access how to get it (with the share-phone button where a keyboard fits)."""
     message, chat = update.effective_message, update.effective_chat
     if message is not None and update.callback_query is None:
@@ -265,23 +264,25 @@ async def _explain_unauthorized(services: Services, update: Update) -> None:
         await _send(services, chat.id, TEXT_UNAUTHORIZED)
 
 
-async def _send(services: Services, chat_id: int, text: str, *, with_operator_button: bool = False) -> None:
+async def _send(services: BotContext, chat_id: int, text: str, *, with_operator_button: bool = False) -> None:
     try:
-        await services.messenger.send_text(chat_id, text, buttons=[OPERATOR_BUTTON] if with_operator_button else None)
+        await present(services.messenger, "messenger").send_text(
+            chat_id, text, buttons=[OPERATOR_BUTTON] if with_operator_button else None
+        )
     except DeliveryError as exc:
         log.warning("reply to %s not delivered: %s", chat_id, exc)
 
 
-def _draft_streamer(services: Services, context: ContextTypes.DEFAULT_TYPE, message: Message) -> DraftStreamer | None:
+def _draft_streamer(services: BotContext, context: ContextTypes.DEFAULT_TYPE, message: Message) -> DraftStreamer | None:
     """A draft streamer for this answer, when it is worth one: a private chat where Telegram has not refused
     drafts, and a provider that writes piece by piece (an offline answer comes whole: it is just sent)."""
-    if message.chat.type != ChatType.PRIVATE or not services.appeals.streams:
+    if message.chat.type != ChatType.PRIVATE or not present(services.appeals, "appeals").streams:
         return None
     if services.drafts is None or not services.drafts.allowed(message.chat_id):
         return None
 
     async def send_part(part: str) -> None:
-        await services.messenger.send_text(message.chat_id, part)
+        await present(services.messenger, "messenger").send_text(message.chat_id, part)
 
     return DraftStreamer(context.bot, message.chat_id, services.drafts, send_part)
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from bot.config import Settings
-from bot.preflight import backend_problems, credentials_problems, data_dir_problems, mask_token, token_problems
+from bot.ops.preflight import backend_problems, credentials_problems, data_dir_problems, mask_token, token_problems
 from gateway import AsyncSheetsGateway, GatewayError, RetryPolicy
 from gateway.schemas import ALL_SCHEMAS, QUEUE, QueueCol, QueueStatus, normalize_header
 

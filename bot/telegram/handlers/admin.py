@@ -14,7 +14,7 @@ from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, ContextTypes, filters
 
 from bot.services.admin import ADMIN_COMMANDS, AdminService
-from bot.services.container import ServicesMissing, services_from
+from bot.telegram.context import bot_context, present
 
 HANDLER_GROUP = -20  # before every other group, so nothing else also answers an admin's command
 
@@ -29,12 +29,9 @@ def register_admin_handlers(application: Application[Any, Any, Any, Any, Any, An
         application.add_handler(CommandHandler(command, on_admin_command, filters=admins), group=HANDLER_GROUP)
 
 
-def admin_service(bot_data: Any) -> AdminService:
-    """The AdminService in `Services.admin`."""
-    admin = services_from(bot_data).admin
-    if admin is None:
-        raise ServicesMissing("Services.admin is not set, but admin handlers are registered")
-    return admin
+def admin_service(context: ContextTypes.DEFAULT_TYPE) -> AdminService:
+    """The AdminService of the BotContext."""
+    return present(bot_context(context).admin, "admin")
 
 
 async def on_admin_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -43,5 +40,5 @@ async def on_admin_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     if message is None or chat is None or not message.text:
         return
     command = message.text.split()[0].lstrip("/").split("@")[0].lower()
-    await admin_service(context.bot_data).handle(chat.id, command, context.args or [])
+    await admin_service(context).handle(chat.id, command, context.args or [])
     raise ApplicationHandlerStop

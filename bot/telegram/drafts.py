@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from telegram import Bot
 from telegram.error import BadRequest, InvalidToken, TelegramError
 
-from bot.telegram_messenger import split_message
+from bot.services.message_parts import split_message
 
 log = logging.getLogger(__name__)
 
