@@ -109,11 +109,14 @@ class HealthMonitor:
         self._started = self.clock()
         runs = self.gateway.ledgers.runs
         crashed = []
-        for pid in await runs.others():
-            if pid != os.getpid() and not _alive(pid):
-                crashed.append(f"{RUN_MARKER_PREFIX}{pid}")
-                await runs.clear(pid)
-        await runs.mark(os.getpid())
+        try:
+            for pid in await runs.others():
+                if pid != os.getpid() and not _alive(pid):
+                    crashed.append(f"{RUN_MARKER_PREFIX}{pid}")
+                    await runs.clear(pid)
+            await runs.mark(os.getpid())
+        except Exception:  # the marker only serves a crash notice: never a reason not to start
+            log.warning("could not record this run in the state file: a crash of it goes unreported", exc_info=True)
         if crashed:
             log.warning("the previous run did not stop cleanly (%s)", ", ".join(crashed))
             await self._post(
