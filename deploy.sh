@@ -297,8 +297,9 @@ on_exit() {
 new_release_name() {
     local short=$1 stamp
     stamp=$(date -u +%Y%m%d_%H%M%S)
-    # Same commit deployed twice within one second: wait for the next second rather than reuse the name.
-    while [[ -e $RELEASES/${stamp}_$short ]]; do
+    # Another release made within the same second: wait for the next one, so that release names (sorted by
+    # `rollback.sh --list`) keep the order of the deploys and the same commit never reuses a name.
+    while compgen -G "$RELEASES/${stamp}_*" >/dev/null; do
         sleep 0.2
         stamp=$(date -u +%Y%m%d_%H%M%S)
     done
