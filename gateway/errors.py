@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class GatewayError(Exception):
     """Base class of every error the gateway raises."""
@@ -47,9 +49,13 @@ class StructureFault(SheetUnavailable):
 
 
 class SchemaError(StructureFault):
-    """A sheet is missing or lacks a header the schema requires."""
+    """A sheet is missing or lacks a header the schema requires (`columns`: the headers it lacks, when known)."""
 
     fix_template = "запустите marketingbot sheets init (или верните заголовки листа «{sheet}»)"
+
+    def __init__(self, message: str, *, sheet: str = "", fix: str | None = None, columns: Sequence[str] = ()) -> None:
+        super().__init__(message, sheet=sheet, fix=fix)
+        self.columns = tuple(columns)
 
 
 class SheetMissing(SchemaError):

@@ -247,7 +247,9 @@ class AsyncSheetsGateway:
             lacking = [h for h in schema.headers if not hm.has(h)]
             if lacking:
                 names = ", ".join(f"«{h}»" for h in lacking)
-                problems.append(SchemaError(f"sheet {schema.title!r} lacks columns {names}", sheet=schema.title))
+                problems.append(
+                    SchemaError(f"sheet {schema.title!r} lacks columns {names}", sheet=schema.title, columns=lacking)
+                )
         return problems
 
     # -- setup ---------------------------------------------------------------------------------

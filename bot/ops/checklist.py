@@ -20,8 +20,8 @@ import httpx
 
 from bot.config import Settings
 from bot.ops.preflight import backend_problems, credentials_problems, data_dir_problems, mask_token, token_problems
-from gateway import AsyncSheetsGateway, GatewayError, RetryPolicy
-from gateway.schemas import ALL_SCHEMAS, QUEUE, QueueCol, QueueStatus, normalize_header
+from gateway import AsyncSheetsGateway, GatewayError, RetryPolicy, SchemaError, SheetMissing
+from gateway.schemas import ALL_SCHEMAS, QUEUE, QueueCol, QueueStatus
 
 WORKER_STALE_AFTER = timedelta(minutes=5)
 ITEM_TIMEOUT = 30.0
@@ -350,19 +350,13 @@ class Checklist:
 
 
 async def structure_problems(gw: AsyncSheetsGateway) -> list[str]:
-    """Missing sheets and headers, each named (empty: the structure is complete)."""
-    titles = {normalize_header(t) for t in await gw.sheet_titles()}
-    missing = [s.title for s in ALL_SCHEMAS if normalize_header(s.title) not in titles]
+    """Missing sheets and headers, each named (empty: the structure is complete); the gateway's one probe."""
+    faults = await gw.structure_problems()
+    missing = [f.sheet for f in faults if isinstance(f, SheetMissing)]
     problems = [("missing sheets " if len(missing) > 1 else "missing sheet ") + ", ".join(f"«{t}»" for t in missing)]
     problems = problems if missing else []
-    for schema in ALL_SCHEMAS:
-        if schema.title in missing:
-            continue
-        hm = await gw.table(schema).header()
-        lacking = [h for h in schema.headers if not hm.has(h)]
-        if lacking:
-            problems.append(f"sheet «{schema.title}» lacks " + ", ".join(f"«{h}»" for h in lacking))
-    return problems
+    lacking = [f for f in faults if isinstance(f, SchemaError) and not isinstance(f, SheetMissing)]
+    return problems + [f"sheet «{f.sheet}» lacks " + ", ".join(f"«{h}»" for h in f.columns) for f in lacking]
 
 
 async def run_checklist(settings: Settings, settings_problems: Sequence[str] = (), **options: Any) -> list[Item]:
