@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.ai.base import AIError, Turn
+from bot.ai.base import AIError, DeltaSink, Turn
 from bot.ai.fallback import FallbackAI
 from bot.ai.prompt import SystemPrompt
-from bot.services.appeals import AppealsService, WorkingHours
-from bot.services.auth import AuthService
+from bot.services.appeals import AppealsService, ChatReply, WorkingHours
+from bot.services.auth import AuthService, Partner
 from bot.services.knowledge import KnowledgeBase
 from bot.services.operator_replies import OperatorReplyService
 from bot.services.ports import DeliveryError, InlineButton
@@ -321,3 +321,21 @@ async def add_fact(gw: AsyncSheetsGateway, question: str, answer: str, tags: str
     await gw.table(KNOWLEDGE).write(
         [gw.table(KNOWLEDGE).op_insert({"Вопрос": question, "Ответ": answer, "Теги": tags, "Активно": active})]
     )
+
+
+def known(*partners: Partner) -> Callable[[int], Awaitable[Partner | None]]:
+    """An `authorize` for AppealsService.handle_message that knows exactly these partners (AuthService.check's
+    stand-in, with no sheet read of its own)."""
+    by_id = {p.telegram_id: p for p in partners}
+
+    async def authorize(telegram_id: int) -> Partner | None:
+        return by_id.get(telegram_id)
+
+    return authorize
+
+
+async def say(appeals: AppealsService, partner: Partner, text: str, on_delta: DeltaSink | None = None) -> ChatReply:
+    """One message from an authorized partner, through the chat turn's one entry point."""
+    who, reply = await appeals.handle_message(partner.telegram_id, text, known(partner), on_delta)
+    assert who == partner and reply is not None
+    return reply

@@ -46,8 +46,9 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _counts_as_failure(exc: BaseException) -> bool:
-    # A rejected request (bad key, bad model) is our configuration, not an outage: it must not trip the breaker.
-    return not isinstance(exc, AIRejected)
+    # A rejected request (bad key, bad model) is our configuration, not an outage: it must not trip the breaker;
+    # nor a call we cancelled ourselves (an answer no longer wanted, a shutdown).
+    return not isinstance(exc, AIRejected | asyncio.CancelledError)
 
 
 class GuardedCaller:

@@ -29,6 +29,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +37,7 @@ from datetime import time as dtime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from bot.ai.base import DeltaSink
+from bot.ai.base import DeltaSink, Turn
 from bot.ai.fallback import AIAnswer, FallbackAI
 from bot.ai.prompt import SystemPrompt
 from bot.services import chatlog
@@ -168,6 +169,7 @@ class AppealsService:
         self._monotonic = monotonic
         self._locks = KeyedLock()
         self._failure_notified: dict[int, float] = {}
+        self._recent = RecentHistories()  # what each partner's last answered turn left for the next one
         # Messages sent while «В работе»: at most one staff notice per partner per interval (0: each at once).
         self._in_work_notices = StaffNoticeBatcher(
             self._notify_partner_staff, staff_notice_interval, monotonic=monotonic
@@ -190,12 +192,6 @@ class AppealsService:
         """Whether the AI's answers arrive piece by piece (worth showing as they are written)."""
         return self._ai.can_stream
 
-    async def handle_text(self, partner: Partner, text: str, on_delta: DeltaSink | None = None) -> ChatReply:
-        """Answer one message from an authorized partner (or stay silent while a human has the conversation).
-        `on_delta` receives the AI's answer as it is written (nothing for canned replies)."""
-        async with self._locks(partner.telegram_id):
-            return await self._turn(partner, text, *await self._load(partner.telegram_id), on_delta)
-
     async def handle_message(
         self,
         telegram_id: int,
@@ -203,18 +199,28 @@ class AppealsService:
         authorize: Callable[[int], Awaitable[Partner | None]],
         on_delta: DeltaSink | None = None,
     ) -> tuple[Partner | None, ChatReply | None]:
-        """Authorize and answer in one step: the Auth and Обращения reads go out together, so the gateway
-        sends them as one batched call instead of two in a row. (None, None) when not authorized."""
+        """Answer one message (or stay silent while a human has the conversation); the one entry point of a
+        chat turn, for Telegram and the Mini App alike. `authorize` and the Обращения read go out together, so
+        the gateway sends them as one batched call. (None, None) when the sender is not authorized.
+        `on_delta` receives the AI's answer as it is written (nothing for canned replies).
+
+        When the partner's previous turn was answered here, the model is asked at once with the history that
+        turn left, while the row is read; the answer is shown only once the fresh row confirms that history
+        and status (a staff edit made meanwhile restarts the turn from the fresh row). So the sheet read no
+        longer sits in front of the model, yet every turn still sees what staff changed before it."""
+        text = text.strip()
         async with self._locks(telegram_id):
-            partner, (row, readable) = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
-            if partner is None:
-                return None, None
-            return partner, await self._turn(partner, text, row, readable, on_delta)
+            history = await self._speculable(telegram_id, text)
+            if history is None:
+                partner, (row, readable) = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
+                if partner is None:
+                    return None, None
+                return partner, await self._turn(partner, text, row, readable, on_delta)
+            return await self._speculative_turn(telegram_id, text, authorize, history, on_delta)
 
     async def _turn(
         self, partner: Partner, text: str, row: Record | None, readable: bool, on_delta: DeltaSink | None = None
     ) -> ChatReply:
-        text = text.strip()
         now = self._clock()
         status = canonical_status(row[AppealCol.STATUS]) if row else ""
         entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
@@ -223,7 +229,7 @@ class AppealsService:
             return await self._while_in_work(partner, user_block, text, now)
         if self._escalation.matches(text):
             return await self._escalate(partner, entries, [user_block], now, status)
-        if await self._limit_reached(partner):
+        if await self._limit_reached(partner.telegram_id):
             # Not stored: a partner over the limit must not be able to fill the sheet (and its write quota).
             return ChatReply(limit_text(self.daily_limit), status or AppealStatus.NEW, kind=ReplyKind.LIMIT)
         # An unreadable row's status is unknown: the turn must not overwrite it (e.g. staff's В работе).
@@ -232,6 +238,7 @@ class AppealsService:
     async def request_human(self, partner: Partner) -> ChatReply:
         """The «Позвать оператора» button: hand the conversation to a human."""
         async with self._locks(partner.telegram_id):
+            self._recent.forget(partner.telegram_id)
             now = self._clock()
             row, _ = await self._load(partner.telegram_id)
             status = canonical_status(row[AppealCol.STATUS]) if row else ""
@@ -276,9 +283,24 @@ class AppealsService:
         on_delta: DeltaSink | None = None,
     ) -> ChatReply:
         """The model's answer; `status` None means unknown (unreadable row): it is then left as it is."""
-        history = chatlog.to_turns(entries, self._history_turns, self._history_chars)
-        context = await self._context(text)
-        answer = await self._ai.answer(self._prompt.text, history, text, context, on_delta)
+        history = self._history(entries)
+        answer = await self._ask(text, history, on_delta)
+        return await self._conclude(partner, text, history, user_block, now, status, answer)
+
+    async def _ask(self, text: str, history: list[Turn], on_delta: DeltaSink | None) -> AIAnswer:
+        return await self._ai.answer(self._prompt.text, history, text, await self._context(text), on_delta)
+
+    async def _conclude(
+        self,
+        partner: Partner,
+        text: str,
+        history: list[Turn],
+        user_block: str,
+        now: datetime,
+        status: str | None,
+        answer: AIAnswer,
+    ) -> ChatReply:
+        """Count, log and remember an answer the model gave with `history` (or the fallback standing in)."""
         if answer.from_model and self.daily_limit:
             await self._gw.ledgers.ai_answers.add(str(partner.telegram_id), self._today())
         ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)
@@ -286,13 +308,75 @@ class AppealsService:
         kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
         reply = ChatReply(answer.text, AppealStatus.AI, kind=kind)
         await self._append(partner, [user_block, ai_block], now, new_status, reply)
+        # The next turn's history as it will read back from the log (parsed from the very blocks written).
+        written = chatlog.as_turns(chatlog.parse(f"{user_block}\n{ai_block}", self._tz))
+        self._recent.remember(
+            partner.telegram_id, chatlog.trim_turns(history + written, self._history_turns, self._history_chars)
+        )
         if answer.failed:
             await self._notify_failure(partner, text, answer)
         return reply
 
+    def _history(self, entries: list[ChatEntry]) -> list[Turn]:
+        return chatlog.to_turns(entries, self._history_turns, self._history_chars)
+
+    # -- answering while the row is read -----------------------------------------------------------
+
+    async def _speculable(self, telegram_id: int, text: str) -> list[Turn] | None:
+        """The history to ask the model with before the row is read, or None when the turn must read first:
+        no previous answered turn to go by, or a turn that will not ask the model (escalation, the limit)."""
+        history = self._recent.get(telegram_id)
+        if history is None or self._escalation.matches(text):
+            return None
+        try:
+            if await self._limit_reached(telegram_id):
+                return None
+        except Exception:  # the normal path reports it properly
+            return None
+        return history
+
+    async def _speculative_turn(
+        self,
+        telegram_id: int,
+        text: str,
+        authorize: Callable[[int], Awaitable[Partner | None]],
+        history: list[Turn],
+        on_delta: DeltaSink | None,
+    ) -> tuple[Partner | None, ChatReply | None]:
+        now = self._clock()
+        held = _HeldDeltas(on_delta) if on_delta is not None else None
+        asked = asyncio.create_task(self._ask(text, history, held.put if held is not None else None))
+        try:
+            partner, (row, readable) = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
+        except BaseException:
+            self._recent.forget(telegram_id)
+            await _cancelled(asked)
+            raise
+        if partner is None:
+            self._recent.forget(telegram_id)
+            await _cancelled(asked)
+            return None, None
+        status = canonical_status(row[AppealCol.STATUS]) if row else ""
+        entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
+        # An unreadable row confirms nothing, but the history the last turn left is the best one there is (the
+        # journal only holds turns it already includes); its status stays unknown, so it is not overwritten.
+        if readable and (status == AppealStatus.IN_WORK or self._history(entries) != history):
+            # Staff changed the conversation since the last turn: the fresh row decides, from the start.
+            log.info("history of %s changed since its last turn: asking again from the fresh row", telegram_id)
+            self._recent.forget(telegram_id)
+            await _cancelled(asked)
+            return partner, await self._turn(partner, text, row, readable, on_delta)
+        if held is not None:
+            held.release()
+        answer = await asked
+        user_block = chatlog.format_entry(now.astimezone(self._tz), Author.USER, text)
+        reply = await self._conclude(partner, text, history, user_block, now, status if readable else None, answer)
+        return partner, reply
+
     async def _escalate(
         self, partner: Partner, entries: list[ChatEntry], blocks: list[str], now: datetime, status: str
     ) -> ChatReply:
+        self._recent.forget(partner.telegram_id)  # a human has it now: the next turn reads before anything
         reply = ChatReply(self._escalation_text(now), AppealStatus.IN_WORK, escalated=True, kind=ReplyKind.ESCALATED)
         await self._append(partner, blocks, now, AppealStatus.IN_WORK, reply)
         recent = entries[-STAFF_HISTORY_ENTRIES:] + chatlog.parse("\n".join(blocks), self._tz)
@@ -309,6 +393,7 @@ class AppealsService:
         return reply
 
     async def _while_in_work(self, partner: Partner, user_block: str, text: str, now: datetime) -> ChatReply:
+        self._recent.forget(partner.telegram_id)
         reply = ChatReply("", AppealStatus.IN_WORK, kind=ReplyKind.SILENT)
         await self._append(partner, [user_block], now, None, reply)
         header = (
@@ -318,10 +403,10 @@ class AppealsService:
         await self._in_work_notices.add(partner.telegram_id, header, text)
         return reply
 
-    async def _limit_reached(self, partner: Partner) -> bool:
+    async def _limit_reached(self, telegram_id: int) -> bool:
         if not self.daily_limit:
             return False
-        used = await self._gw.ledgers.ai_answers.get(str(partner.telegram_id), self._today())
+        used = await self._gw.ledgers.ai_answers.get(str(telegram_id), self._today())
         return used >= self.daily_limit
 
     async def _context(self, text: str) -> list[str]:
@@ -414,6 +499,52 @@ class AppealsService:
 
     def _today(self) -> str:
         return self._clock().astimezone(self._tz).date().isoformat()
+
+
+class RecentHistories:
+    """Per partner, the model history their last answered turn left (what the next turn will most likely
+    read back), for the newest `capacity` partners. A guess only: every use is checked against the sheet."""
+
+    def __init__(self, capacity: int = 2048) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[int, list[Turn]] = OrderedDict()
+
+    def get(self, telegram_id: int) -> list[Turn] | None:
+        return self._items.get(telegram_id)
+
+    def remember(self, telegram_id: int, history: list[Turn]) -> None:
+        self._items[telegram_id] = history
+        self._items.move_to_end(telegram_id)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def forget(self, telegram_id: int) -> None:
+        self._items.pop(telegram_id, None)
+
+
+class _HeldDeltas:
+    """Deltas held back until the turn is confirmed (then passed on, the held ones first); dropped if not."""
+
+    def __init__(self, sink: DeltaSink) -> None:
+        self._sink = sink
+        self._held: list[str] | None = []
+
+    def put(self, text: str) -> None:
+        if self._held is None:
+            self._sink(text)
+        else:
+            self._held.append(text)
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        if held:
+            self._sink("".join(held))
+
+
+async def _cancelled(task: asyncio.Task[AIAnswer]) -> None:
+    """Cancel a model call whose answer will not be used, and wait until it has stopped."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _who(partner: Partner) -> str:

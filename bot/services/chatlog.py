@@ -152,11 +152,14 @@ def parse_stamp(text: str, tz: tzinfo | None = None) -> datetime | None:
 
 
 def to_turns(entries: list[ChatEntry], max_turns: int = 20, max_chars: int = 12_000) -> list[Turn]:
-    """The newest entries as model turns: partner → user, assistant → model, operator → model (labelled).
+    """The newest entries as model turns (`as_turns`), at most `max_turns` entries and `max_chars` characters,
+    dropping the oldest first."""
+    return trim_turns(as_turns(entries), max_turns, max_chars)
 
-    Entries by unknown authors (staff notes) are left out. At most `max_turns` entries and `max_chars`
-    characters are kept, dropping the oldest first.
-    """
+
+def as_turns(entries: list[ChatEntry]) -> list[Turn]:
+    """Entries as model turns: partner → user, assistant → model, operator → model (labelled). Entries by
+    unknown authors (staff notes) are left out."""
     turns: list[Turn] = []
     for entry in entries:
         author = entry.known_author
@@ -168,6 +171,12 @@ def to_turns(entries: list[ChatEntry], max_turns: int = 20, max_chars: int = 12_
             turns.append(Turn("model", entry.text))
         else:
             turns.append(Turn("model", f"Оператор: {entry.text}"))
+    return turns
+
+
+def trim_turns(turns: list[Turn], max_turns: int = 20, max_chars: int = 12_000) -> list[Turn]:
+    """The newest `max_turns` turns holding at most `max_chars` characters, dropping the oldest first.
+    Trimming is stable under appending: trim(trim(a) + b) == trim(a + b)."""
     turns = turns[-max_turns:] if max_turns > 0 else []
     total = 0
     for i in range(len(turns) - 1, -1, -1):

@@ -191,7 +191,8 @@ def create_web_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=static), name="static")
 
-    async def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    async def signed(request: Request, authorization: Annotated[str | None, Header()] = None) -> WebAppUser:
+        """The Telegram user whose genuine initData signs the request (not yet checked against Auth)."""
         if validator is None:
             raise ApiError(401, "unauthorized", MSG_OPEN_FROM_TELEGRAM)
         try:
@@ -209,10 +210,15 @@ def create_web_app(
             if retry is not None:
                 seconds = str(max(1, math.ceil(retry)))
                 raise ApiError(429, "rate_limited", rate_limited_text(retry), headers={"Retry-After": seconds})
-        partner = await auth.check(data.user.id)
+        return data.user
+
+    SignedDep = Annotated[WebAppUser, Depends(signed)]
+
+    async def caller(user: SignedDep) -> Caller:
+        partner = await auth.check(user.id)
         if partner is None:
             raise ApiError(403, "forbidden", MSG_FORBIDDEN)
-        return Caller(user=data.user, partner=partner)
+        return Caller(user=user, partner=partner)
 
     CallerDep = Annotated[Caller, Depends(caller)]
 
@@ -278,11 +284,14 @@ def create_web_app(
 
     @app.post("/api/chat", response_model=None)
     async def post_chat(
-        body: ChatIn, who: CallerDep, accept: Annotated[str, Header()] = ""
+        body: ChatIn, user: SignedDep, accept: Annotated[str, Header()] = ""
     ) -> dict[str, Any] | StreamingResponse:
+        # The chat turn authorizes the sender itself, so Auth and Обращения are read in one batched call.
         if "text/event-stream" in accept.lower():
-            return await chat_streams.respond(who.partner, body.text)
-        reply = await chat.handle_text(who.partner, body.text)
+            return await chat_streams.respond(user.id, body.text, auth.check)
+        _, reply = await chat.handle_message(user.id, body.text, auth.check)
+        if reply is None:
+            raise ApiError(403, "forbidden", MSG_FORBIDDEN)
         if reply.kind == "limit":
             raise ApiError(429, "daily_limit", reply.text)
         return {"reply": reply.text, "status": reply.status, "escalated": reply.escalated}
@@ -328,7 +337,7 @@ def create_web_app(
             if links is None or not links.check(stem, exp, sig):
                 raise not_found
         else:
-            who = await caller(request, authorization)
+            who = await caller(await signed(request, authorization))
             if await analytics.get(who.user.id, stem) is None:
                 raise not_found
         path = report_path(reports_dir, stem)

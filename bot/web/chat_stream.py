@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from bot.web.errors import MSG_INTERNAL, ApiError
+from bot.web.errors import MSG_FORBIDDEN, MSG_INTERNAL, ApiError
 from bot.web.ports import ChatPort, ChatReplyView
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class _Deltas:
         self.arrived.clear()
         return items
 
-    async def until_more_or(self, turn: asyncio.Task[ChatReplyView]) -> None:
+    async def until_more_or(self, turn: asyncio.Task[ChatReplyView | None]) -> None:
         """Wait until a piece arrives or the turn ends."""
         waiter = asyncio.create_task(self.arrived.wait())
         try:
@@ -69,12 +69,15 @@ class ChatStreams:
     def __init__(self, chat: ChatPort) -> None:
         self._chat = chat
         # Turns still running after their page went away: kept so they are not garbage-collected mid-turn.
-        self._orphans: set[asyncio.Task[ChatReplyView]] = set()
+        self._orphans: set[asyncio.Task[ChatReplyView | None]] = set()
 
-    async def respond(self, partner: Any, text: str) -> StreamingResponse:
-        """Start the turn; once its first delta arrives (or it ends) answer with the event stream."""
+    async def respond(
+        self, telegram_id: int, text: str, authorize: Callable[[int], Awaitable[Any]]
+    ) -> StreamingResponse:
+        """Start the turn; once its first delta arrives (or it ends) answer with the event stream. Nothing
+        streams before the sender is authorized: an unknown sender is 403 like on the JSON route."""
         deltas = _Deltas()
-        turn = asyncio.create_task(self._chat.handle_text(partner, text, deltas.put))
+        turn = asyncio.create_task(self._answer(telegram_id, text, authorize, deltas.put))
         try:
             await deltas.until_more_or(turn)
         except asyncio.CancelledError:
@@ -82,11 +85,19 @@ class ChatStreams:
             raise
         if turn.done() and not deltas.arrived.is_set():
             reply = turn.result()  # nothing streamed: a failure answers as on the JSON route
+            if reply is None:
+                raise ApiError(403, "forbidden", MSG_FORBIDDEN)
             if reply.kind == "limit":
                 raise ApiError(429, "daily_limit", reply.text)
         return StreamingResponse(self._events(turn, deltas), media_type="text/event-stream", headers=SSE_HEADERS)
 
-    async def _events(self, turn: asyncio.Task[ChatReplyView], deltas: _Deltas) -> AsyncIterator[bytes]:
+    async def _answer(
+        self, telegram_id: int, text: str, authorize: Callable[[int], Awaitable[Any]], on_delta: Callable[[str], None]
+    ) -> ChatReplyView | None:
+        _, reply = await self._chat.handle_message(telegram_id, text, authorize, on_delta)
+        return reply
+
+    async def _events(self, turn: asyncio.Task[ChatReplyView | None], deltas: _Deltas) -> AsyncIterator[bytes]:
         try:
             while True:
                 for piece in deltas.take():
@@ -102,16 +113,19 @@ class ChatStreams:
                 log.exception("streamed chat turn failed")
                 yield sse("error", {"error": {"code": "internal", "message": MSG_INTERNAL}})
                 return
+            if reply is None:  # not reachable: deltas flow only for an authorized sender
+                yield sse("error", {"error": {"code": "forbidden", "message": MSG_FORBIDDEN}})
+                return
             yield done_event(reply)
         finally:
             if not turn.done():  # the page went away mid-answer: let the turn finish and be logged
                 self._keep(turn)
 
-    def _keep(self, turn: asyncio.Task[ChatReplyView]) -> None:
+    def _keep(self, turn: asyncio.Task[ChatReplyView | None]) -> None:
         self._orphans.add(turn)
         turn.add_done_callback(self._forget)
 
-    def _forget(self, turn: asyncio.Task[ChatReplyView]) -> None:
+    def _forget(self, turn: asyncio.Task[ChatReplyView | None]) -> None:
         self._orphans.discard(turn)
         if not turn.cancelled() and turn.exception() is not None:
             log.error("chat turn of a page that went away failed", exc_info=turn.exception())

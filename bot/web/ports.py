@@ -7,7 +7,7 @@ Read-only properties let frozen dataclasses match.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -72,11 +72,16 @@ class JobView(Protocol):
 class ChatPort(Protocol):
     """The partner's conversation with the assistant."""
 
-    # `Any`: the service takes its own Partner type, which is what AuthPort.check returned.
-    async def handle_text(
-        self, partner: Any, text: str, on_delta: Callable[[str], None] | None = None
-    ) -> ChatReplyView:
-        """Answer one message from an authorized partner; `on_delta` gets the AI's answer as it is written."""
+    # `Any` partner: the service takes and returns its own Partner type, which is what AuthPort.check returns.
+    async def handle_message(
+        self,
+        telegram_id: int,
+        text: str,
+        authorize: Callable[[int], Awaitable[Any]],
+        on_delta: Callable[[str], None] | None = None,
+    ) -> tuple[Any, ChatReplyView | None]:
+        """Authorize the sender and answer one message (the authorization and the conversation's row are read
+        together); `(None, None)` when not authorized. `on_delta` gets the AI's answer as it is written."""
         ...
 
     async def history(self, telegram_id: int) -> Sequence[ChatEntryView]:

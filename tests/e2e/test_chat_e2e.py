@@ -397,11 +397,12 @@ async def test_gemini_down_gives_offline_answer_and_tells_staff(world: World) ->
 
 
 async def test_sheet_down_turn_is_answered_and_lands_later(world: World) -> None:
-    """With the sheet down the partner is still answered; the turn reaches Обращения from the outbox later."""
+    """With the sheet down the partner is still answered, with the conversation so far (the bot remembers the turn
+    it answered last); the turn reaches Обращения from the outbox later."""
     await world.say("Первый")  # the bot has now seen this partner authorized
     world.set_sheet_down(True)
     reply = await world.say("Второй, пока таблица недоступна", wait=10)
-    assert text_of(reply) == "Ответ на «Второй, пока таблица недоступна» (реплик партнёра в истории: 1)."
+    assert text_of(reply) == "Ответ на «Второй, пока таблица недоступна» (реплик партнёра в истории: 2)."
     assert world.gw.outbox_depth >= 1
     world.set_sheet_down(False)
     assert await world.gw.writer.wait_empty(10)
@@ -409,7 +410,7 @@ async def test_sheet_down_turn_is_answered_and_lands_later(world: World) -> None
     assert log.count("Пользователь: Первый") == 1
     assert log.endswith(
         "Пользователь: Второй, пока таблица недоступна\n"
-        "[2026-11-23 14:05] ИИ: Ответ на «Второй, пока таблица недоступна» (реплик партнёра в истории: 1)."
+        "[2026-11-23 14:05] ИИ: Ответ на «Второй, пока таблица недоступна» (реплик партнёра в истории: 2)."
     )
 
 

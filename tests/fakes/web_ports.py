@@ -10,7 +10,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -71,10 +71,21 @@ class FakeChat:
         self.status: dict[int, str] = {}
         self.received: list[tuple[int, str]] = []
 
-    async def handle_text(
-        self, partner: Partner, text: str, on_delta: Callable[[str], None] | None = None
-    ) -> ChatReply:
-        """Answer one message like the service would; the answer streams word by word to `on_delta`."""
+    async def handle_message(
+        self,
+        telegram_id: int,
+        text: str,
+        authorize: Callable[[int], Awaitable[Partner | None]],
+        on_delta: Callable[[str], None] | None = None,
+    ) -> tuple[Partner | None, ChatReply | None]:
+        """Authorize, then answer like the service would; (None, None) for a sender who is not authorized."""
+        partner = await authorize(telegram_id)
+        if partner is None:
+            return None, None
+        return partner, await self._answer(partner, text, on_delta)
+
+    async def _answer(self, partner: Partner, text: str, on_delta: Callable[[str], None] | None) -> ChatReply:
+        """The answer streams word by word to `on_delta`."""
         tid = partner.telegram_id
         self.received.append((tid, text))
         log = self.logs.setdefault(tid, [])

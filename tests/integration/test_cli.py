@@ -116,8 +116,11 @@ def test_busy_port_is_one_line_naming_web_port(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         res = _run(tmp_path, "local", WEB_PORT=str(port), timeout=20)
-    assert res.returncode == 2 and res.stderr.strip() == f"WEB_PORT: port {port} on 127.0.0.1 is already in use " \
-        "(is another marketingbot running?)"
+    assert (
+        res.returncode == 2
+        and res.stderr.strip()
+        == f"WEB_PORT: port {port} on 127.0.0.1 is already in use (is another marketingbot running?)"
+    )
 
 
 TOKEN = "7012345678:AAH1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvWx"

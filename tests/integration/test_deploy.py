@@ -656,6 +656,8 @@ def test_slots_deploy_interrupted_after_switch_hands_back(slot_site: Site) -> No
     blue = slot_healthz(site, "blue")
     assert blue is not None and blue["role"] == "leader" and blue["version"] == "1.0"
     assert slot_healthz(site, "green") is None
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not available")
 def test_worker_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """deploy/marketingbot-worker.service is accepted without a warning and runs `marketingbot worker` sandboxed."""

@@ -19,7 +19,7 @@ from bot.services.auth import Partner
 from gateway import AsyncSheetsGateway, build_gateway
 from gateway.a1 import cell_range
 from gateway.schemas import APPEALS, ARCHIVE, AppealCol
-from tests.chat_support import ChatKit, build_kit
+from tests.chat_support import ChatKit, build_kit, say
 from tests.conftest import google_config, local_config
 from tests.fakes.sheets_server import FakeSheetsServer
 
@@ -52,7 +52,7 @@ class Stand:
 
     async def ask(self, text: str) -> str:
         """The partner writes; returns what they were answered."""
-        return (await self.kit.appeals.handle_text(PARTNER, text)).text
+        return (await say(self.kit.appeals, PARTNER, text)).text
 
     async def log(self, telegram_id: int = PARTNER.telegram_id) -> str:
         """Обращения.E of a partner, read fresh."""

@@ -22,6 +22,7 @@ from tests.chat_support import (
     add_partner,
     build_kit,
     chat_gateway_config,
+    say,
     start_flaky_gateway,
 )
 
@@ -69,7 +70,7 @@ async def test_the_reply_returns_before_the_sheet_write_lands(gated: tuple[Async
     gw, gate = gated
     kit = build_kit(gw, reply_first=True)
     gate.open_gate.clear()
-    reply = await asyncio.wait_for(kit.appeals.handle_text(PARTNER, "Привет"), 5)
+    reply = await asyncio.wait_for(say(kit.appeals, PARTNER, "Привет"), 5)
     assert reply.text == "Ответ 1: Привет"
     assert await _log(gw) == ""  # not in the sheet yet
     assert gw.turns.in_flight == 1
@@ -85,8 +86,8 @@ async def test_next_turn_history_includes_a_turn_not_yet_in_the_sheet(
     gw, gate = gated
     kit = build_kit(gw, reply_first=True)
     gate.open_gate.clear()
-    await kit.appeals.handle_text(PARTNER, "Первый")
-    await kit.appeals.handle_text(PARTNER, "Второй")
+    await say(kit.appeals, PARTNER, "Первый")
+    await say(kit.appeals, PARTNER, "Второй")
     history = kit.ai.calls[1].history
     assert [(t.role, t.text) for t in history] == [("user", "Первый"), ("model", "Ответ 1: Первый")]
     gate.open_gate.set()
@@ -100,10 +101,10 @@ async def test_a_staff_edit_is_seen_on_the_next_message(gated: tuple[AsyncSheets
     """Reply-first still reads the sheet every turn: staff setting В работе silences the very next message."""
     gw, _ = gated
     kit = build_kit(gw, reply_first=True)
-    await kit.appeals.handle_text(PARTNER, "Привет")
+    await say(kit.appeals, PARTNER, "Привет")
     await gw.turns.drain()
     await gw.table(APPEALS).write([gw.table(APPEALS).op_upsert("42", {AppealCol.STATUS: AppealStatus.IN_WORK})])
-    reply = await kit.appeals.handle_text(PARTNER, "Ещё вопрос")
+    reply = await say(kit.appeals, PARTNER, "Ещё вопрос")
     assert reply.kind is ReplyKind.SILENT and reply.text == ""
 
 
@@ -113,9 +114,9 @@ async def test_history_during_an_outage_overlays_the_outbox(tmp_path: Path) -> N
     try:
         kit = build_kit(gw)
         flaky.down = True
-        await kit.appeals.handle_text(PARTNER, "Первый")
+        await say(kit.appeals, PARTNER, "Первый")
         assert gw.outbox_depth == 1
-        await kit.appeals.handle_text(PARTNER, "Второй")
+        await say(kit.appeals, PARTNER, "Второй")
         assert [t.text for t in kit.ai.calls[1].history] == ["Первый", "Ответ 1: Первый"]
         flaky.down = False
         assert await gw.writer.wait_empty(5)

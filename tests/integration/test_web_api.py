@@ -165,6 +165,7 @@ async def test_index_serves_the_mini_app(env: Env) -> None:
 
 async def test_index_flags_dev_mode_and_promotions(make_env: Callable[..., Env]) -> None:
     """Local mode and the promotions feature are announced to the page through data attributes."""
+
     async def no_promotions(telegram_id: int) -> list[Any]:
         return []
 

@@ -67,8 +67,10 @@ async def test_a_narrative_of_computed_figures_is_used_with_the_analysis_model(
 ) -> None:
     """GEMINI_ANALYSIS_MODEL (default gemini-2.5-flash) writes the paragraph; its numbers are figures: kept."""
     gemini_server.set_responder(
-        lambda body: f"Медиана рынка — {figure(last_user_text(body), 'Медиана цены за м²')}, "
-        "объект стоит в рыночном диапазоне; цену стоит сохранить."
+        lambda body: (
+            f"Медиана рынка — {figure(last_user_text(body), 'Медиана цены за м²')}, "
+            "объект стоит в рыночном диапазоне; цену стоит сохранить."
+        )
     )
     text = await run_job(local_gateway, tmp_path, narrator)
     assert "объект стоит в рыночном диапазоне; цену стоит сохранить" in text

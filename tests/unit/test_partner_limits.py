@@ -15,7 +15,7 @@ from bot.services.auth import Partner
 from bot.services.partner_limits import PartnerRateLimiter, StaffNoticeBatcher, rate_limited_text, render_notice
 from gateway import AsyncSheetsGateway
 from gateway.schemas import APPEALS, AppealCol
-from tests.chat_support import FlakyBackend, build_kit, chat_gateway_config, flaky_gateway
+from tests.chat_support import FlakyBackend, build_kit, chat_gateway_config, flaky_gateway, say
 
 PARTNER = Partner(code="P-1", name="Иванов Иван", phone="+79161234567", telegram_id=42)
 
@@ -80,10 +80,10 @@ async def test_messages_refused_for_the_daily_limit_are_not_appended(
     """After the daily limit, 20 more messages leave the log as it was and the partner is told so."""
     gw, _ = sheet
     kit = build_kit(gw, daily_limit=1)
-    assert (await kit.appeals.handle_text(PARTNER, "первый")).kind is ReplyKind.ANSWER
+    assert (await say(kit.appeals, PARTNER, "первый")).kind is ReplyKind.ANSWER
     log_before = (await gw.table(APPEALS).get("42"))[AppealCol.LOG]  # type: ignore[index]
     for i in range(20):
-        reply = await kit.appeals.handle_text(PARTNER, f"лишний {i} " + "x" * 4000)
+        reply = await say(kit.appeals, PARTNER, f"лишний {i} " + "x" * 4000)
         assert reply.kind is ReplyKind.LIMIT
     assert "не сохранено" in reply.text
     assert (await gw.table(APPEALS).get("42"))[AppealCol.LOG] == log_before  # type: ignore[index]
@@ -98,10 +98,10 @@ async def test_messages_while_in_work_give_one_staff_notice_per_interval(
     """Ten quick messages while «В работе» are all logged, but staff get one notice at once and one batch later."""
     gw, _ = sheet
     kit = build_kit(gw, staff_notice_interval=0.5)
-    await kit.appeals.handle_text(PARTNER, "позовите оператора")
+    await say(kit.appeals, PARTNER, "позовите оператора")
     escalation_notices = len(kit.messenger.staff)
     for i in range(10):
-        await kit.appeals.handle_text(PARTNER, f"сообщение {i}")
+        await say(kit.appeals, PARTNER, f"сообщение {i}")
     log = (await gw.table(APPEALS).get("42"))[AppealCol.LOG]  # type: ignore[index]
     assert all(f"сообщение {i}" in log for i in range(10))
     assert len(kit.messenger.staff) - escalation_notices == 1

@@ -26,9 +26,7 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
         ("1:" + "a" * 40, "TELEGRAM_BOT_TOKEN: 1:**** is not a bot token"),
     ],
 )
-def test_token_refusals_name_the_variable_and_mask_the_secret(
-    tmp_path: Path, token: str | None, expected: str
-) -> None:
+def test_token_refusals_name_the_variable_and_mask_the_secret(tmp_path: Path, token: str | None, expected: str) -> None:
     """Absent, dev or malformed tokens are refused in one line; the secret part never appears."""
     (line,) = token_problems(_settings(tmp_path, telegram_bot_token=token))
     assert line.startswith(expected) and "short" not in line and "aaaa" not in line

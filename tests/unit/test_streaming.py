@@ -20,7 +20,7 @@ from bot.telegram.drafts import DraftSupport
 from bot.telegram.handlers.chat import _unsent_rest
 from gateway import AsyncSheetsGateway
 from gateway.schemas import APPEALS, AppealCol
-from tests.chat_support import FakeMessenger, ManualClock, build_kit, chat_gateway_config, flaky_gateway, moscow
+from tests.chat_support import FakeMessenger, ManualClock, build_kit, chat_gateway_config, flaky_gateway, moscow, say
 
 PARTNER = Partner(code="P-1", name="Иванов Иван", phone="+79161234567", telegram_id=42)
 
@@ -76,7 +76,7 @@ async def test_the_answer_reaches_the_sink_as_written_and_the_log_whole(gw: Asyn
     """Each piece goes to the sink in order; the reply and the logged AI entry are the whole answer."""
     appeals = appeals_with(gw, StreamingAI(["Половина ", "комиссии ", "агентства."]))
     pieces: list[str] = []
-    reply = await appeals.handle_text(PARTNER, "Какая комиссия?", pieces.append)
+    reply = await say(appeals, PARTNER, "Какая комиссия?", pieces.append)
     assert appeals.streams
     assert pieces == ["Половина ", "комиссии ", "агентства."]
     assert reply.text == "Половина комиссии агентства." and reply.kind == ReplyKind.ANSWER
@@ -89,7 +89,7 @@ async def test_canned_replies_stream_nothing(gw: AsyncSheetsGateway) -> None:
     """An escalation is not the AI's answer: the sink hears nothing and the reply is the canned text."""
     appeals = appeals_with(gw, StreamingAI(["не должно прозвучать"]))
     pieces: list[str] = []
-    reply = await appeals.handle_text(PARTNER, "позовите оператора", pieces.append)
+    reply = await say(appeals, PARTNER, "позовите оператора", pieces.append)
     assert reply.kind == ReplyKind.ESCALATED and pieces == []
 
 
@@ -99,7 +99,7 @@ async def test_a_broken_stream_is_logged_with_the_note_and_staff_told(gw: AsyncS
     messenger = FakeMessenger()
     appeals = appeals_with(gw, provider, messenger)
     pieces: list[str] = []
-    reply = await appeals.handle_text(PARTNER, "Какая комиссия?", pieces.append)
+    reply = await say(appeals, PARTNER, "Какая комиссия?", pieces.append)
     assert reply.kind == ReplyKind.FALLBACK
     assert reply.text == f"Половина комис\n\n{OPERATOR_NOTIFIED}"
     assert "".join(pieces).endswith(OPERATOR_NOTIFIED)
@@ -110,7 +110,7 @@ async def test_a_failure_before_any_text_answers_offline_without_deltas(gw: Asyn
     """Nothing streamed yet: the usual offline answer, not handed to the sink (it is sent whole)."""
     appeals = appeals_with(gw, StreamingAI([], fail_first=True))
     pieces: list[str] = []
-    reply = await appeals.handle_text(PARTNER, "Какая комиссия?", pieces.append)
+    reply = await say(appeals, PARTNER, "Какая комиссия?", pieces.append)
     assert reply.kind == ReplyKind.FALLBACK and reply.text.startswith(OFFLINE_INTRO)
     assert pieces == []
 

@@ -71,9 +71,7 @@ def sandbox_supported() -> bool:
     """True when this machine lets us build the read-only mount namespace (else the stub runs unsandboxed)."""
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, check=False
-    )
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, check=False)
     return probe.returncode == 0
 
 
