@@ -306,7 +306,8 @@ async def build_runtime(settings: Settings, *, local: bool, replay_outbox: bool 
         _install_webhook(runtime)
     runtime.jobs = _jobs(runtime)
     if runtime.live_watcher is not None:
-        runtime.http_jobs = [Periodic("live-events", runtime.live_watcher.interval, runtime.live_watcher.poll_once)]
+        live = Periodic("live-events", runtime.live_watcher.interval, runtime.live_watcher.poll_once)
+        runtime.http_jobs = [_yielding(runtime.gateway, live)]
     return runtime
 
 
@@ -520,7 +521,18 @@ def _jobs(runtime: Runtime) -> list[Periodic]:
     retention = RetentionService(runtime.gateway, queue_retention_days=s.queue_retention_days)
     jobs.append(Periodic("retention", RETENTION_SECONDS, retention.run_once, first=60.0))
     jobs.append(Periodic("journal-prune", JOURNAL_PRUNE_SECONDS, runtime.gateway.prune_journals))
-    return jobs
+    return [_yielding(runtime.gateway, job) for job in jobs]
+
+
+def _yielding(gw: AsyncSheetsGateway, job: Periodic) -> Periodic:
+    """The job with its sheet reads yielding to partners' turns (they ride along with a turn's read)."""
+    fn = job.fn
+
+    async def run() -> object:
+        with gw.background_reads():
+            return await fn()
+
+    return Periodic(job.name, job.interval, run, first=job.first)
 
 
 def secrets_of(settings: Settings) -> list[str]:

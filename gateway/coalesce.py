@@ -2,12 +2,16 @@
 
 At most one flush runs at a time. Requests that arrive while a flush is in flight wait for the
 next one, so nobody ever receives data fetched before they asked: batching, never caching.
+
+A request may be patient (background polls): it then waits up to its patience for an urgent request
+(a partner's turn) to ride along with, so under load the background costs no call of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -35,22 +39,45 @@ class Batcher(Generic[Item, Result]):
         self._gate = gate
         self._window = window
         self._max_items = max_items
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        # (item, its future, the loop time a patient item stops waiting for company; None: urgent)
+        self._pending: list[tuple[Item, asyncio.Future[Result], float | None]] = []
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
 
-    async def submit(self, item: Item) -> Result:
-        """Queue one item and wait for its own result."""
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
+    async def submit(self, item: Item, *, patience: float = 0.0) -> Result:
+        """Queue one item and wait for its own result. With `patience` > 0 the item waits up to that many
+        seconds for an urgent one to share the call with, before it goes on its own."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Result] = loop.create_future()
+        self._pending.append((item, fut, loop.time() + patience if patience > 0 else None))
+        if patience <= 0:
+            self._urgent.set()
         if len(self._pending) >= self._max_items:
             self._wake.set()
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run())
+            # A fresh context: the runner serves every caller, so it must not carry the first one's (e.g. a
+            # background job's) context variables into the calls it makes for the others.
+            self._runner = asyncio.create_task(self._run(), context=contextvars.Context())
         return await fut
+
+    async def _while_only_patient(self) -> None:
+        """While every item waiting is patient, wait for an urgent one (or the earliest patience to run out)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            deadlines = [d for _, fut, d in self._pending if not fut.done()]
+            if not deadlines or any(d is None for d in deadlines) or len(self._pending) >= self._max_items:
+                return
+            delay = min(d for d in deadlines if d is not None) - loop.time()
+            if delay <= 0:
+                return
+            self._urgent.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), delay)
 
     async def _run(self) -> None:
         while self._pending:
+            await self._while_only_patient()
             if self._window > 0 and len(self._pending) < self._max_items:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -58,7 +85,7 @@ class Batcher(Generic[Item, Result]):
             if self._gate is not None:
                 await self._gate()
             batch, self._pending = self._pending[: self._max_items], self._pending[self._max_items :]
-            live = [(item, fut) for item, fut in batch if not fut.done()]
+            live = [(item, fut) for item, fut, _ in batch if not fut.done()]
             if not live:
                 continue
             try:

@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import TypeVar
 
 from gateway import a1
@@ -45,6 +46,10 @@ MAX_RANGES_PER_CALL = 100
 QUOTA_WINDOW = 60.0  # Google counts calls per minute
 LAST_CALL_KEY = "sheets-last-call"
 B = TypeVar("B", bound=SheetsBackend)
+# How long a background read (a poll) waits for a partner's read to share a call with: about one call's spacing
+# under the quota limiter's sustained pace, so under load polls ride along and at rest they are barely delayed.
+BACKGROUND_READ_PATIENCE = 1.5
+_read_patience: ContextVar[float] = ContextVar("sheet_read_patience", default=0.0)
 
 
 class AsyncSheetsGateway:
@@ -151,8 +156,20 @@ class AsyncSheetsGateway:
         return self._tables[schema.title]
 
     async def read_ranges(self, ranges: Sequence[str]) -> list[Rows]:
-        """Values of A1 ranges, coalesced with concurrent readers into one call."""
-        return await self._reads.submit(tuple(ranges))
+        """Values of A1 ranges, coalesced with concurrent readers into one call (inside `background_reads`,
+        only after waiting a little for a partner's read to share it)."""
+        return await self._reads.submit(tuple(ranges), patience=_read_patience.get())
+
+    @staticmethod
+    @contextlib.contextmanager
+    def background_reads(patience: float = BACKGROUND_READ_PATIENCE) -> Iterator[None]:
+        """Reads made inside (by this task and the tasks it starts) yield to partners' turns: each waits up to
+        `patience` seconds for a turn's read to ride along with, so polls do not spend the quota turns need."""
+        token = _read_patience.set(patience)
+        try:
+            yield
+        finally:
+            _read_patience.reset(token)
 
     async def sheet_titles(self) -> list[str]:
         """The titles of the spreadsheet's sheets, in order (one call)."""

@@ -257,6 +257,9 @@ class AppealsService:
         row = await self._table.get(str(telegram_id))
         row = await self._gw.turns.overlay(APPEALS.title, str(telegram_id), row, APPEALS.headers)
         entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
+        if row is not None and canonical_status(row[AppealCol.STATUS]) != AppealStatus.IN_WORK:
+            # A partner looking at their conversation (the Mini App opening) is likely to write next.
+            self._recent.remember(telegram_id, self._history(entries))
         return [e for e in entries if e.known_author is not None]
 
     # -- steps ---------------------------------------------------------------------------------

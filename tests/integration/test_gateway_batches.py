@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,28 @@ async def test_a_sheet_without_an_overflow_target_refuses_an_overflowing_append(
         await queue.write([queue.op_append_text("job-1", QueueCol.RESULT_TEXT, "х" * 10_000, archive_overflow=True)])
     rec = await queue.get("job-1")
     assert rec is not None and rec[QueueCol.RESULT_TEXT] == "р" * 45_000
+
+
+async def test_background_reads_ride_along_with_a_partners_read(local_gateway: AsyncSheetsGateway) -> None:
+    """A poll inside `background_reads` makes no call of its own while a partner's read is coming: both ranges
+    go out in one batchGet."""
+    calls: list[list[str]] = []
+    backend = local_gateway.backend
+    inner = backend.batch_get
+
+    async def spy(ranges: Sequence[str]) -> list[list[list[str]]]:
+        calls.append(list(ranges))
+        return await inner(ranges)
+
+    backend.batch_get = spy  # type: ignore[method-assign]
+
+    async def poll() -> None:
+        with local_gateway.background_reads(patience=5.0):
+            await local_gateway.read_ranges(["'Очередь'!1:1"])
+
+    polling = asyncio.create_task(poll())
+    await asyncio.sleep(0.1)
+    assert calls == []
+    await local_gateway.read_ranges(["'Auth'!1:1"])
+    await polling
+    assert len(calls) == 1 and set(calls[0]) == {"'Очередь'!1:1", "'Auth'!1:1"}

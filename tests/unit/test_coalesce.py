@@ -1,6 +1,7 @@
 """Coalescing batches concurrent requests but never serves a request from an earlier call."""
 
 import asyncio
+import contextvars
 
 from gateway.coalesce import Batcher
 
@@ -75,3 +76,51 @@ async def test_items_arriving_while_the_gate_is_closed_join_the_same_flush() -> 
     gate_open.set()
     assert await asyncio.gather(first, *later) == [1, 2, 3]
     assert calls == [[1, 2, 3]]
+
+
+async def test_a_patient_item_rides_along_with_the_next_urgent_one() -> None:
+    """A background item waits (up to its patience) for an urgent one and goes out in the same call."""
+    flushes: list[list[str]] = []
+
+    async def flush(items: list[str]) -> list[str]:
+        flushes.append(items)
+        return [i.upper() for i in items]
+
+    b: Batcher[str, str] = Batcher(flush, window=0.001)
+    poll = asyncio.create_task(b.submit("poll", patience=5.0))
+    await asyncio.sleep(0.05)
+    assert flushes == [] and not poll.done()  # no call of its own yet
+    assert await b.submit("turn") == "TURN"
+    assert await poll == "POLL"
+    assert flushes == [["poll", "turn"]]
+
+
+async def test_a_patient_item_alone_goes_out_once_its_patience_runs_out() -> None:
+    """With no urgent item coming, a background item is still served, after its patience."""
+    flushes: list[list[str]] = []
+
+    async def flush(items: list[str]) -> list[str]:
+        flushes.append(items)
+        return items
+
+    b: Batcher[str, str] = Batcher(flush, window=0.001)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await b.submit("poll", patience=0.1) == "poll"
+    assert loop.time() - started >= 0.1 and flushes == [["poll"]]
+
+
+async def test_the_runner_does_not_inherit_the_first_callers_context() -> None:
+    """The flush runs in a context of its own: a variable set by the caller that started it is not seen there
+    (so one background caller cannot make every later call look like background work)."""
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    seen: list[str] = []
+
+    async def flush(items: list[str]) -> list[str]:
+        seen.append(marker.get())
+        return items
+
+    b: Batcher[str, str] = Batcher(flush, window=0.001)
+    marker.set("background")
+    await b.submit("x")
+    assert seen == ["unset"]
