@@ -32,7 +32,7 @@ from bot.telegram.messenger import TelegramMessenger
 from bot.telegram.ordering import PerChatUpdateProcessor
 from bot.telegram.ratelimit import RepliesFirstRateLimiter
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
-from gateway.schemas import AUTH, AuthCol
+from gateway.schemas import APPEALS, AUTH, AppealCol, AppealStatus, AuthCol
 from tests.chat_support import FAST_RETRY, PROMPT_PATH, ManualClock, moscow
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
 from tests.fakes.openai_server import FakeOpenAIServer, last_user_message
@@ -247,6 +247,23 @@ async def test_second_message_while_the_first_streams_gets_both_answers_in_order
     assert (second.plain_text or "").startswith("Ответ на «Второе»")
     later = [d for d in chat.drafts() if "Второе" in (d.plain_text or "")]
     assert later and all(d.seq > first.seq for d in later)
+
+
+async def test_staff_taking_the_conversation_between_messages_leaves_no_draft_of_an_early_answer(chat: Chat) -> None:
+    """The second message's model call starts before its row is read; staff set «В работе» after the first answer,
+    so the fresh row silences the turn: no draft and no message of that early answer reach the partner, the
+    message is logged and the staff chat hears of it."""
+    await chat.say("Первое")
+    messages, drafts = len(chat.tg.sent_to(PARTNER)), len(chat.drafts())
+    table = chat.gw.table(APPEALS)
+    await table.write([table.op_upsert(str(PARTNER), {AppealCol.STATUS: AppealStatus.IN_WORK})])
+    chat.tg.user_sends_text(PARTNER, "Второе")
+    notice = await chat.tg.wait_for_sent(chat_id=STAFF_CHAT, timeout=10)
+    assert "Второе" in (notice.plain_text or "")
+    await asyncio.sleep(2.0)  # the model (0.1 s to its first chunk) would have streamed by now
+    assert chat.tg.sent_to(PARTNER)[messages:] == [] and chat.drafts()[drafts:] == []
+    row = await table.get(str(PARTNER))
+    assert row is not None and row[AppealCol.LOG].endswith("Пользователь: Второе")
 
 
 async def test_openai_compatible_provider_streams_drafts_too(
