@@ -210,7 +210,7 @@ class AppealsService:
         longer sits in front of the model, yet every turn still sees what staff changed before it."""
         text = text.strip()
         async with self._locks(telegram_id):
-            history = await self._speculable(telegram_id, text)
+            history = self._speculable(telegram_id, text)
             if history is None:
                 partner, (row, readable) = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
                 if partner is None:
@@ -325,16 +325,11 @@ class AppealsService:
 
     # -- answering while the row is read -----------------------------------------------------------
 
-    async def _speculable(self, telegram_id: int, text: str) -> list[Turn] | None:
+    def _speculable(self, telegram_id: int, text: str) -> list[Turn] | None:
         """The history to ask the model with before the row is read, or None when the turn must read first:
-        no previous answered turn to go by, or a turn that will not ask the model (escalation, the limit)."""
+        no previous answered turn to go by, or a message that hands the conversation to a human."""
         history = self._recent.get(telegram_id)
         if history is None or self._escalation.matches(text):
-            return None
-        try:
-            if await self._limit_reached(telegram_id):
-                return None
-        except Exception:  # the normal path reports it properly
             return None
         return history
 
@@ -350,7 +345,10 @@ class AppealsService:
         held = _HeldDeltas(on_delta) if on_delta is not None else None
         asked = asyncio.create_task(self._ask(text, history, held.put if held is not None else None))
         try:
-            partner, (row, readable) = await asyncio.gather(authorize(telegram_id), self._load(telegram_id))
+            # The daily limit is checked beside the reads, not before the model: its answer is rarely "no".
+            partner, (row, readable), limited = await asyncio.gather(
+                authorize(telegram_id), self._load(telegram_id), self._limit_reached(telegram_id)
+            )
         except BaseException:
             self._recent.forget(telegram_id)
             await _cancelled(asked)
@@ -359,6 +357,9 @@ class AppealsService:
             self._recent.forget(telegram_id)
             await _cancelled(asked)
             return None, None
+        if limited:
+            await _cancelled(asked)
+            return partner, await self._turn(partner, text, row, readable, on_delta)  # the limit's reply
         status = canonical_status(row[AppealCol.STATUS]) if row else ""
         entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
         # An unreadable row confirms nothing, but the history the last turn left is the best one there is (the

@@ -160,3 +160,17 @@ async def test_a_sheet_outage_during_the_early_call_still_answers_from_the_journ
         assert await gw.writer.wait_empty(5)
         await gw.turns.drain()
         assert (await _log(gw)).endswith("ИИ: Ответ 2: Второй")
+
+
+async def test_the_daily_limit_checked_beside_the_reads_still_refuses_and_stores_nothing(tmp_path: Path) -> None:
+    """The limit is checked while the row is read: at the limit the partner gets the limit's reply, no delta of
+    the early answer, and neither the message nor an answer is logged."""
+    async with flaky_gateway(chat_gateway_config(tmp_path)) as (gw, _):
+        kit = build_kit(gw, daily_limit=1)
+        kit.ai.delay = 0.05
+        await say(kit.appeals, PARTNER, "Первый")
+        log = await _log(gw)
+        pieces: list[str] = []
+        reply = await say(kit.appeals, PARTNER, "Второй", pieces.append)
+        assert reply.kind is ReplyKind.LIMIT and pieces == []
+        assert await _log(gw) == log
