@@ -312,7 +312,7 @@ class Checklist:
         return f"{ai.primary.name}"
 
     async def _worker(self) -> str:
-        from bot.services.analytics import MOSCOW, parse_stamp
+        from bot.services.sheet_time import MOSCOW, parse_stamp
 
         gw = await self._gateway()
         if self._probe.gateway_error:

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot.services import chatlog
-from bot.services.auth import MOSCOW
 from bot.services.chatlog import ChatEntry
+from bot.services.sheet_time import MOSCOW
 from gateway import AsyncSheetsGateway, GatewayError, Record
 from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol
 

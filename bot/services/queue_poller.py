@@ -29,9 +29,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
+from bot.services.analytics import PENDING, read_queue_columns
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.ports import Clock, Messenger, utc_now
+from bot.services.sheet_time import MOSCOW, parse_stamp, stamp
 from gateway import (
     AsyncSheetsGateway,
     DeliveryPhase,
@@ -183,7 +184,7 @@ class QueuePoller:
                 rec = fresh
             outcome = await self._deliver(rec, status)
             if outcome in (_Done.SENT, _Done.RESUMED):
-                marks[job_id] = format_stamp(self._clock(), self._tz)
+                marks[job_id] = stamp(self._clock(), self._tz)
             if outcome is _Done.SENT:
                 if status == QueueStatus.DONE:
                     delivered += 1

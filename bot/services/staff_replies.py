@@ -28,13 +28,13 @@ from zoneinfo import ZoneInfo
 
 from bot.services import chatlog
 from bot.services.appeals import canonical_status
-from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.locks import KeyedLock
 from bot.services.message_parts import split_message
 from bot.services.operator_replies import format_operator_message, reply_hash
 from bot.services.ports import Clock, InlineButton, Messenger, StaffChat, utc_now
+from bot.services.sheet_time import MOSCOW, stamp
 from gateway import AsyncSheetsGateway, DeliveryPhase, GatewayError
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
