@@ -84,3 +84,11 @@ class StaffNotices(Protocol):
     async def post_notice(self, telegram_id: int, text: str, *, actions: bool) -> None:
         """Post `text` about partner `telegram_id`; `actions`: with «Взять»/«Решено» buttons. Never raises."""
         ...
+
+
+class PdfDownloader(Protocol):
+    """Downloads a private Drive file as the bot's service account (gateway.backends.drive.DriveFiles)."""
+
+    async def download(self, file_id: str) -> bytes:
+        """The file's content; raises GatewayError."""
+        ...

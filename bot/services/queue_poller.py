@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from bot.services.analytics import PENDING, read_queue_columns
 from bot.services.delivery import Deliveries, Outcome
-from bot.services.ports import Clock, Messenger, utc_now
+from bot.services.ports import Clock, Messenger, PdfDownloader, utc_now
 from bot.services.sheet_time import MOSCOW, parse_stamp, stamp
 from gateway import (
     AsyncSheetsGateway,
@@ -323,14 +322,6 @@ class QueuePoller:
 
 
 # -- PDF loading -------------------------------------------------------------------------------
-
-
-class PdfDownloader(Protocol):
-    """Downloads a private Drive file as the bot's service account (gateway.backends.drive.DriveFiles)."""
-
-    async def download(self, file_id: str) -> bytes:
-        """The file's content; raises GatewayError."""
-        ...
 
 
 def make_pdf_loader(
