@@ -10,8 +10,8 @@ Sources of events:
 Both paths go through the hub, which remembers per partner what it has already announced (log entry keys, the
 status, each request's status), so an entry published by a service and then seen by the watcher is announced
 once. Events carry a sequence id; a reconnecting page sends the last one (`Last-Event-ID`) and gets what it
-missed from a bounded buffer, or a `resync` when the buffer no longer reaches back that far (or the server
-restarted), after which it reloads its lists.
+missed from a bounded buffer; when the buffer no longer reaches back that far (or the server restarted) the
+stream says it did not resume (bot/web/live.py), and the page reloads its lists.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol
 
 log = logging.getLogger(__name__)
 
-CHAT, STATUS, ANALYTICS, RESYNC = "chat", "status", "analytics", "resync"
+CHAT, STATUS, ANALYTICS = "chat", "status", "analytics"
 DEFAULT_MAX_PER_USER = 3
 DEFAULT_MAX_TOTAL = 2000
 DEFAULT_BUFFER = 5000
@@ -179,11 +179,6 @@ class EventHub:
         if seq < self._seq and (not self._buffer or self._buffer[0].seq > seq + 1):
             return None  # the buffer no longer reaches back to it
         return [e for e in self._buffer if e.seq > seq and e.telegram_id == telegram_id]
-
-    @property
-    def last_seq(self) -> int:
-        """The newest event's sequence number."""
-        return self._seq
 
     # -- what services publish (LiveSink) ----------------------------------------------------------
 

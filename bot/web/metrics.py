@@ -10,14 +10,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from bot.web.ports import GatewayHealth
 
 BREAKER_STATES = ("closed", "open", "half-open")
 # AI calls take from tens of milliseconds (offline) to tens of seconds (a slow model).
 AI_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0)
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class _GatewayCollector:
