@@ -44,10 +44,9 @@ from bot.services.auth import Partner
 from bot.services.chatlog import Author, ChatEntry
 from bot.services.escalation import EscalationMatcher
 from bot.services.knowledge import KnowledgeBase
-from bot.services.live import LiveSink
 from bot.services.locks import KeyedLock
 from bot.services.partner_limits import StaffNoticeBatcher
-from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
+from bot.services.ports import Clock, LiveSink, Messenger, StaffNotices, utc_now
 from bot.services.sheet_time import MOSCOW, stamp
 from bot.services.turn_context import current_turn
 from gateway import AsyncSheetsGateway, GatewayError, Record, WriteOp

@@ -24,7 +24,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.services import chatlog
@@ -40,22 +40,6 @@ DEFAULT_MAX_PER_USER = 3
 DEFAULT_MAX_TOTAL = 2000
 DEFAULT_BUFFER = 5000
 QUEUE_SIZE = 500
-
-
-class LiveSink(Protocol):
-    """What services call after they write (the hub implements it; None where nobody listens)."""
-
-    def entries_added(self, telegram_id: int, entries: Sequence[ChatEntry]) -> None:
-        """New entries were appended to the partner's log."""
-        ...
-
-    def status_changed(self, telegram_id: int, status: str) -> None:
-        """The partner's appeal has this status now."""
-        ...
-
-    def job_changed(self, telegram_id: int, job_id: str, status: str, object_code: str) -> None:
-        """One of the partner's analytics requests has this status now."""
-        ...
 
 
 class TooManyStreams(Exception):

@@ -32,9 +32,8 @@ from bot.services import chatlog
 from bot.services.appeals import canonical_status
 from bot.services.chatlog import Author
 from bot.services.delivery import Deliveries, Outcome
-from bot.services.live import LiveSink
 from bot.services.message_parts import split_message
-from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
+from bot.services.ports import Clock, DeliveryError, LiveSink, Messenger, utc_now
 from bot.services.sheet_time import MOSCOW, stamp
 from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord, GatewayError, LedgerEntry, Record, normalize_key
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
