@@ -24,9 +24,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.analytics.seed import seed_demo_market
-from bot.services.analytics import format_stamp
 from bot.services.ports import InlineButton, utc_now
 from bot.services.queue_poller import QueuePoller, make_pdf_loader
+from bot.services.sheet_time import stamp
 from bot.services.worker import AnalyticsWorker
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import QUEUE, QueueCol
@@ -58,24 +58,24 @@ class NullMessenger:
 
 
 def _rows(pending: int, history: int) -> list[dict[str, str]]:
-    stamp = format_stamp(utc_now())
+    written = stamp(utc_now())
     done = [
         {
             QueueCol.ID: f"old-{i:05d}",
-            QueueCol.CREATED_AT: stamp,
+            QueueCol.CREATED_AT: written,
             QueueCol.OBJECT_CODE: "DEMO-0001",
             QueueCol.TELEGRAM_ID: str(100_000 + i % 50),
             QueueCol.STATUS: "DONE",
             QueueCol.ATTEMPTS: "1",
             QueueCol.RESULT_TEXT: "📊 Аналитика 360 · DEMO-0001\n" + "текст отчёта " * 60,
-            QueueCol.DELIVERED_AT: stamp,
+            QueueCol.DELIVERED_AT: written,
         }
         for i in range(history)
     ]
     new = [
         {
             QueueCol.ID: f"new-{i:05d}",
-            QueueCol.CREATED_AT: stamp,
+            QueueCol.CREATED_AT: written,
             QueueCol.OBJECT_CODE: "DEMO-0001",
             QueueCol.TELEGRAM_ID: str(100_000 + i),
             QueueCol.STATUS: "NEW",
@@ -157,13 +157,13 @@ async def worker_figures(tmp: Path, jobs: int = 10) -> str:
         await gw.ensure_sheets()
         seeded = await seed_demo_market(gw, utc_now().date())
         table = gw.table(QUEUE)
-        stamp = format_stamp(utc_now())
+        written = stamp(utc_now())
         await gw.write(
             [
                 table.op_insert(
                     {
                         "id": f"job-{i}",
-                        "created_at": stamp,
+                        "created_at": written,
                         "object_code": f"DEMO-{i % 20 + 1:04d}",
                         "telegram_id": "100001",
                         "status": "NEW",

@@ -55,7 +55,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -429,6 +429,59 @@ async def stop_all(runtime: Runtime) -> None:
     await close_runtime(runtime)
 
 
+@dataclass
+class Fakes:
+    """The fake Sheets, Gemini and Telegram servers one run talks to."""
+
+    sheets: FakeSheetsServer
+    gemini: FakeGeminiServer
+    tg: FakeTelegramServer
+
+
+@contextlib.contextmanager
+def bench_fakes(args: argparse.Namespace, tids: Sequence[int]) -> Iterator[Fakes]:
+    """The three fakes, the sheets seeded with the partners and throttled as `args` says; closed on exit."""
+    with contextlib.ExitStack() as stack:
+        sheets = stack.enter_context(FakeSheetsServer(sheets=()))
+        gemini = stack.enter_context(
+            FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
+        )
+        tg = stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
+        seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
+        sheets.set_latency(args.sheet_latency)
+        sheets.quota_per_minute(reads=args.quota, writes=args.quota)
+        yield Fakes(sheets, gemini, tg)
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    args: argparse.Namespace,
+    fakes: Fakes,
+    tmp: Path,
+    turns: Mapping[tuple[int, str], TurnRecord],
+    tids: Sequence[int],
+    *,
+    settings: Mapping[str, Any] | None = None,
+    drafts_off: bool = False,
+) -> AsyncIterator[tuple[Runtime, TracingBackend]]:
+    """The production bot over the fakes (`settings` overriding the bench's), instrumented, taking updates and
+    (unless `--cold`) warmed up; on exit it stops as production does (in-flight turns finish, the outbox is
+    flushed) while the fakes still run, so the caller can check the sheet afterwards."""
+    config = bench_settings(fakes.tg, fakes.sheets, fakes.gemini, tmp).model_copy(update=dict(settings or {}))
+    runtime = await build_runtime(config, local=False)
+    tracer = instrument_runtime(runtime, turns)
+    drafts = bot_context(runtime.telegram).drafts
+    if drafts_off and drafts is not None:
+        drafts.switch_off()  # the same streaming model, answers sent whole: the before of the comparison
+    try:
+        await start_telegram(runtime)
+        if not args.cold:
+            await warm_up(runtime, tids)
+        yield runtime, tracer
+    finally:
+        await stop_all(runtime)
+
+
 # -- simulated partners ---------------------------------------------------------------------------
 
 
@@ -637,29 +690,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
         for i, tid in enumerate(tids)
     }
     by_key = {(t.tid, t.text): t for turns in plan.values() for t in turns}
-    with contextlib.ExitStack() as stack:
-        sheets = stack.enter_context(FakeSheetsServer(sheets=()))
-        gemini = stack.enter_context(
-            FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
-        )
-        tg = stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
+    with bench_fakes(args, tids) as fakes:
+        sheets, gemini, tg = fakes.sheets, fakes.gemini, fakes.tg
         if getattr(args, "streaming", False):
             gemini.set_latency(0.0)
             gemini.set_streaming(first_token=args.first_token, duration=args.stream_duration, chunks=args.chunks)
-        seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
-        sheets.set_latency(args.sheet_latency)
-        sheets.quota_per_minute(reads=args.quota, writes=args.quota)
         sheets.reset_counters()
-
-        runtime = await build_runtime(bench_settings(tg, sheets, gemini, tmp), local=False)
-        tracer = instrument_runtime(runtime, by_key)
-        drafts = bot_context(runtime.telegram).drafts
-        if getattr(args, "no_drafts", False) and drafts is not None:
-            drafts.switch_off()  # the same streaming model, answers sent whole: the before of the comparison
-        try:
-            await start_telegram(runtime)
-            if not args.cold:
-                await warm_up(runtime, tids)
+        drafts_off = getattr(args, "no_drafts", False)
+        async with running_bot(args, fakes, tmp, by_key, tids, drafts_off=drafts_off) as (runtime, tracer):
             warmup_calls = sheets.reads + sheets.writes
             if not args.cold:
                 sheets.reset_counters()
@@ -673,8 +711,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
             mark_first_visible(tg, [t for ts in plan.values() for t in ts])
             cpu_loop, cpu_process = time.thread_time() - cpu_loop, time.process_time() - cpu_process
             await lag.stop()
-        finally:
-            await stop_all(runtime)
         # Counted after shutdown, so a write still on its way (outbox) is in the figures too.
         reads, writes, bytes_read = sheets.reads, sheets.writes, sheets.bytes_sent
         server_calls, responses_429 = dict(sheets.calls), sheets.responses[429]
@@ -911,24 +947,11 @@ async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
     """The production bot under continuous load for `args.sustained` seconds, then shut down and checked."""
     tids = [FIRST_TID + i for i in range(args.partners)]
     turns: dict[tuple[int, str], TurnRecord] = {}
-    with contextlib.ExitStack() as stack:
-        sheets = stack.enter_context(FakeSheetsServer(sheets=()))
-        gemini = stack.enter_context(
-            FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
-        )
-        tg = stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
-        seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
-        sheets.set_latency(args.sheet_latency)
-        sheets.quota_per_minute(reads=args.quota, writes=args.quota)
+    with bench_fakes(args, tids) as fakes:
+        sheets, tg = fakes.sheets, fakes.tg
         # A partner sends dozens of messages in these minutes: a limit high enough never to answer «лимит»,
         # still counted per answer as in production.
-        settings = bench_settings(tg, sheets, gemini, tmp).model_copy(update={"daily_ai_limit": 100_000})
-        runtime = await build_runtime(settings, local=False)
-        instrument_runtime(runtime, turns)
-        try:
-            await start_telegram(runtime)
-            if not args.cold:
-                await warm_up(runtime, tids)
+        async with running_bot(args, fakes, tmp, turns, tids, settings={"daily_ai_limit": 100_000}):
             sheets.reset_counters()
             tg.reset()
             lag = LoopLag()
@@ -937,8 +960,6 @@ async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
             sent = await drive_sustained(tg, tids, turns, args.sustained, args.timeout)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             await lag.stop()
-        finally:
-            await stop_all(runtime)
         return SustainedResult(
             sent,
             seconds,

@@ -205,7 +205,7 @@ def profile(base: Path) -> None:
         "        t = time.perf_counter()\n"
         "        rt = await build_runtime(s, local=True)\n"
         "        built = time.perf_counter() - t\n"
-        "        await rt.gateway.close()\n"
+        "        await bot.lifecycle.close_runtime(rt)\n"
         "        print(f'  build_runtime on an {label}: {built:.2f} s')\n"
         "print(f'  import bot.app: {imported:.2f} s')\n"
         "asyncio.run(main())\n"

@@ -100,7 +100,6 @@ class HealthMonitor:
     _telegram_error: str | None = field(default=None, init=False)
     _telegram_at: float | None = field(default=None, init=False)
     _started: float = field(default=0.0, init=False)
-    alerts_sent: int = field(default=0, init=False)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -305,7 +304,6 @@ class HealthMonitor:
     async def _post(self, text: str) -> None:
         if not text:
             return
-        self.alerts_sent += 1
         log.warning("staff alert: %s", text)
         await self.messenger.notify_staff(text)
 

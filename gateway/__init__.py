@@ -3,6 +3,7 @@
 This package is the only door to it. Code outside gateway/ imports from `gateway` itself, and from
 `gateway.schemas` (the sheet contracts: titles, headers, statuses) — never from the other modules, which
 may be renamed or split at will (tests/unit/test_gateway_boundary.py holds bot/ and bench/ to this).
+One export is not about data: `CallGuard` (breaker + retries), which bot/ai shares for its model calls.
 The Google backends (gspread, google-auth) load only when one of their names is first used.
 """
 
@@ -31,6 +32,7 @@ from gateway.errors import (
 )
 from gateway.factory import STATE_FILE_NAME, GatewayConfig, build_gateway
 from gateway.gateway import AsyncSheetsGateway
+from gateway.guard import CallGuard
 from gateway.journal import InboxUpdate, TurnJournal, UpdateInbox
 from gateway.ledgers import DeliveryLedger, JournaledJob, Ledgers, LegacyDecoder, Remembered
 from gateway.logentry import STAMPED_HEADER, UNSTAMPED_HEADER, entry_starts, is_entry_start
@@ -68,6 +70,7 @@ __all__ = [
     "AccessDenied",
     "AsyncSheetsGateway",
     "BadRequest",
+    "CallGuard",
     "CellTooLarge",
     "DeliveryLedger",
     "DeliveryPhase",

@@ -53,7 +53,6 @@ class Writer:
         # Several processes may share one state file (a blue-green hand-over): only the leader replays, or
         # two would replay the same entries. A paused writer still journals; it never replays.
         self._replay_enabled = True
-        self._shared = False  # set by pause_replay: other processes may journal into the same file
         # The structural fault the outbox is waiting on (a missing sheet, a protected range), for health.
         self.fault: StructureFault | None = None
 
@@ -68,7 +67,6 @@ class Writer:
     def pause_replay(self) -> None:
         """Stop replaying (a standby sharing the state file with the leader); writes are still journaled."""
         self._replay_enabled = False
-        self._shared = True
 
     async def resume_replay(self) -> None:
         """Replay again, starting with whatever the state file holds now (also another process's entries)."""

@@ -1,7 +1,9 @@
 """Breaker, retries and rate limiting around any backend, so Google and the local store behave alike.
 
-pybreaker has no asyncio support: `breaker.call(async_fn)` would count the coroutine's creation as a
-success. We use `with breaker.calling(): await ...` so the awaited outcome is what is recorded.
+The breaker and the retry loop are the generic `CallGuard` (gateway/guard.py, shared with bot/ai); what is
+sheet-specific stays here: which errors are retried or trip the breaker, the quota limiters, the metrics and
+the reachability the health check reads, and a stop rule of attempts or total delay (a background write
+may wait a minute, unlike a partner waiting for an answer).
 """
 
 from __future__ import annotations
@@ -13,18 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import pybreaker
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState, stop_after_attempt, stop_after_delay
 
 from gateway.backend import Rows, SheetsBackend
 from gateway.errors import BadRequest, QuotaExceeded, SheetUnavailable, StructureFault, TransientBackendError
+from gateway.guard import CallGuard
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import QuotaLimiter
 
@@ -62,6 +57,10 @@ def _counts_as_failure(exc: BaseException) -> bool:
     return not isinstance(exc, QuotaExceeded | BadRequest | StructureFault)
 
 
+def _retry_after(exc: BaseException) -> float | None:
+    return exc.retry_after if isinstance(exc, QuotaExceeded) else None
+
+
 class ResilientBackend:
     """A SheetsBackend wrapper adding the breaker, tenacity retries and the quota limiter."""
 
@@ -80,19 +79,21 @@ class ResilientBackend:
         self.inner = inner
         self.name = inner.name
         self.metrics = metrics
-        # The real error surfaces from the call that trips the breaker; later calls get BreakerOpen.
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=breaker_fail_max,
-            reset_timeout=breaker_reset_timeout,
-            exclude=[lambda e: not _counts_as_failure(e)],
-            throw_new_error_on_trip=False,
-            name=f"sheets-{inner.name}",
-        )
         self.retry = retry or RetryPolicy()
+        # The real error surfaces from the call that trips the breaker; later calls get BreakerOpen.
+        self._guard = CallGuard(
+            f"sheets-{inner.name}",
+            counts_as_failure=_counts_as_failure,
+            retry_after=_retry_after,
+            initial_backoff=self.retry.initial_backoff,
+            max_backoff=self.retry.max_backoff,
+            breaker_fail_max=breaker_fail_max,
+            breaker_reset_timeout=breaker_reset_timeout,
+            sleep=sleep,
+        )
+        self.breaker = self._guard.breaker
         self._read_limiter = read_limiter
         self._write_limiter = write_limiter
-        self._sleep = sleep
-        self._backoff = wait_exponential_jitter(initial=self.retry.initial_backoff, max=self.retry.max_backoff)
         self.last_call_at: float | None = None  # wall-clock time of the last call sent (persisted by the gateway)
         # Why the last logical call could not reach the sheet (None once a call succeeds again), for health.
         self.unreachable: str | None = None
@@ -111,7 +112,7 @@ class ResilientBackend:
     @property
     def breaker_state(self) -> str:
         """'closed', 'open' or 'half-open'."""
-        return str(self.breaker.current_state)
+        return self._guard.breaker_state
 
     async def open(self) -> None:
         """Open the wrapped backend."""
@@ -164,22 +165,19 @@ class ResilientBackend:
         retryable: Callable[[BaseException], bool] = _is_retryable,
     ) -> T:
         limiter = self._write_limiter if write else self._read_limiter
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.max_delay),
-            wait=self._wait,
-            retry=retry_if_exception(retryable),
-            sleep=self._sleep,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
+
+        async def attempt() -> T:
+            if limiter is not None:
+                await limiter.acquire()
+            return await self._attempt(kind, fn, limiter)
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    if limiter is not None:
-                        await limiter.acquire()
-                    result = await self._attempt(kind, fn, limiter)
-                    self.unreachable = None
-                    return result
+            result = await self._guard.retrying(
+                attempt,
+                retryable=retryable,
+                stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.max_delay),
+                before_sleep=self._before_sleep,
+            )
         except SheetUnavailable as exc:
             self.metrics.record_failure()
             # A structural refusal or a 429 is an answer: the sheet is reachable.
@@ -189,27 +187,21 @@ class ResilientBackend:
         except BadRequest:
             self.unreachable = None  # an answer, even a refusal, means the sheet is reachable
             raise
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+        self.unreachable = None
+        return result
 
     async def _attempt(self, kind: str, fn: Callable[[], Awaitable[T]], limiter: QuotaLimiter | None) -> T:
         self.metrics.record_call(kind)
         self.last_call_at = time.time()
         try:
-            with self.breaker.calling():
-                return await fn()
-        except pybreaker.CircuitBreakerError as exc:
-            raise BreakerOpen(f"sheet breaker is open ({kind} refused)") from exc
+            return await self._guard.through_breaker(
+                fn, when_open=lambda: BreakerOpen(f"sheet breaker is open ({kind} refused)")
+            )
         except QuotaExceeded as exc:
             self.metrics.record_quota_error()
             if limiter is not None and exc.retry_after:
                 limiter.penalize(exc.retry_after)
             raise
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
-            return float(exc.retry_after)
-        return float(self._backoff(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.metrics.record_retry()

@@ -3,24 +3,24 @@
 Neither client library is trusted with retries: google-genai retries nothing unless told and never reads
 Retry-After; the openai client would retry on its own schedule. Here a 429 waits what the provider asked
 (when that fits the user's patience), 5xx and timeouts back off with jitter, and every attempt goes through a
-pybreaker breaker as `with breaker.calling(): await ...` (pybreaker's `call()` would record the creation of
-the coroutine, not its outcome).
+circuit breaker. The breaker and the retry loop are the generic `CallGuard` the gateway uses too (it knows
+nothing about sheets); what differs stays here because a partner is waiting: one deadline for the whole
+answer, no wait for a 429 that asks for too long, and any unexpected client error counts as an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import pybreaker
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, stop_after_attempt
 
 from bot.ai.base import AIBreakerOpen, AIError, AIRateLimited, AIRejected, AIUnavailable
+from gateway import CallGuard
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +51,10 @@ def _counts_as_failure(exc: BaseException) -> bool:
     return not isinstance(exc, AIRejected | asyncio.CancelledError)
 
 
+def _retry_after(exc: BaseException) -> float | None:
+    return exc.retry_after if isinstance(exc, AIRateLimited) else None
+
+
 class GuardedCaller:
     """Runs provider calls with tenacity retries, honouring Retry-After hints, through a pybreaker breaker."""
 
@@ -65,32 +69,28 @@ class GuardedCaller:
     ) -> None:
         self.name = name
         self.retry = retry or AIRetryPolicy()
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=breaker_fail_max,
-            reset_timeout=breaker_reset_timeout,
-            exclude=[lambda e: not _counts_as_failure(e)],
-            throw_new_error_on_trip=False,
-            name=f"ai-{name}",
+        self._guard = CallGuard(
+            f"ai-{name}",
+            counts_as_failure=_counts_as_failure,
+            retry_after=_retry_after,
+            initial_backoff=self.retry.initial_backoff,
+            max_backoff=self.retry.max_backoff,
+            breaker_fail_max=breaker_fail_max,
+            breaker_reset_timeout=breaker_reset_timeout,
+            sleep=sleep,
         )
-        self._sleep = sleep
-        self._backoff = wait_exponential_jitter(initial=self.retry.initial_backoff, max=self.retry.max_backoff)
+        self.breaker = self._guard.breaker
         self.attempts = 0  # every attempt made, for metrics and tests
         self.retries = 0
 
     @property
     def breaker_state(self) -> str:
         """'closed', 'open' or 'half-open'."""
-        return str(self.breaker.current_state)
+        return self._guard.breaker_state
 
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """`attempt()` until it succeeds or the policy gives up; raises an AIError."""
         started = time.monotonic()
-
-        def _wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, AIRateLimited) and exc.retry_after is not None:
-                return float(exc.retry_after)
-            return float(self._backoff(state))
 
         def _retry(exc: BaseException) -> bool:
             if not _retryable(exc):
@@ -103,38 +103,27 @@ class GuardedCaller:
             if stop_after_attempt(self.retry.max_attempts)(state):
                 return True
             # Do not start a wait that would end past the deadline.
-            return time.monotonic() - started + _wait(state) > self.retry.deadline
+            return time.monotonic() - started + self._guard.wait(state) > self.retry.deadline
 
         def _before_sleep(state: RetryCallState) -> None:
             self.retries += 1
             exc = state.outcome.exception() if state.outcome else None
             log.warning("%s call failed (%s), retry %d", self.name, exc, state.attempt_number)
 
-        retrying = AsyncRetrying(
-            stop=_stop,
-            wait=_wait,
-            retry=retry_if_exception(_retry),
-            sleep=self._sleep,
-            before_sleep=_before_sleep,
-            reraise=True,
+        return await self._guard.retrying(
+            lambda: self._attempt(attempt), retryable=_retry, stop=_stop, before_sleep=_before_sleep
         )
-        async for try_ in retrying:
-            with try_:
-                return await self._attempt(attempt)
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     def record_failure(self, exc: BaseException) -> None:
         """Count a failure that happened after `call` returned (a stream that broke once it had opened)."""
-        with contextlib.suppress(BaseException), self.breaker.calling():
-            raise exc
+        self._guard.record_failure(exc)
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]]) -> T:
         self.attempts += 1
         try:
-            with self.breaker.calling():
-                return await attempt()
-        except pybreaker.CircuitBreakerError as exc:
-            raise AIBreakerOpen(f"{self.name}: circuit breaker is open") from exc
+            return await self._guard.through_breaker(
+                attempt, when_open=lambda: AIBreakerOpen(f"{self.name}: circuit breaker is open")
+            )
         except AIError:
             raise
         except Exception as exc:  # a client bug or an unexpected transport error: still an outage to the user

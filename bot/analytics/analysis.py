@@ -492,27 +492,28 @@ def _find_object(object_code: str, objects: Sequence[Mapping[str, object]]) -> C
     raise ObjectNotFound(f"Объект с кодом {shown} не найден в базе агентства. Проверьте код и попробуйте снова.")
 
 
+# How every refusal over the object's own card ends (FIX_CARD_ in gas/src/analysis.js).
+_FIX_CARD = " — анализ невозможен. Обратитесь к менеджеру, чтобы исправить карточку объекта."
+
+
 def _object_figures(code: str, get: Callable[[str], str]) -> tuple[str, float, float]:
     """The object's normalized type, area and price, or InvalidObjectData."""
     obj_type = norm_text(get(OBJECT_TYPE))
     if not obj_type:
         raise InvalidObjectData(
-            f"У объекта {code} не указан тип (квартира, апартаменты…) — анализ невозможен. "
-            "Обратитесь к менеджеру, чтобы исправить карточку объекта.",
+            f"У объекта {code} не указан тип (квартира, апартаменты…){_FIX_CARD}",
             OBJECT_TYPE,
         )
     area = parse_number(get(OBJECT_AREA))
     if area is None or not MIN_AREA <= area <= MAX_AREA:
         raise InvalidObjectData(
-            f"У объекта {code} не указана или некорректна площадь — анализ невозможен. "
-            "Обратитесь к менеджеру, чтобы исправить карточку объекта.",
+            f"У объекта {code} не указана или некорректна площадь{_FIX_CARD}",
             OBJECT_AREA,
         )
     price = parse_number(get(OBJECT_PRICE))
     if price is None or not _sane(area, price):
         raise InvalidObjectData(
-            f"У объекта {code} не указана или некорректна цена — анализ невозможен. "
-            "Обратитесь к менеджеру, чтобы исправить карточку объекта.",
+            f"У объекта {code} не указана или некорректна цена{_FIX_CARD}",
             OBJECT_PRICE,
         )
     return obj_type, area, price

@@ -54,7 +54,6 @@ class Probe:
 
     gateway: AsyncSheetsGateway | None = None
     gateway_error: str = ""
-    bot_id: int | None = None
     bot_username: str = ""
     token_rejected: bool = False
 
@@ -232,7 +231,7 @@ class Checklist:
             ) from None
         except TelegramError as exc:
             raise CheckFailed(f"Telegram did not answer getMe for {masked}: {exc}") from None
-        self._probe.bot_id, self._probe.bot_username = me.id, me.username or ""
+        self._probe.bot_username = me.username or ""
         return f"@{me.username}, token {masked}"
 
     async def _mini_app(self) -> str:
@@ -312,7 +311,7 @@ class Checklist:
         return f"{ai.primary.name}"
 
     async def _worker(self) -> str:
-        from bot.services.analytics import MOSCOW, parse_stamp
+        from bot.services.sheet_time import MOSCOW, parse_stamp
 
         gw = await self._gateway()
         if self._probe.gateway_error:

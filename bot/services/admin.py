@@ -21,9 +21,10 @@ from zoneinfo import ZoneInfo
 from bot.ai.fallback import FallbackAI
 from bot.ai.prompt import SystemPrompt
 from bot.services import chatlog
-from bot.services.auth import MOSCOW, is_authorized_status
+from bot.services.auth import is_authorized_status
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
 from bot.services.promotions import PromotionError, PromotionService, is_opted_in
+from bot.services.sheet_time import MOSCOW
 from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable
 from gateway.schemas import (
     APPEALS,

@@ -16,20 +16,15 @@ from datetime import datetime, tzinfo
 
 from bot.analytics.analysis import plural
 from bot.services.ports import Clock, utc_now
-from bot.services.sheet_time import MOSCOW as MOSCOW  # re-exported: services import the zone from here
-from bot.services.sheet_time import stamp
+from bot.services.sheet_time import MOSCOW, parse_stamp, stamp
 from gateway import AsyncSheetsGateway, Record
 from gateway.schemas import OBJECTS, QUEUE, ObjectCol, QueueCol, QueueStatus
 
-format_stamp = stamp  # the name the queue code (poller, worker, benches) writes its times with
 CODE_MIN_LEN = 3
 CODE_MAX_LEN = 32
 # Latin or Cyrillic letters and digits, dashes only inside: DEMO-0001, КВ-12.
 _CODE = re.compile(r"^[A-ZА-ЯЁ0-9](?:[A-ZА-ЯЁ0-9-]*[A-ZА-ЯЁ0-9])?$")
 _DASHES = str.maketrans({"‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "−": "-"})
-_STAMP_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2}))?")
-_STAMP_RU = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})[ ,]+(\d{1,2}):(\d{2})(?::(\d{2}))?")
-_OFFSET = re.compile(r"^(?:\.\d+)?([+-]\d{2}:?\d{2}|Z)")
 PENDING = frozenset({QueueStatus.NEW, QueueStatus.PROCESSING})
 # What the pending/duplicate check reads (not the long result texts).
 REQUEST_CHECK_COLUMNS = (QueueCol.ID, QueueCol.CREATED_AT, QueueCol.OBJECT_CODE, QueueCol.TELEGRAM_ID, QueueCol.STATUS)
@@ -43,34 +38,6 @@ def claim_stamp(moment: datetime, zone: tzinfo = MOSCOW) -> str:
     """
     local = moment.astimezone(zone).replace(microsecond=secrets.randbelow(1_000_000))
     return local.isoformat(timespec="microseconds")
-
-
-def parse_stamp(text: str, zone: tzinfo | None) -> datetime | None:
-    """A time read back from the sheet (ISO or `24.11.2026 15:10`, anything after it ignored), or None.
-
-    A stamp without an offset is taken to be in `zone` (the zone the bot writes in).
-    """
-    s = text.strip()
-    m = _STAMP_ISO.match(s)
-    if m:
-        y, mo, d, h, mi, sec = m.groups()
-    else:
-        m = _STAMP_RU.match(s)
-        if not m:
-            return None
-        d, mo, y, h, mi, sec = m.groups()
-    try:
-        moment = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec or 0))
-    except ValueError:
-        return None
-    offset = _OFFSET.match(s[m.end() :])
-    if offset:
-        raw = offset.group(1)
-        try:
-            return datetime.fromisoformat(moment.isoformat() + ("+00:00" if raw == "Z" else raw))
-        except ValueError:
-            return None
-    return moment.replace(tzinfo=zone)
 
 
 def normalize_code(code: str) -> str:
@@ -209,7 +176,7 @@ class AnalyticsService:
                     f"У вас уже {n} {plural(n, 'запрос', 'запроса', 'запросов')} в очереди — это максимум. "
                     "Дождитесь готовых отчётов (обычно 1–2 минуты) и отправьте новый запрос."
                 )
-            now = format_stamp(self._clock(), self._tz)
+            now = stamp(self._clock(), self._tz)
             job_id = str(uuid.uuid4())
             values = {
                 QueueCol.ID: job_id,

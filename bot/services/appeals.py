@@ -41,14 +41,14 @@ from bot.ai.base import DeltaSink, Turn
 from bot.ai.fallback import AIAnswer, FallbackAI
 from bot.ai.prompt import SystemPrompt
 from bot.services import chatlog
-from bot.services.auth import MOSCOW, Partner, stamp
+from bot.services.auth import Partner
 from bot.services.chatlog import Author, ChatEntry
 from bot.services.escalation import EscalationMatcher
 from bot.services.knowledge import KnowledgeBase
-from bot.services.live import LiveSink
 from bot.services.locks import KeyedLock
 from bot.services.partner_limits import StaffNoticeBatcher
-from bot.services.ports import Clock, Messenger, StaffNotices, utc_now
+from bot.services.ports import Clock, LiveSink, Messenger, StaffNotices, utc_now
+from bot.services.sheet_time import MOSCOW, stamp
 from bot.services.turn_context import current_turn
 from gateway import AsyncSheetsGateway, GatewayError, Record, WriteOp
 from gateway.schemas import APPEALS, AppealCol, AppealStatus

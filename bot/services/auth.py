@@ -25,8 +25,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from bot.services.ports import Clock, utc_now
-from bot.services.sheet_time import MOSCOW as MOSCOW  # re-exported: services import the zone from here
-from bot.services.sheet_time import stamp as stamp
+from bot.services.sheet_time import MOSCOW, stamp
 from gateway import AsyncSheetsGateway, GatewayError, Record, SheetUnavailable, WriteOp, normalize_key
 from gateway.schemas import AUTH, AuthCol
 

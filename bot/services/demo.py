@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from bot.services.auth import AUTHORIZED, MOSCOW, stamp
+from bot.services.auth import AUTHORIZED
 from bot.services.knowledge import demo_knowledge
+from bot.services.sheet_time import MOSCOW, stamp
 from gateway import AsyncSheetsGateway
 from gateway.schemas import AUTH, KNOWLEDGE, AuthCol
 

@@ -87,11 +87,6 @@ class KnowledgeBase:
             return []
         return [self._entries[i] for i, _ in self._index.top(query, k)]
 
-    async def reload(self) -> None:
-        """Read the sheet now (e.g. after an admin's command)."""
-        self._loaded_at = None
-        await self._refresh()
-
     async def _refresh(self) -> None:
         if self._fresh():
             return

@@ -10,8 +10,8 @@ Sources of events:
 Both paths go through the hub, which remembers per partner what it has already announced (log entry keys, the
 status, each request's status), so an entry published by a service and then seen by the watcher is announced
 once. Events carry a sequence id; a reconnecting page sends the last one (`Last-Event-ID`) and gets what it
-missed from a bounded buffer, or a `resync` when the buffer no longer reaches back that far (or the server
-restarted), after which it reloads its lists.
+missed from a bounded buffer; when the buffer no longer reaches back that far (or the server restarted) the
+stream says it did not resume (bot/web/live.py), and the page reloads its lists.
 """
 
 from __future__ import annotations
@@ -24,38 +24,22 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.services import chatlog
-from bot.services.auth import MOSCOW
 from bot.services.chatlog import ChatEntry
+from bot.services.sheet_time import MOSCOW
 from gateway import AsyncSheetsGateway, GatewayError, Record
 from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol
 
 log = logging.getLogger(__name__)
 
-CHAT, STATUS, ANALYTICS, RESYNC = "chat", "status", "analytics", "resync"
+CHAT, STATUS, ANALYTICS = "chat", "status", "analytics"
 DEFAULT_MAX_PER_USER = 3
 DEFAULT_MAX_TOTAL = 2000
 DEFAULT_BUFFER = 5000
 QUEUE_SIZE = 500
-
-
-class LiveSink(Protocol):
-    """What services call after they write (the hub implements it; None where nobody listens)."""
-
-    def entries_added(self, telegram_id: int, entries: Sequence[ChatEntry]) -> None:
-        """New entries were appended to the partner's log."""
-        ...
-
-    def status_changed(self, telegram_id: int, status: str) -> None:
-        """The partner's appeal has this status now."""
-        ...
-
-    def job_changed(self, telegram_id: int, job_id: str, status: str, object_code: str) -> None:
-        """One of the partner's analytics requests has this status now."""
-        ...
 
 
 class TooManyStreams(Exception):
@@ -179,11 +163,6 @@ class EventHub:
         if seq < self._seq and (not self._buffer or self._buffer[0].seq > seq + 1):
             return None  # the buffer no longer reaches back to it
         return [e for e in self._buffer if e.seq > seq and e.telegram_id == telegram_id]
-
-    @property
-    def last_seq(self) -> int:
-        """The newest event's sequence number."""
-        return self._seq
 
     # -- what services publish (LiveSink) ----------------------------------------------------------
 

@@ -30,12 +30,11 @@ from zoneinfo import ZoneInfo
 
 from bot.services import chatlog
 from bot.services.appeals import canonical_status
-from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
 from bot.services.delivery import Deliveries, Outcome
-from bot.services.live import LiveSink
 from bot.services.message_parts import split_message
-from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
+from bot.services.ports import Clock, DeliveryError, LiveSink, Messenger, utc_now
+from bot.services.sheet_time import MOSCOW, stamp
 from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord, GatewayError, LedgerEntry, Record, normalize_key
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
@@ -69,6 +68,18 @@ def legacy_record(entry: LedgerEntry) -> DeliveryRecord | None:
 def format_operator_message(text: str) -> str:
     """How an operator's reply looks to the partner."""
     return f"Ответ оператора:\n\n{text}"
+
+
+def reply_parts(messenger: Messenger, chat_id: int, text: str) -> list[Callable[[], Awaitable[None]]]:
+    """An operator's reply as the parts one delivery sends: formatted, split into Telegram messages."""
+
+    def part(piece: str) -> Callable[[], Awaitable[None]]:
+        async def send() -> None:
+            await messenger.send_text(chat_id, piece)
+
+        return send
+
+    return [part(p) for p in split_message(format_operator_message(text))]
 
 
 class OperatorReplyService:
@@ -144,8 +155,7 @@ class OperatorReplyService:
         if not (same and record is not None and record.phase is DeliveryPhase.SENT):
             # A reply longer than one Telegram message goes out piece by piece, each recorded, so a failure
             # midway resends only the pieces not yet accepted.
-            pieces = split_message(format_operator_message(text))
-            parts = [self._piece(chat_id, p) for p in pieces]
+            parts = reply_parts(self._messenger, chat_id, text)
             result = await self._deliveries.deliver(raw_id, h, parts, fresh=not same)
             if result.outcome is Outcome.RETRY:
                 log.warning("operator reply to %s not delivered yet: %s", chat_id, result.error)
@@ -163,12 +173,6 @@ class OperatorReplyService:
             return delivered
         await self._deliveries.settle(raw_id, h)
         return delivered
-
-    def _piece(self, chat_id: int, text: str) -> Callable[[], Awaitable[None]]:
-        async def send() -> None:
-            await self._messenger.send_text(chat_id, text)
-
-        return send
 
     async def _log_and_clear(self, row: Record, raw_id: str, text: str) -> None:
         """ONE write: «Оператор: …» appended to the log, G cleared (if unchanged), «Обновлено», status."""

@@ -1,11 +1,15 @@
-"""Ports: the outside world as the services see it. Adapters (PTB, test fakes) implement these."""
+"""Ports: the outside world as the services see it. Adapters (PTB, test fakes) implement these; LiveSink, what
+services tell the Mini App's live events after they write, is implemented by bot/services/live.py's EventHub."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bot.services.chatlog import ChatEntry
 
 #: Now, timezone-aware. Services take one so tests can move time.
 Clock = Callable[[], datetime]
@@ -83,4 +87,28 @@ class StaffNotices(Protocol):
 
     async def post_notice(self, telegram_id: int, text: str, *, actions: bool) -> None:
         """Post `text` about partner `telegram_id`; `actions`: with «Взять»/«Решено» buttons. Never raises."""
+        ...
+
+
+class PdfDownloader(Protocol):
+    """Downloads a private Drive file as the bot's service account (gateway.backends.drive.DriveFiles)."""
+
+    async def download(self, file_id: str) -> bytes:
+        """The file's content; raises GatewayError."""
+        ...
+
+
+class LiveSink(Protocol):
+    """What services call after they write (the hub implements it; None where nobody listens)."""
+
+    def entries_added(self, telegram_id: int, entries: Sequence[ChatEntry]) -> None:
+        """New entries were appended to the partner's log."""
+        ...
+
+    def status_changed(self, telegram_id: int, status: str) -> None:
+        """The partner's appeal has this status now."""
+        ...
+
+    def job_changed(self, telegram_id: int, job_id: str, status: str, object_code: str) -> None:
+        """One of the partner's analytics requests has this status now."""
         ...

@@ -47,10 +47,11 @@ from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-from bot.services.auth import MOSCOW, Partner, is_authorized_status
+from bot.services.auth import Partner, is_authorized_status
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.message_parts import MAX_CAPTION_LENGTH, split_message, utf16_len
 from bot.services.ports import Clock, DeliveryError, Messenger, utc_now
+from bot.services.sheet_time import MOSCOW
 from gateway import (
     AsyncSheetsGateway,
     DeliveryPhase,

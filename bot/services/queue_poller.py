@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from bot.services.analytics import MOSCOW, PENDING, format_stamp, parse_stamp, read_queue_columns
+from bot.services.analytics import PENDING, read_queue_columns
 from bot.services.delivery import Deliveries, Outcome
-from bot.services.ports import Clock, Messenger, utc_now
+from bot.services.ports import Clock, Messenger, PdfDownloader, utc_now
+from bot.services.sheet_time import MOSCOW, parse_stamp, stamp
 from gateway import (
     AsyncSheetsGateway,
     DeliveryPhase,
@@ -183,7 +183,7 @@ class QueuePoller:
                 rec = fresh
             outcome = await self._deliver(rec, status)
             if outcome in (_Done.SENT, _Done.RESUMED):
-                marks[job_id] = format_stamp(self._clock(), self._tz)
+                marks[job_id] = stamp(self._clock(), self._tz)
             if outcome is _Done.SENT:
                 if status == QueueStatus.DONE:
                     delivered += 1
@@ -322,14 +322,6 @@ class QueuePoller:
 
 
 # -- PDF loading -------------------------------------------------------------------------------
-
-
-class PdfDownloader(Protocol):
-    """Downloads a private Drive file as the bot's service account (gateway.backends.drive.DriveFiles)."""
-
-    async def download(self, file_id: str) -> bytes:
-        """The file's content; raises GatewayError."""
-        ...
 
 
 def make_pdf_loader(

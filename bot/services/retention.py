@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta, tzinfo
 
-from bot.services.analytics import MOSCOW, parse_stamp
 from bot.services.ports import Clock, utc_now
+from bot.services.sheet_time import MOSCOW, parse_stamp
 from gateway import AsyncSheetsGateway, GatewayError, MoveResult, Record, move_rows, prune_state
 from gateway.schemas import QUEUE, QUEUE_ARCHIVE, QueueCol, QueueStatus
 

@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from bot.services import chatlog
 from bot.services.appeals import canonical_status
-from bot.services.auth import MOSCOW, stamp
 from bot.services.chatlog import Author
 from bot.services.delivery import Deliveries, Outcome
 from bot.services.locks import KeyedLock
-from bot.services.message_parts import split_message
-from bot.services.operator_replies import format_operator_message, reply_hash
+from bot.services.operator_replies import reply_hash, reply_parts
 from bot.services.ports import Clock, InlineButton, Messenger, StaffChat, utc_now
+from bot.services.sheet_time import MOSCOW, stamp
 from gateway import AsyncSheetsGateway, DeliveryPhase, GatewayError
 from gateway.schemas import APPEALS, AppealCol, AppealStatus
 
@@ -183,8 +181,7 @@ class StaffDesk:
         job = journaled.data
         telegram_id, text, block = int(job["partner"]), str(job["text"]), str(job["block"])
         h = reply_hash(text)
-        pieces = split_message(format_operator_message(text))
-        result = await self._deliveries.deliver(key, h, [self._piece(telegram_id, p) for p in pieces])
+        result = await self._deliveries.deliver(key, h, reply_parts(self._messenger, telegram_id, text))
         if result.outcome is Outcome.RETRY:
             log.warning("staff reply %s to %s not delivered yet: %s", key, telegram_id, result.error)
             if first_try:
@@ -218,12 +215,6 @@ class StaffDesk:
             str(telegram_id), AppealCol.LOG, block, values=values, create=False, archive_overflow=True
         )
         await self._gw.write([op])
-
-    def _piece(self, chat_id: int, text: str) -> Callable[[], Awaitable[None]]:
-        async def send() -> None:
-            await self._messenger.send_text(chat_id, text)
-
-        return send
 
     async def _tell(self, key: str, text: str) -> None:
         """A short note in the staff chat, as a reply to the staff member's message."""

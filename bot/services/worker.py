@@ -33,8 +33,9 @@ from pathlib import Path
 
 from bot.analytics.analysis import AnalysisError, Report, analyze, narrative_prompt, render_summary, usable_narrative
 from bot.analytics.pdf import render_pdf
-from bot.services.analytics import MOSCOW, claim_stamp, format_stamp, parse_stamp, read_queue_columns
+from bot.services.analytics import claim_stamp, read_queue_columns
 from bot.services.ports import Clock, utc_now
+from bot.services.sheet_time import MOSCOW, parse_stamp, stamp
 from gateway import AsyncSheetsGateway, GatewayError, Record, WriteOp, private_dir, write_private
 from gateway.schemas import MARKET, OBJECTS, QUEUE, QueueCol, QueueStatus
 
@@ -282,7 +283,7 @@ class AnalyticsWorker:
         return {
             QueueCol.STATUS: str(status),
             QueueCol.ERROR: error,
-            QueueCol.FINISHED_AT: format_stamp(self._clock(), self._tz),
+            QueueCol.FINISHED_AT: stamp(self._clock(), self._tz),
             QueueCol.DELIVERED_AT: "",
         }
 

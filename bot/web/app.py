@@ -47,9 +47,20 @@ from bot.web.initdata import (
     InitDataValidator,
     WebAppUser,
 )
-from bot.web.live import CataloguePort, EscalateFn, PromotionsFn, install_live_routes
+from bot.web.live import install_live_routes
 from bot.web.middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
-from bot.web.ports import AnalyticsPort, AuthPort, ChatEntryView, ChatPort, JobView, PartnerView, StaffPort
+from bot.web.ports import (
+    AnalyticsPort,
+    AuthPort,
+    CataloguePort,
+    ChatEntryView,
+    ChatPort,
+    EscalateFn,
+    JobView,
+    PartnerView,
+    PromotionsFn,
+    StaffPort,
+)
 from bot.web.reports import DEFAULT_LINK_TTL, ReportLinks, report_path, report_stem, valid_job_id
 from bot.web.staff_console import dropdowns
 from gateway import drive_file_id, drive_report_stem

@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import init_data_py
 from init_data_py import errors as idp_errors
+
+from bot.services.ports import utc_now
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
 # Telegram's clock and ours differ a little; a date further ahead was not issued by Telegram (or is replayable
@@ -84,10 +86,6 @@ class ValidatedInitData:
     auth_date: datetime
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class InitDataValidator:
     """Checks initData against one bot token; the clock and maximum age are injectable for tests."""
 
@@ -97,7 +95,7 @@ class InitDataValidator:
         *,
         max_age: timedelta = DEFAULT_MAX_AGE,
         future_skew: timedelta = DEFAULT_FUTURE_SKEW,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if not bot_token:
             raise ValueError("bot_token must not be empty")
@@ -152,7 +150,7 @@ def sign_init_data(
     # Telegram serialises the user compactly; any JSON is fine since the raw string is what is hashed.
     fields = {"user": json.dumps(dict(user), separators=(",", ":"), ensure_ascii=False)}
     fields.update(extra or {})
-    when = auth_date if auth_date is not None else _utc_now()
+    when = auth_date if auth_date is not None else utc_now()
     return init_data_py.sign(fields, bot_token, auth_date=when)
 
 

@@ -12,17 +12,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import Annotated, Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query
 from fastapi.responses import StreamingResponse
 
-from bot.services.catalogue import CatalogueObject, CataloguePage, CatalogueQuery
+from bot.services.catalogue import CatalogueObject, CatalogueQuery
 from bot.services.live import EventHub, LiveEvent, LiveWatcher, TooManyStreams
 from bot.web.errors import ApiError
-from bot.web.initdata import WebAppUser
+from bot.web.ports import CallerView, CataloguePort, EscalateFn, PromotionsFn
 
 log = logging.getLogger(__name__)
 
@@ -30,53 +29,6 @@ HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 2000
 MAX_QUERY = 100
 MAX_PRICE = 1e12
-
-
-class CallerView(Protocol):
-    """The authenticated caller (bot.web.app.Caller)."""
-
-    @property
-    def user(self) -> WebAppUser: ...
-    @property
-    def partner(self) -> Any: ...
-
-
-class CataloguePort(Protocol):
-    """The agency's objects."""
-
-    async def search(self, query: CatalogueQuery) -> CataloguePage:
-        """Objects matching the query."""
-        ...
-
-
-class SentPromotionView(Protocol):
-    """A promotion the partner received."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def picture(self) -> str: ...
-    @property
-    def sent_at(self) -> datetime: ...
-
-
-class EscalationReplyView(Protocol):
-    """What the «Позвать оператора» button answers."""
-
-    @property
-    def text(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def escalated(self) -> bool: ...
-
-
-EscalateFn = Callable[[Any], Awaitable[EscalationReplyView]]
-PromotionsFn = Callable[[int], Awaitable[Sequence[SentPromotionView]]]
 
 
 def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:

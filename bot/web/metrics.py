@@ -6,43 +6,16 @@ only the AI latency histogram is observed by the code that calls the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from bot.web.ports import GatewayHealth
 
 BREAKER_STATES = ("closed", "open", "half-open")
 # AI calls take from tens of milliseconds (offline) to tens of seconds (a slow model).
 AI_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0)
-CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-
-class GatewayCounters(Protocol):
-    """The counters the gateway keeps (gateway.metrics.GatewayMetrics)."""
-
-    @property
-    def calls(self) -> Mapping[str, int]: ...
-    @property
-    def quota_errors(self) -> int: ...
-    @property
-    def retries(self) -> int: ...
-    @property
-    def failures(self) -> int: ...
-    @property
-    def outbox_replayed(self) -> int: ...
-
-
-class GatewayHealth(Protocol):
-    """What the exporter reads from the gateway (AsyncSheetsGateway satisfies it)."""
-
-    @property
-    def metrics(self) -> GatewayCounters: ...
-    @property
-    def breaker_state(self) -> str: ...
-    @property
-    def outbox_depth(self) -> int: ...
 
 
 class _GatewayCollector:

@@ -1,15 +1,21 @@
 """What the web layer needs from the services, as Protocols (the services satisfy them structurally).
 
 AppealsService → ChatPort, AnalyticsService → AnalyticsPort, AuthService → AuthPort; the staff console
-goes through StaffPort, which the composition root implements over the gateway (local mode only).
+goes through StaffPort, which the composition root implements over the gateway (local mode only). Below them,
+the ports of the live and catalogue routes, of /metrics (the gateway's figures) and of the webhook route.
 Read-only properties let frozen dataclasses match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from bot.leadership import Leadership
+    from bot.services.catalogue import CataloguePage, CatalogueQuery
+    from bot.web.initdata import WebAppUser
 
 
 class PartnerView(Protocol):
@@ -127,3 +133,95 @@ class StaffPort(Protocol):
     async def set_cell(self, sheet: str, a1: str, value: str) -> None:
         """Write one cell verbatim."""
         ...
+
+
+# -- the live and catalogue routes (bot/web/live.py) ------------------------------------------
+
+
+class CallerView(Protocol):
+    """The authenticated caller (bot.web.app.Caller)."""
+
+    @property
+    def user(self) -> WebAppUser: ...
+    @property
+    def partner(self) -> Any: ...
+
+
+class CataloguePort(Protocol):
+    """The agency's objects."""
+
+    async def search(self, query: CatalogueQuery) -> CataloguePage:
+        """Objects matching the query."""
+        ...
+
+
+class SentPromotionView(Protocol):
+    """A promotion the partner received."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def picture(self) -> str: ...
+    @property
+    def sent_at(self) -> datetime: ...
+
+
+class EscalationReplyView(Protocol):
+    """What the «Позвать оператора» button answers."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def escalated(self) -> bool: ...
+
+
+EscalateFn = Callable[[Any], Awaitable[EscalationReplyView]]
+PromotionsFn = Callable[[int], Awaitable[Sequence[SentPromotionView]]]
+
+
+# -- /metrics (bot/web/metrics.py) and the webhook route (bot/web/webhook.py) -------------------
+
+
+class GatewayCounters(Protocol):
+    """The counters the gateway keeps (gateway.metrics.GatewayMetrics)."""
+
+    @property
+    def calls(self) -> Mapping[str, int]: ...
+    @property
+    def quota_errors(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def outbox_replayed(self) -> int: ...
+
+
+class GatewayHealth(Protocol):
+    """What the exporter reads from the gateway (AsyncSheetsGateway satisfies it)."""
+
+    @property
+    def metrics(self) -> GatewayCounters: ...
+    @property
+    def breaker_state(self) -> str: ...
+    @property
+    def outbox_depth(self) -> int: ...
+
+
+class HandOffGate(Protocol):
+    """What the route asks the running process (bot.app.Runtime): may it take an update now."""
+
+    @property
+    def leadership(self) -> Leadership | None: ...
+
+    @property
+    def updates_open(self) -> bool: ...
+
+    @property
+    def phase(self) -> str: ...

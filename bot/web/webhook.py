@@ -9,14 +9,14 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot.config import Settings
 from bot.handoff import FORWARDED_HEADER, forward_to_leader
-from bot.leadership import Leadership
+from bot.web.ports import HandOffGate
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_PATH = "/telegram/webhook"
@@ -66,19 +66,6 @@ def webhook_secret(settings: Settings) -> str:
     old and the new release of a blue-green switch accept the same webhook."""
     token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
     return hashlib.sha256(f"marketingbot-webhook:{token}".encode()).hexdigest()[:48]
-
-
-class HandOffGate(Protocol):
-    """What the route asks the running process (bot.app.Runtime): may it take an update now."""
-
-    @property
-    def leadership(self) -> Leadership | None: ...
-
-    @property
-    def updates_open(self) -> bool: ...
-
-    @property
-    def phase(self) -> str: ...
 
 
 def leader_deliver(

@@ -277,12 +277,12 @@ async def test_ai_provider_that_refuses_fails(stack: Stack) -> None:
 
 async def test_stale_new_request_means_the_worker_is_dead(stack: Stack) -> None:
     """A NEW row in «Очередь» older than 5 minutes → ✖ worker; a fresh one is fine."""
-    from bot.services.analytics import format_stamp
+    from bot.services.sheet_time import stamp
 
     now = dt.datetime.now(dt.UTC)
-    stack.sheets.set_values(QUEUE.title, [list(QUEUE.headers), ["a1", format_stamp(now), "DEMO-0001", "1", "", "NEW"]])
+    stack.sheets.set_values(QUEUE.title, [list(QUEUE.headers), ["a1", stamp(now), "DEMO-0001", "1", "", "NEW"]])
     assert _item(await stack.check(), "analytics worker").ok
-    old = format_stamp(now - dt.timedelta(minutes=6))
+    old = stamp(now - dt.timedelta(minutes=6))
     stack.sheets.set_values(QUEUE.title, [list(QUEUE.headers), ["a2", old, "DEMO-0001", "1", "", "NEW"]])
     item = _item(await stack.check(), "analytics worker")
     assert not item.ok and "a2" in item.detail and "worker" in item.detail

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.analytics import MOSCOW
 from bot.services.queue_poller import DELIVERY_LEDGER
 from bot.services.retention import RetentionService
+from bot.services.sheet_time import MOSCOW
 from gateway import AsyncSheetsGateway, DeliveryPhase, DeliveryRecord
 from gateway.a1 import sheet_range
 from gateway.schemas import QUEUE, QUEUE_ARCHIVE, QueueCol

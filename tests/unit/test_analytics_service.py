@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -13,11 +13,10 @@ from bot.services.analytics import (
     InvalidObjectCode,
     TooManyPendingRequests,
     UnknownObjectCode,
-    parse_stamp,
 )
 from gateway import AsyncSheetsGateway
 from gateway.schemas import OBJECTS, QUEUE, QueueCol
-from tests.unit.analytics_support import MSK, FakeClock, put_objects, put_queue_rows, queue_row
+from tests.unit.analytics_support import FakeClock, put_objects, put_queue_rows, queue_row
 
 CODES = [f"OBJ-{i}" for i in range(1, 8)]
 
@@ -149,19 +148,6 @@ async def test_partners_only_see_their_own_requests(gw: AsyncSheetsGateway) -> N
     assert await svc.get(100001, theirs.id) is None
     assert await svc.get(100001, "no-such-id") is None
     assert await svc.get(100001, "") is None
-
-
-def test_parse_stamp_reads_what_staff_and_workers_write() -> None:
-    """ISO, ISO with an offset, Russian dates and a trailing claim token all parse; junk does not."""
-    expected = datetime(2026, 11, 24, 15, 10, 5, tzinfo=MSK)
-    assert parse_stamp("2026-11-24 15:10:05", MSK) == expected
-    assert parse_stamp("2026-11-24 15:10:05 #abc123", MSK) == expected
-    assert parse_stamp("2026-11-24T12:10:05Z", MSK) == expected
-    assert parse_stamp("2026-11-24T15:10:05.123+03:00", MSK) == expected.replace(microsecond=0)
-    assert parse_stamp("24.11.2026 15:10:05", MSK) == expected
-    assert parse_stamp("24.11.2026 15:10", UTC) == datetime(2026, 11, 24, 15, 10, tzinfo=UTC)
-    assert parse_stamp("вчера", MSK) is None
-    assert parse_stamp("2026-02-30 10:00", MSK) is None
 
 
 async def test_requests_created_in_the_same_second_are_listed_newest_first(

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.services.auth import MOSCOW
 from bot.services.chatlog import ChatEntry
 from bot.services.live import CHAT, STATUS, EventHub, LiveWatcher, TooManyStreams
+from bot.services.sheet_time import MOSCOW
 from gateway import AsyncSheetsGateway
 from gateway.schemas import APPEALS, QUEUE, AppealCol, QueueCol
 from tests.chat_support import FlakyBackend, chat_gateway_config, start_flaky_gateway

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.services.auth import MOSCOW, Partner
+from bot.services.auth import Partner
 from bot.services.ports import DeliveryError
 from bot.services.promotions import (
     LEDGER_PREFIX,
@@ -25,6 +25,7 @@ from bot.services.promotions import (
     parse_start,
     picture_url,
 )
+from bot.services.sheet_time import MOSCOW
 from gateway import AsyncSheetsGateway
 from gateway.schemas import AUTH, PROMOTIONS, AuthCol, PromoCol
 from tests.chat_support import ManualClock, moscow

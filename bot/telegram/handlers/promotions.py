@@ -12,7 +12,7 @@ from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, Co
 
 from bot.services.promotions import PromotionService
 from bot.telegram.context import bot_context, present
-from bot.telegram.texts import TEXT_UNAVAILABLE
+from bot.telegram.texts import TEXT_AUTHORIZE_FIRST, TEXT_UNAVAILABLE
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ TEXT_STOPPED = "Готово: вы отписались от рассылки а
 TEXT_ALREADY_STOPPED = "Вы уже отписаны от рассылки акций. Чтобы снова получать акции, отправьте /promo."
 TEXT_RESUMED = "Готово: вы снова будете получать акции агентства. Отписаться можно командой /stop_promo."
 TEXT_ALREADY_ON = "Вы уже получаете акции агентства. Отписаться можно командой /stop_promo."
-TEXT_NOT_PARTNER = "Акции агентства приходят партнёрам. Сначала подтвердите номер телефона: отправьте /start."
+TEXT_NOT_PARTNER = f"Акции агентства приходят партнёрам. {TEXT_AUTHORIZE_FIRST}"
 
 
 def register_promotion_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

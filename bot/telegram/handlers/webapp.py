@@ -15,6 +15,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, filters
 
 from bot.telegram.context import bot_context
+from bot.telegram.texts import TEXT_AUTHORIZE_FIRST
 from gateway import GatewayError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ TEXT_NOT_CONFIGURED = (
     "Приложение пока не подключено. Задавайте вопросы прямо здесь, в чате, а аналитику по объекту "
     "можно заказать командой /analytics."
 )
-TEXT_NOT_AUTHORIZED = "Приложение доступно партнёрам агентства. Сначала подтвердите номер телефона: отправьте /start."
+TEXT_NOT_AUTHORIZED = f"Приложение доступно партнёрам агентства. {TEXT_AUTHORIZE_FIRST}"
 
 
 def usable_webapp_url(url: str | None) -> str | None:
