@@ -53,8 +53,16 @@ class Result:
 def _seed(server: FakeSheetsServer, rows: int) -> None:
     header = list(APPEALS.headers)
     data = [header] + [
-        ["2026-11-01", f"P-{i}", f"Партнёр {i}", str(500_000 + i), f"[2026-11-01 10:00] Пользователь: привет {i}",
-         "Ответ ИИ", "", ""]
+        [
+            "2026-11-01",
+            f"P-{i}",
+            f"Партнёр {i}",
+            str(500_000 + i),
+            f"[2026-11-01 10:00] Пользователь: привет {i}",
+            "Ответ ИИ",
+            "",
+            "",
+        ]
         for i in range(rows)
     ]
     if APPEALS.title not in server.sheet_titles():
@@ -93,14 +101,26 @@ def baseline(server: FakeSheetsServer, users: int, ops_per_user: int) -> Result:
             for lat, ok in pool.map(one, _user_ids(users), [n] * users):
                 latencies.append(lat)
                 lost += 0 if ok else 1
-    return Result("baseline", users, users * ops_per_user, server.reads + server.writes, server.bytes_sent,
-                  server.responses[429], lost, latencies)
+    return Result(
+        "baseline",
+        users,
+        users * ops_per_user,
+        server.reads + server.writes,
+        server.bytes_sent,
+        server.responses[429],
+        lost,
+        latencies,
+    )
 
 
 async def ours(server: FakeSheetsServer, users: int, ops_per_user: int, tmp: Path) -> Result:
     """The gateway: coalesced, key-verified reads and writes; the limiter keeps it under the quota."""
-    cfg = GatewayConfig(backend="google", spreadsheet_id=server.spreadsheet_id, sheets_api_base_url=server.url,
-                        local_db_path=tmp / f"state-{users}" / "x.db")
+    cfg = GatewayConfig(
+        backend="google",
+        spreadsheet_id=server.spreadsheet_id,
+        sheets_api_base_url=server.url,
+        local_db_path=tmp / f"state-{users}" / "x.db",
+    )
     gw = build_gateway(cfg)
     await gw.start()
     table = gw.table(APPEALS)
@@ -127,8 +147,16 @@ async def ours(server: FakeSheetsServer, users: int, ops_per_user: int, tmp: Pat
     for tid in _user_ids(users):
         row = next(r for r in values if len(r) > 3 and r[3] == tid)
         lost += sum(1 for n in range(ops_per_user) if row[4].count(f"сообщение {n}") != 1)
-    return Result("gateway", users, users * ops_per_user, server.reads + server.writes, server.bytes_sent,
-                  server.responses[429], lost, latencies)
+    return Result(
+        "gateway",
+        users,
+        users * ops_per_user,
+        server.reads + server.writes,
+        server.bytes_sent,
+        server.responses[429],
+        lost,
+        latencies,
+    )
 
 
 def main() -> None:

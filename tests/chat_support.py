@@ -316,6 +316,23 @@ async def add_partner(
     await gw.table(AUTH).write([gw.table(AUTH).op_upsert(code, values)])
 
 
+async def add_demo_partner(gw: AsyncSheetsGateway, telegram_id: int) -> None:
+    """The demo partner (DEMO-001, «Демо Партнёр»), authorized with `telegram_id` bound: the e2e tests' partner."""
+    await gw.table(AUTH).write(
+        [
+            gw.table(AUTH).op_insert(
+                {
+                    AuthCol.CODE: "DEMO-001",
+                    AuthCol.PHONE: "+79000000001",
+                    AuthCol.NAME: "Демо Партнёр",
+                    AuthCol.STATUS: "authorized",
+                    AuthCol.TELEGRAM_ID: str(telegram_id),
+                }
+            )
+        ]
+    )
+
+
 async def add_fact(gw: AsyncSheetsGateway, question: str, answer: str, tags: str = "", active: str = "да") -> None:
     """A knowledge-base row as staff would type it."""
     await gw.table(KNOWLEDGE).write(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telegram.ext import Application, ApplicationBuilder
+from telegram.ext import Application
 
 from bot.analytics.seed import seed_demo_market
 from bot.jobs import Periodic
@@ -22,11 +22,12 @@ from bot.telegram.context import BotContext, bot_context, install_context
 from bot.telegram.handlers.analytics import PROMPT, TEXT_NOT_AUTHORIZED, register_analytics_handlers
 from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
-from gateway.schemas import AUTH, QUEUE, AuthCol, QueueCol
+from gateway.schemas import QUEUE, QueueCol
+from tests.chat_support import add_demo_partner
 from tests.conftest import FAST_RETRY
 from tests.fakes.sheets_server import FakeSheetsServer
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
-from tests.telegram_support import long_polling
+from tests.telegram_support import fake_bot_app, long_polling
 from tests.unit.analytics_support import FakeClock
 
 PARTNER = 100001
@@ -61,19 +62,7 @@ async def store(store_config: GatewayConfig) -> AsyncIterator[AsyncSheetsGateway
     try:
         await gw.ensure_sheets()
         await seed_demo_market(gw, FakeClock().now.date())
-        await gw.table(AUTH).write(
-            [
-                gw.table(AUTH).op_insert(
-                    {
-                        AuthCol.CODE: "DEMO-001",
-                        AuthCol.PHONE: "+79000000001",
-                        AuthCol.NAME: "Демо Партнёр",
-                        AuthCol.STATUS: "authorized",
-                        AuthCol.TELEGRAM_ID: str(PARTNER),
-                    }
-                )
-            ]
-        )
+        await add_demo_partner(gw, PARTNER)
         yield gw
     finally:
         await gw.close()
@@ -85,13 +74,7 @@ async def running_bot(
 ) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
     """The bot's analytics part, long-polling the fake, with the queue poll every `poll_interval` seconds
     (a Periodic job, as the composition root runs it); the poller is in `app.bot_data["poller"]`."""
-    app = (
-        ApplicationBuilder()
-        .token(server.token)
-        .base_url(server.api_base_url)
-        .base_file_url(server.file_base_url)
-        .build()
-    )
+    app = fake_bot_app(server)
     clock = FakeClock()
     poller = QueuePoller(
         gw,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import AIORateLimiter
 
 from bot.ai.fallback import OPERATOR_NOTIFIED, FallbackAI
 from bot.ai.gemini import GeminiProvider
@@ -36,11 +36,20 @@ from bot.telegram.messenger import TelegramMessenger
 from bot.telegram.ordering import PerChatUpdateProcessor
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
-from tests.chat_support import FAST_RETRY, PROMPT_PATH, FlakyBackend, ManualClock, add_fact, moscow
+from tests.chat_support import (
+    FAST_RETRY,
+    PROMPT_PATH,
+    FlakyBackend,
+    ManualClock,
+    add_demo_partner,
+    add_fact,
+    chat_gateway_config,
+    moscow,
+)
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
 from tests.fakes.sheets_server import FakeSheetsServer
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
-from tests.telegram_support import long_polling
+from tests.telegram_support import fake_bot_app, long_polling
 
 PARTNER = 100001
 NEWCOMER = 100002
@@ -137,14 +146,7 @@ async def world(
             breaker_reset_timeout=0.1,
         )
     else:
-        cfg = GatewayConfig(
-            backend="local",
-            local_db_path=tmp_path / "sheets.db",
-            retry=FAST_RETRY,
-            replay_interval=0.05,
-            breaker_fail_max=50,
-            breaker_reset_timeout=0.1,
-        )
+        cfg = chat_gateway_config(tmp_path)
     gw = build_gateway(cfg)
     flaky = FlakyBackend(gw.backend.inner)
     gw.backend.inner = flaky
@@ -157,19 +159,7 @@ async def world(
 
     await gw.start()
     await gw.ensure_sheets()
-    await gw.table(AUTH).write(
-        [
-            gw.table(AUTH).op_insert(
-                {
-                    AuthCol.CODE: "DEMO-001",
-                    AuthCol.PHONE: "+79000000001",
-                    AuthCol.NAME: "Демо Партнёр",
-                    AuthCol.STATUS: "authorized",
-                    AuthCol.TELEGRAM_ID: str(PARTNER),
-                }
-            )
-        ]
-    )
+    await add_demo_partner(gw, PARTNER)
     await gw.table(AUTH).write(
         [
             gw.table(AUTH).op_insert(
@@ -181,14 +171,8 @@ async def world(
 
     gemini_server.set_responder(answer_with_turn_number)
     clock = ManualClock(moscow(2026, 11, 23, 14, 5))
-    app: Application[Any, Any, Any, Any, Any, Any] = (
-        ApplicationBuilder()
-        .token(telegram_server.token)
-        .base_url(telegram_server.api_base_url)
-        .base_file_url(telegram_server.file_base_url)
-        .rate_limiter(AIORateLimiter(max_retries=2))
-        .concurrent_updates(PerChatUpdateProcessor(64))
-        .build()
+    app = fake_bot_app(
+        telegram_server, rate_limiter=AIORateLimiter(max_retries=2), concurrent_updates=PerChatUpdateProcessor(64)
     )
     messenger = TelegramMessenger(app.bot, staff_chat_id=STAFF_CHAT)
     gemini = GeminiProvider(

@@ -32,9 +32,14 @@ from tests.fakes.telegram_server import FakeTelegramServer
 from tests.local_stack import CONFIG_VARS, ROOT, free_port
 
 PARTNERS = 8
-KILLS = 20
+# Each kill lands at an independent seeded-random moment with 8 partners mid-conversation, so every round hits
+# turns in several phases at once (model call, reply send, journal/outbox write); 12 rounds keep three kills
+# inside a sheet outage (rounds 4, 8, 12) and, with this seed, both boot variants after them (the outage still
+# on at the restart in rounds 4 and 12, over in round 8). 20 rounds (the old figure; its seed reached the
+# "still on" variant only once, in round 16) added no phase these do not reach and cost ~35 s of the suite.
+KILLS = 12
 FIRST_TID = 610_001
-SEED = 20261206
+SEED = 20261208
 
 
 def answer(text: str) -> str:
@@ -190,11 +195,11 @@ def _wait(condition: object, load: Load, timeout: float) -> bool:
     return False
 
 
-@pytest.mark.timeout(300)  # 20 kills and restarts of a real process: about a minute, more on a busy machine
+@pytest.mark.timeout(300)  # 12 kills and restarts of a real process: about 50 s, more on a busy machine
 def test_sigkill_at_random_moments_loses_no_message(
     tmp_path: Path, fakes: tuple[FakeTelegramServer, FakeSheetsServer, FakeGeminiServer]
 ) -> None:
-    """20 SIGKILLs of `marketingbot run` under load (some during a sheet outage): every message is answered and
+    """12 SIGKILLs of `marketingbot run` under load (some during a sheet outage): every message is answered and
     in E exactly once, in order; duplicates (the reply accepted right before a kill) are counted."""
     tg, sheets, gemini = fakes
     tids = [FIRST_TID + i for i in range(PARTNERS)]

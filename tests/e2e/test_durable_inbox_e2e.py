@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from telegram import Update
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
 from bot.services.appeals import ChatReply, encode_reply
 from bot.services.turn_context import current_turn
@@ -19,6 +19,7 @@ from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway, InboxUpdate
 from gateway.schemas import APPEALS, AppealStatus
 from tests.fakes.telegram_server import FakeTelegramServer
+from tests.telegram_support import fake_bot_app
 
 App = Application[Any, Any, Any, Any, Any, Any]
 
@@ -27,15 +28,7 @@ App = Application[Any, Any, Any, Any, Any, Any]
 async def app(telegram_server: FakeTelegramServer, local_gateway: AsyncSheetsGateway) -> AsyncIterator[App]:
     """A PTB application wired like the composition root: no Updater, the durable processor attached."""
     tg = telegram_server
-    application: App = (
-        ApplicationBuilder()
-        .token(tg.token)
-        .base_url(tg.api_base_url)
-        .base_file_url(tg.file_base_url)
-        .updater(None)
-        .concurrent_updates(DurableUpdateProcessor(16))
-        .build()
-    )
+    application: App = fake_bot_app(tg, updater=False, concurrent_updates=DurableUpdateProcessor(16))
     processor = application.update_processor
     assert isinstance(processor, DurableUpdateProcessor)
     processor.attach(local_gateway.inbox, local_gateway.turns, TelegramMessenger(application.bot), OPERATOR_BUTTON)

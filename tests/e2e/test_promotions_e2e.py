@@ -16,7 +16,7 @@ from subprocess import PIPE
 from typing import Any
 
 import pytest
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import AIORateLimiter, Application
 
 from bot.ai.fallback import FallbackAI
 from bot.ai.offline import OfflineResponder
@@ -39,7 +39,7 @@ from gateway.schemas import APPEALS, AUTH, PROMOTIONS, AppealCol, AuthCol, Promo
 from tests.chat_support import PROMPT_PATH, moscow
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
 from tests.promo_support import add_promo, partner_ids, promo_row, seed_partners, store_config
-from tests.telegram_support import long_polling
+from tests.telegram_support import fake_bot_app, long_polling
 
 ADMIN = 4242
 REPO = Path(__file__).resolve().parents[2]
@@ -48,10 +48,7 @@ FAST_RATE = 500.0
 
 def build_app(tg: FakeTelegramServer, *, rate_limiter: bool = False) -> Application[Any, Any, Any, Any, Any, Any]:
     """A PTB application pointed at the fake Bot API (optionally with PTB's AIORateLimiter, as in production)."""
-    builder = ApplicationBuilder().token(tg.token).base_url(tg.api_base_url).base_file_url(tg.file_base_url)
-    if rate_limiter:
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=0))
-    return builder.build()
+    return fake_bot_app(tg, rate_limiter=AIORateLimiter(max_retries=0) if rate_limiter else None)
 
 
 def sends(tg: FakeTelegramServer, method: str = "sendMessage") -> list[SentMessage]:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from telegram.ext import Application, ApplicationBuilder
+from telegram.ext import Application
 
 from bot.ai.fallback import FallbackAI
 from bot.ai.offline import OfflineResponder
@@ -22,13 +22,13 @@ from bot.telegram.messenger import TelegramMessenger
 from gateway import AsyncSheetsGateway
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.promo_support import add_promo, promo_row, seed_partners
+from tests.telegram_support import fake_bot_app
 
 PARTNERS = 120
 
 
 def _app(tg: FakeTelegramServer) -> Application[Any, Any, Any, Any, Any, Any]:
-    builder = ApplicationBuilder().token(tg.token).base_url(tg.api_base_url).base_file_url(tg.file_base_url)
-    return builder.updater(None).build()
+    return fake_bot_app(tg, updater=False)
 
 
 class _Appeals:

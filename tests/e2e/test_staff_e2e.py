@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import AIORateLimiter
 
 from bot.ai.fallback import FallbackAI
 from bot.ai.gemini import GeminiProvider
@@ -29,12 +28,12 @@ from bot.telegram.handlers.staff import register_staff_handlers
 from bot.telegram.messenger import TelegramMessenger
 from bot.telegram.ordering import PerChatUpdateProcessor
 from bot.telegram.staff_chat import TelegramStaffChat
-from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
+from gateway import AsyncSheetsGateway, build_gateway
 from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
-from tests.chat_support import FAST_RETRY, PROMPT_PATH
+from tests.chat_support import PROMPT_PATH, chat_gateway_config
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
-from tests.telegram_support import long_polling
+from tests.telegram_support import fake_bot_app, long_polling
 
 PARTNER = 100001
 STAFF_CHAT = -1009876
@@ -59,14 +58,7 @@ class World:
     """The fakes, the files and the bot process, which can be stopped and started again (a restart)."""
 
     def __init__(self, tmp_path: Path, tg: FakeTelegramServer, gemini: FakeGeminiServer) -> None:
-        self.cfg = GatewayConfig(
-            backend="local",
-            local_db_path=tmp_path / "sheets.db",
-            retry=FAST_RETRY,
-            replay_interval=0.05,
-            breaker_fail_max=50,
-            breaker_reset_timeout=0.1,
-        )
+        self.cfg = chat_gateway_config(tmp_path)
         self.tg = tg
         self.gemini = gemini
         self.bot: Bot | None = None
@@ -78,14 +70,8 @@ class World:
         await gw.start()
         stack.push_async_callback(gw.close)
         await gw.ensure_sheets()
-        app: Application[Any, Any, Any, Any, Any, Any] = (
-            ApplicationBuilder()
-            .token(self.tg.token)
-            .base_url(self.tg.api_base_url)
-            .base_file_url(self.tg.file_base_url)
-            .rate_limiter(AIORateLimiter(max_retries=2))
-            .concurrent_updates(PerChatUpdateProcessor(64))
-            .build()
+        app = fake_bot_app(
+            self.tg, rate_limiter=AIORateLimiter(max_retries=2), concurrent_updates=PerChatUpdateProcessor(64)
         )
         messenger = TelegramMessenger(app.bot, staff_chat_id=STAFF_CHAT)
         desk = StaffDesk(gw, messenger, TelegramStaffChat(app.bot, STAFF_CHAT))

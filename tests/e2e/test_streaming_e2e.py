@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telegram.ext import Application, ApplicationBuilder
 
 from bot.ai.base import AIProvider
 from bot.ai.fallback import OPERATOR_NOTIFIED, FallbackAI
@@ -32,12 +31,12 @@ from bot.telegram.messenger import TelegramMessenger
 from bot.telegram.ordering import PerChatUpdateProcessor
 from bot.telegram.ratelimit import RepliesFirstRateLimiter
 from gateway import AsyncSheetsGateway, GatewayConfig, build_gateway
-from gateway.schemas import APPEALS, AUTH, AppealCol, AppealStatus, AuthCol
-from tests.chat_support import FAST_RETRY, PROMPT_PATH, ManualClock, moscow
+from gateway.schemas import APPEALS, AppealCol, AppealStatus
+from tests.chat_support import FAST_RETRY, PROMPT_PATH, ManualClock, add_demo_partner, moscow
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
 from tests.fakes.openai_server import FakeOpenAIServer, last_user_message
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
-from tests.telegram_support import long_polling
+from tests.telegram_support import fake_bot_app, long_polling
 
 PARTNER = 100001
 STAFF_CHAT = -1001234
@@ -73,19 +72,7 @@ async def _start_gateway(tmp_path: Path) -> AsyncSheetsGateway:
     gw = build_gateway(cfg)
     await gw.start()
     await gw.ensure_sheets()
-    await gw.table(AUTH).write(
-        [
-            gw.table(AUTH).op_insert(
-                {
-                    AuthCol.CODE: "DEMO-001",
-                    AuthCol.PHONE: "+79000000001",
-                    AuthCol.NAME: "Демо Партнёр",
-                    AuthCol.STATUS: "authorized",
-                    AuthCol.TELEGRAM_ID: str(PARTNER),
-                }
-            )
-        ]
-    )
+    await add_demo_partner(gw, PARTNER)
     return gw
 
 
@@ -96,14 +83,8 @@ async def running_bot(
     """The chat handlers wired as bot/app.py wires them (RepliesFirstRateLimiter, per-chat ordering), polling."""
     gw = await _start_gateway(tmp_path)
     clock = ManualClock(moscow(2026, 11, 23, 14, 5))
-    app: Application[Any, Any, Any, Any, Any, Any] = (
-        ApplicationBuilder()
-        .token(tg.token)
-        .base_url(tg.api_base_url)
-        .base_file_url(tg.file_base_url)
-        .rate_limiter(RepliesFirstRateLimiter(max_retries=2))
-        .concurrent_updates(PerChatUpdateProcessor(64))
-        .build()
+    app = fake_bot_app(
+        tg, rate_limiter=RepliesFirstRateLimiter(max_retries=2), concurrent_updates=PerChatUpdateProcessor(64)
     )
     messenger = TelegramMessenger(app.bot, staff_chat_id=STAFF_CHAT)
     prompt = SystemPrompt(PROMPT_PATH)

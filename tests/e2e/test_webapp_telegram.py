@@ -28,6 +28,7 @@ from bot.telegram.handlers.webapp import (
 from gateway import build_gateway
 from tests.chat_support import add_partner, build_kit, chat_gateway_config
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
+from tests.telegram_support import fake_bot_app
 
 WEBAPP_URL = "https://miniapp.example.test/"
 PARTNER = 100001
@@ -59,13 +60,7 @@ async def start_bot(tmp_path: Path, telegram_server: FakeTelegramServer) -> Asyn
     apps: list[Application[Any, Any, Any, Any, Any, Any]] = []
 
     async def start(webapp_url: str | None) -> FakeTelegramServer:
-        app: Application[Any, Any, Any, Any, Any, Any] = (
-            ApplicationBuilder()
-            .token(telegram_server.token)
-            .base_url(telegram_server.api_base_url)
-            .base_file_url(telegram_server.file_base_url)
-            .build()
-        )
+        app: Application[Any, Any, Any, Any, Any, Any] = fake_bot_app(telegram_server)
         services = BotContext(
             auth=kit.auth, appeals=kit.appeals, messenger=kit.messenger, webapp_url=usable_webapp_url(webapp_url)
         )

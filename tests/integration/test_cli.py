@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,11 +32,20 @@ def _run(tmp: Path, *args: str, timeout: float = 60, **extra: str) -> subprocess
     )
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    res = _run(tmp_path, "sheets", "init")
+@pytest.fixture(scope="module")
+def initialized_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory after one real `sheets init` (run once per module: each subprocess costs seconds)."""
+    template = tmp_path_factory.mktemp("initialized-store")
+    res = _run(template, "sheets", "init")
     assert res.returncode == 0, res.stderr
     assert "Обращения" in res.stdout
+    return template
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, initialized_store: Path) -> Path:
+    """tmp_path holding its own copy of a freshly initialized store (tests write to it)."""
+    shutil.copytree(initialized_store / "data", tmp_path / "data")
     return tmp_path
 
 

@@ -47,17 +47,34 @@ def test_check_never_prints_the_bot_token(tmp_path: Path, telegram_server: FakeT
     assert WRONG_TOKEN not in out and WRONG_TOKEN.split(":")[1] not in out
 
 
-@pytest.mark.parametrize("value", ['=HYPERLINK("http://x")', "+7 916", "-2+3", "@SUM(A1)", "\tx"])
-def test_csv_dump_escapes_cells_a_spreadsheet_would_evaluate(tmp_path: Path, value: str) -> None:
-    """`sheets dump --format csv` prefixes cells starting with = + - @ or tab with a quote; JSON stays verbatim."""
-    assert run_cli(tmp_path, "sheets", "init").returncode == 0
-    assert run_cli(tmp_path, "sheets", "set", "Обращения", "E2", "--", value).returncode == 0
-    res = run_cli(tmp_path, "sheets", "dump", "Обращения")
+FORMULA_LIKE = ['=HYPERLINK("http://x")', "+7 916", "-2+3", "@SUM(A1)", "\tx"]
+
+
+@pytest.fixture(scope="module")
+def dumped(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[list[str]], list[list[str]]]:
+    """One store with FORMULA_LIKE[i] set in Обращения E(i+2) by `sheets set`, dumped once as CSV and once as
+    JSON (one set of subprocesses for every value: each costs seconds)."""
+    tmp = tmp_path_factory.mktemp("formula-like")
+    assert run_cli(tmp, "sheets", "init").returncode == 0
+    for row, value in enumerate(FORMULA_LIKE, start=2):
+        res = run_cli(tmp, "sheets", "set", "Обращения", f"E{row}", "--", value)
+        assert res.returncode == 0, res.stderr
+    res = run_cli(tmp, "sheets", "dump", "Обращения")
     assert res.returncode == 0, res.stderr
-    rows = list(csv.reader(io.StringIO(res.stdout)))
-    assert rows[1][4] == "'" + value
-    raw = run_cli(tmp_path, "sheets", "dump", "Обращения", "--format", "json")
-    assert json.loads(raw.stdout)[1][4] == value
+    raw = run_cli(tmp, "sheets", "dump", "Обращения", "--format", "json")
+    assert raw.returncode == 0, raw.stderr
+    return list(csv.reader(io.StringIO(res.stdout))), json.loads(raw.stdout)
+
+
+@pytest.mark.parametrize("row", range(2, 2 + len(FORMULA_LIKE)), ids=FORMULA_LIKE)
+def test_csv_dump_escapes_cells_a_spreadsheet_would_evaluate(
+    dumped: tuple[list[list[str]], list[list[str]]], row: int
+) -> None:
+    """`sheets dump --format csv` prefixes cells starting with = + - @ or tab with a quote; JSON stays verbatim."""
+    value = FORMULA_LIKE[row - 2]
+    csv_rows, json_rows = dumped
+    assert csv_rows[row - 1][4] == "'" + value
+    assert json_rows[row - 1][4] == value
 
 
 def test_run_failing_at_start_prints_no_token(tmp_path: Path, telegram_server: FakeTelegramServer) -> None:
