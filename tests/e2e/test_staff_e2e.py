@@ -29,8 +29,8 @@ from bot.telegram.messenger import TelegramMessenger
 from bot.telegram.ordering import PerChatUpdateProcessor
 from bot.telegram.staff_chat import TelegramStaffChat
 from gateway import AsyncSheetsGateway, build_gateway
-from gateway.schemas import APPEALS, AUTH, AppealCol, AuthCol
-from tests.chat_support import PROMPT_PATH, chat_gateway_config
+from gateway.schemas import APPEALS, AppealCol
+from tests.chat_support import PROMPT_PATH, add_demo_partner, chat_gateway_config
 from tests.fakes.gemini_server import FakeGeminiServer, last_user_text
 from tests.fakes.telegram_server import FakeTelegramServer, SentMessage
 from tests.telegram_support import fake_bot_app, long_polling
@@ -147,19 +147,7 @@ async def world(
     telegram_server.set_chat_member(STAFF_CHAT, GONE, "left", first_name="Григорий")
     telegram_server.set_chat_member(OTHER_GROUP, STRANGER, "member", first_name="Чужой")
     gw = (await w.start()).gw
-    await gw.table(AUTH).write(
-        [
-            gw.table(AUTH).op_insert(
-                {
-                    AuthCol.CODE: "DEMO-001",
-                    AuthCol.PHONE: "+79000000001",
-                    AuthCol.NAME: "Демо Партнёр",
-                    AuthCol.STATUS: "authorized",
-                    AuthCol.TELEGRAM_ID: str(PARTNER),
-                }
-            )
-        ]
-    )
+    await add_demo_partner(gw, PARTNER)
     try:
         yield w
     finally:
