@@ -257,7 +257,11 @@ class AppealsService:
         row = await self._table.get(str(telegram_id))
         row = await self._gw.turns.overlay(APPEALS.title, str(telegram_id), row, APPEALS.headers)
         entries = chatlog.parse(row[AppealCol.LOG], self._tz) if row else []
-        if row is not None and canonical_status(row[AppealCol.STATUS]) != AppealStatus.IN_WORK:
+        if (
+            row is not None
+            and canonical_status(row[AppealCol.STATUS]) != AppealStatus.IN_WORK
+            and not await self._limit_reached(telegram_id)
+        ):
             # A partner looking at their conversation (the Mini App opening) is likely to write next.
             self._recent.remember(telegram_id, self._history(entries))
         return [e for e in entries if e.known_author is not None]
@@ -304,8 +308,9 @@ class AppealsService:
         answer: AIAnswer,
     ) -> ChatReply:
         """Count, log and remember an answer the model gave with `history` (or the fallback standing in)."""
+        used = 0
         if answer.from_model and self.daily_limit:
-            await self._gw.ledgers.ai_answers.add(str(partner.telegram_id), self._today())
+            used = await self._gw.ledgers.ai_answers.add(str(partner.telegram_id), self._today())
         ai_block = chatlog.format_entry(self._clock().astimezone(self._tz), Author.AI, answer.text)
         new_status = None if status is None or status == AppealStatus.AI else AppealStatus.AI
         kind = ReplyKind.FALLBACK if answer.failed else ReplyKind.ANSWER
@@ -313,9 +318,13 @@ class AppealsService:
         await self._append(partner, [user_block, ai_block], now, new_status, reply)
         # The next turn's history as it will read back from the log (parsed from the very blocks written).
         written = chatlog.as_turns(chatlog.parse(f"{user_block}\n{ai_block}", self._tz))
-        self._recent.remember(
-            partner.telegram_id, chatlog.trim_turns(history + written, self._history_turns, self._history_chars)
-        )
+        if self.daily_limit and used >= self.daily_limit:
+            # The next message gets the limit's reply: it must read first, not start (and pay for) a model call.
+            self._recent.forget(partner.telegram_id)
+        else:
+            self._recent.remember(
+                partner.telegram_id, chatlog.trim_turns(history + written, self._history_turns, self._history_chars)
+            )
         if answer.failed:
             await self._notify_failure(partner, text, answer)
         return reply
@@ -345,7 +354,8 @@ class AppealsService:
         held = _HeldDeltas(on_delta) if on_delta is not None else None
         asked = asyncio.create_task(self._ask(text, history, held.put if held is not None else None))
         try:
-            # The daily limit is checked beside the reads, not before the model: its answer is rarely "no".
+            # The daily limit is checked beside the reads, not before the model: a turn that reached it left
+            # nothing to go by, so this only catches answers counted elsewhere (the other slot, a new day).
             partner, (row, readable), limited = await asyncio.gather(
                 authorize(telegram_id), self._load(telegram_id), self._limit_reached(telegram_id)
             )

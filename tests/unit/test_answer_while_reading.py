@@ -162,13 +162,35 @@ async def test_a_sheet_outage_during_the_early_call_still_answers_from_the_journ
         assert (await _log(gw)).endswith("ИИ: Ответ 2: Второй")
 
 
-async def test_the_daily_limit_checked_beside_the_reads_still_refuses_and_stores_nothing(tmp_path: Path) -> None:
-    """The limit is checked while the row is read: at the limit the partner gets the limit's reply, no delta of
-    the early answer, and neither the message nor an answer is logged."""
+async def test_a_partner_at_the_daily_limit_gets_its_reply_without_a_model_call(tmp_path: Path) -> None:
+    """The answer that reaches the limit leaves nothing to answer early with: the next message gets the limit's
+    reply, the model is not asked at all (not even a call cancelled later), and nothing is logged."""
     async with flaky_gateway(chat_gateway_config(tmp_path)) as (gw, _):
         kit = build_kit(gw, daily_limit=1)
         kit.ai.delay = 0.05
         await say(kit.appeals, PARTNER, "Первый")
+        log = await _log(gw)
+        held = HeldRowReads(gw)
+        pieces: list[str] = []
+        turn = asyncio.create_task(say(kit.appeals, PARTNER, "Второй", pieces.append))
+        # Time enough for an early model call to go out while the row is held (past the knowledge base's 0.3 s
+        # wait for its own refresh, which shares the held batch).
+        await asyncio.sleep(0.5)
+        held.release.set()
+        reply = await turn
+        assert reply.kind is ReplyKind.LIMIT and pieces == []
+        assert len(kit.ai.calls) == 1
+        assert await _log(gw) == log
+
+
+async def test_an_answer_counted_elsewhere_still_refuses_beside_the_reads(tmp_path: Path) -> None:
+    """The limit is also checked while the row is read: an answer counted by another process (the other deploy
+    slot) after this one remembered the history still stops the early answer: no delta, nothing logged."""
+    async with flaky_gateway(chat_gateway_config(tmp_path)) as (gw, _):
+        kit = build_kit(gw, daily_limit=2)
+        kit.ai.delay = 0.05
+        await say(kit.appeals, PARTNER, "Первый")
+        await gw.ledgers.ai_answers.add("42", "2026-11-23")  # the kit's clock: 2026-11-23 14:05 Moscow
         log = await _log(gw)
         pieces: list[str] = []
         reply = await say(kit.appeals, PARTNER, "Второй", pieces.append)
