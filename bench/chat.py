@@ -14,7 +14,8 @@ counts it in).
 
 Figures:
 - turn latency: user message enqueued at the fake Telegram → the reply recorded by it (p50/p95).
-- our overhead: per turn, latency − model time − sheet time, where
+- our overhead: per turn, latency − model time − sheet time (the time the turn awaited either: a turn awaits
+  the model while its rows are read, and that instant counts once), where
     model time = how long the turn awaited the model (measured around the provider's `generate`: google-genai +
       HTTP + the fake's 500 ms; so google-genai's own CPU, ~6 ms a call, is counted as model time, not ours);
     sheet time = the summed duration of the Sheets API calls on the turn's critical path, each measured around the
@@ -22,10 +23,12 @@ Figures:
       A call is on the turn's path when it ran during the turn and carries one of the partner's rows (its Auth
       row or Обращения row: the verify-reads by row range, the write by cell range), or carries no partner's row
       at all (a header, a key-column scan, the knowledge base) and ran while the turn was awaiting a sheet
-      operation. The calls of one turn never overlap (each step awaits the previous one), so the sum is the time.
+      operation.
   Everything else is counted as ours: Telegram pickup and delivery (PTB, its rate limiter), batching windows,
   waiting for a shared batch already in flight, the client-side quota limiter, SQLite counters, CPU. Printed as
-  p50/p95 and as share = Σ overhead / Σ latency (target < 10 %), with a breakdown of where it goes.
+  p50/p95 and as share = Σ overhead / Σ latency (target < 10 %), with a breakdown of where it goes (each instant
+  of a turn goes to the first thing it was awaiting, in the order model, sheet calls, pickup, send, other sheet
+  waits, SQLite; what none covers is "other"), so the parts add up to the latency.
 - sheet API calls per turn: reads + writes the server received during the run / turns (target <= 0.2).
 - 429s answered by the server; lost turns: a turn whose reply never arrived, or whose user and AI entries are not
   both in Обращения.E exactly once after shutdown (target 0).
@@ -49,9 +52,9 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import logging
 import math
-import random
 import statistics
 import tempfile
 import time
@@ -66,6 +69,7 @@ from pydantic import SecretStr
 from telegram import Update
 from telegram.ext import ContextTypes, TypeHandler
 
+from bench.fakes_host import HostedFakes, Reply, hosted_fakes
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
 from bot.lifecycle import close_runtime, give_updates, prepare_telegram, take_updates
@@ -73,9 +77,7 @@ from bot.services.knowledge import demo_knowledge
 from bot.telegram.context import bot_context
 from gateway import RebasedSession, Rows, SheetsBackend, parse_a1
 from gateway.schemas import ALL_SCHEMAS, APPEALS, AUTH, KNOWLEDGE, AppealCol, AuthCol, SheetSchema
-from tests.fakes.gemini_server import FakeGeminiServer, FakeTimeout, last_user_text
 from tests.fakes.sheets_server import FakeSheetsServer
-from tests.fakes.telegram_server import FakeTelegramServer
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -358,7 +360,7 @@ def sheet_rows(server: FakeSheetsServer, schema: SheetSchema, key_header: str) -
 # -- the bot, as production builds it ------------------------------------------------------------
 
 
-def bench_settings(tg: FakeTelegramServer, sheets: FakeSheetsServer, gemini: FakeGeminiServer, tmp: Path) -> Settings:
+def bench_settings(tg: Any, sheets: Any, gemini: Any, tmp: Path) -> Settings:
     """Production settings pointed at the fakes (no .env read)."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -380,8 +382,8 @@ def bench_settings(tg: FakeTelegramServer, sheets: FakeSheetsServer, gemini: Fak
     )
 
 
-def instrument_runtime(runtime: Runtime, turns: Mapping[tuple[int, str], TurnRecord]) -> TracingBackend:
-    """Time every step a turn awaits, and every raw sheet call."""
+def instrument_runtime(runtime: Runtime, turns: Callable[[int, str], TurnRecord | None]) -> TracingBackend:
+    """Time every step a turn awaits, and every raw sheet call; `turns` finds the record of a message."""
     gw = runtime.gateway
     tracer = gw.wrap_raw_backend(TracingBackend)
     instrument(gw.table(AUTH), "get", "sheet:auth")
@@ -401,7 +403,7 @@ def instrument_runtime(runtime: Runtime, turns: Mapping[tuple[int, str], TurnRec
         message = update.effective_message
         if message is None or message.text is None:
             return
-        turn = turns.get((message.chat_id, message.text))
+        turn = turns(message.chat_id, message.text)
         if turn is not None:
             turn.handled_at = time.time()
             CURRENT_TURN.set(turn)
@@ -429,36 +431,20 @@ async def stop_all(runtime: Runtime) -> None:
     await close_runtime(runtime)
 
 
-@dataclass
-class Fakes:
-    """The fake Sheets, Gemini and Telegram servers one run talks to."""
-
-    sheets: FakeSheetsServer
-    gemini: FakeGeminiServer
-    tg: FakeTelegramServer
-
-
 @contextlib.contextmanager
-def bench_fakes(args: argparse.Namespace, tids: Sequence[int]) -> Iterator[Fakes]:
-    """The three fakes, the sheets seeded with the partners and throttled as `args` says; closed on exit."""
-    with contextlib.ExitStack() as stack:
-        sheets = stack.enter_context(FakeSheetsServer(sheets=()))
-        gemini = stack.enter_context(
-            FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
-        )
-        tg = stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
-        seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
-        sheets.set_latency(args.sheet_latency)
-        sheets.quota_per_minute(reads=args.quota, writes=args.quota)
-        yield Fakes(sheets, gemini, tg)
+def bench_fakes(args: argparse.Namespace, tids: Sequence[int]) -> Iterator[HostedFakes]:
+    """The three fakes (in a process of their own, see bench/fakes_host.py), the sheets seeded with the partners
+    and throttled as `args` says; stopped on exit."""
+    with hosted_fakes(args, tids) as fakes:
+        yield fakes
 
 
 @contextlib.asynccontextmanager
 async def running_bot(
     args: argparse.Namespace,
-    fakes: Fakes,
+    fakes: HostedFakes,
     tmp: Path,
-    turns: Mapping[tuple[int, str], TurnRecord],
+    turns: Callable[[int, str], TurnRecord | None],
     tids: Sequence[int],
     *,
     settings: Mapping[str, Any] | None = None,
@@ -485,50 +471,19 @@ async def running_bot(
 # -- simulated partners ---------------------------------------------------------------------------
 
 
-async def drive(
-    tg: FakeTelegramServer, plan: Mapping[int, list[TurnRecord]], spread: float, reply_timeout: float
-) -> None:
-    """Every partner sends their first message (within `spread` s), then the next one when a reply arrives."""
-    position = dict.fromkeys(plan, 0)
-    in_flight: dict[int, TurnRecord] = {}
-    outstanding = sum(len(t) for t in plan.values())
+async def drive(fakes: HostedFakes, plan: Mapping[int, list[TurnRecord]], spread: float, reply_timeout: float) -> None:
+    """Every partner sends their first message (within `spread` s), then the next one when a reply arrives; the
+    driver runs beside the fakes (a thread waits for it here, so the bot's event loop is not blocked)."""
+    texts = {tid: [t.text for t in turns] for tid, turns in plan.items()}
+    replies = await asyncio.to_thread(fakes.host.drive, texts, spread, reply_timeout)
+    by_key = {(t.tid, t.text): t for turns in plan.values() for t in turns}
+    for r in replies:
+        _note(by_key[(r.tid, r.text)], r)
 
-    def send(tid: int) -> None:
-        turn = plan[tid][position[tid]]
-        position[tid] += 1
-        in_flight[tid] = turn
-        turn.sent_at = time.time()
-        tg.user_sends_text(tid, turn.text)
 
-    async def start_later(tid: int, delay: float) -> None:
-        await asyncio.sleep(delay)
-        send(tid)
-
-    starters = []
-    rng = random.Random(7)
-    for tid in plan:
-        if spread > 0:
-            starters.append(asyncio.create_task(start_later(tid, rng.uniform(0, spread))))
-        else:
-            send(tid)
-    try:
-        while outstanding:
-            # One waiter for every chat: 50 waiters would each rescan the sent list on every record.
-            try:
-                msg = await tg.wait_for_sent(method="sendMessage", timeout=reply_timeout)
-            except FakeTimeout:
-                return  # whatever is still in flight never got its reply: counted as lost
-            turn = in_flight.pop(int(msg.chat_id or 0), None)
-            if turn is None:
-                continue
-            turn.replied_at = msg.timestamp
-            turn.reply = msg.plain_text or msg.text
-            outstanding -= 1
-            if position[turn.tid] < len(plan[turn.tid]):
-                send(turn.tid)
-    finally:
-        for task in starters:
-            task.cancel()
+def _note(turn: TurnRecord, reply: Reply) -> None:
+    """What the driver saw of a turn, onto its record."""
+    turn.sent_at, turn.replied_at, turn.reply = reply.sent_at, reply.replied_at, reply.reply
 
 
 class LoopLag:
@@ -574,7 +529,9 @@ def ms(seconds: float) -> str:
 
 @dataclass
 class Breakdown:
-    """Where one answered turn's time went, in seconds."""
+    """Where one answered turn's time went, in seconds. Every instant of the turn counts once, for the first of
+    these it was waiting on (the turn waits on several at once: the model streams while the rows are read, the
+    Auth, row and knowledge reads go out together), so the parts add up to the latency."""
 
     latency: float
     model: float
@@ -592,19 +549,55 @@ class Breakdown:
         return self.latency - self.model - self.sheet_calls
 
 
+def attribute(
+    start: float, end: float, layers: Sequence[tuple[str, Sequence[tuple[float, float]]]]
+) -> dict[str, float]:
+    """Seconds of [start, end] per layer name, each instant going to the first layer (in order) with an interval
+    covering it; what no layer covers goes to "other"."""
+    cuts = sorted({start, end, *(min(max(t, start), end) for _, spans in layers for a, b in spans for t in (a, b))})
+    out = dict.fromkeys([name for name, _ in layers] + ["other"], 0.0)
+    for a, b in itertools.pairwise(cuts):
+        mid = (a + b) / 2
+        name = next((n for n, spans in layers if any(x <= mid < y for x, y in spans)), "other")
+        out[name] += b - a
+    return out
+
+
+def turn_layers(turn: TurnRecord, path: Sequence[SheetCall] = ()) -> list[tuple[str, list[tuple[float, float]]]]:
+    """What a turn can wait on, most external first: the model, the sheet calls on its path, Telegram's pickup and
+    delivery, the rest of its sheet operations, the SQLite counters."""
+    assert turn.replied_at is not None
+
+    def spans(prefix: str) -> list[tuple[float, float]]:
+        return [(s.start, s.end) for s in turn.spans if s.kind.startswith(prefix)]
+
+    sends = [s for s in turn.spans if s.kind == "send"]
+    return [
+        ("model", spans("model")),
+        ("sheet_calls", [(c.start, c.end) for c in path]),
+        ("pickup", [(turn.sent_at, turn.handled_at)] if turn.handled_at is not None else []),
+        ("send", [(sends[-1].start, turn.replied_at)] if sends else []),
+        ("sheet_wait", spans("sheet")),
+        ("state", spans("state")),
+    ]
+
+
 def breakdown(turn: TurnRecord, calls: Sequence[SheetCall], own_rows: frozenset[tuple[str, int]]) -> Breakdown:
     """Split one turn's latency into the model, the sheet calls on its path and our parts."""
     assert turn.replied_at is not None
     path = critical_calls(turn, calls, own_rows)
-    sheet_calls = sum(c.seconds for c in path)
-    sends = [s for s in turn.spans if s.kind == "send"]
-    send = turn.replied_at - sends[-1].start if sends else 0.0
-    pickup = (turn.handled_at - turn.sent_at) if turn.handled_at is not None else 0.0
-    model, state = turn.spent("model"), turn.spent("state")
-    sheet_wait = turn.spent("sheet") - sheet_calls
-    latency = turn.latency
-    other = latency - model - sheet_calls - pickup - sheet_wait - state - send
-    return Breakdown(latency, model, sheet_calls, len(path), pickup, sheet_wait, state, send, other)
+    part = attribute(turn.sent_at, turn.replied_at, turn_layers(turn, path))
+    return Breakdown(
+        turn.latency,
+        part["model"],
+        part["sheet_calls"],
+        len(path),
+        part["pickup"],
+        part["sheet_wait"],
+        part["state"],
+        part["send"],
+        part["other"],
+    )
 
 
 def lost_turns(server: FakeSheetsServer, turns: Sequence[TurnRecord]) -> list[str]:
@@ -675,6 +668,7 @@ class RunResult:
     loop_lag: list[float]
     cpu_loop: float
     cpu_process: float
+    cpu_fakes: float
     lost: list[str]
     reference: tuple[int, int, int]
 
@@ -697,7 +691,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
             gemini.set_streaming(first_token=args.first_token, duration=args.stream_duration, chunks=args.chunks)
         sheets.reset_counters()
         drafts_off = getattr(args, "no_drafts", False)
-        async with running_bot(args, fakes, tmp, by_key, tids, drafts_off=drafts_off) as (runtime, tracer):
+        lookup = lambda tid, text: by_key.get((tid, text))  # noqa: E731
+        async with running_bot(args, fakes, tmp, lookup, tids, drafts_off=drafts_off) as (runtime, tracer):
             warmup_calls = sheets.reads + sheets.writes
             if not args.cold:
                 sheets.reset_counters()
@@ -705,11 +700,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
             tg.reset()
             lag = LoopLag()
             lag.start()
-            cpu_loop, cpu_process, started = time.thread_time(), time.process_time(), time.perf_counter()
-            await drive(tg, plan, args.spread, args.timeout)
+            cpu_loop, cpu_process, cpu_fakes = time.thread_time(), time.process_time(), fakes.host.cpu()
+            started = time.perf_counter()
+            await drive(fakes, plan, args.spread, args.timeout)
             run_seconds = time.perf_counter() - started
-            mark_first_visible(tg, [t for ts in plan.values() for t in ts])
             cpu_loop, cpu_process = time.thread_time() - cpu_loop, time.process_time() - cpu_process
+            cpu_fakes = fakes.host.cpu() - cpu_fakes
+            mark_first_visible(tg, [t for ts in plan.values() for t in ts])
             await lag.stop()
         # Counted after shutdown, so a write still on its way (outbox) is in the figures too.
         reads, writes, bytes_read = sheets.reads, sheets.writes, sheets.bytes_sent
@@ -741,6 +738,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
             loop_lag=lag.samples,
             cpu_loop=cpu_loop,
             cpu_process=cpu_process,
+            cpu_fakes=cpu_fakes,
             lost=lost,
             reference=reference,
         )
@@ -770,9 +768,9 @@ def report(args: argparse.Namespace, res: RunResult) -> None:
     print(f"turns: {len(answered)}/{n} answered in {res.run_seconds:.1f} s")
     print(f"turn latency: p50 {ms(pct(lat, 50))}, p95 {ms(pct(lat, 95))}, max {ms(max(lat, default=0))}")
     print(
-        f"  model time: mean {ms(mean(p.model for p in parts))}; sheet time on the path: mean "
-        f"{ms(mean(p.sheet_calls for p in parts))} in {mean(p.sheet_call_count for p in parts):.1f} calls "
-        f"(one call: mean {ms(mean(c.seconds for c in res.calls))})"
+        f"  model time: mean {ms(mean(p.model for p in parts))}; sheet time on the path, besides the model's: mean "
+        f"{ms(mean(p.sheet_calls for p in parts))} ({mean(p.sheet_call_count for p in parts):.1f} calls a turn on "
+        f"its path; one call: mean {ms(mean(c.seconds for c in res.calls))})"
     )
     print(
         f"  our overhead (latency - model - sheet): p50 {ms(pct(over, 50))}, p95 {ms(pct(over, 95))}; "
@@ -818,8 +816,9 @@ def report(args: argparse.Namespace, res: RunResult) -> None:
     lags = res.loop_lag
     tg_calls = ", ".join(f"{k} {v}" for k, v in sorted(res.telegram_calls.items()))
     print(
-        f"process: event-loop thread CPU {res.cpu_loop:.1f} s, whole process {res.cpu_process:.1f} s "
-        f"(fakes included) in {res.run_seconds:.1f} s; loop lag p50 {ms(pct(lags, 50))}, p95 {ms(pct(lags, 95))}, "
+        f"bot process: event-loop thread CPU {res.cpu_loop:.1f} s, whole process {res.cpu_process:.1f} s in "
+        f"{res.run_seconds:.1f} s (the fakes' own process: {res.cpu_fakes:.1f} s); loop lag p50 {ms(pct(lags, 50))}, "
+        f"p95 {ms(pct(lags, 95))}, "
         f"max {ms(max(lags, default=0))}; Telegram calls: {tg_calls}"
     )
 
@@ -827,7 +826,7 @@ def report(args: argparse.Namespace, res: RunResult) -> None:
 # -- streaming: time to the first visible text ---------------------------------------------------
 
 
-def mark_first_visible(tg: FakeTelegramServer, turns: Sequence[TurnRecord]) -> None:
+def mark_first_visible(tg: Any, turns: Sequence[TurnRecord]) -> None:
     """When each turn's partner first saw text: their first draft (or message) after the turn was sent."""
     shown: dict[int, list[float]] = {}
     for record in tg.sent:
@@ -890,42 +889,20 @@ def report_streaming(args: argparse.Namespace, res: RunResult) -> None:
 
 
 async def drive_sustained(
-    tg: FakeTelegramServer,
+    fakes: HostedFakes,
     tids: Sequence[int],
     turns: dict[tuple[int, str], TurnRecord],
     duration: float,
     reply_timeout: float,
 ) -> list[TurnRecord]:
     """Every partner sends the next message as soon as the previous is answered, for `duration` seconds."""
-    count = dict.fromkeys(tids, 0)
-    codes = {tid: partner_code(i + 1) for i, tid in enumerate(tids)}
-    in_flight: dict[int, TurnRecord] = {}
-    sent: list[TurnRecord] = []
-    end = time.time() + duration
-
-    def send(tid: int) -> None:
-        count[tid] += 1
-        turn = TurnRecord(tid, count[tid], f"Вопрос {count[tid]} от партнёра {codes[tid]}: какая комиссия?")
-        turns[(tid, turn.text)] = turn
+    texts = {tid: f"Вопрос {{number}} от партнёра {partner_code(i + 1)}: какая комиссия?" for i, tid in enumerate(tids)}
+    replies = await asyncio.to_thread(fakes.host.drive_sustained, texts, duration, reply_timeout)
+    sent = []
+    for r in replies:
+        turn = turns.setdefault((r.tid, r.text), TurnRecord(r.tid, r.number, r.text))
+        _note(turn, r)
         sent.append(turn)
-        in_flight[tid] = turn
-        turn.sent_at = time.time()
-        tg.user_sends_text(tid, turn.text)
-
-    for tid in tids:
-        send(tid)
-    while in_flight:
-        try:
-            msg = await tg.wait_for_sent(method="sendMessage", timeout=reply_timeout)
-        except FakeTimeout:
-            break  # whatever is still in flight never got its reply: counted as lost
-        turn = in_flight.pop(int(msg.chat_id or 0), None)
-        if turn is None:
-            continue
-        turn.replied_at = msg.timestamp
-        turn.reply = msg.plain_text or msg.text
-        if time.time() < end:
-            send(turn.tid)
     return sent
 
 
@@ -941,6 +918,7 @@ class SustainedResult:
     lost: list[str]
     loop_lag: list[float]
     cpu_process: float
+    cpu_fakes: float
 
 
 async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
@@ -951,14 +929,21 @@ async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
         sheets, tg = fakes.sheets, fakes.tg
         # A partner sends dozens of messages in these minutes: a limit high enough never to answer «лимит»,
         # still counted per answer as in production.
-        async with running_bot(args, fakes, tmp, turns, tids, settings={"daily_ai_limit": 100_000}):
+        ours = set(tids)
+
+        def lookup(tid: int, text: str) -> TurnRecord | None:
+            # Messages are numbered as they go: a record is made the first time the bot sees one.
+            return turns.setdefault((tid, text), TurnRecord(tid, 0, text)) if tid in ours else None
+
+        async with running_bot(args, fakes, tmp, lookup, tids, settings={"daily_ai_limit": 100_000}):
             sheets.reset_counters()
             tg.reset()
             lag = LoopLag()
             lag.start()
-            cpu, started = time.process_time(), time.perf_counter()
-            sent = await drive_sustained(tg, tids, turns, args.sustained, args.timeout)
+            cpu, cpu_fakes, started = time.process_time(), fakes.host.cpu(), time.perf_counter()
+            sent = await drive_sustained(fakes, tids, turns, args.sustained, args.timeout)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            cpu_fakes = fakes.host.cpu() - cpu_fakes
             await lag.stop()
         return SustainedResult(
             sent,
@@ -969,6 +954,7 @@ async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
             lost_turns(sheets, sent),
             lag.samples,
             cpu,
+            cpu_fakes,
         )
 
 
@@ -996,22 +982,19 @@ def report_sustained(args: argparse.Namespace, res: SustainedResult) -> None:
         f"sheet calls per turn: {calls / max(1, len(res.turns)):.3f} ({res.reads} reads + {res.writes} writes, "
         f"{res.reads / minutes:.0f} + {res.writes / minutes:.0f}/min; target <= 0.2); 429s: {res.responses_429}"
     )
-    parts = {
-        "pickup": [t.handled_at - t.sent_at for t in answered if t.handled_at is not None],
-        "sheet": [t.spent("sheet") for t in answered],
-        "model": [t.spent("model") for t in answered],
-        "state": [t.spent("state") for t in answered],
-        "send": [t.replied_at - s.start for t in answered for s in t.spans[-1:] if s.kind == "send"],
-    }
+    split = [attribute(t.sent_at, t.latency + t.sent_at, turn_layers(t)) for t in answered]
+    names = ("pickup", "model", "sheet_wait", "state", "send", "other")
+    parts = {name.removesuffix("_wait"): [p[name] for p in split] for name in names}
     print(
-        "  where a turn waits, mean / p95: "
+        "  where a turn waits (each instant counted once: the model before the sheet before the rest), mean / p95: "
         + ", ".join(f"{name} {ms(statistics.fmean(v) if v else 0.0)} / {ms(pct(v, 95))}" for name, v in parts.items())
     )
     print(f"lost: {len(res.lost)} of {len(res.turns)} (target 0)")
     for problem in res.lost[:10]:
         print(f"  {problem}")
     print(
-        f"process (bot + fakes): CPU {res.cpu_process:.0f} s in {res.seconds:.0f} s; event-loop lag p50 "
+        f"bot process: CPU {res.cpu_process:.0f} s in {res.seconds:.0f} s (the fakes' own process: "
+        f"{res.cpu_fakes:.0f} s); event-loop lag p50 "
         f"{ms(pct(res.loop_lag, 50))}, p95 {ms(pct(res.loop_lag, 95))} (CPU starvation shows here and in model time)"
     )
 

@@ -1,0 +1,206 @@
+"""The chat bench's fake servers and simulated partners, in a process of their own.
+
+In production Telegram, Sheets and Gemini run elsewhere. Served from the bot's own process, the fakes' request
+threads would take the interpreter lock (and a share of the CPU) from the bot's event loop, and every figure would
+carry their cost. So `hosted_fakes()` starts them in a child process (spawned, not forked: the parent may already
+run an event loop and threads) and hands back stand-ins that forward attribute reads and method calls to it; the
+partners' driver runs there too, next to the fake Telegram it talks to, so the bot's process holds only the bot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.managers import BaseManager
+from typing import Any
+
+from tests.fakes.gemini_server import FakeGeminiServer, FakeTimeout, last_user_text
+from tests.fakes.sheets_server import FakeSheetsServer
+from tests.fakes.telegram_server import FakeTelegramServer
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the driver saw of one sent message: when it went out and when (and what) the answer came back."""
+
+    tid: int
+    number: int
+    text: str
+    sent_at: float
+    replied_at: float | None
+    reply: str | None
+
+
+class FakesHost:
+    """Lives in the child process: the three fakes, seeded as the bench wants, and the partners' driver."""
+
+    def __init__(self, args: argparse.Namespace, tids: Sequence[int]) -> None:
+        from bench.chat import model_answer, seed  # the child imports the bench module itself (spawned)
+
+        self._stack = contextlib.ExitStack()
+        self.sheets = self._stack.enter_context(FakeSheetsServer(sheets=()))
+        self.gemini = self._stack.enter_context(
+            FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
+        )
+        self.tg = self._stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
+        seed(self.sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
+        self.sheets.set_latency(args.sheet_latency)
+        self.sheets.quota_per_minute(reads=args.quota, writes=args.quota)
+
+    def _fake(self, which: str) -> Any:
+        return {"sheets": self.sheets, "gemini": self.gemini, "tg": self.tg}[which]
+
+    def look(self, which: str, name: str) -> tuple[bool, Any]:
+        """(True, None) when `name` is a method of that fake, else (False, its value)."""
+        value = getattr(self._fake(which), name)
+        return (True, None) if callable(value) else (False, value)
+
+    def call(self, which: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call a method of one fake."""
+        return getattr(self._fake(which), name)(*args, **kwargs)
+
+    def cpu(self) -> float:
+        """CPU seconds this process (the fakes and the driver) has used."""
+        return time.process_time()
+
+    def drive(self, plan: Mapping[int, Sequence[str]], spread: float, reply_timeout: float) -> list[Reply]:
+        """Every partner sends their first message (within `spread` s, at seeded random moments), then the next one
+        as soon as the reply to the previous arrives. A message never answered comes back with `replied_at` None."""
+        import random
+
+        position = dict.fromkeys(plan, 0)
+        in_flight: dict[int, tuple[int, str, float]] = {}
+        replies: list[Reply] = []
+        lock = threading.Lock()
+
+        def send(tid: int) -> None:
+            with lock:
+                number, text = position[tid] + 1, plan[tid][position[tid]]
+                position[tid] = number
+                in_flight[tid] = (number, text, time.time())
+            self.tg.user_sends_text(tid, text)
+
+        rng = random.Random(7)
+        timers = [threading.Timer(rng.uniform(0, spread), send, (tid,)) for tid in plan] if spread > 0 else []
+        for timer in timers:
+            timer.start()
+        if not timers:
+            for tid in plan:
+                send(tid)
+        outstanding = sum(len(texts) for texts in plan.values())
+        try:
+            while outstanding:
+                try:
+                    # One waiter for every chat: 50 waiters would each rescan the sent list on every record.
+                    msg = self.tg.wait_for_sent_sync(method="sendMessage", timeout=reply_timeout)
+                except FakeTimeout:
+                    break  # whatever is still in flight never got its reply: counted as lost
+                with lock:
+                    sent = in_flight.pop(int(msg.chat_id or 0), None)
+                if sent is None:
+                    continue
+                tid = int(msg.chat_id or 0)
+                number, text, sent_at = sent
+                replies.append(Reply(tid, number, text, sent_at, msg.timestamp, msg.plain_text or msg.text))
+                outstanding -= 1
+                if position[tid] < len(plan[tid]):
+                    send(tid)
+        finally:
+            for timer in timers:
+                timer.cancel()
+        replies.extend(Reply(tid, n, text, at, None, None) for tid, (n, text, at) in in_flight.items())
+        return replies
+
+    def drive_sustained(self, texts: Mapping[int, str], duration: float, reply_timeout: float) -> list[Reply]:
+        """Every partner sends the next message (`texts[tid]` formatted with its number) as soon as the previous
+        is answered, for `duration` seconds."""
+        count = dict.fromkeys(texts, 0)
+        in_flight: dict[int, tuple[int, str, float]] = {}
+        replies: list[Reply] = []
+        end = time.time() + duration
+
+        def send(tid: int) -> None:
+            count[tid] += 1
+            text = texts[tid].format(number=count[tid])
+            in_flight[tid] = (count[tid], text, time.time())
+            self.tg.user_sends_text(tid, text)
+
+        for tid in texts:
+            send(tid)
+        while in_flight:
+            try:
+                msg = self.tg.wait_for_sent_sync(method="sendMessage", timeout=reply_timeout)
+            except FakeTimeout:
+                break  # whatever is still in flight never got its reply: counted as lost
+            tid = int(msg.chat_id or 0)
+            sent = in_flight.pop(tid, None)
+            if sent is None:
+                continue
+            number, text, sent_at = sent
+            replies.append(Reply(tid, number, text, sent_at, msg.timestamp, msg.plain_text or msg.text))
+            if time.time() < end:
+                send(tid)
+        replies.extend(Reply(tid, n, text, at, None, None) for tid, (n, text, at) in in_flight.items())
+        return replies
+
+    def close(self) -> None:
+        """Stop the fakes."""
+        self._stack.close()
+
+
+class _Manager(BaseManager):
+    pass
+
+
+_Manager.register("FakesHost", FakesHost)
+
+
+class Remote:
+    """One fake in the child, read and called as if it were here (each access is a round trip: keep them out of
+    the bot's hot path)."""
+
+    def __init__(self, host: Any, which: str) -> None:
+        self._host = host
+        self._which = which
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        is_method, value = self._host.look(self._which, name)
+        if not is_method:
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._host.call(self._which, name, args, kwargs)
+
+        return call
+
+
+@dataclass
+class HostedFakes:
+    """The stand-ins for the three fakes, and the host that runs them and the partners."""
+
+    sheets: Any
+    gemini: Any
+    tg: Any
+    host: Any
+
+
+@contextlib.contextmanager
+def hosted_fakes(args: argparse.Namespace, tids: Sequence[int]) -> Iterator[HostedFakes]:
+    """The fakes in a child process for as long as the block runs."""
+    manager = _Manager(ctx=multiprocessing.get_context("spawn"))
+    manager.start()
+    try:
+        host = manager.FakesHost(args, list(tids))  # type: ignore[attr-defined]
+        try:
+            yield HostedFakes(Remote(host, "sheets"), Remote(host, "gemini"), Remote(host, "tg"), host)
+        finally:
+            host.close()
+    finally:
+        manager.shutdown()
