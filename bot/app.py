@@ -59,6 +59,7 @@ LOCAL_LIVE_POLL_SECONDS = 1.0  # the local store has no quota
 LOCAL_OPERATOR_POLL_SECONDS = 1.0  # a reply typed in the console reaches the open Mini App within seconds
 STAFF_REPLIES_RESUME_SECONDS = 2.0  # a look at the local state store only: cheap, so often
 HEALTH_CHECK_SECONDS = 5.0
+TELEGRAM_CONNECTIONS = 256  # PTB's own default pool size
 RETENTION_SECONDS = 3600.0
 JOURNAL_PRUNE_SECONDS = 3600.0
 TURN_WRITE_INTERVAL = 5.0  # seconds between batches of journaled chat turns written to Google Sheets
@@ -329,8 +330,10 @@ async def _seed_demo(gw: AsyncSheetsGateway, working_hours: str) -> None:
 
 def _telegram_application(settings: Settings) -> Any:
     from telegram.ext import Application
+    from telegram.request import HTTPXRequest
 
     from bot.telegram.ratelimit import RepliesFirstRateLimiter
+    from bot.warm_pools import TELEGRAM_IDLE, warm_limits
 
     assert settings.telegram_bot_token is not None
     builder: Any = Application.builder().token(settings.telegram_bot_token.get_secret_value())
@@ -344,6 +347,13 @@ def _telegram_application(settings: Settings) -> Any:
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
     from bot.telegram.inbox import DurableUpdateProcessor
 
+    # The pool PTB would build (256 connections), kept warm: see bot/warm_pools.py.
+    builder = builder.request(
+        HTTPXRequest(
+            connection_pool_size=TELEGRAM_CONNECTIONS,
+            httpx_kwargs={"limits": warm_limits(TELEGRAM_CONNECTIONS, TELEGRAM_IDLE)},
+        )
+    )
     builder = builder.rate_limiter(RepliesFirstRateLimiter(max_retries=3)).concurrent_updates(
         DurableUpdateProcessor(256)
     )

@@ -32,10 +32,12 @@ from bot.ai.base import (
     merge_turns,
 )
 from bot.ai.resilience import AIRetryPolicy, GuardedCaller
+from bot.warm_pools import MODEL_IDLE, warm_limits
 
 log = logging.getLogger(__name__)
 
 GEMINI_API_VERSION = "v1"  # what google-genai 3.3.0 uses for the Gemini Developer API
+MAX_STREAMS = 100  # answers in flight at once (httpx's default ceiling, kept)
 _DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
@@ -59,7 +61,7 @@ class GeminiProvider:
     ) -> None:
         self.model = model
         self._timeout = timeout
-        self._http = httpx.AsyncClient(timeout=timeout)
+        self._http = httpx.AsyncClient(timeout=timeout, limits=warm_limits(MAX_STREAMS, MODEL_IDLE))
         options = types.HttpOptions(
             base_url=base_url,
             api_version=GEMINI_API_VERSION,

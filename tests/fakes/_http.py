@@ -137,6 +137,7 @@ class LoopbackServer:
         self._stopping = threading.Event()
         self._conn_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        self.connections_opened = 0  # TCP connections accepted since start (a kept-alive pool reuses its own)
 
     # lifecycle -------------------------------------------------------------------------------------------
 
@@ -219,6 +220,7 @@ class LoopbackServer:
         with self._conn_lock:
             if add:
                 self._connections.add(conn)
+                self.connections_opened += 1
             else:
                 self._connections.discard(conn)
 
