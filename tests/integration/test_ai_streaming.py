@@ -153,3 +153,34 @@ async def test_stream_without_any_text_falls_back_offline(gemini_server: FakeGem
     assert answer.failed and "AIEmptyAnswer" in answer.error
     assert answer.text.endswith(OPERATOR_NOTIFIED) and deltas == []
     assert gemini_server.request_count == 1  # an empty answer is not retried
+
+
+async def test_gemini_answer_streaming_longer_than_the_timeout_is_not_cut(gemini_server: FakeGeminiServer) -> None:
+    """The timeout bounds each wait for the next piece, not the whole answer: a long answer whose pieces keep
+    coming (1.2 s in all, a piece every ~0.25 s) arrives whole with a 0.5 s timeout."""
+    gemini_server.set_responder(lambda body: ANSWER)
+    gemini_server.set_streaming(first_token=0.1, duration=1.2, chunks=6)
+    provider = GeminiProvider(api_key="k", model="m", base_url=gemini_server.url, timeout=0.5, retry=RETRY)
+    try:
+        received = [delta async for delta in provider.stream("system", [], "Вопрос", [])]
+    finally:
+        await provider.aclose()
+    assert "".join(received) == ANSWER and len(received) >= 5
+
+
+async def test_gemini_stream_stalling_mid_answer_is_broken_with_what_arrived(gemini_server: FakeGeminiServer) -> None:
+    """A stream that goes quiet for longer than the timeout after its first piece is cut: AIStreamBroken carrying
+    the text received, raised about a timeout after the stall began (not when the model finally resumes)."""
+    gemini_server.set_responder(lambda body: ANSWER)
+    gemini_server.set_streaming(first_token=0.05, duration=3.0, chunks=2)  # the second piece 3 s after the first
+    provider = GeminiProvider(api_key="k", model="m", base_url=gemini_server.url, timeout=0.4, retry=RETRY)
+    received: list[str] = []
+    started = time.monotonic()
+    try:
+        with pytest.raises(AIStreamBroken, match=r"no answer within 0\.4 s") as caught:
+            async for delta in provider.stream("system", [], "Вопрос", []):
+                received.append(delta)
+    finally:
+        await provider.aclose()
+    assert len(received) == 1 and caught.value.received == received[0] and ANSWER.startswith(received[0])
+    assert time.monotonic() - started < 2.0
