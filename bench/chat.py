@@ -72,7 +72,7 @@ from telegram.ext import ContextTypes, TypeHandler
 from bench.fakes_host import HostedFakes, Reply, hosted_fakes
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
-from bot.lifecycle import close_runtime, give_updates, prepare_telegram, take_updates
+from bot.lifecycle import close_runtime, give_updates, prepare_telegram, settle_heap, take_updates
 from bot.services.knowledge import demo_knowledge
 from bot.telegram.context import bot_context
 from gateway import RebasedSession, Rows, SheetsBackend, parse_a1
@@ -463,6 +463,7 @@ async def running_bot(
         await start_telegram(runtime)
         if not args.cold:
             await warm_up(runtime, tids)
+        settle_heap()  # as production does once started
         yield runtime, tracer
     finally:
         await stop_all(runtime)
@@ -700,12 +701,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
             tg.reset()
             lag = LoopLag()
             lag.start()
-            cpu_loop, cpu_process, cpu_fakes = time.thread_time(), time.process_time(), fakes.host.cpu()
+            cpu_loop, cpu_process, cpu_fakes = time.thread_time(), time.process_time(), fakes.cpu()
             started = time.perf_counter()
             await drive(fakes, plan, args.spread, args.timeout)
             run_seconds = time.perf_counter() - started
             cpu_loop, cpu_process = time.thread_time() - cpu_loop, time.process_time() - cpu_process
-            cpu_fakes = fakes.host.cpu() - cpu_fakes
+            cpu_fakes = fakes.cpu() - cpu_fakes
             mark_first_visible(tg, [t for ts in plan.values() for t in ts])
             await lag.stop()
         # Counted after shutdown, so a write still on its way (outbox) is in the figures too.
@@ -940,10 +941,10 @@ async def run_sustained(args: argparse.Namespace, tmp: Path) -> SustainedResult:
             tg.reset()
             lag = LoopLag()
             lag.start()
-            cpu, cpu_fakes, started = time.process_time(), fakes.host.cpu(), time.perf_counter()
+            cpu, cpu_fakes, started = time.process_time(), fakes.cpu(), time.perf_counter()
             sent = await drive_sustained(fakes, tids, turns, args.sustained, args.timeout)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-            cpu_fakes = fakes.host.cpu() - cpu_fakes
+            cpu_fakes = fakes.cpu() - cpu_fakes
             await lag.stop()
         return SustainedResult(
             sent,

@@ -2,9 +2,10 @@
 
 In production Telegram, Sheets and Gemini run elsewhere. Served from the bot's own process, the fakes' request
 threads would take the interpreter lock (and a share of the CPU) from the bot's event loop, and every figure would
-carry their cost. So `hosted_fakes()` starts them in a child process (spawned, not forked: the parent may already
-run an event loop and threads) and hands back stand-ins that forward attribute reads and method calls to it; the
-partners' driver runs there too, next to the fake Telegram it talks to, so the bot's process holds only the bot.
+carry their cost. So `hosted_fakes()` starts them in child processes (spawned, not forked: the parent may already
+run an event loop and threads) and hands back stand-ins that forward attribute reads and method calls to them.
+The partners' driver runs next to the fake Telegram it talks to; the fake model has a process of its own, so the
+50 answers it streams at once do not wait for the interpreter lock behind Telegram's and the sheet's threads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,23 +39,31 @@ class Reply:
 
 
 class FakesHost:
-    """Lives in the child process: the three fakes, seeded as the bench wants, and the partners' driver."""
+    """Lives in a child process: some of the fakes (`serves`), seeded as the bench wants, and the partners' driver
+    where the fake Telegram is."""
 
-    def __init__(self, args: argparse.Namespace, tids: Sequence[int]) -> None:
+    def __init__(self, args: argparse.Namespace, tids: Sequence[int], serves: Sequence[str]) -> None:
         from bench.chat import model_answer, seed  # the child imports the bench module itself (spawned)
 
+        # Each request is a thread here; a thread woken by its socket waits for the interpreter lock up to the
+        # switch interval (5 ms), and 50 of them queue behind each other. Real servers answer in parallel.
+        sys.setswitchinterval(0.0005)
         self._stack = contextlib.ExitStack()
-        self.sheets = self._stack.enter_context(FakeSheetsServer(sheets=()))
-        self.gemini = self._stack.enter_context(
-            FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
-        )
-        self.tg = self._stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
-        seed(self.sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
-        self.sheets.set_latency(args.sheet_latency)
-        self.sheets.quota_per_minute(reads=args.quota, writes=args.quota)
+        self._fakes: dict[str, Any] = {}
+        if "sheets" in serves:
+            sheets = self._fakes["sheets"] = self._stack.enter_context(FakeSheetsServer(sheets=()))
+            seed(sheets, tids, args.idle_partners, with_appeal_rows=not args.new_partners)
+            sheets.set_latency(args.sheet_latency)
+            sheets.quota_per_minute(reads=args.quota, writes=args.quota)
+        if "gemini" in serves:
+            self._fakes["gemini"] = self._stack.enter_context(
+                FakeGeminiServer(latency=args.model_latency, responder=lambda body: model_answer(last_user_text(body)))
+            )
+        if "tg" in serves:
+            self.tg = self._fakes["tg"] = self._stack.enter_context(FakeTelegramServer(latency=args.telegram_latency))
 
     def _fake(self, which: str) -> Any:
-        return {"sheets": self.sheets, "gemini": self.gemini, "tg": self.tg}[which]
+        return self._fakes[which]
 
     def look(self, which: str, name: str) -> tuple[bool, Any]:
         """(True, None) when `name` is a method of that fake, else (False, its value)."""
@@ -183,24 +193,31 @@ class Remote:
 
 @dataclass
 class HostedFakes:
-    """The stand-ins for the three fakes, and the host that runs them and the partners."""
+    """The stand-ins for the three fakes; `host` runs the fake Telegram and the partners."""
 
     sheets: Any
     gemini: Any
     tg: Any
     host: Any
+    hosts: Sequence[Any]
+
+    def cpu(self) -> float:
+        """CPU seconds the fakes' processes (and the driver) have used."""
+        return sum(h.cpu() for h in self.hosts)
 
 
 @contextlib.contextmanager
 def hosted_fakes(args: argparse.Namespace, tids: Sequence[int]) -> Iterator[HostedFakes]:
-    """The fakes in a child process for as long as the block runs."""
-    manager = _Manager(ctx=multiprocessing.get_context("spawn"))
-    manager.start()
-    try:
-        host = manager.FakesHost(args, list(tids))  # type: ignore[attr-defined]
-        try:
-            yield HostedFakes(Remote(host, "sheets"), Remote(host, "gemini"), Remote(host, "tg"), host)
-        finally:
-            host.close()
-    finally:
-        manager.shutdown()
+    """The fakes in child processes for as long as the block runs: Telegram and the sheets in one, the model in
+    another."""
+    with contextlib.ExitStack() as stack:
+        hosts = []
+        for serves in (("tg", "sheets"), ("gemini",)):
+            manager = _Manager(ctx=multiprocessing.get_context("spawn"))
+            manager.start()
+            stack.callback(manager.shutdown)
+            host = manager.FakesHost(args, list(tids), serves)  # type: ignore[attr-defined]
+            stack.callback(host.close)
+            hosts.append(host)
+        main, model = hosts
+        yield HostedFakes(Remote(main, "sheets"), Remote(model, "gemini"), Remote(main, "tg"), main, hosts)

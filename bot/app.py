@@ -330,10 +330,9 @@ async def _seed_demo(gw: AsyncSheetsGateway, working_hours: str) -> None:
 
 def _telegram_application(settings: Settings) -> Any:
     from telegram.ext import Application
-    from telegram.request import HTTPXRequest
 
+    from bot.telegram.aiohttp_request import AiohttpRequest
     from bot.telegram.ratelimit import RepliesFirstRateLimiter
-    from bot.warm_pools import TELEGRAM_IDLE, warm_limits
 
     assert settings.telegram_bot_token is not None
     builder: Any = Application.builder().token(settings.telegram_bot_token.get_secret_value())
@@ -343,17 +342,13 @@ def _telegram_application(settings: Settings) -> Any:
     # Updates arrive through the durable inbox: our own long polling (bot.telegram.inbox.InboxPoller) or
     # our own web server (see _install_webhook), each journaling an update before Telegram learns it arrived.
     builder = builder.updater(None)
+    # Bot API calls through aiohttp (bot/telegram/aiohttp_request.py says why), PTB's pool size; getUpdates
+    # keeps PTB's own one-connection request (one long poll at a time).
+    builder = builder.request(AiohttpRequest(TELEGRAM_CONNECTIONS))
     # PTB's rate limiter paces every call under Telegram's limits and honours RetryAfter.
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
     from bot.telegram.inbox import DurableUpdateProcessor
 
-    # The pool PTB would build (256 connections), kept warm: see bot/warm_pools.py.
-    builder = builder.request(
-        HTTPXRequest(
-            connection_pool_size=TELEGRAM_CONNECTIONS,
-            httpx_kwargs={"limits": warm_limits(TELEGRAM_CONNECTIONS, TELEGRAM_IDLE)},
-        )
-    )
     builder = builder.rate_limiter(RepliesFirstRateLimiter(max_retries=3)).concurrent_updates(
         DurableUpdateProcessor(256)
     )
