@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from bot.health import HealthMonitor
 from bot.services.analytics import (
     AnalyticsRequestError,
     InvalidObjectCode,
@@ -266,7 +267,7 @@ def create_web_app(
         try:
             body = await health()
             # 200 for ok/degraded (DESIGN §4); 503 while the process is still starting or stopping.
-            return JSONResponse(body, status_code=200 if body.get("status") in ("ok", "degraded") else 503)
+            return JSONResponse(body, status_code=200 if HealthMonitor.alive(body) else 503)
         except Exception:
             log.exception("health check failed")
             return JSONResponse({"status": "error"}, status_code=503)
@@ -276,7 +277,7 @@ def create_web_app(
         try:
             body = await health()
             # 200 only when ok; degraded, starting and stopping are 503 with the same body (DESIGN §4).
-            return JSONResponse(body, status_code=200 if body.get("status") == "ok" else 503)
+            return JSONResponse(body, status_code=200 if HealthMonitor.ready(body) else 503)
         except Exception:
             log.exception("readiness check failed")
             return JSONResponse({"status": "error", "problems": ["health check failed"]}, status_code=503)
