@@ -35,7 +35,7 @@ Figures:
 - the reference: a straightforward bot (`get_all_values` + `update_cell` per turn, worksheet opened once) spends
   2 calls per turn and reads the whole sheet each time; measured for `--reference-turns` turns.
 
-The fakes and the simulated partners run in processes of their own (bench/fakes_host.py): in production the APIs
+The fakes and the simulated partners run in processes of their own (bench/_fakes_host.py): in production the APIs
 run elsewhere, and the bot's process, and its figures, hold only the bot.
 
 Run: `.venv/bin/python -m bench.chat [--partners 50] [--messages 2] [--cold] [--spread 0]`.
@@ -72,7 +72,7 @@ from pydantic import SecretStr
 from telegram import Update
 from telegram.ext import ContextTypes, TypeHandler
 
-from bench.fakes_host import HostedFakes, Reply, hosted_fakes
+from bench._fakes_host import HostedFakes, Reply, hosted_fakes
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
 from bot.lifecycle import close_runtime, give_updates, prepare_telegram, settle_heap, take_updates
@@ -436,7 +436,7 @@ async def stop_all(runtime: Runtime) -> None:
 
 @contextlib.contextmanager
 def bench_fakes(args: argparse.Namespace, tids: Sequence[int]) -> Iterator[HostedFakes]:
-    """The three fakes (in a process of their own, see bench/fakes_host.py), the sheets seeded with the partners
+    """The three fakes (in a process of their own, see bench/_fakes_host.py), the sheets seeded with the partners
     and throttled as `args` says; stopped on exit."""
     with hosted_fakes(args, tids) as fakes:
         yield fakes
@@ -695,7 +695,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> RunResult:
             gemini.set_streaming(first_token=args.first_token, duration=args.stream_duration, chunks=args.chunks)
         sheets.reset_counters()
         drafts_off = getattr(args, "no_drafts", False)
-        lookup = lambda tid, text: by_key.get((tid, text))  # noqa: E731
+
+        def lookup(tid: int, text: str) -> TurnRecord | None:
+            return by_key.get((tid, text))
+
         async with running_bot(args, fakes, tmp, lookup, tids, drafts_off=drafts_off) as (runtime, tracer):
             warmup_calls = sheets.reads + sheets.writes
             if not args.cold:

@@ -59,7 +59,6 @@ LOCAL_LIVE_POLL_SECONDS = 1.0  # the local store has no quota
 LOCAL_OPERATOR_POLL_SECONDS = 1.0  # a reply typed in the console reaches the open Mini App within seconds
 STAFF_REPLIES_RESUME_SECONDS = 2.0  # a look at the local state store only: cheap, so often
 HEALTH_CHECK_SECONDS = 5.0
-TELEGRAM_CONNECTIONS = 256  # PTB's own default pool size
 RETENTION_SECONDS = 3600.0
 JOURNAL_PRUNE_SECONDS = 3600.0
 TURN_WRITE_INTERVAL = 5.0  # seconds between batches of journaled chat turns written to Google Sheets
@@ -342,9 +341,9 @@ def _telegram_application(settings: Settings) -> Any:
     # Updates arrive through the durable inbox: our own long polling (bot.telegram.inbox.InboxPoller) or
     # our own web server (see _install_webhook), each journaling an update before Telegram learns it arrived.
     builder = builder.updater(None)
-    # Bot API calls through aiohttp (bot/telegram/aiohttp_request.py says why), PTB's pool size; getUpdates
-    # keeps PTB's own one-connection request (one long poll at a time).
-    builder = builder.request(AiohttpRequest(TELEGRAM_CONNECTIONS))
+    # Bot API calls through aiohttp (bot/telegram/aiohttp_request.py says why); getUpdates keeps PTB's own
+    # one-connection request (one long poll at a time).
+    builder = builder.request(AiohttpRequest())
     # PTB's rate limiter paces every call under Telegram's limits and honours RetryAfter.
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
     from bot.telegram.inbox import DurableUpdateProcessor

@@ -8,7 +8,7 @@ The transport is our own aiohttp session (aiohttp is a pinned dependency, not le
 also speak through httpx, but httpcore's pool looks at every pooled connection, with system calls, each time a
 request starts or ends: with the 50 answers a burst of partners streams at once that cost 7.6 ms of event-loop
 CPU per answer against 1.5 ms through aiohttp, time every other partner's turn waits for. The session keeps its
-connections for bot/warm_pools.KEEPALIVE_SECONDS and honours HTTPS_PROXY like httpx did (trust_env). Timeouts
+connections warm (bot/warm_pools.py) and honours HTTPS_PROXY like httpx did. Timeouts
 are ours, not the transport's: the stream must open (first text) within `timeout`, and each later piece must
 follow the previous one within `timeout`, however long the whole answer takes.
 """
@@ -39,7 +39,7 @@ from bot.ai.base import (
     merge_turns,
 )
 from bot.ai.resilience import AIRetryPolicy, GuardedCaller
-from bot.warm_pools import KEEPALIVE_SECONDS
+from bot.warm_pools import api_session
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,11 @@ class GeminiProvider:
         )
         self._session: aiohttp.ClientSession | None = None
         self._genai: genai.Client | None = None
-        with contextlib.suppress(RuntimeError):  # no running loop: made on the first call instead
+        try:
             asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no running loop: made on the first call instead
+        else:
             self._client()  # now, not in the middle of the first burst (making one costs ~0.1 s of CPU)
         self._config = types.GenerateContentConfig(temperature=temperature, max_output_tokens=max_output_tokens)
         self.guard = GuardedCaller(
@@ -85,8 +88,7 @@ class GeminiProvider:
     def _client(self) -> genai.Client:
         """The google-genai client over our session (aiohttp wants a running event loop to make one)."""
         if self._genai is None or self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=MAX_STREAMS, keepalive_timeout=KEEPALIVE_SECONDS)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            self._session = api_session(MAX_STREAMS)
             options = self._options.model_copy(update={"aiohttp_client": self._session})
             self._genai = genai.Client(api_key=self._api_key, http_options=options)
         return self._genai

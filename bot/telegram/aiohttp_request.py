@@ -5,8 +5,7 @@ chat actions, replies), and httpcore's pool looks at every pooled connection, wi
 request starts or ends; measured in bench/chat.py that was the largest single item of the event loop's CPU,
 time every other partner's turn waits for. aiohttp's pool does not. Behaviour is PTB's: the same parameters
 (form fields, files as multipart), the same errors (`TimedOut`, `NetworkError`; PTB maps status codes, flood
-limits included), the same timeouts per call. Idle connections are kept for bot/warm_pools.KEEPALIVE_SECONDS and
-HTTPS_PROXY is honoured (trust_env), as with httpx.
+limits included), the same timeouts per call, the same pool size (256). The session is bot/warm_pools.py's.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ from typing import Any
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
+from telegram._utils.types import ODVInput, UploadFileDict
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-from bot.warm_pools import KEEPALIVE_SECONDS
+from bot.warm_pools import api_session
 
 
 class AiohttpRequest(BaseRequest):
@@ -51,10 +50,7 @@ class AiohttpRequest(BaseRequest):
     async def initialize(self) -> None:
         """See `BaseRequest.initialize`."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=KEEPALIVE_SECONDS)
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=True, headers={"User-Agent": self.USER_AGENT}
-            )
+            self._session = api_session(self._pool_size, headers={"User-Agent": self.USER_AGENT})
 
     async def shutdown(self) -> None:
         """See `BaseRequest.shutdown`."""
@@ -75,6 +71,7 @@ class AiohttpRequest(BaseRequest):
         session = self._session
         if session is None or session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
+        fields = request_data.json_parameters if request_data else {}
         files = request_data.multipart_data if request_data else {}
         read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
         connect = self._connect_timeout if isinstance(connect_timeout, DefaultValue) else connect_timeout
@@ -93,7 +90,7 @@ class AiohttpRequest(BaseRequest):
             sock_read=read,
         )
         try:
-            async with session.request(method, url, data=_body(request_data), timeout=timeout) as response:
+            async with session.request(method, url, data=_body(fields, files), timeout=timeout) as response:
                 return response.status, await response.read()
         except TimeoutError as err:  # aiohttp's own timeouts are TimeoutErrors too
             raise TimedOut from err
@@ -101,12 +98,8 @@ class AiohttpRequest(BaseRequest):
             raise NetworkError(f"aiohttp.{err.__class__.__name__}: {err}") from err
 
 
-def _body(request_data: RequestData | None) -> Any:
+def _body(fields: dict[str, str], files: UploadFileDict) -> Any:
     """The call's parameters as PTB sends them: form fields, and a multipart form when files go along."""
-    if request_data is None:
-        return None
-    fields = request_data.json_parameters
-    files = request_data.multipart_data
     if not files:
         return fields or None
     # Unquoted: Telegram takes a UTF-8 file name as is (quoted, a Cyrillic report name would show as %D0%BE…).

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
+import random
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
 from typing import Any
@@ -80,81 +81,68 @@ class FakesHost:
 
     def drive(self, plan: Mapping[int, Sequence[str]], spread: float, reply_timeout: float) -> list[Reply]:
         """Every partner sends their first message (within `spread` s, at seeded random moments), then the next one
-        as soon as the reply to the previous arrives. A message never answered comes back with `replied_at` None."""
-        import random
+        of `plan` as soon as the reply to the previous arrives. A message never answered comes back with
+        `replied_at` None."""
+        return self._drive(
+            plan, lambda tid, n: plan[tid][n - 1] if n <= len(plan[tid]) else None, spread, reply_timeout
+        )
 
-        position = dict.fromkeys(plan, 0)
+    def drive_sustained(self, texts: Mapping[int, str], duration: float, reply_timeout: float) -> list[Reply]:
+        """Every partner sends the next message (`texts[tid]` formatted with its number) as soon as the previous
+        is answered, for `duration` seconds."""
+        end = time.time() + duration
+        return self._drive(
+            texts, lambda tid, n: texts[tid].format(number=n) if n == 1 or time.time() < end else None, 0, reply_timeout
+        )
+
+    def _drive(
+        self,
+        tids: Iterable[int],
+        text_of: Callable[[int, int], str | None],
+        spread: float,
+        reply_timeout: float,
+    ) -> list[Reply]:
+        """The partners' loop: message `n` of partner `tid` is `text_of(tid, n)`, None when they are done."""
         in_flight: dict[int, tuple[int, str, float]] = {}
         replies: list[Reply] = []
-        lock = threading.Lock()
+        order = list(tids)
+        waiting = set(order)  # partners with a message still to come or in flight
+        lock = threading.Lock()  # timers send first messages from their own threads
 
-        def send(tid: int) -> None:
+        def send(tid: int, number: int) -> None:
+            text = text_of(tid, number)
             with lock:
-                number, text = position[tid] + 1, plan[tid][position[tid]]
-                position[tid] = number
+                if text is None:
+                    waiting.discard(tid)
+                    return
                 in_flight[tid] = (number, text, time.time())
             self.tg.user_sends_text(tid, text)
 
         rng = random.Random(7)
-        timers = [threading.Timer(rng.uniform(0, spread), send, (tid,)) for tid in plan] if spread > 0 else []
+        timers = [threading.Timer(rng.uniform(0, spread), send, (tid, 1)) for tid in order] if spread > 0 else []
         for timer in timers:
             timer.start()
         if not timers:
-            for tid in plan:
-                send(tid)
-        outstanding = sum(len(texts) for texts in plan.values())
+            for tid in order:
+                send(tid, 1)
         try:
-            while outstanding:
+            while waiting:
                 try:
                     # One waiter for every chat: 50 waiters would each rescan the sent list on every record.
                     msg = self.tg.wait_for_sent_sync(method="sendMessage", timeout=reply_timeout)
                 except FakeTimeout:
                     break  # whatever is still in flight never got its reply: counted as lost
+                tid = int(msg.chat_id or 0)
                 with lock:
-                    sent = in_flight.pop(int(msg.chat_id or 0), None)
+                    sent = in_flight.pop(tid, None)
                 if sent is None:
                     continue
-                tid = int(msg.chat_id or 0)
                 number, text, sent_at = sent
                 replies.append(Reply(tid, number, text, sent_at, msg.timestamp, msg.plain_text or msg.text))
-                outstanding -= 1
-                if position[tid] < len(plan[tid]):
-                    send(tid)
+                send(tid, number + 1)
         finally:
             for timer in timers:
                 timer.cancel()
-        replies.extend(Reply(tid, n, text, at, None, None) for tid, (n, text, at) in in_flight.items())
-        return replies
-
-    def drive_sustained(self, texts: Mapping[int, str], duration: float, reply_timeout: float) -> list[Reply]:
-        """Every partner sends the next message (`texts[tid]` formatted with its number) as soon as the previous
-        is answered, for `duration` seconds."""
-        count = dict.fromkeys(texts, 0)
-        in_flight: dict[int, tuple[int, str, float]] = {}
-        replies: list[Reply] = []
-        end = time.time() + duration
-
-        def send(tid: int) -> None:
-            count[tid] += 1
-            text = texts[tid].format(number=count[tid])
-            in_flight[tid] = (count[tid], text, time.time())
-            self.tg.user_sends_text(tid, text)
-
-        for tid in texts:
-            send(tid)
-        while in_flight:
-            try:
-                msg = self.tg.wait_for_sent_sync(method="sendMessage", timeout=reply_timeout)
-            except FakeTimeout:
-                break  # whatever is still in flight never got its reply: counted as lost
-            tid = int(msg.chat_id or 0)
-            sent = in_flight.pop(tid, None)
-            if sent is None:
-                continue
-            number, text, sent_at = sent
-            replies.append(Reply(tid, number, text, sent_at, msg.timestamp, msg.plain_text or msg.text))
-            if time.time() < end:
-                send(tid)
         replies.extend(Reply(tid, n, text, at, None, None) for tid, (n, text, at) in in_flight.items())
         return replies
 
