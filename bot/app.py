@@ -330,7 +330,7 @@ async def _seed_demo(gw: AsyncSheetsGateway, working_hours: str) -> None:
 def _telegram_application(settings: Settings) -> Any:
     from telegram.ext import Application
 
-    from bot.telegram.aiohttp_request import AiohttpRequest
+    from bot.telegram.aiohttp_request import TELEGRAM_URL, AiohttpRequest
     from bot.telegram.ratelimit import RepliesFirstRateLimiter
 
     assert settings.telegram_bot_token is not None
@@ -343,7 +343,7 @@ def _telegram_application(settings: Settings) -> Any:
     builder = builder.updater(None)
     # Bot API calls through aiohttp (bot/telegram/aiohttp_request.py says why); getUpdates keeps PTB's own
     # one-connection request (one long poll at a time).
-    builder = builder.request(AiohttpRequest())
+    builder = builder.request(AiohttpRequest(api_url=settings.telegram_api_base_url or TELEGRAM_URL))
     # PTB's rate limiter paces every call under Telegram's limits and honours RetryAfter.
     # Chats run in parallel, each chat's updates in order (a partner's two quick messages never race).
     from bot.telegram.inbox import DurableUpdateProcessor

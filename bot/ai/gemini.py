@@ -44,6 +44,7 @@ from bot.warm_pools import api_session
 log = logging.getLogger(__name__)
 
 GEMINI_API_VERSION = "v1"  # what google-genai 3.3.0 uses for the Gemini Developer API
+GEMINI_URL = "https://generativelanguage.googleapis.com/"  # google-genai's default endpoint
 MAX_STREAMS = 100  # answers in flight at once
 _DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
@@ -69,6 +70,7 @@ class GeminiProvider:
         self.model = model
         self._timeout = timeout
         self._api_key = api_key
+        self._url = base_url or GEMINI_URL
         self._options = types.HttpOptions(
             base_url=base_url, api_version=GEMINI_API_VERSION, retry_options=types.HttpRetryOptions(attempts=1)
         )
@@ -88,7 +90,7 @@ class GeminiProvider:
     def _client(self) -> genai.Client:
         """The google-genai client over our session (aiohttp wants a running event loop to make one)."""
         if self._genai is None or self._session is None or self._session.closed:
-            self._session = api_session(MAX_STREAMS)
+            self._session = api_session(MAX_STREAMS, self._url)
             options = self._options.model_copy(update={"aiohttp_client": self._session})
             self._genai = genai.Client(api_key=self._api_key, http_options=options)
         return self._genai

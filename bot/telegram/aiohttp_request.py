@@ -20,14 +20,18 @@ from telegram.request import BaseRequest, RequestData
 
 from bot.warm_pools import api_session
 
+TELEGRAM_URL = "https://api.telegram.org/"  # PTB's default Bot API server
+
 
 class AiohttpRequest(BaseRequest):
-    """A `BaseRequest` over one aiohttp session (made in `initialize`, inside the event loop)."""
+    """A `BaseRequest` over one aiohttp session (made in `initialize`, inside the event loop) to the Bot API at
+    `api_url` (it picks the environment's proxy, if any)."""
 
     def __init__(
         self,
         connection_pool_size: int = 256,
         *,
+        api_url: str = TELEGRAM_URL,
         read_timeout: float | None = 5.0,
         write_timeout: float | None = 5.0,
         connect_timeout: float | None = 5.0,
@@ -35,6 +39,7 @@ class AiohttpRequest(BaseRequest):
         media_write_timeout: float | None = 20.0,
     ) -> None:
         self._pool_size = connection_pool_size
+        self._api_url = api_url
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
         self._connect_timeout = connect_timeout
@@ -50,7 +55,7 @@ class AiohttpRequest(BaseRequest):
     async def initialize(self) -> None:
         """See `BaseRequest.initialize`."""
         if self._session is None or self._session.closed:
-            self._session = api_session(self._pool_size, headers={"User-Agent": self.USER_AGENT})
+            self._session = api_session(self._pool_size, self._api_url, headers={"User-Agent": self.USER_AGENT})
 
     async def shutdown(self) -> None:
         """See `BaseRequest.shutdown`."""
