@@ -567,13 +567,19 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
         with self._cond:
             return self._shape, self._breaks.pop(0) if self._breaks else None
 
-    def _paced(self, events: list[bytes], shape: StreamShape, break_after: int | None) -> Iterator[bytes]:
-        """``events`` sent as the shape says; cut short (body incomplete, connection closed) on a break."""
+    def _paced(
+        self, events: list[bytes], shape: StreamShape, break_after: int | None, since: float
+    ) -> Iterator[bytes]:
+        """``events`` sent as the shape says, timed from ``since`` (``time.monotonic()`` when the answer began, so
+        the fake's own time building them is not added to the first token's); cut short (body incomplete,
+        connection closed) on a break."""
         gap = shape.duration / (len(events) - 1) if len(events) > 1 else 0.0
+        due = since
         for i, event in enumerate(events):
             if break_after is not None and i >= break_after:
                 raise StreamCut(f"stream broken after {i} chunks")
-            if not self._sleep(shape.first_token if i == 0 else gap):
+            due += shape.first_token if i == 0 else gap
+            if not self._sleep(due - time.monotonic()):
                 raise StreamCut("server stopping")
             yield event
 

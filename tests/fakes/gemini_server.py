@@ -189,25 +189,32 @@ class FakeGeminiServer(AIFakeServer[GeminiRequest]):
         return None
 
     @staticmethod
-    def _usage(body: JSON, answer: str) -> JSON:
-        prompt = count_tokens(_parts_text(body.get("systemInstruction"))) + sum(
+    def _prompt_tokens(body: JSON) -> int:
+        return count_tokens(_parts_text(body.get("systemInstruction"))) + sum(
             count_tokens(_parts_text(c)) for c in body.get("contents") or []
         )
-        output = count_tokens(answer)
-        return {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
 
-    def _response_body(self, body: JSON, model: str, answer: str, *, final: bool = True) -> JSON:
+    def _response_body(
+        self, body: JSON, model: str, answer: str, *, final: bool = True, prompt_tokens: int | None = None
+    ) -> JSON:
         candidate: JSON = {"content": {"parts": [{"text": answer}], "role": "model"}, "index": 0}
         if final:
             candidate["finishReason"] = "STOP"
+        prompt = self._prompt_tokens(body) if prompt_tokens is None else prompt_tokens
+        output = count_tokens(answer)
         return {
             "candidates": [candidate],
-            "usageMetadata": self._usage(body, answer),
+            "usageMetadata": {
+                "promptTokenCount": prompt,
+                "candidatesTokenCount": output,
+                "totalTokenCount": prompt + output,
+            },
             "modelVersion": model,
             "responseId": uuid.uuid4().hex[:22],
         }
 
     def _stream(self, body: JSON, model: str, answer: str | JSON) -> HTTPResponse:
+        begun = time.monotonic()
         shape, break_after = self._stream_shape()
         if isinstance(answer, dict):
             events: list[JSON] = [answer]
@@ -216,12 +223,14 @@ class FakeGeminiServer(AIFakeServer[GeminiRequest]):
             words = re.findall(r"\S+\s*|\s+", answer) or [""]
             size = max(1, math.ceil(len(words) / (shape.chunks or 3)))
             pieces = ["".join(words[i : i + size]) for i in range(0, len(words), size)]
+            prompt = self._prompt_tokens(body)  # once: the system prompt alone is ~15 KB of text to count
             events = [
-                self._response_body(body, model, piece, final=i == len(pieces) - 1) for i, piece in enumerate(pieces)
+                self._response_body(body, model, piece, final=i == len(pieces) - 1, prompt_tokens=prompt)
+                for i, piece in enumerate(pieces)
             ]
         encoded = [b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\r\n\r\n" for event in events]
         return HTTPResponse(
-            200, headers={"Content-Type": "text/event-stream"}, chunks=self._paced(encoded, shape, break_after)
+            200, headers={"Content-Type": "text/event-stream"}, chunks=self._paced(encoded, shape, break_after, begun)
         )
 
 

@@ -177,6 +177,7 @@ class FakeOpenAIServer(AIFakeServer[OpenAIRequest]):
         }
 
     def _stream(self, body: JSON, answer: str) -> HTTPResponse:
+        begun = time.monotonic()
         shape, break_after = self._stream_shape()
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
@@ -200,7 +201,7 @@ class FakeOpenAIServer(AIFakeServer[OpenAIRequest]):
         events = [first, *(chunk({"content": piece}, None) for piece in pieces[1:])]
         events[-1] += chunk({}, "stop") + b"data: [DONE]\n\n"
         return HTTPResponse(
-            200, headers={"Content-Type": "text/event-stream"}, chunks=self._paced(events, shape, break_after)
+            200, headers={"Content-Type": "text/event-stream"}, chunks=self._paced(events, shape, break_after, begun)
         )
 
 
