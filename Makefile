@@ -8,6 +8,9 @@ VENV312   ?= .venv312
 PYTHON312 ?= $(shell for p in "$$(command -v python3.12)" $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 \
 	/usr/local/bin/python3.12 /usr/bin/python3.12; do [ -x "$$p" ] && "$$p" -c 'import sys; \
 	sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { echo "$$p"; break; }; done)
+# Parallel pytest workers (pytest-xdist): most tests wait on child processes, sockets and timers, not the CPU,
+# so four run well even on two cores. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 4
 # Debian packages the tests drive: headless Chromium (Mini App e2e), shellcheck (deploy scripts),
 # poppler-utils (renders the analytics PDF), fonts-dejavu-core (Cyrillic in the PDF), an emoji font
 # (screenshots), Node.js + npm (Apps Script tests; usually preinstalled).
@@ -54,7 +57,7 @@ typecheck: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed-dev system-deps gas-deps lint typecheck
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS)
 	$(MAKE) --no-print-directory test312
 
 $(VENV312)/.installed-dev: pyproject.toml
@@ -69,7 +72,7 @@ ifeq ($(strip $(PYTHON312)),)
 	@echo "python3.12 not found on this machine: the suite ran under $$($(PY) -V) only"
 else
 	$(MAKE) --no-print-directory $(VENV312)/.installed-dev
-	$(VENV312)/bin/pytest tests/unit tests/integration
+	$(VENV312)/bin/pytest -n $(TEST_WORKERS) tests/unit tests/integration
 endif
 
 # requirements.lock: every runtime package pinned with its sha256, resolved for production's Python 3.12;

@@ -19,12 +19,14 @@ FAKE_SYSTEMCTL_LISTEN (host:port replacing the socket unit's ListenStream).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,8 +82,13 @@ def is_alive(pid: int) -> bool:
 
 
 def holder_control(state: Path) -> Path:
-    """The unix socket where socket_holder.py hands out the held listening socket."""
-    return state / "marketingbot.socket.ctl"
+    """The unix socket where socket_holder.py hands out the held listening socket: in the state directory
+    unless that path is too long for a unix socket (108 bytes; deep pytest-xdist temp directories)."""
+    path = state / "marketingbot.socket.ctl"
+    if len(os.fsencode(path)) + len(".tmp") < 100:
+        return path
+    digest = hashlib.sha256(os.fsencode(state.resolve())).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"marketingbot-{digest}.ctl"
 
 
 def receive_listening_socket(state: Path) -> int:
@@ -248,6 +255,7 @@ class FakeSocketUnit:
             while is_alive(pid):
                 time.sleep(0.005)
         self.pid_file.unlink(missing_ok=True)
+        holder_control(self.state).unlink(missing_ok=True)
         return 0
 
 
