@@ -567,9 +567,7 @@ class AIFakeServer(LoopbackHTTPServer, Generic[RecordT]):
         with self._cond:
             return self._shape, self._breaks.pop(0) if self._breaks else None
 
-    def _paced(
-        self, events: list[bytes], shape: StreamShape, break_after: int | None, since: float
-    ) -> Iterator[bytes]:
+    def _paced(self, events: list[bytes], shape: StreamShape, break_after: int | None, since: float) -> Iterator[bytes]:
         """``events`` sent as the shape says, timed from ``since`` (``time.monotonic()`` when the answer began, so
         the fake's own time building them is not added to the first token's); cut short (body incomplete,
         connection closed) on a break."""
