@@ -12,7 +12,8 @@ unfinished ones are processed again; a turn already journaled is not asked of th
 reply is sent.
 
 Both live in the state file (`chat_memory.db`) beside the outbox, on the StateStore's connection: one
-connection never contends for SQLite's write lock with itself (two connections did, under load).
+connection never contends for SQLite's write lock with itself (two connections did, under load), and its
+statements take turns with the outbox's transactions (gateway/sqlite.py).
 """
 
 from __future__ import annotations
@@ -57,55 +58,35 @@ KEEP_SECONDS = 2 * 86_400.0  # finished entries are kept this long (a resumed up
 
 
 class JournalFile:
-    """The journals' tables on the StateStore's connection (opened after it: the store creates the outbox)."""
+    """The journals' tables in the StateStore's file (opened after it: the store creates the outbox)."""
 
     def __init__(self, state: StateStore) -> None:
-        self._state = state
+        self._file = state.file
 
     async def open(self) -> None:
         """Create the tables."""
-        await self._state.db.executescript(_SCHEMA)
+        await self._file.db.executescript(_SCHEMA)
 
     async def close(self) -> None:
         """Nothing to release: the StateStore owns the connection."""
 
-    async def _outside_transactions(self) -> None:
-        # The outbox writes in explicit transactions on this connection: a statement issued inside one
-        # would be durable only at its COMMIT, so wait for it to end.
-        while self._state.db.in_transaction:  # noqa: ASYNC110 - SQLite exposes a flag, not an event
-            await asyncio.sleep(0.001)
-
     async def execute(self, sql: str, args: Sequence[object] = ()) -> int:
         """Run one statement (autocommit: durable when this returns); returns the rows changed."""
-        await self._outside_transactions()
-        cur = await self._state.db.execute(sql, tuple(args))
-        count = cur.rowcount
-        await cur.close()
-        return count
+        return await self._file.write(sql, args)
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         """One statement per parameter row, each committed on its own (durable when this returns)."""
-        await self._outside_transactions()
-        await self._state.db.executemany(sql, [tuple(r) for r in rows])
+        await self._file.write_many(sql, rows)
 
     async def fetch(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Rows of one query."""
-        async with self._state.db.execute(sql, tuple(args)) as cur:
-            return [tuple(r) async for r in cur]
+        return await self._file.rows(sql, args)
 
     async def transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> None:
-        """Several statements (each with its parameter rows) in one durable transaction. Only at start, before
-        the outbox writes: two explicit transactions cannot nest on one connection."""
-        await self._outside_transactions()
-        db = self._state.db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        """Several statements (each with its parameter rows) in one durable transaction."""
+        async with self._file.transaction() as db:
             for sql, rows in statements:
                 await db.executemany(sql, [tuple(r) for r in rows])
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        await db.execute("COMMIT")
 
 
 class TurnJournal:

@@ -7,10 +7,10 @@ Another process (the CLI) may read and write the same file at the same time.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
@@ -37,8 +37,6 @@ class LocalSheetsBackend:
     def __init__(self, path: str | Path, busy_timeout_ms: int = 10_000) -> None:
         # NORMAL is enough here: this file stands in for Google's storage, the outbox is the durable journal.
         self._file = SqliteFile(path, _SCHEMA, synchronous="NORMAL", busy_timeout_ms=busy_timeout_ms)
-        # One connection serves every caller: a second BEGIN on it would fail ("within a transaction").
-        self._txn_lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Open the file (creating it and its folder) in WAL mode."""
@@ -55,8 +53,7 @@ class LocalSheetsBackend:
     async def sheet_titles(self) -> list[str]:
         """Titles in creation order."""
         try:
-            async with self.db.execute("SELECT title FROM sheets ORDER BY position") as cur:
-                return [str(r[0]) async for r in cur]
+            return [str(r[0]) for r in await self._file.rows("SELECT title FROM sheets ORDER BY position")]
         except sqlite3.OperationalError as exc:
             raise TransientBackendError(f"local store busy: {exc}") from exc
 
@@ -105,9 +102,8 @@ class LocalSheetsBackend:
         if sheet not in set(await self.sheet_titles()):
             raise _missing(sheet)
         async with self._write() as db:
-            async with db.execute("SELECT COALESCE(MAX(row), 0) FROM cells WHERE sheet = ?", (sheet,)) as cur:
-                row = await cur.fetchone()
-            first = int(row[0] if row else 0) + 1
+            found = await db.execute_fetchall("SELECT COALESCE(MAX(row), 0) FROM cells WHERE sheet = ?", (sheet,))
+            first = next((int(r[0]) for r in found), 0) + 1
             await self._put(db, sheet, first, 1, rows)
         return first
 
@@ -122,10 +118,12 @@ class LocalSheetsBackend:
         if sheet not in set(await self.sheet_titles()):
             raise _missing(sheet)
         async with self._write() as db:
-            async with db.execute(
-                "SELECT row, col, value FROM cells WHERE sheet = ? AND row >= ?", (sheet, gone[0])
-            ) as cur:
-                below = [(int(r), int(c), str(v)) async for r, c, v in cur]
+            below = [
+                (int(r), int(c), str(v))
+                for r, c, v in await db.execute_fetchall(
+                    "SELECT row, col, value FROM cells WHERE sheet = ? AND row >= ?", (sheet, gone[0])
+                )
+            ]
             await db.execute("DELETE FROM cells WHERE sheet = ? AND row >= ?", (sheet, gone[0]))
             kept = []
             for r, c, v in below:
@@ -144,8 +142,14 @@ class LocalSheetsBackend:
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
 
-    def _write(self) -> _WriteTxn:
-        return _WriteTxn(self.db, self._txn_lock)
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, so appends from two processes never pick the same row."""
+        try:
+            async with self._file.transaction() as db:
+                yield db
+        except sqlite3.OperationalError as exc:  # the other process held the lock past the busy timeout
+            raise TransientBackendError(f"local store busy: {exc}") from exc
 
     async def _read(self, rng: a1.A1Range) -> Rows:
         sql = "SELECT row, col, value FROM cells WHERE sheet = ?"
@@ -163,10 +167,9 @@ class LocalSheetsBackend:
         row0 = rng.row1 or 1
         col0 = rng.col1 or 1
         grid: dict[int, dict[int, str]] = {}
-        async with self.db.execute(sql, args) as cur:
-            async for r, c, v in cur:
-                if v != "":
-                    grid.setdefault(int(r) - row0, {})[int(c) - col0] = str(v)
+        for r, c, v in await self._file.rows(sql, args):
+            if v != "":
+                grid.setdefault(int(r) - row0, {})[int(c) - col0] = str(v)
         if not grid:
             return []
         out: Rows = []
@@ -189,34 +192,6 @@ class LocalSheetsBackend:
             await db.executemany("DELETE FROM cells WHERE sheet = ? AND row = ? AND col = ?", deletes)
         if upserts:
             await db.executemany("INSERT OR REPLACE INTO cells(sheet, row, col, value) VALUES (?, ?, ?, ?)", upserts)
-
-
-class _WriteTxn:
-    """BEGIN IMMEDIATE … COMMIT, so appends from two processes never pick the same row; one at a time here."""
-
-    def __init__(self, db: aiosqlite.Connection, lock: asyncio.Lock) -> None:
-        self._db = db
-        self._lock = lock
-
-    async def __aenter__(self) -> aiosqlite.Connection:
-        await self._lock.acquire()
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:
-            self._lock.release()
-            if isinstance(exc, sqlite3.OperationalError):
-                raise TransientBackendError(f"local store busy: {exc}") from exc
-            raise
-        return self._db
-
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is None:
-                await self._db.execute("COMMIT")
-            else:
-                await self._db.execute("ROLLBACK")
-        finally:
-            self._lock.release()
 
 
 def _missing(sheet: str) -> SheetMissing:

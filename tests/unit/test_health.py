@@ -122,7 +122,7 @@ async def test_a_failing_ai_provider_is_reported_once(gw: AsyncSheetsGateway) ->
 async def test_an_outbox_entry_older_than_five_minutes_degrades_and_alerts_once(gw: AsyncSheetsGateway) -> None:
     """The oldest outbox entry past 5 minutes makes /readyz 503 naming it, and one staff note."""
     await gw.state.outbox_put([upsert("Auth", "Код партнера", "P-1", {"ФИО": "x"})], maybe_applied=False)
-    await gw.state.db.execute("UPDATE outbox SET created = created - 400")
+    await gw.state.file.write("UPDATE outbox SET created = created - 400")
     monitor, messenger, _ = _monitor(gw)
     await monitor.check_once()
     await monitor.check_once()

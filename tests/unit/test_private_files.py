@@ -33,8 +33,8 @@ async def test_state_database_and_its_folder_are_private(tmp_path: Path) -> None
     store = StateStore(tmp_path / "data" / "chat_memory.db")
     await store.open()
     try:
-        await store.db.execute("CREATE TABLE IF NOT EXISTS t (x)")
-        await store.db.execute("INSERT INTO t VALUES (1)")
+        await store.file.write("CREATE TABLE IF NOT EXISTS t (x)")
+        await store.file.write("INSERT INTO t VALUES (1)")
     finally:
         await store.close()
     assert mode(tmp_path / "data") == 0o700
