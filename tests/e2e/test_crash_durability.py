@@ -5,13 +5,17 @@ live in this test process and outlive every kill. Partners keep talking (each se
 as the previous one is answered); the process is SIGKILLed at seeded random moments — mid-turn, mid-delivery,
 mid-replay (some rounds run during a sheet outage, so the outbox and the turn journal hold writes when the kill
 lands) — and restarted at once. At the end every message must be answered and be in Обращения.E exactly once,
-in order. A message answered twice is counted: the only window allowed is Telegram accepting the reply right
-before the kill (the restarted process resends the logged reply, it does not ask the model again).
+in order. A message answered twice is counted, and each second copy must come from the one window the design
+allows: Telegram accepted the reply right before a kill, before the update was marked done, and the restarted
+process resent the logged reply (it does not ask the model again). How many land in that window is chance —
+partners answered in the same few milliseconds are caught together — so the test checks where every copy
+came from, not a count.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import signal
@@ -32,6 +36,11 @@ from tests.fakes.telegram_server import FakeTelegramServer
 from tests.local_stack import CONFIG_VARS, ROOT, free_port
 
 PARTNERS = 8
+# A reply accepted this long before the SIGKILL still counts as "right before the kill": the bot marks the
+# update done a few milliseconds after Telegram accepts the reply (measured: 1–53 ms here, with 8 replies
+# landing together); the margin covers a loaded CI machine. A resend of a reply accepted earlier than this
+# (an update never marked done, a resumed turn answered anew) fails the test.
+KILL_WINDOW = 1.0
 # Each kill lands at an independent seeded-random moment with 8 partners mid-conversation, so every round hits
 # turns in several phases at once (model call, reply send, journal/outbox write); 12 rounds keep three kills
 # inside a sheet outage (rounds 4, 8, 12) and, with this seed, both boot variants after them (the outage still
@@ -53,7 +62,7 @@ class Partner:
 
     tid: int
     sent: list[str] = field(default_factory=list)
-    replies: dict[str, int] = field(default_factory=dict)
+    replies: dict[str, list[float]] = field(default_factory=dict)  # when Telegram accepted each copy
 
     def next_text(self) -> str:
         """The next message (numbered, so E's order can be checked)."""
@@ -62,7 +71,7 @@ class Partner:
     @property
     def waiting(self) -> bool:
         """Whether the last message is not answered yet."""
-        return bool(self.sent) and self.replies.get(self.sent[-1], 0) == 0
+        return bool(self.sent) and not self.replies.get(self.sent[-1])
 
 
 class Load:
@@ -84,7 +93,7 @@ class Load:
             text = msg.plain_text or msg.text or ""
             for question in partner.sent:
                 if text == answer(question):
-                    partner.replies[question] = partner.replies.get(question, 0) + 1
+                    partner.replies.setdefault(question, []).append(msg.timestamp)
         self._seen = len(sent)
         if not self.sending:
             return
@@ -161,11 +170,14 @@ class Bot:
             return bool(body.get("status") in ("ok", "degraded"))
         return False
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
+    def kill(self) -> tuple[float, float]:
+        """SIGKILL: no shutdown code runs. Returns when the signal went and when the process was gone (wall
+        clock, as the fake Telegram stamps what it accepts)."""
         assert self.process is not None
+        signalled = time.time()
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
+        return signalled, time.time()
 
     def stop(self) -> int:
         """SIGTERM and wait for a clean exit."""
@@ -200,7 +212,7 @@ def test_sigkill_at_random_moments_loses_no_message(
     tmp_path: Path, fakes: tuple[FakeTelegramServer, FakeSheetsServer, FakeGeminiServer]
 ) -> None:
     """12 SIGKILLs of `marketingbot run` under load (some during a sheet outage): every message is answered and
-    in E exactly once, in order; duplicates (the reply accepted right before a kill) are counted."""
+    in E exactly once, in order; a reply sent twice was accepted right before a kill and resent after it."""
     tg, sheets, gemini = fakes
     tids = [FIRST_TID + i for i in range(PARTNERS)]
     seed(sheets, tids)
@@ -208,6 +220,7 @@ def test_sigkill_at_random_moments_loses_no_message(
     rng = random.Random(SEED)
     bot = Bot(tmp_path, tg, sheets, gemini)
     load = Load(tg, tids)
+    kills: list[tuple[float, float]] = []
     bot.start()
     try:
         assert _wait(bot.serving, load, 30), "the bot did not start"
@@ -215,7 +228,7 @@ def test_sigkill_at_random_moments_loses_no_message(
             outage = kill % 4 == 3  # the kill lands while writes wait in the outbox and the turn journal
             sheets.set_outage(outage)
             _wait(lambda: False, load, rng.uniform(0.2, 1.2))
-            bot.kill()
+            kills.append(bot.kill())
             sheets.set_outage(False) if rng.random() < 0.5 else None  # replay sometimes starts right at boot
             bot.start()
             assert _wait(bot.serving, load, 30), f"the bot did not come back after kill {kill + 1}"
@@ -240,12 +253,16 @@ def test_sigkill_at_random_moments_loses_no_message(
         positions = []
         for question in partner.sent:
             total += 1
-            assert partner.replies.get(question, 0) >= 1, f"{question!r} never answered"
-            duplicates += partner.replies[question] - 1
+            copies = partner.replies.get(question, [])
+            assert copies, f"{question!r} never answered"
+            duplicates += len(copies) - 1
+            for first, again in itertools.pairwise(copies):
+                assert any(signalled - KILL_WINDOW <= first <= gone <= again for signalled, gone in kills), (
+                    f"{question!r} answered again {again - first:.2f} s later without a kill right after the first"
+                )
             assert log.count(f"Пользователь: {question}\n") == 1, f"{question!r} not in E exactly once"
             assert log.count(f"ИИ: {answer(question)}") == 1, f"the answer to {question!r} not in E exactly once"
             positions.append(log.index(f"Пользователь: {question}\n"))
         assert positions == sorted(positions), f"E of {partner.tid} is out of order"
     print(f"\n{total} messages, {KILLS} SIGKILLs: 0 lost, {duplicates} answered twice (reply accepted before a kill)")
     assert total >= 3 * PARTNERS
-    assert duplicates <= KILLS
